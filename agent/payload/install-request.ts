@@ -1,0 +1,34 @@
+import type { ChecksumType } from '../report/install-error.js'
+
+export type { ChecksumType }
+export type ImageType = 'raw' | 'qcow2'
+
+export const checksumHexLength: Record<ChecksumType, number> = {
+  md5: 32,
+  sha1: 40,
+  sha256: 64,
+  sha512: 128,
+}
+
+/** One install, whichever payload shape it came in (install/start or reinstall). */
+export interface InstallRequest {
+  /** Which body shape it was parsed from. */
+  source: 'install-start' | 'reinstall'
+  /** http(s) URL; may hold credentials: show it only through report/redact `safeUrl`. */
+  imageUrl: string
+  imageType: ImageType
+  /** Expected digest of the file as downloaded; `hex` is lower-case. */
+  checksum?: { type: ChecksumType; hex: string }
+  /** Headers sent with the download, in the order given. Values are secrets. */
+  httpHeaders: Array<{ name: string; value: string }>
+  /** Host name for the installed system (details.customHostname or customizations.hostname). */
+  hostname?: string
+  /** configDriveUserData, verbatim. */
+  userData?: string
+  /** configDriveMetadata as key → string value (meta in meta_data.json). */
+  metadata: Record<string, string>
+  /** customizations.sshKey: a public key for cloud-init. */
+  sshKey?: string
+  /** customizations.efiBootloaderPath, e.g. `\EFI\BOOT\BOOTX64.EFI`. */
+  efiBootloaderPath?: string
+}

@@ -1,0 +1,96 @@
+/**
+ * Every result message the agent can give, made in one place.
+ *
+ * Clients match on `code`; people read `message`. The OVH messages are kept word for word
+ * (see docs/result-messages.md, which a test keeps equal to `resultMessages` below); the agent's
+ * own follow the same style: one sentence, the facts that let the customer fix it, never a secret.
+ */
+
+export type ChecksumType = 'md5' | 'sha1' | 'sha256' | 'sha512'
+
+/** The message table: one entry per code, the `template` as shown in docs/result-messages.md. */
+export const resultMessages = {
+  // OVH's messages, word for word.
+  DOWNLOAD_FAILED: { ovh: true, template: 'Could not download image located: `URL`.', when: 'the download failed (network error, HTTP error, body shorter or longer than announced); the URL is shown without credentials, the cause goes to the log' },
+  QCOW2_TOO_BIG: { ovh: true, template: 'Could not download, qcow2 image is too big to download in memory.', when: 'the qcow2 does not fit in the memory budget (RAM − 3 GiB, or --memory-limit)' },
+  QCOW2_WRITE_FAILED: { ovh: true, template: "Can't write qcow2 on disk.", when: 'the qcow2 image could not be written to the disk' },
+  BAD_IMAGE_FORMAT: { ovh: true, template: 'Bad format image, expected: qcow2, raw.', when: 'imageType (or the image itself) is neither qcow2 nor raw' },
+  BAD_CHECKSUM_TYPE: { ovh: true, template: 'Bad checkSumType, expected: sha1, sha256, md5, sha512.', when: 'imageCheckSumType is not one of the four (OVH\'s text omits sha512, which it accepts)' },
+  CHECKSUM_MISMATCH: { ovh: true, template: 'Bad TYPE for downloaded file, got: HEX while expecting HEX.', when: 'the digest of the downloaded bytes is not the one given' },
+  GPT_MOVE_FAILED: { ovh: true, template: 'Can not move backup GPT data structures to the end of disk.', when: 'the GPT could not be repaired after writing' },
+  CONFIGDRIVE_FAILED: { ovh: true, template: 'Could not create configdrive on disk.', when: 'the ConfigDrive partition could not be made or written' },
+  // The agent's own, in the same style.
+  PAYLOAD_MISSING_FIELD: { ovh: false, template: 'Missing FIELD, it is required.', when: 'a required payload field is absent or empty' },
+  PAYLOAD_BAD_FIELD: { ovh: false, template: 'Bad FIELD, expected: WHAT.', when: 'a payload field has a value the agent cannot use; the message names the field' },
+  RAW_WRITE_FAILED: { ovh: false, template: "Can't write raw on disk.", when: 'writing the raw image to the disk failed (I/O error)' },
+  IMAGE_TOO_BIG_FOR_DISK: { ovh: false, template: 'Image is too big for disk, got: N bytes while disk DISK holds N bytes.', when: 'the announced or downloaded size exceeds the disk; refused before any write when the size is announced' },
+  DISK_UNAVAILABLE: { ovh: false, template: 'Could not open disk DISK: REASON.', when: 'the target disk cannot be opened or measured' },
+  CANCELLED: { ovh: false, template: 'Install cancelled, the disk was left unbootable.', when: 'the install was aborted (signal or API cancel) after writing began; before writing, the disk is untouched and the message says so' },
+  CANCELLED_UNTOUCHED: { ovh: false, template: 'Install cancelled, the disk was not modified.', when: 'the install was aborted before any byte was written' },
+  INTERNAL_ERROR: { ovh: false, template: 'Install failed on an internal error, the disk was left unbootable.', when: 'an unexpected error; details in the log' },
+} as const satisfies Record<string, { ovh: boolean; template: string; when: string }>
+
+export type InstallErrorCode = keyof typeof resultMessages
+
+export interface InstallErrorOptions {
+  /** The underlying error, for the log only (never shown to the customer). */
+  cause?: unknown
+}
+
+/** A failure of the install: a stable `code` and the customer-facing `message`. */
+export class InstallError extends Error {
+  readonly code: InstallErrorCode
+
+  constructor (code: InstallErrorCode, message: string, options: InstallErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'InstallError'
+    this.code = code
+  }
+
+  toJSON (): { code: InstallErrorCode; message: string } {
+    return { code: this.code, message: this.message }
+  }
+}
+
+/** Constructors, one per code: the only place messages are written. */
+export const errors = {
+  downloadFailed: (safeUrl: string, cause?: unknown) =>
+    new InstallError('DOWNLOAD_FAILED', `Could not download image located: \`${safeUrl}\`.`, { cause }),
+  qcow2TooBig: (cause?: unknown) =>
+    new InstallError('QCOW2_TOO_BIG', 'Could not download, qcow2 image is too big to download in memory.', { cause }),
+  qcow2WriteFailed: (cause?: unknown) =>
+    new InstallError('QCOW2_WRITE_FAILED', "Can't write qcow2 on disk.", { cause }),
+  badImageFormat: (cause?: unknown) =>
+    new InstallError('BAD_IMAGE_FORMAT', 'Bad format image, expected: qcow2, raw.', { cause }),
+  badChecksumType: () =>
+    new InstallError('BAD_CHECKSUM_TYPE', 'Bad checkSumType, expected: sha1, sha256, md5, sha512.'),
+  checksumMismatch: (type: ChecksumType, gotHex: string, expectedHex: string) =>
+    new InstallError('CHECKSUM_MISMATCH', `Bad ${type} for downloaded file, got: ${gotHex} while expecting ${expectedHex}.`),
+  gptMoveFailed: (cause?: unknown) =>
+    new InstallError('GPT_MOVE_FAILED', 'Can not move backup GPT data structures to the end of disk.', { cause }),
+  configDriveFailed: (cause?: unknown) =>
+    new InstallError('CONFIGDRIVE_FAILED', 'Could not create configdrive on disk.', { cause }),
+  payloadMissingField: (field: string) =>
+    new InstallError('PAYLOAD_MISSING_FIELD', `Missing ${field}, it is required.`),
+  payloadBadField: (field: string, expected: string) =>
+    new InstallError('PAYLOAD_BAD_FIELD', `Bad ${field}, expected: ${expected}.`),
+  rawWriteFailed: (cause?: unknown) =>
+    new InstallError('RAW_WRITE_FAILED', "Can't write raw on disk.", { cause }),
+  imageTooBigForDisk: (imageBytes: number, diskPath: string, diskBytes: number) =>
+    new InstallError('IMAGE_TOO_BIG_FOR_DISK', `Image is too big for disk, got: ${imageBytes} bytes while disk ${diskPath} holds ${diskBytes} bytes.`),
+  diskUnavailable: (diskPath: string, reason: string, cause?: unknown) =>
+    new InstallError('DISK_UNAVAILABLE', `Could not open disk ${diskPath}: ${reason}.`, { cause }),
+  cancelled: () =>
+    new InstallError('CANCELLED', 'Install cancelled, the disk was left unbootable.'),
+  cancelledUntouched: () =>
+    new InstallError('CANCELLED_UNTOUCHED', 'Install cancelled, the disk was not modified.'),
+  internalError: (cause?: unknown) =>
+    new InstallError('INTERNAL_ERROR', 'Install failed on an internal error, the disk was left unbootable.', { cause }),
+}
+
+/** Callers match on `code`, not on `instanceof` (errors may cross module copies or workers). */
+export function isInstallError (err: unknown): err is InstallError {
+  if (!(err instanceof Error) || err.name !== 'InstallError') return false
+  const code: unknown = (err as Error & { code?: unknown }).code
+  return typeof code === 'string' && Object.hasOwn(resultMessages, code)
+}
