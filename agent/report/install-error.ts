@@ -10,6 +10,8 @@ export type ChecksumType = 'md5' | 'sha1' | 'sha256' | 'sha512'
 
 /** The message table: one entry per code, the `template` as shown in docs/result-messages.md. */
 export const resultMessages = {
+  // Success.
+  INSTALLED: { ovh: false, template: 'Image installed on DISK: N bytes of TYPE written MODE, CHECK.', when: 'the install succeeded; MODE is `from memory` or `while streaming`, CHECK is `sha512 verified` (the type given) or `no checksum given`' },
   // OVH's messages, word for word.
   DOWNLOAD_FAILED: { ovh: true, template: 'Could not download image located: `URL`.', when: 'the download failed (network error, HTTP error, body shorter or longer than announced); the URL is shown without credentials, the cause goes to the log' },
   QCOW2_TOO_BIG: { ovh: true, template: 'Could not download, qcow2 image is too big to download in memory.', when: 'the qcow2 does not fit in the memory budget (RAM − 3 GiB, or --memory-limit)' },
@@ -30,7 +32,8 @@ export const resultMessages = {
   INTERNAL_ERROR: { ovh: false, template: 'Install failed on an internal error, the disk was left unbootable.', when: 'an unexpected error; details in the log' },
 } as const satisfies Record<string, { ovh: boolean; template: string; when: string }>
 
-export type InstallErrorCode = keyof typeof resultMessages
+export type ResultCode = keyof typeof resultMessages
+export type InstallErrorCode = Exclude<ResultCode, 'INSTALLED'>
 
 export interface InstallErrorOptions {
   /** The underlying error, for the log only (never shown to the customer). */
@@ -88,9 +91,18 @@ export const errors = {
     new InstallError('INTERNAL_ERROR', 'Install failed on an internal error, the disk was left unbootable.', { cause }),
 }
 
+export type InstallMode = 'memory' | 'stream'
+
+/** The one success message. */
+export function installedMessage (info: { diskPath: string; bytes: number; imageType: string; mode: InstallMode; checksumType: ChecksumType | undefined }): string {
+  const mode = info.mode === 'memory' ? 'from memory' : 'while streaming'
+  const check = info.checksumType === undefined ? 'no checksum given' : `${info.checksumType} verified`
+  return `Image installed on ${info.diskPath}: ${info.bytes} bytes of ${info.imageType} written ${mode}, ${check}.`
+}
+
 /** Callers match on `code`, not on `instanceof` (errors may cross module copies or workers). */
 export function isInstallError (err: unknown): err is InstallError {
   if (!(err instanceof Error) || err.name !== 'InstallError') return false
   const code: unknown = (err as Error & { code?: unknown }).code
-  return typeof code === 'string' && Object.hasOwn(resultMessages, code)
+  return typeof code === 'string' && code !== 'INSTALLED' && Object.hasOwn(resultMessages, code)
 }

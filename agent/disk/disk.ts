@@ -1,0 +1,144 @@
+import { execFile } from 'node:child_process'
+import { constants, promises as fs } from 'node:fs'
+import type { FileHandle } from 'node:fs/promises'
+import { errors } from '../report/install-error.js'
+
+export type DiskKind = 'file' | 'block'
+
+export interface DiskOpenOptions {
+  /** Open read-only (for checks); default read-write. */
+  readOnly?: boolean
+}
+
+/** Where the kernel describes a block device: /sys/dev/block/MAJOR:MINOR. */
+function sysfsDir (rdev: number): string {
+  // Linux dev_t encoding as glibc's gnu_dev_major/minor decode it.
+  const major = ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff)
+  const minor = (rdev & 0xff) | ((rdev >>> 12) & ~0xff)
+  return `/sys/dev/block/${major}:${minor}`
+}
+
+async function readSysfsInteger (path: string): Promise<number> {
+  const text = (await fs.readFile(path, 'utf8')).trim()
+  const value = Number(text)
+  if (!Number.isSafeInteger(value) || value < 0) throw new Error(`unexpected value ${JSON.stringify(text)} in ${path}`)
+  return value
+}
+
+function describe (err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code
+  if (code === 'ENOENT') return 'no such file or device'
+  if (code === 'EBUSY') return 'it is in use (mounted, or held by another program)'
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied'
+  if (code === 'EROFS') return 'it is read-only'
+  if (typeof code === 'string') return code
+  return err instanceof Error ? err.message : 'unknown error'
+}
+
+/**
+ * The install target: a regular file (tests, virtual disks) or a block device.
+ * Positional I/O only; every write is checked against the size so nothing lands outside the disk.
+ */
+export class Disk {
+  private constructor (
+    readonly path: string,
+    readonly kind: DiskKind,
+    readonly sizeBytes: number,
+    readonly logicalSectorBytes: number,
+    private readonly handle: FileHandle,
+  ) {}
+
+  static async open (path: string, options: DiskOpenOptions = {}): Promise<Disk> {
+    let stat
+    try {
+      stat = await fs.stat(path)
+    } catch (err) {
+      throw errors.diskUnavailable(path, describe(err), err)
+    }
+    if (!stat.isFile() && !stat.isBlockDevice()) throw errors.diskUnavailable(path, 'not a regular file or a block device')
+    const kind: DiskKind = stat.isBlockDevice() ? 'block' : 'file'
+    // O_EXCL on a block device fails with EBUSY while it is mounted or claimed: never write under a live filesystem.
+    const flags = options.readOnly === true
+      ? constants.O_RDONLY
+      : constants.O_RDWR | (kind === 'block' ? constants.O_EXCL : 0)
+    let handle: FileHandle
+    try {
+      handle = await fs.open(path, flags)
+    } catch (err) {
+      throw errors.diskUnavailable(path, describe(err), err)
+    }
+    try {
+      let sizeBytes = stat.size
+      let logicalSectorBytes = 512
+      if (kind === 'block') {
+        const dir = sysfsDir(stat.rdev)
+        // /sys/…/size counts 512-byte units whatever the device's sector size.
+        sizeBytes = (await readSysfsInteger(`${dir}/size`)) * 512
+        logicalSectorBytes = await readSysfsInteger(`${dir}/queue/logical_block_size`)
+          .catch(async () => await readSysfsInteger(`${dir}/../queue/logical_block_size`))
+      }
+      if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new Error('size is zero')
+      if (![512, 1024, 2048, 4096].includes(logicalSectorBytes)) throw new Error(`unsupported logical sector size ${logicalSectorBytes}`)
+      return new Disk(path, kind, sizeBytes, logicalSectorBytes, handle)
+    } catch (err) {
+      await handle.close()
+      throw errors.diskUnavailable(path, describe(err), err)
+    }
+  }
+
+  private checkRange (offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset + length > this.sizeBytes) {
+      throw new RangeError(`I/O of ${length} bytes at ${offset} is outside ${this.path} (${this.sizeBytes} bytes)`)
+    }
+  }
+
+  /** Writes all of `data` at `offset` (loops on short writes). */
+  async write (data: Uint8Array, offset: number): Promise<void> {
+    this.checkRange(offset, data.length)
+    let done = 0
+    while (done < data.length) {
+      const { bytesWritten } = await this.handle.write(data, done, data.length - done, offset + done)
+      if (bytesWritten <= 0) throw new Error(`short write at ${offset + done} on ${this.path}`)
+      done += bytesWritten
+    }
+  }
+
+  /** Fills `data` from `offset`; bytes past the end of a regular file read as zeros. */
+  async read (data: Uint8Array, offset: number): Promise<void> {
+    this.checkRange(offset, data.length)
+    let done = 0
+    while (done < data.length) {
+      const { bytesRead } = await this.handle.read(data, done, data.length - done, offset + done)
+      if (bytesRead === 0) {
+        data.fill(0, done)
+        return
+      }
+      done += bytesRead
+    }
+  }
+
+  /** Writes zeros over [offset, offset + length). */
+  async zero (offset: number, length: number): Promise<void> {
+    const block = Buffer.alloc(Math.min(length, 1024 * 1024)) // 1 MiB of zeros at a time
+    for (let at = offset; at < offset + length; at += block.length) {
+      await this.write(block.subarray(0, Math.min(block.length, offset + length - at)), at)
+    }
+  }
+
+  async sync (): Promise<void> {
+    await this.handle.datasync()
+  }
+
+  /** Asks the kernel to read the partition table again (block devices only; a no-op for files). */
+  async rereadPartitions (): Promise<void> {
+    if (this.kind !== 'block') return
+    // Node has no ioctl(BLKRRPART); util-linux or busybox `blockdev` does exactly that one call.
+    await new Promise<void>((resolve, reject) => {
+      execFile('blockdev', ['--rereadpt', this.path], { timeout: 30_000 }, (err) => { if (err) reject(err); else resolve() })
+    })
+  }
+
+  async close (): Promise<void> {
+    await this.handle.close()
+  }
+}

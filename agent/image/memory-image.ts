@@ -1,0 +1,74 @@
+/**
+ * An image held in memory as a list of large slabs (no single huge Buffer), filled in order.
+ * Its capacity is the memory budget: going past it throws `MemoryBudgetExceeded`, and the caller
+ * decides what that means (raw: switch to streaming; qcow2: "too big to download in memory").
+ */
+
+export const SLAB_BYTES = 16 * 1024 * 1024 // 16 MiB per slab
+
+export class MemoryBudgetExceeded extends Error {
+  constructor (readonly limitBytes: number) {
+    super(`image exceeds the memory budget of ${limitBytes} bytes`)
+    this.name = 'MemoryBudgetExceeded'
+  }
+}
+
+export class MemoryImage {
+  private slabs: Buffer[] = []
+  private used = 0 // bytes used in the last slab
+  private total = 0
+
+  constructor (readonly limitBytes: number) {}
+
+  get sizeBytes (): number {
+    return this.total
+  }
+
+  /** Copies `chunk` in at the end. */
+  append (chunk: Uint8Array): void {
+    if (this.total + chunk.length > this.limitBytes) throw new MemoryBudgetExceeded(this.limitBytes)
+    let from = 0
+    while (from < chunk.length) {
+      let slab = this.slabs[this.slabs.length - 1]
+      if (slab === undefined || this.used === slab.length) {
+        slab = Buffer.allocUnsafeSlow(Math.min(SLAB_BYTES, Math.max(this.limitBytes - this.total, 1)))
+        this.slabs.push(slab)
+        this.used = 0
+      }
+      const n = Math.min(slab.length - this.used, chunk.length - from)
+      slab.set(chunk.subarray(from, from + n), this.used)
+      this.used += n
+      from += n
+    }
+    this.total += chunk.length
+  }
+
+  /** The filled parts of the slabs, in order, with their offsets in the image. */
+  * pieces (): Generator<{ offset: number; data: Buffer }> {
+    let offset = 0
+    for (let i = 0; i < this.slabs.length; i++) {
+      const slab = this.slabs[i] as Buffer
+      const data = i === this.slabs.length - 1 ? slab.subarray(0, this.used) : slab
+      yield { offset, data }
+      offset += data.length
+    }
+  }
+
+  /** Copies bytes [offset, offset + length) of the image out. */
+  read (offset: number, length: number): Buffer {
+    const out = Buffer.alloc(Math.max(0, Math.min(length, this.total - offset)))
+    for (const piece of this.pieces()) {
+      const start = Math.max(offset, piece.offset)
+      const end = Math.min(offset + out.length, piece.offset + piece.data.length)
+      if (start < end) piece.data.copy(out, start - offset, start - piece.offset, end - piece.offset)
+    }
+    return out
+  }
+
+  /** Forgets everything (the download restarted from byte 0, or the image went to disk). */
+  clear (): void {
+    this.slabs = []
+    this.used = 0
+    this.total = 0
+  }
+}

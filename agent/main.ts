@@ -1,0 +1,14 @@
+#!/usr/bin/env node
+import { runCli } from './cli.js'
+
+// The process boundary: arguments, standard streams, signals and the exit code live here only.
+const controller = new AbortController()
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => controller.abort(new Error(`${signal} received`)))
+}
+process.exitCode = await runCli(process.argv.slice(2), {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  stdin: process.stdin,
+  signal: controller.signal,
+})

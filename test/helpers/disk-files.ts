@@ -1,0 +1,52 @@
+import { execFileSync } from 'node:child_process'
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+export function tempDir (prefix = 'byoi-test-'): { path: string; remove: () => void } {
+  const path = mkdtempSync(join(tmpdir(), prefix))
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) }
+}
+
+/**
+ * A sparse disk file of `sizeBytes` whose first and last 2 MiB (and a band in the middle) hold
+ * non-zero bytes, so that "untouched" and "zeroed" can both be told apart from a fresh file.
+ */
+export function makeDirtyDisk (path: string, sizeBytes: number): void {
+  const fd = openSync(path, 'w')
+  try {
+    ftruncateSync(fd, sizeBytes)
+    const band = Buffer.alloc(2 * 1024 * 1024, 0xa5)
+    writeSync(fd, band, 0, band.length, 0)
+    writeSync(fd, band, 0, band.length, Math.floor(sizeBytes / 2))
+    writeSync(fd, band, 0, band.length, sizeBytes - band.length)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** Reads [offset, offset + length) of a file or a block device. */
+export function readRange (path: string, offset: number, length: number): Buffer {
+  const out = Buffer.alloc(length)
+  const fd = openSync(path, 'r')
+  try {
+    let done = 0
+    while (done < length) {
+      const n = readSync(fd, out, done, length - done, offset + done)
+      if (n === 0) break
+      done += n
+    }
+  } finally {
+    closeSync(fd)
+  }
+  return out
+}
+
+/** Attaches a loop device (optionally with 4096-byte logical sectors); detach only what was attached. */
+export function attachLoop (file: string, sectorBytes = 512): { device: string; detach: () => void } {
+  const args = ['-f', '--show']
+  if (sectorBytes !== 512) args.push('-b', String(sectorBytes))
+  const device = execFileSync('losetup', [...args, file], { encoding: 'utf8' }).trim()
+  return { device, detach: () => execFileSync('losetup', ['-d', device]) }
+}
+

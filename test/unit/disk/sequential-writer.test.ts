@@ -1,0 +1,87 @@
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Disk } from '../../../agent/disk/disk.js'
+import { HEAD_BYTES, SequentialWriter } from '../../../agent/disk/sequential-writer.js'
+import { errors } from '../../../agent/report/install-error.js'
+import { tempDir } from '../../helpers/disk-files.js'
+
+const tmp = tempDir()
+t.teardown(tmp.remove)
+const MiB = 1024 * 1024
+
+async function openDisk (name: string, sizeBytes: number, fill = 0xee): Promise<Disk> {
+  const path = join(tmp.path, name)
+  writeFileSync(path, Buffer.alloc(sizeBytes, fill))
+  return await Disk.open(path)
+}
+
+function writerFor (disk: Disk, slabBytes = 64 * 1024): SequentialWriter {
+  return new SequentialWriter(disk, {
+    slabBytes,
+    maxInFlight: 3,
+    limitBytes: disk.sizeBytes,
+    tooBig: (n) => errors.imageTooBigForDisk(n, disk.path, disk.sizeBytes),
+    writeFailed: (cause) => errors.rawWriteFailed(cause),
+  })
+}
+
+t.test('writes everything but the first MiB, which it returns', async (t) => {
+  const disk = await openDisk('a.img', 8 * MiB)
+  t.teardown(() => disk.close())
+  const data = randomBytes(5 * MiB + 333)
+  const writer = writerFor(disk)
+  for (let at = 0; at < data.length; at += 7777) await writer.write(data.subarray(at, at + 7777))
+  t.equal(writer.bytes, data.length)
+  const head = await writer.finish()
+  t.ok(head.equals(data.subarray(0, HEAD_BYTES)), 'head is the first MiB')
+  const onDisk = readFileSync(disk.path)
+  t.ok(onDisk.subarray(0, HEAD_BYTES).equals(Buffer.alloc(HEAD_BYTES, 0xee)), 'first MiB not written')
+  t.ok(onDisk.subarray(HEAD_BYTES, data.length).equals(data.subarray(HEAD_BYTES)), 'the rest is')
+  t.ok(writer.wroteToDisk)
+})
+
+t.test('an image smaller than a MiB never touches the disk', async (t) => {
+  const disk = await openDisk('b.img', 4 * MiB)
+  t.teardown(() => disk.close())
+  const writer = writerFor(disk)
+  await writer.write(Buffer.alloc(1000, 7))
+  const head = await writer.finish()
+  t.equal(head.length, 1000)
+  t.notOk(writer.wroteToDisk)
+})
+
+t.test('rewind starts again at byte 0', async (t) => {
+  const disk = await openDisk('c.img', 8 * MiB)
+  t.teardown(() => disk.close())
+  const first = randomBytes(3 * MiB)
+  const second = randomBytes(2 * MiB)
+  const writer = writerFor(disk)
+  await writer.write(first)
+  await writer.rewind()
+  t.equal(writer.bytes, 0)
+  await writer.write(second)
+  const head = await writer.finish()
+  t.ok(head.equals(second.subarray(0, HEAD_BYTES)))
+  t.ok(readFileSync(disk.path).subarray(HEAD_BYTES, 2 * MiB).equals(second.subarray(HEAD_BYTES)))
+})
+
+t.test('going past the limit throws the given error before writing the chunk', async (t) => {
+  const disk = await openDisk('d.img', 2 * MiB)
+  t.teardown(() => disk.close())
+  const writer = writerFor(disk)
+  await writer.write(Buffer.alloc(2 * MiB - 10))
+  await t.rejects(writer.write(Buffer.alloc(11)), { code: 'IMAGE_TOO_BIG_FOR_DISK' })
+})
+
+t.test('a write error surfaces as the step\'s error', async (t) => {
+  const disk = await openDisk('e.img', 8 * MiB)
+  const writer = writerFor(disk)
+  await writer.write(Buffer.alloc(HEAD_BYTES))
+  await disk.close() // every later write fails with EBADF
+  await t.rejects(async () => {
+    await writer.write(Buffer.alloc(2 * MiB))
+    await writer.finish()
+  }, { code: 'RAW_WRITE_FAILED' })
+})

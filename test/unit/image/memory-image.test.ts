@@ -1,0 +1,40 @@
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import { MemoryBudgetExceeded, MemoryImage, SLAB_BYTES } from '../../../agent/image/memory-image.js'
+
+t.test('appends across slabs and reads back any range', async (t) => {
+  const data = randomBytes(SLAB_BYTES * 2 + 12345)
+  const image = new MemoryImage(data.length)
+  for (let at = 0; at < data.length; at += 100_003) image.append(data.subarray(at, at + 100_003))
+  t.equal(image.sizeBytes, data.length)
+  const pieces = [...image.pieces()]
+  t.equal(pieces.length, 3, 'three 16 MiB slabs')
+  t.ok(Buffer.concat(pieces.map((p) => p.data)).equals(data), 'pieces in order')
+  t.same(pieces.map((p) => p.offset), [0, SLAB_BYTES, 2 * SLAB_BYTES])
+  t.ok(image.read(SLAB_BYTES - 10, 20).equals(data.subarray(SLAB_BYTES - 10, SLAB_BYTES + 10)), 'read across a slab boundary')
+  t.equal(image.read(data.length - 5, 100).length, 5, 'read past the end is short')
+})
+
+t.test('refuses to grow past its budget, without keeping the chunk', async (t) => {
+  const image = new MemoryImage(1000)
+  image.append(Buffer.alloc(600))
+  t.throws(() => image.append(Buffer.alloc(401)), MemoryBudgetExceeded)
+  t.equal(image.sizeBytes, 600)
+  image.append(Buffer.alloc(400))
+  t.equal(image.sizeBytes, 1000)
+})
+
+t.test('a small budget allocates a small slab', async (t) => {
+  const image = new MemoryImage(100)
+  image.append(Buffer.alloc(10, 1))
+  const [piece] = [...image.pieces()]
+  t.equal(piece?.data.buffer.byteLength, 100)
+})
+
+t.test('clear forgets everything', async (t) => {
+  const image = new MemoryImage(1000)
+  image.append(Buffer.alloc(600, 1))
+  image.clear()
+  t.equal(image.sizeBytes, 0)
+  t.same([...image.pieces()], [])
+})
