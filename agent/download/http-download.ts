@@ -1,0 +1,483 @@
+/**
+ * The HTTP image source: one GET (redirects followed by hand), retried with backoff, resumed
+ * with `Range` + `If-Range` when a body breaks, the digest computed over the bytes as they
+ * stream. Every byte of the file reaches the sink exactly once, in order, since its last rewind.
+ */
+import { createHash, type Hash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Logger } from 'pino'
+import { Agent, type Dispatcher } from 'undici'
+import { errors } from '../report/install-error.js'
+import { redactHeaders, safeUrl } from '../report/redact.js'
+import { AttemptFailure, SinkError } from './attempt-failure.js'
+import {
+  errorCode, honoursRetryAfter, isRedirectStatus, isRetryableError, isRetryableStatus, parseRetryAfterMs, retryDelayMs,
+} from './retry-policy.js'
+import { userAgent } from './user-agent.js'
+import {
+  headerValue, ifRangeValidator, parseContentLength, parseContentRange, strongEtag, type ResponseHeaders,
+} from './validators.js'
+
+export type DigestType = 'md5' | 'sha1' | 'sha256' | 'sha512'
+
+export interface DownloadSink {
+  /** Called once with the size the server announced for the whole file (Content-Length of a 200, or the total of a Content-Range), or undefined; before any byte. Throwing here aborts the download with that error, unchanged. Not called again after a rewind, even if the file came back with another size: a sink must still check what it is given. */
+  begin (sizeBytes: number | undefined): void | Promise<void>
+  /** The next bytes of the file, in order, each byte exactly once (awaited: backpressure). */
+  write (chunk: Buffer): Promise<void>
+  /** The server could not resume: everything given so far is void, the next write is byte 0 again. */
+  rewind (): void | Promise<void>
+}
+
+export interface DownloadOptions {
+  url: string
+  headers: Array<{ name: string; value: string }>
+  /** Digest over the bytes as downloaded, as they stream. */
+  digestType?: DigestType
+  signal?: AbortSignal
+  logger?: Logger
+  /** Default 30_000 (30 s). */
+  connectTimeoutMs?: number
+  /** No byte for this long fails that attempt (headers or body); default 60_000 (60 s). undici's timers tick every ~0.5 s, so it fires up to ~1 s late. */
+  idleTimeoutMs?: number
+  /** Default 6: the first try and 5 retries. */
+  maxAttempts?: number
+  /** First backoff delay, doubled per attempt, with jitter; default 1000 (1 s). */
+  retryBaseDelayMs?: number
+  /** Cap on any wait between attempts, Retry-After included; default 30_000 (30 s). */
+  maxRetryDelayMs?: number
+  /** Default 5. */
+  maxRedirects?: number
+  /** Called after each chunk the sink took; keep it cheap. */
+  onProgress?: (p: { bytes: number; totalBytes: number | undefined }) => void
+}
+
+export interface DownloadResult {
+  /** Bytes given to the sink since its last rewind: the size of the file. */
+  bytes: number
+  /** Lower-case hex digest of those bytes, when digestType was given. */
+  digestHex: string | undefined
+  /** The whole-file size the server announced, if it did. */
+  contentLength: number | undefined
+  attempts: number
+}
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 30_000 // 30 s
+const DEFAULT_IDLE_TIMEOUT_MS = 60_000 // 60 s without a byte
+const DEFAULT_MAX_ATTEMPTS = 6 // the first try + 5 retries
+const DEFAULT_RETRY_BASE_DELAY_MS = 1000 // 1 s, doubled per attempt
+const DEFAULT_MAX_RETRY_DELAY_MS = 30_000 // 30 s
+const DEFAULT_MAX_REDIRECTS = 5
+
+/** Request headers the download owns: a customer's own versions of them are dropped. */
+const OWN_HEADERS = new Set(['accept-encoding', 'range', 'if-range'])
+
+/** Longest piece of a server's reason phrase or of an error message that goes to a log. */
+const MAX_LOGGED_TEXT = 120
+
+/** The options, resolved once. */
+interface Job {
+  url: URL
+  shownUrl: string
+  /** Sent to the original URL's origin (scheme + host + port): the customer's headers and ours. */
+  originHeaders: string[]
+  /** Sent anywhere else a redirect leads: ours only. */
+  foreignHeaders: string[]
+  digestType: DigestType | undefined
+  signal: AbortSignal | undefined
+  logger: Logger | undefined
+  connectTimeoutMs: number
+  idleTimeoutMs: number
+  maxAttempts: number
+  retryBaseDelayMs: number
+  maxRetryDelayMs: number
+  maxRedirects: number
+  onProgress: DownloadOptions['onProgress']
+}
+
+/** The bytes given to the sink since its last rewind, and what may guard resuming after them. */
+interface Run {
+  bytes: number
+  hash: Hash | undefined
+  /** Whole-file size announced by the answer that began this run. */
+  totalBytes: number | undefined
+  /** If-Range value from that answer; undefined: this run cannot be resumed, only restarted. */
+  validator: string | undefined
+  /** The next attempt must start from byte 0 (the server refused or botched a resume). */
+  restart: boolean
+  /** sink.begin has been called. */
+  begun: boolean
+}
+
+/** One response, with the agent that holds its connection (one agent per request; see send()). */
+interface Answer {
+  url: URL
+  statusCode: number
+  statusText: string
+  headers: ResponseHeaders
+  body: Dispatcher.ResponseData['body']
+  agent: Agent
+  /** Garbage the connection reported after this response; see closeAfterBody(). */
+  framingErrors: unknown[]
+}
+
+/** What one accepted response (200 or 206) brings. */
+interface BodyPlan {
+  /** The body starts at byte 0 of the file: a new run. */
+  fromZero: boolean
+  /** Bytes this body must carry, when announced. */
+  expectedBytes: number | undefined
+  /** Whole-file size, when announced. */
+  totalBytes: number | undefined
+  /** For a new run: the If-Range value that may resume it later. */
+  validator: string | undefined
+  /** A 206 that stops before the end of the file: the rest needs another request. */
+  endsBeforeFileEnd: boolean
+}
+
+/**
+ * Downloads `options.url` into `sink`. Resolves once the whole file went through the sink;
+ * rejects with `errors.downloadFailed` (code DOWNLOAD_FAILED) when the download cannot be done,
+ * with the sink's own error (unchanged) when the sink threw, with an AbortError (or the
+ * signal's reason) when aborted.
+ */
+export async function download (options: DownloadOptions, sink: DownloadSink): Promise<DownloadResult> {
+  const job = prepare(options)
+  const { signal, logger } = job
+  const run: Run = { bytes: 0, hash: newHash(job), totalBytes: undefined, validator: undefined, restart: false, begun: false }
+  logger?.debug({ url: job.shownUrl, headers: redactHeaders(Object.fromEntries(options.headers.map((h) => [h.name, h.value]))) }, 'download starts')
+
+  for (let attempt = 1; ; attempt++) {
+    if (isAborted(signal)) throw abortError(signal)
+    try {
+      await runAttempt(job, sink, run)
+      logger?.info({ url: job.shownUrl, bytes: run.bytes, attempts: attempt }, 'download complete')
+      return { bytes: run.bytes, digestHex: run.hash?.digest('hex'), contentLength: run.totalBytes, attempts: attempt }
+    } catch (err) {
+      if (err instanceof SinkError) throw err.error
+      if (isAborted(signal)) throw abortError(signal)
+      const failure = err instanceof AttemptFailure ? err : fromError(err)
+      failure.attempt = attempt
+      if (failure.restart) run.restart = true
+      const logged = { url: job.shownUrl, attempt, maxAttempts: job.maxAttempts, statusCode: failure.statusCode, code: failure.code, reason: failure.message, bytes: run.bytes }
+      if (!failure.retryable || attempt >= job.maxAttempts) {
+        logger?.error(logged, 'download failed')
+        throw errors.downloadFailed(job.shownUrl, failure)
+      }
+      const delayMs = retryDelayMs({ attempt, baseDelayMs: job.retryBaseDelayMs, maxDelayMs: job.maxRetryDelayMs, retryAfterMs: failure.retryAfterMs })
+      logger?.warn({ ...logged, retryAfterMs: failure.retryAfterMs, delayMs }, 'download attempt failed; retrying')
+      try {
+        await sleep(delayMs, undefined, { signal })
+      } catch (sleepErr) {
+        if (isAborted(signal)) throw abortError(signal)
+        throw sleepErr
+      }
+    }
+  }
+}
+
+function prepare (options: DownloadOptions): Job {
+  const shownUrl = safeUrl(options.url)
+  const refuse = (reason: string): never => {
+    options.logger?.error({ url: shownUrl, reason }, 'download failed')
+    throw errors.downloadFailed(shownUrl, new AttemptFailure(reason, { retryable: false }))
+  }
+  let url: URL
+  try {
+    url = new URL(options.url)
+  } catch {
+    return refuse('the URL is not valid')
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') refuse(`${url.protocol} URLs are not supported, only http and https`)
+  const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS
+  if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) throw new RangeError(`maxAttempts must be a positive integer, got ${maxAttempts}`)
+  return {
+    url,
+    shownUrl,
+    originHeaders: originHeaders(url, options.headers),
+    foreignHeaders: ['user-agent', userAgent, 'accept-encoding', 'identity'],
+    digestType: options.digestType,
+    signal: options.signal,
+    logger: options.logger,
+    connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    maxAttempts,
+    retryBaseDelayMs: options.retryBaseDelayMs ?? DEFAULT_RETRY_BASE_DELAY_MS,
+    maxRetryDelayMs: options.maxRetryDelayMs ?? DEFAULT_MAX_RETRY_DELAY_MS,
+    maxRedirects: options.maxRedirects ?? DEFAULT_MAX_REDIRECTS,
+    onProgress: options.onProgress,
+  }
+}
+
+/**
+ * The headers for the original origin, as a flat name/value list (duplicates kept, in the order
+ * given): the customer's, then ours. `accept-encoding: identity` because the digest is over the
+ * bytes as sent; the customer's User-Agent wins over ours; credentials in the URL become Basic
+ * auth unless an Authorization header was given.
+ */
+function originHeaders (url: URL, headers: DownloadOptions['headers']): string[] {
+  const list: string[] = []
+  let hasUserAgent = false
+  let hasAuthorization = false
+  for (const { name, value } of headers) {
+    const lower = name.toLowerCase()
+    if (OWN_HEADERS.has(lower)) continue
+    if (lower === 'user-agent') hasUserAgent = true
+    if (lower === 'authorization') hasAuthorization = true
+    list.push(name, value)
+  }
+  if (!hasUserAgent) list.push('user-agent', userAgent)
+  list.push('accept-encoding', 'identity')
+  if (!hasAuthorization && (url.username !== '' || url.password !== '')) {
+    const credentials = `${decodeUserInfo(url.username)}:${decodeUserInfo(url.password)}`
+    list.push('authorization', `Basic ${Buffer.from(credentials).toString('base64')}`)
+  }
+  return list
+}
+
+function decodeUserInfo (text: string): string {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return text
+  }
+}
+
+function newHash (job: Job): Hash | undefined {
+  return job.digestType === undefined ? undefined : createHash(job.digestType)
+}
+
+/** One attempt: the request (through its redirects), then the body into the sink. */
+async function runAttempt (job: Job, sink: DownloadSink, run: Run): Promise<void> {
+  // Resume only what a validator guards: a Range without If-Range could splice two versions of the file.
+  const resumeFromBytes = !run.restart && run.bytes > 0 && run.validator !== undefined ? run.bytes : 0
+  const rangeHeaders = resumeFromBytes > 0 && run.validator !== undefined
+    ? ['range', `bytes=${resumeFromBytes}-`, 'if-range', run.validator]
+    : []
+  if (resumeFromBytes > 0) job.logger?.info({ url: job.shownUrl, resumeFromBytes }, 'resuming download')
+
+  const answer = await requestFollowingRedirects(job, rangeHeaders)
+  let closed = false
+  try {
+    const plan = planBody(answer, run, resumeFromBytes)
+    if (plan.fromZero) await startRun(job, sink, run, plan)
+    else if (run.totalBytes === undefined) run.totalBytes = plan.totalBytes
+    const received = await streamBody(job, sink, run, answer.body, plan.expectedBytes)
+    if (plan.expectedBytes !== undefined && received < plan.expectedBytes) {
+      throw new AttemptFailure(`the body ended after ${received} of ${plan.expectedBytes} bytes`, { retryable: true })
+    }
+    closed = true
+    await closeAfterBody(answer)
+    if (plan.endsBeforeFileEnd) {
+      throw new AttemptFailure(`HTTP 206 ended at byte ${run.bytes} of ${run.totalBytes ?? 'unknown'}`, { retryable: true, statusCode: 206 })
+    }
+  } finally {
+    if (!closed) await dispose(answer)
+  }
+}
+
+/** Each attempt starts again from the original URL: a redirect target (often a presigned URL) may have expired. */
+async function requestFollowingRedirects (job: Job, rangeHeaders: string[]): Promise<Answer> {
+  let url = job.url
+  for (let redirects = 0; ; redirects++) {
+    const answer = await send(job, url, rangeHeaders)
+    const { statusCode } = answer
+    if (!isRedirectStatus(statusCode)) return answer
+    await dispose(answer)
+    const location = headerValue(answer.headers, 'location')
+    if (location === undefined) throw new AttemptFailure(`HTTP ${statusCode} without a Location`, { retryable: false, statusCode })
+    if (redirects >= job.maxRedirects) throw new AttemptFailure(`more than ${job.maxRedirects} redirects`, { retryable: false, statusCode })
+    let next: URL
+    try {
+      next = new URL(location, url)
+    } catch {
+      throw new AttemptFailure(`HTTP ${statusCode} with an invalid Location`, { retryable: false, statusCode })
+    }
+    if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+      throw new AttemptFailure(`HTTP ${statusCode} to a ${next.protocol} URL; only http and https are followed`, { retryable: false, statusCode })
+    }
+    job.logger?.debug({ statusCode, from: safeUrl(url.href), to: safeUrl(next.href), sameOrigin: next.origin === job.url.origin }, 'following redirect')
+    url = next
+  }
+}
+
+/**
+ * One GET on its own Agent, closed with its response: the connection then carries this one
+ * response only, so what it reports after the body (see closeAfterBody) is about this body.
+ * The customer's headers go to the original origin only, never to another one a redirect names.
+ */
+async function send (job: Job, url: URL, rangeHeaders: string[]): Promise<Answer> {
+  const agent = new Agent({
+    connectTimeout: job.connectTimeoutMs,
+    headersTimeout: job.idleTimeoutMs,
+    bodyTimeout: job.idleTimeoutMs,
+  })
+  const framingErrors: unknown[] = []
+  agent.on('disconnect', (_origin, _targets, err) => {
+    if (isFramingError(err)) framingErrors.push(err)
+  })
+  const headers = [...(url.origin === job.url.origin ? job.originHeaders : job.foreignHeaders), ...rangeHeaders]
+  try {
+    const response = await agent.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method: 'GET', headers, signal: job.signal })
+    // Body errors reach us through iteration; one destroyed before it is read must not be "unhandled".
+    response.body.on('error', noop)
+    return { url, statusCode: response.statusCode, statusText: response.statusText, headers: response.headers, body: response.body, agent, framingErrors }
+  } catch (err) {
+    await agent.destroy().catch(noop)
+    throw err
+  }
+}
+
+/** Drops a response we will not read (or stopped reading) and its connection. */
+async function dispose (answer: Answer): Promise<void> {
+  answer.body.destroy()
+  await answer.agent.destroy().catch(noop)
+}
+
+/**
+ * A body longer than its Content-Length is never a success. HTTP/1.1 frames the body by that
+ * length, so the extra bytes reach the client where the next response would start; undici
+ * reports them on the connection (a parser error, or "bad response" when no request waits).
+ * Closing the agent waits for the connection's close, by which time what already arrived has
+ * been reported. (Extra bytes that arrive later still are indistinguishable from a new message.)
+ */
+async function closeAfterBody (answer: Answer): Promise<void> {
+  await answer.agent.close()
+  if (answer.framingErrors.length > 0) {
+    throw new AttemptFailure('the server sent more bytes than it announced', { retryable: false, statusCode: answer.statusCode }, answer.framingErrors[0])
+  }
+}
+
+function isFramingError (err: unknown): boolean {
+  const code = errorCode(err)
+  if (code === undefined) return false
+  return code.startsWith('HPE_') || (code === 'UND_ERR_SOCKET' && err instanceof Error && err.message === 'bad response')
+}
+
+/** Decides what a response means for the run: a body to take, or why this attempt failed. */
+function planBody (answer: Answer, run: Run, resumeFromBytes: number): BodyPlan {
+  const { statusCode, headers } = answer
+  const contentLength = parseContentLength(headerValue(headers, 'content-length'))
+
+  if (statusCode === 200) {
+    // The whole file: the server does not do ranges, or If-Range told it the file changed.
+    return { fromZero: true, expectedBytes: contentLength, totalBytes: contentLength, validator: ifRangeValidator(headers), endsBeforeFileEnd: false }
+  }
+
+  if (statusCode === 206) {
+    const restart = (why: string): AttemptFailure => new AttemptFailure(`HTTP 206 ${why}`, { retryable: true, restart: true, statusCode })
+    const range = parseContentRange(headerValue(headers, 'content-range'))
+    if (range === undefined) throw restart('without a valid Content-Range')
+    if (range.start !== resumeFromBytes) throw restart(`from byte ${range.start} where byte ${resumeFromBytes} was asked`)
+    const expectedBytes = range.end - range.start + 1
+    if (contentLength !== undefined && contentLength !== expectedBytes) throw restart(`with Content-Length ${contentLength} for a range of ${expectedBytes} bytes`)
+    if (resumeFromBytes > 0) {
+      // The server said the file is the same (If-Range); check what it shows agrees.
+      if (run.totalBytes !== undefined && range.totalBytes !== run.totalBytes) throw restart(`for a file of ${range.totalBytes ?? 'unknown'} bytes, not ${run.totalBytes}`)
+      if (!sameValidator(run.validator, headers)) throw restart('with another validator than the one resumed')
+    }
+    return {
+      fromZero: range.start === 0,
+      expectedBytes,
+      totalBytes: range.totalBytes,
+      validator: range.start === 0 ? ifRangeValidator(headers) : undefined,
+      endsBeforeFileEnd: range.totalBytes !== undefined && range.end + 1 < range.totalBytes,
+    }
+  }
+
+  if (statusCode === 416 && resumeFromBytes > 0) {
+    throw new AttemptFailure(`HTTP 416 for a resume at byte ${resumeFromBytes}`, { retryable: true, restart: true, statusCode })
+  }
+  const retryAfterMs = honoursRetryAfter(statusCode) ? parseRetryAfterMs(headerValue(headers, 'retry-after'), Date.now()) : undefined
+  throw new AttemptFailure(statusLine(answer), { retryable: isRetryableStatus(statusCode), statusCode, retryAfterMs })
+}
+
+/** A 206's own ETag or Last-Modified, when it sends one, must be the one resumed. */
+function sameValidator (validator: string | undefined, headers: ResponseHeaders): boolean {
+  if (validator === undefined) return true
+  if (validator.startsWith('"')) {
+    const etag = strongEtag(headerValue(headers, 'etag'))
+    return etag === undefined || etag === validator
+  }
+  const lastModified = headerValue(headers, 'last-modified')
+  return lastModified === undefined || lastModified.trim() === validator
+}
+
+/** A new run from byte 0: void what the sink holds, then announce the size (once per download). */
+async function startRun (job: Job, sink: DownloadSink, run: Run, plan: BodyPlan): Promise<void> {
+  if (run.bytes > 0) {
+    job.logger?.warn({ url: job.shownUrl, discardedBytes: run.bytes }, 'the server could not resume; starting again from byte 0')
+    await callSink(() => sink.rewind())
+    run.bytes = 0
+    run.hash = newHash(job)
+  }
+  run.totalBytes = plan.totalBytes
+  run.validator = plan.validator
+  run.restart = false
+  if (!run.begun) {
+    run.begun = true
+    await callSink(() => sink.begin(plan.totalBytes))
+  }
+}
+
+/** The hot loop: undici's chunks go to the sink as they come, one hash update and one awaited write each. */
+async function streamBody (job: Job, sink: DownloadSink, run: Run, body: Answer['body'], expectedBytes: number | undefined): Promise<number> {
+  const { onProgress } = job
+  const hash = run.hash
+  let received = 0
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    received += chunk.length
+    if (expectedBytes !== undefined && received > expectedBytes) {
+      throw new AttemptFailure(`the body is longer than the ${expectedBytes} bytes announced`, { retryable: false })
+    }
+    hash?.update(chunk)
+    run.bytes += chunk.length
+    try {
+      await sink.write(chunk)
+      onProgress?.({ bytes: run.bytes, totalBytes: run.totalBytes })
+    } catch (err) {
+      throw new SinkError(err)
+    }
+  }
+  return received
+}
+
+async function callSink (call: () => void | Promise<void>): Promise<void> {
+  try {
+    await call()
+  } catch (err) {
+    throw new SinkError(err)
+  }
+}
+
+/** A network or protocol error as an attempt failure: its code and message, nothing else of it. */
+function fromError (err: unknown): AttemptFailure {
+  const code = errorCode(err)
+  const message = err instanceof Error ? err.message : String(err)
+  const failure = new AttemptFailure(shorten(message === '' ? (code ?? 'unknown error') : message), { retryable: isRetryableError(err) })
+  failure.code = code
+  return failure
+}
+
+/** "HTTP 404 Not Found", the reason phrase cut short and limited to printable ASCII. */
+function statusLine (answer: Answer): string {
+  const reason = shorten(answer.statusText.replace(/[^\x20-\x7e]/g, '')).trim()
+  return reason === '' ? `HTTP ${answer.statusCode}` : `HTTP ${answer.statusCode} ${reason}`
+}
+
+function shorten (text: string): string {
+  return text.length > MAX_LOGGED_TEXT ? `${text.slice(0, MAX_LOGGED_TEXT)}…` : text
+}
+
+/** A function, not a property read: TypeScript would keep `aborted` narrowed across awaits. */
+function isAborted (signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true
+}
+
+/** The signal's reason when it is an Error, else a DOMException named AbortError. */
+function abortError (signal: AbortSignal | undefined): Error {
+  const reason: unknown = signal?.reason
+  return reason instanceof Error ? reason : new DOMException('The download was aborted', 'AbortError')
+}
+
+function noop (): void {}

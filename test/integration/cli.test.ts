@@ -1,0 +1,121 @@
+import t from 'tap'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { PassThrough, Readable } from 'node:stream'
+import { EXIT_INSTALL_FAILED, EXIT_OK, EXIT_USAGE, runCli } from '../../agent/cli.js'
+import { makeDirtyDisk, readRange, tempDir } from '../helpers/disk-files.js'
+import { makeImage, sha, startImageServer } from '../helpers/image-server.js'
+
+const MiB = 1024 * 1024
+const image = makeImage(3 * MiB + 5)
+const tmp = tempDir()
+t.teardown(tmp.remove)
+
+async function cli (args: string[], stdin = ''): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new PassThrough()
+  const stderr = new PassThrough()
+  const out: Buffer[] = []
+  const err: Buffer[] = []
+  stdout.on('data', (c: Buffer) => out.push(c))
+  stderr.on('data', (c: Buffer) => err.push(c))
+  const code = await runCli(args, { stdout, stderr, stdin: Readable.from([stdin]) })
+  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }
+}
+
+function payload (url: string, extra: Array<{ key: string; value: string }> = []): string {
+  return JSON.stringify({
+    details: { customHostname: 'cli-test' },
+    templateName: 'byoi_64',
+    userMetadata: [
+      { key: 'imageURL', value: url },
+      { key: 'imageType', value: 'raw' },
+      { key: 'imageCheckSum', value: sha('sha256', image) },
+      { key: 'imageCheckSumType', value: 'sha256' },
+      ...extra,
+    ],
+  })
+}
+
+t.test('install: exit 0, the result message last on stdout, progress on stderr', async (t) => {
+  const server = await startImageServer({ image })
+  t.teardown(server.close)
+  const disk = join(tmp.path, 'ok.img')
+  makeDirtyDisk(disk, 16 * MiB)
+  const file = join(tmp.path, 'ok.json')
+  writeFileSync(file, payload(server.url()))
+  const run = await cli(['install', '--payload', file, '--disk', disk])
+  t.equal(run.code, EXIT_OK)
+  t.equal(run.stdout, `Image installed on ${disk}: ${image.length} bytes of raw written from memory, sha256 verified.\n`)
+  t.match(run.stderr, /download: doing/)
+  t.match(run.stderr, /finish: done/)
+  t.ok(readRange(disk, 0, image.length).equals(image))
+})
+
+t.test('--json: one object with status, code, message, bytes, digest', async (t) => {
+  const server = await startImageServer({ image })
+  t.teardown(server.close)
+  const disk = join(tmp.path, 'json.img')
+  makeDirtyDisk(disk, 16 * MiB)
+  const run = await cli(['install', '--payload', '-', '--disk', disk, '--json', '--stream'], payload(server.url()))
+  t.equal(run.code, EXIT_OK)
+  t.same(JSON.parse(run.stdout), {
+    status: 'done',
+    code: 'INSTALLED',
+    message: `Image installed on ${disk}: ${image.length} bytes of raw written while streaming, sha256 verified.`,
+    bytes: image.length,
+    digest: { type: 'sha256', hex: sha('sha256', image) },
+  })
+})
+
+t.test('an install failure: exit 1 and the OVH message', async (t) => {
+  const server = await startImageServer({ image })
+  t.teardown(server.close)
+  const disk = join(tmp.path, 'bad.img')
+  makeDirtyDisk(disk, 16 * MiB)
+  const body = JSON.parse(payload(server.url())) as { userMetadata: Array<{ key: string; value: string }> }
+  const wrong = '0'.repeat(64)
+  body.userMetadata[2] = { key: 'imageCheckSum', value: wrong }
+  const run = await cli(['install', '--payload', '-', '--disk', disk, '--json'], JSON.stringify(body))
+  t.equal(run.code, EXIT_INSTALL_FAILED)
+  t.same(JSON.parse(run.stdout), { status: 'error', code: 'CHECKSUM_MISMATCH', message: `Bad sha256 for downloaded file, got: ${sha('sha256', image)} while expecting ${wrong}.`, bytes: null, digest: null })
+})
+
+t.test('a refused payload: exit 1 with the field named', async (t) => {
+  const run = await cli(['install', '--payload', '-', '--disk', '/nonexistent'], '{"templateName":"byoi_64","userMetadata":[{"key":"imageType","value":"raw"}]}')
+  t.equal(run.code, EXIT_INSTALL_FAILED)
+  t.equal(run.stdout, 'Missing imageURL, it is required.\n')
+  const notJson = await cli(['install', '--payload', '-', '--disk', '/nonexistent'], '{not json')
+  t.equal(notJson.code, EXIT_INSTALL_FAILED)
+  t.equal(notJson.stdout, 'Bad payload, expected: a JSON document.\n')
+})
+
+t.test('bad usage: exit 2 and the usage on stderr', async (t) => {
+  for (const args of [[], ['frobnicate'], ['install'], ['install', '--payload', 'x'], ['install', '--disk', 'x'], ['install', '--payload', 'x', '--disk', 'y', '--memory-limit', 'lots'], ['install', '--bogus'], ['install', '--payload', join(tmp.path, 'missing.json'), '--disk', 'y']]) {
+    const run = await cli(args)
+    t.equal(run.code, EXIT_USAGE, args.join(' '))
+    t.match(run.stderr, /Usage:/)
+    t.equal(run.stdout, '')
+  }
+  const help = await cli(['--help'])
+  t.equal(help.code, EXIT_OK)
+  t.match(help.stdout, /byoi-agent install --payload FILE --disk PATH/)
+})
+
+t.test('secrets never reach the log, the progress or the result', async (t) => {
+  const server = await startImageServer({ image, authorization: 'Basic dXNlcjpzZWNyZXQtcGFzcw==' })
+  t.teardown(server.close)
+  const disk = join(tmp.path, 'secret.img')
+  makeDirtyDisk(disk, 16 * MiB)
+  const url = server.url('/image.raw?X-Amz-Signature=sig-secret-123').replace('http://', 'http://user:url-secret-456@')
+  const headers = [{ key: 'httpHeaders0Key', value: 'Authorization' }, { key: 'httpHeaders0Value', value: 'Basic dXNlcjpzZWNyZXQtcGFzcw==' }]
+  const ok = await cli(['install', '--payload', '-', '--disk', disk, '--log-level', 'trace'], payload(url, headers))
+  t.equal(ok.code, EXIT_OK)
+  const wrongHeaders = [{ key: 'httpHeaders0Key', value: 'Authorization' }, { key: 'httpHeaders0Value', value: 'Basic d3Jvbmc6c2VjcmV0' }]
+  const failed = await cli(['install', '--payload', '-', '--disk', disk, '--log-level', 'trace'], payload(url, wrongHeaders))
+  t.equal(failed.code, EXIT_INSTALL_FAILED)
+  t.match(failed.stdout, /^Could not download image located: `http:\/\/127\.0\.0\.1:\d+\/image\.raw\?X-Amz-Signature=REDACTED`\.\n$/)
+  for (const text of [ok.stdout, ok.stderr, failed.stdout, failed.stderr]) {
+    for (const secret of ['dXNlcjpzZWNyZXQtcGFzcw==', 'd3Jvbmc6c2VjcmV0', 'url-secret-456', 'sig-secret-123']) t.notMatch(text, secret)
+  }
+  t.match(failed.stderr, /"level":50/, 'the failure was logged')
+})
