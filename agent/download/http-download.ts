@@ -40,7 +40,7 @@ export interface DownloadOptions {
   connectTimeoutMs?: number
   /** No byte for this long fails that attempt (headers or body); default 60_000 (60 s). undici's timers tick every ~0.5 s, so it fires up to ~1 s late. */
   idleTimeoutMs?: number
-  /** Default 6: the first try and 5 retries. */
+  /** Default 6: the first try and 5 retries in a row; an attempt that delivered at least 1 MiB starts the count again (at most 10 × this many attempts in all). */
   maxAttempts?: number
   /** First backoff delay, doubled per attempt, with jitter; default 1000 (1 s). */
   retryBaseDelayMs?: number
@@ -68,6 +68,10 @@ const DEFAULT_MAX_ATTEMPTS = 6 // the first try + 5 retries
 const DEFAULT_RETRY_BASE_DELAY_MS = 1000 // 1 s, doubled per attempt
 const DEFAULT_MAX_RETRY_DELAY_MS = 30_000 // 30 s
 const DEFAULT_MAX_REDIRECTS = 5
+/** An attempt that delivered this much before failing starts the count of failures in a row again. */
+const PROGRESS_RESETS_BYTES = 1024 * 1024 // 1 MiB
+/** However much progress is made, at most maxAttempts × this many attempts in all. */
+const MAX_ATTEMPTS_FACTOR = 10
 
 /** Request headers the download owns: a customer's own versions of them are dropped. */
 const OWN_HEADERS = new Set(['accept-encoding', 'range', 'if-range'])
@@ -147,8 +151,12 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
   const run: Run = { bytes: 0, hash: newHash(job), totalBytes: undefined, validator: undefined, restart: false, begun: false }
   logger?.debug({ url: job.shownUrl, headers: redactHeaders(Object.fromEntries(options.headers.map((h) => [h.name, h.value]))) }, 'download starts')
 
+  // Attempts that moved the download on by at least PROGRESS_RESETS_BYTES do not use up the retries
+  // (a long download over a flaky link keeps going), but the total stays bounded: never a hang.
+  let failuresInARow = 0
   for (let attempt = 1; ; attempt++) {
     if (isAborted(signal)) throw abortError(signal)
+    const bytesBefore = run.bytes
     try {
       await runAttempt(job, sink, run)
       logger?.info({ url: job.shownUrl, bytes: run.bytes, attempts: attempt }, 'download complete')
@@ -159,12 +167,13 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
       const failure = err instanceof AttemptFailure ? err : fromError(err)
       failure.attempt = attempt
       if (failure.restart) run.restart = true
+      failuresInARow = run.bytes - bytesBefore >= PROGRESS_RESETS_BYTES ? 1 : failuresInARow + 1
       const logged = { url: job.shownUrl, attempt, maxAttempts: job.maxAttempts, statusCode: failure.statusCode, code: failure.code, reason: failure.message, bytes: run.bytes }
-      if (!failure.retryable || attempt >= job.maxAttempts) {
+      if (!failure.retryable || failuresInARow >= job.maxAttempts || attempt >= job.maxAttempts * MAX_ATTEMPTS_FACTOR) {
         logger?.error(logged, 'download failed')
         throw errors.downloadFailed(job.shownUrl, failure)
       }
-      const delayMs = retryDelayMs({ attempt, baseDelayMs: job.retryBaseDelayMs, maxDelayMs: job.maxRetryDelayMs, retryAfterMs: failure.retryAfterMs })
+      const delayMs = retryDelayMs({ attempt: failuresInARow, baseDelayMs: job.retryBaseDelayMs, maxDelayMs: job.maxRetryDelayMs, retryAfterMs: failure.retryAfterMs })
       logger?.warn({ ...logged, retryAfterMs: failure.retryAfterMs, delayMs }, 'download attempt failed; retrying')
       try {
         await sleep(delayMs, undefined, { signal })

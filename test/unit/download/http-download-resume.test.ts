@@ -224,3 +224,21 @@ t.test('a chunked first answer (size unknown) resumes and learns the size from C
   t.same(sink.events[0], { type: 'begin', sizeBytes: undefined })
   t.ok(sink.data.equals(FILE))
 })
+
+t.test('attempts that make progress do not use up the retries, but the total stays bounded', async (t) => {
+  const MiB = 1024 * 1024
+  const big = testFile(5 * MiB + 100)
+  // Every answer breaks after 1 MiB: 6 attempts in all, more than maxAttempts (3), each resumed.
+  const server = await startScriptedServer((req, res) => serveFile(req, res, big, { etag: ETAG, cutAfterBytes: MiB }))
+  t.teardown(server.close)
+  const sink = new RecordingSink()
+  const result = await download(options(server.url(), { maxAttempts: 3 }), sink)
+  t.equal(result.attempts, 6)
+  t.ok(sink.data.equals(big), 'every byte once')
+
+  // No progress at all: stops after maxAttempts in a row.
+  const stuck = await startScriptedServer((_req, res) => { res.writeHead(503).end() })
+  t.teardown(stuck.close)
+  await t.rejects(download(options(stuck.url(), { maxAttempts: 3 }), new RecordingSink()), { code: 'DOWNLOAD_FAILED' })
+  t.equal(stuck.requests.length, 3)
+})
