@@ -15,8 +15,8 @@ echo "byoi-demo" > "$work/root/etc/hostname"
 image="$work/demo.raw"
 rm -f "$image" "$work/esp.img" "$work/root.ext4"
 truncate -s 256M "$image"
-sgdisk -q -o -n 1:1M:+32M -t 1:ef00 -c 1:esp -n 2:0:0 -t 2:8300 -c 2:root "$image"
-mkfs.vfat -q -C -n ESP "$work/esp.img" $((32 * 1024)) >/dev/null
+sgdisk -o -n 1:1M:+32M -t 1:ef00 -c 1:esp -n 2:0:0 -t 2:8300 -c 2:root "$image" >/dev/null
+mkfs.vfat -C -n ESP "$work/esp.img" $((32 * 1024)) >/dev/null
 mkdir -p "$work/efi" && echo "demo" > "$work/efi/BOOTX64.EFI"
 mmd -i "$work/esp.img" ::/EFI ::/EFI/BOOT && mcopy -i "$work/esp.img" "$work/efi/BOOTX64.EFI" ::/EFI/BOOT/
 root_start=$(sgdisk -i 2 "$image" | awk '/First sector/ {print $3}')
