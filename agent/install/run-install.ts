@@ -155,7 +155,7 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
       if (got !== request.checksum.hex) throw errors.checksumMismatch(request.checksum.type, got, request.checksum.hex)
     }
     if (fetched.bytes === 0) throw errors.badImageFormat(new Error('the image is empty'))
-    if (head.subarray(0, 4).equals(QCOW2_MAGIC)) throw errors.badImageFormat(new Error('imageType is raw but the image is a qcow2 file'))
+    if (head.subarray(0, 4).equals(QCOW2_MAGIC)) throw errors.imageTypeMismatch('raw', 'qcow2')
 
     // ── write (memory mode) ────────────────────────────────────────────────────────────────
     if (mode === 'memory') {

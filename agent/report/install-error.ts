@@ -24,6 +24,9 @@ export const resultMessages = {
   // The agent's own, in the same style.
   PAYLOAD_MISSING_FIELD: { ovh: false, template: 'Missing FIELD, it is required.', when: 'a required payload field is absent or empty' },
   PAYLOAD_BAD_FIELD: { ovh: false, template: 'Bad FIELD, expected: WHAT.', when: 'a payload field has a value the agent cannot use; the message names the field' },
+  IMAGE_TYPE_MISMATCH: { ovh: false, template: 'Bad format image, expected: TYPE, got: OTHER.', when: 'the bytes of the image are not of the declared imageType (a qcow2 declared raw, or a raw declared qcow2): nothing is written' },
+  QCOW2_UNSUPPORTED: { ovh: false, template: 'Bad format image, qcow2 feature not supported: FEATURE.', when: 'the qcow2 uses a feature that cannot be installed (backing file, external data file, encryption, the corrupt bit, an unknown incompatible feature, a version other than 2 or 3)' },
+  QCOW2_DAMAGED: { ovh: false, template: 'Bad format image, qcow2 file is damaged: REASON.', when: 'a qcow2 header or table points outside the file or the virtual disk, or is otherwise inconsistent' },
   RAW_WRITE_FAILED: { ovh: false, template: "Can't write raw on disk.", when: 'writing the raw image to the disk failed (I/O error)' },
   IMAGE_TOO_BIG_FOR_DISK: { ovh: false, template: 'Image is too big for disk, got: N bytes while disk DISK holds N bytes.', when: 'the announced or downloaded size exceeds the disk; refused before any write when the size is announced' },
   DISK_UNAVAILABLE: { ovh: false, template: 'Could not open disk DISK: REASON.', when: 'the target disk cannot be opened or measured' },
@@ -77,6 +80,12 @@ export const errors = {
     new InstallError('PAYLOAD_MISSING_FIELD', `Missing ${field}, it is required.`),
   payloadBadField: (field: string, expected: string) =>
     new InstallError('PAYLOAD_BAD_FIELD', `Bad ${field}, expected: ${expected}.`),
+  imageTypeMismatch: (declared: string, actual: string) =>
+    new InstallError('IMAGE_TYPE_MISMATCH', `Bad format image, expected: ${declared}, got: ${actual}.`),
+  qcow2Unsupported: (feature: string) =>
+    new InstallError('QCOW2_UNSUPPORTED', `Bad format image, qcow2 feature not supported: ${feature}.`),
+  qcow2Damaged: (reason: string, cause?: unknown) =>
+    new InstallError('QCOW2_DAMAGED', `Bad format image, qcow2 file is damaged: ${reason}.`, { cause }),
   rawWriteFailed: (cause?: unknown) =>
     new InstallError('RAW_WRITE_FAILED', "Can't write raw on disk.", { cause }),
   imageTooBigForDisk: (imageBytes: number, diskPath: string, diskBytes: number) =>
