@@ -13,7 +13,17 @@ export class MemoryBudgetExceeded extends Error {
   }
 }
 
-export class MemoryImage {
+/** Random read access to a downloaded image (the qcow2 reader's input). */
+export interface ByteSource {
+  readonly sizeBytes: number
+  /**
+   * Bytes [offset, offset + length): a view without copying when they lie in one slab, else a copy.
+   * Shorter than `length` when the range passes the end. Callers must not modify it.
+   */
+  view (offset: number, length: number): Buffer
+}
+
+export class MemoryImage implements ByteSource {
   private slabs: Buffer[] = []
   private used = 0 // bytes used in the last slab
   private total = 0
@@ -63,6 +73,22 @@ export class MemoryImage {
       if (start < end) piece.data.copy(out, start - offset, start - piece.offset, end - piece.offset)
     }
     return out
+  }
+
+  view (offset: number, length: number): Buffer {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) throw new RangeError(`bad range ${offset}+${length}`)
+    const end = Math.min(offset + length, this.total)
+    if (offset >= end) return Buffer.alloc(0)
+    // Every slab but the last is SLAB_BYTES long, unless the budget made the first one smaller.
+    const first = this.slabs[0]
+    if (first !== undefined && first.length === SLAB_BYTES) {
+      const index = Math.floor(offset / SLAB_BYTES)
+      if (index === Math.floor((end - 1) / SLAB_BYTES)) {
+        const slab = this.slabs[index] as Buffer
+        return slab.subarray(offset - index * SLAB_BYTES, end - index * SLAB_BYTES)
+      }
+    }
+    return this.read(offset, end - offset)
   }
 
   /** Forgets everything (the download restarted from byte 0, or the image went to disk). */

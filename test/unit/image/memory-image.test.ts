@@ -38,3 +38,16 @@ t.test('clear forgets everything', async (t) => {
   t.equal(image.sizeBytes, 0)
   t.same([...image.pieces()], [])
 })
+
+t.test('view: zero-copy inside a slab, a copy across slabs, short at the end', async (t) => {
+  const data = randomBytes(SLAB_BYTES + 1000)
+  const image = new MemoryImage(data.length)
+  image.append(data)
+  const inside = image.view(10, 100)
+  t.ok(inside.equals(data.subarray(10, 110)))
+  t.equal(inside.buffer, [...image.pieces()][0]?.data.buffer, 'same memory')
+  t.ok(image.view(SLAB_BYTES - 5, 10).equals(data.subarray(SLAB_BYTES - 5, SLAB_BYTES + 5)))
+  t.equal(image.view(data.length - 3, 10).length, 3)
+  t.equal(image.view(data.length + 3, 10).length, 0)
+  t.throws(() => image.view(-1, 2), RangeError)
+})
