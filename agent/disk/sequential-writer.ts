@@ -18,6 +18,11 @@ export interface SequentialWriterOptions {
   tooBig: (bytes: number) => InstallError
   /** Maps an I/O failure to the step's result message. */
   writeFailed: (cause: unknown) => InstallError
+  /**
+   * Called once the head is complete (or at finish, for an image under a MiB), before any byte
+   * reaches the disk: the place to refuse an image by what its first MiB says. Again after a rewind.
+   */
+  onHead?: (head: Buffer) => void | Promise<void>
 }
 
 /**
@@ -65,6 +70,7 @@ export class SequentialWriter {
       this.head.set(chunk.subarray(0, n), this.headBytes)
       this.headBytes += n
       from = n
+      if (this.headBytes === this.head.length) await this.options.onHead?.(this.head)
     }
     while (from < chunk.length) {
       const n = Math.min(this.slab.length - this.slabUsed, chunk.length - from)
@@ -114,6 +120,7 @@ export class SequentialWriter {
 
   /** Writes what is left (but the head), waits for every write and syncs. Returns the head's filled part. */
   async finish (): Promise<Buffer> {
+    if (this.headBytes < this.head.length) await this.options.onHead?.(this.head.subarray(0, this.headBytes))
     await this.flushSlab()
     await this.drain()
     if (this.touched) {

@@ -85,3 +85,27 @@ t.test('a write error surfaces as the step\'s error', async (t) => {
     await writer.finish()
   }, { code: 'RAW_WRITE_FAILED' })
 })
+
+t.test('onHead sees the first MiB before anything reaches the disk, and can refuse it', async (t) => {
+  const disk = await openDisk('f.img', 8 * MiB)
+  t.teardown(() => disk.close())
+  const seen: number[] = []
+  const writer = new SequentialWriter(disk, {
+    slabBytes: 64 * 1024,
+    limitBytes: disk.sizeBytes,
+    tooBig: (n) => errors.imageTooBigForDisk(n, disk.path, disk.sizeBytes),
+    writeFailed: (cause) => errors.rawWriteFailed(cause),
+    onHead: (head) => {
+      seen.push(head.length)
+      if (head[0] === 0x51) throw errors.imageTypeMismatch('raw', 'qcow2')
+    },
+  })
+  await writer.write(Buffer.alloc(HEAD_BYTES - 1, 1))
+  t.same(seen, [], 'not yet complete')
+  await writer.write(Buffer.alloc(2, 1))
+  t.same(seen, [HEAD_BYTES])
+  await writer.rewind()
+  await t.rejects(writer.write(Buffer.alloc(3 * MiB, 0x51)), { code: 'IMAGE_TYPE_MISMATCH' })
+  t.notOk(writer.wroteToDisk, 'nothing was written')
+  t.ok(readFileSync(disk.path).equals(Buffer.alloc(8 * MiB, 0xee)))
+})
