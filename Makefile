@@ -2,8 +2,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# Debian packages: referees for the tests (qemu-img, sgdisk, blkid…) and the benchmarks' baselines (curl).
-DEB_PACKAGES := qemu-utils gdisk util-linux fdisk dosfstools mtools xorriso curl coreutils e2fsprogs
+# Debian packages: referees for the tests (qemu-img, sgdisk, blkid…) and the benchmarks' baselines (curl, GNU time).
+DEB_PACKAGES := qemu-utils gdisk util-linux fdisk dosfstools mtools xorriso genisoimage cloud-init curl coreutils e2fsprogs time
 
 NPM_STAMP := node_modules/.installed
 

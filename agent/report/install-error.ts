@@ -27,9 +27,11 @@ export const resultMessages = {
   IMAGE_TYPE_MISMATCH: { ovh: false, template: 'Bad format image, expected: TYPE, got: OTHER.', when: 'the bytes of the image are not of the declared imageType (a qcow2 declared raw, or a raw declared qcow2): nothing is written' },
   QCOW2_UNSUPPORTED: { ovh: false, template: 'Bad format image, qcow2 feature not supported: FEATURE.', when: 'the qcow2 uses a feature that cannot be installed (backing file, external data file, encryption, the corrupt bit, an unknown incompatible feature, a version other than 2 or 3)' },
   QCOW2_DAMAGED: { ovh: false, template: 'Bad format image, qcow2 file is damaged: REASON.', when: 'a qcow2 header or table points outside the file or the virtual disk, or is otherwise inconsistent' },
+  SECTOR_SIZE_MISMATCH: { ovh: false, template: 'Bad format image, its partition table uses N-byte sectors but disk DISK has N-byte sectors.', when: 'the image\'s GPT was made for another logical sector size than the disk\'s (a 512-byte image on a 4Kn disk, or the reverse): refused before its partition table is written' },
   RAW_WRITE_FAILED: { ovh: false, template: "Can't write raw on disk.", when: 'writing the raw image to the disk failed (I/O error)' },
   IMAGE_TOO_BIG_FOR_DISK: { ovh: false, template: 'Image is too big for disk, got: N bytes while disk DISK holds N bytes.', when: 'the announced or downloaded size exceeds the disk; refused before any write when the size is announced' },
   DISK_UNAVAILABLE: { ovh: false, template: 'Could not open disk DISK: REASON.', when: 'the target disk cannot be opened or measured' },
+  EFI_BOOTLOADER_NOT_FOUND: { ovh: false, template: 'Bad efiBootloaderPath, PATH REASON.', when: "efiBootloaderPath was given and, after writing, the image's EFI system partition has no such file (REASON is `is not in the image's EFI system partition`; names are compared case-insensitively, as UEFI does), or the image has no EFI system partition (REASON is `is given but the image has no EFI system partition`)" },
   CANCELLED: { ovh: false, template: 'Install cancelled, the disk was left unbootable.', when: 'the install was aborted (signal or API cancel) after writing began; before writing, the disk is untouched and the message says so' },
   CANCELLED_UNTOUCHED: { ovh: false, template: 'Install cancelled, the disk was not modified.', when: 'the install was aborted before any byte was written' },
   INTERNAL_ERROR: { ovh: false, template: 'Install failed on an internal error, the disk was left unbootable.', when: 'an unexpected error; details in the log' },
@@ -86,12 +88,18 @@ export const errors = {
     new InstallError('QCOW2_UNSUPPORTED', `Bad format image, qcow2 feature not supported: ${feature}.`),
   qcow2Damaged: (reason: string, cause?: unknown) =>
     new InstallError('QCOW2_DAMAGED', `Bad format image, qcow2 file is damaged: ${reason}.`, { cause }),
+  sectorSizeMismatch: (imageSectorBytes: number, diskPath: string, diskSectorBytes: number) =>
+    new InstallError('SECTOR_SIZE_MISMATCH', `Bad format image, its partition table uses ${imageSectorBytes}-byte sectors but disk ${diskPath} has ${diskSectorBytes}-byte sectors.`),
   rawWriteFailed: (cause?: unknown) =>
     new InstallError('RAW_WRITE_FAILED', "Can't write raw on disk.", { cause }),
   imageTooBigForDisk: (imageBytes: number, diskPath: string, diskBytes: number) =>
     new InstallError('IMAGE_TOO_BIG_FOR_DISK', `Image is too big for disk, got: ${imageBytes} bytes while disk ${diskPath} holds ${diskBytes} bytes.`),
   diskUnavailable: (diskPath: string, reason: string, cause?: unknown) =>
     new InstallError('DISK_UNAVAILABLE', `Could not open disk ${diskPath}: ${reason}.`, { cause }),
+  efiBootloaderNotFound: (efiPath: string, problem: 'not-in-esp' | 'no-esp', cause?: unknown) =>
+    new InstallError('EFI_BOOTLOADER_NOT_FOUND', problem === 'no-esp'
+      ? `Bad efiBootloaderPath, ${efiPath} is given but the image has no EFI system partition.`
+      : `Bad efiBootloaderPath, ${efiPath} is not in the image's EFI system partition.`, { cause }),
   cancelled: () =>
     new InstallError('CANCELLED', 'Install cancelled, the disk was left unbootable.'),
   cancelledUntouched: () =>

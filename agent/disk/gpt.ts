@@ -1,0 +1,423 @@
+/**
+ * GPT (formats.md 2.2–2.8): read and check both copies, move the backup to the end of a larger disk
+ * as `sgdisk -e` does, and add a partition entry.
+ *
+ * The primary header and entries normally lie in the image's head, which the install writes last;
+ * every read and write here goes through readImage/writeImage (block-io.ts), so they land in the head
+ * or on the disk as they should. LBA fields are u64: they are read as bigint and checked against the
+ * disk before they become numbers, so a hostile header can neither crash this code nor steer a write
+ * outside the disk or into a partition.
+ */
+import { randomUUID } from 'node:crypto'
+import { crc32 } from 'node:zlib'
+import type { BlockIo } from './block-io.js'
+import { readImage, writeImage } from './block-io.js'
+import type { Placement } from './end-placement.js'
+import { placeAtEnd } from './end-placement.js'
+import type { ProtectiveMbrChange } from './mbr.js'
+import { fitProtectiveMbr } from './mbr.js'
+
+const SIGNATURE = Buffer.from('EFI PART', 'latin1') // 2.2 offset 0, 0x5452415020494645 as u64 LE
+const HEADER_MIN_BYTES = 92 // 2.2: 92 ≤ HeaderSize ≤ logical block size
+const ENTRY_BYTES = 128 // 2.2 offset 84: Linux and gdisk accept only 128
+/** Cap on NumberOfPartitionEntries × 128 (8192 entries); 128 entries (16 KiB) is the usual table. */
+export const MAX_ENTRIES_BYTES = 1024 * 1024 // 1 MiB
+
+// GPT header fields (2.2), offsets in bytes.
+const HEADER_SIZE = 12
+const HEADER_CRC = 16
+const MY_LBA = 24
+const ALTERNATE_LBA = 32
+const FIRST_USABLE_LBA = 40
+const LAST_USABLE_LBA = 48
+const DISK_GUID = 56
+const ENTRIES_LBA = 72
+const ENTRY_COUNT = 80
+const ENTRY_SIZE = 84
+const ENTRIES_CRC = 88
+
+// Partition entry fields (2.3).
+const ENTRY_TYPE = 0
+const ENTRY_UNIQUE = 16
+const ENTRY_FIRST_LBA = 32
+const ENTRY_LAST_LBA = 40
+const ENTRY_NAME = 56
+const NAME_BYTES = 72 // 36 UTF-16LE code units
+
+/** Linux filesystem data (gdisk 8300); cloud-init ignores the type. */
+export const LINUX_FILESYSTEM_GUID = '0FC63DAF-8483-4772-8E79-3D69D8477DE4'
+
+export interface GptHeader {
+  /** The header's `headerSize` bytes as read (bytes 92.. kept as they are). */
+  raw: Buffer
+  myLba: number
+  alternateLba: number
+  firstUsableLba: number
+  lastUsableLba: number
+  entriesLba: number
+  entryCount: number
+  entriesCrc: number
+}
+
+export interface GptEntry {
+  /** 0-based slot; the Linux partition number is index + 1. */
+  index: number
+  typeGuid: string
+  uniqueGuid: string
+  firstLba: number
+  lastLba: number
+  name: string
+}
+
+export interface GptGeometry {
+  sectorBytes: number
+  /** The disk's size in logical sectors: its last LBA is diskSectors − 1. */
+  diskSectors: number
+}
+
+/** GUIDs are stored mixed-endian (2.3): the first three fields little-endian, the last 8 bytes as written. */
+export function guidToBytes (guid: string): Buffer {
+  const hex = guid.replace(/-/g, '')
+  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new Error(`not a GUID: ${guid}`)
+  const b = Buffer.from(hex, 'hex')
+  return Buffer.concat([b.subarray(0, 4).reverse(), b.subarray(4, 6).reverse(), b.subarray(6, 8).reverse(), b.subarray(8)])
+}
+
+export function bytesToGuid (bytes: Uint8Array): string {
+  const b = Buffer.from(bytes.subarray(0, 16))
+  const hex = Buffer.concat([b.subarray(0, 4).reverse(), b.subarray(4, 6).reverse(), b.subarray(6, 8).reverse(), b.subarray(8)]).toString('hex').toUpperCase()
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
+}
+
+export function hasGptSignature (buffer: Buffer, offset: number): boolean {
+  return buffer.length >= offset + SIGNATURE.length && buffer.subarray(offset, offset + SIGNATURE.length).equals(SIGNATURE)
+}
+
+/** A primary header at byte `sectorBytes` of the head whose size, CRC and MyLBA are right (the full checks come later). */
+export function hasIntactPrimaryHeader (head: Buffer, sectorBytes: number): boolean {
+  if (!hasGptSignature(head, sectorBytes) || head.length < 2 * sectorBytes) return false
+  const headerSize = head.readUInt32LE(sectorBytes + HEADER_SIZE)
+  if (headerSize < HEADER_MIN_BYTES || headerSize > sectorBytes) return false
+  const raw = head.subarray(sectorBytes, sectorBytes + headerSize)
+  return headerCrc(raw) === raw.readUInt32LE(HEADER_CRC) && raw.readBigUInt64LE(MY_LBA) === 1n
+}
+
+/** The CRC32 (IEEE, zlib's) of a header's first `headerSize` bytes with its CRC field zeroed. */
+function headerCrc (raw: Buffer): number {
+  const copy = Buffer.from(raw)
+  copy.writeUInt32LE(0, HEADER_CRC)
+  return crc32(copy)
+}
+
+/** A u64 LBA field, which must name a sector of the disk. */
+function readLba (buffer: Buffer, offset: number, what: string, diskSectors: number): number {
+  const value = buffer.readBigUInt64LE(offset)
+  if (value >= BigInt(diskSectors)) throw new Error(`${what} ${value} is beyond the disk's last LBA ${diskSectors - 1}`)
+  return Number(value)
+}
+
+/**
+ * Parses and checks the header block read at `lba` (Linux's `is_gpt_valid`, 2.4), plus what keeps
+ * our writes safe: the entry array lies between LBA 2 and the first usable LBA (primary), or between
+ * the last usable LBA and the header (backup), and is at most MAX_ENTRIES_BYTES.
+ */
+export function parseGptHeader (block: Buffer, lba: number, geometry: GptGeometry): GptHeader {
+  const { sectorBytes, diskSectors } = geometry
+  if (!hasGptSignature(block, 0)) throw new Error(`no GPT signature at LBA ${lba}`)
+  const headerSize = block.readUInt32LE(HEADER_SIZE)
+  if (headerSize < HEADER_MIN_BYTES || headerSize > sectorBytes || headerSize > block.length) {
+    throw new Error(`GPT header at LBA ${lba} has a size of ${headerSize} bytes (92 to ${sectorBytes} allowed)`)
+  }
+  const raw = Buffer.from(block.subarray(0, headerSize))
+  if (headerCrc(raw) !== raw.readUInt32LE(HEADER_CRC)) throw new Error(`GPT header at LBA ${lba} fails its CRC`)
+  const myLba = readLba(raw, MY_LBA, 'MyLBA', diskSectors)
+  if (myLba !== lba) throw new Error(`GPT header at LBA ${lba} says it is at LBA ${myLba}`)
+  const alternate = raw.readBigUInt64LE(ALTERNATE_LBA)
+  if (alternate > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`GPT header at LBA ${lba} has an AlternateLBA of ${alternate}`)
+  const firstUsableLba = readLba(raw, FIRST_USABLE_LBA, 'FirstUsableLBA', diskSectors)
+  const lastUsableLba = readLba(raw, LAST_USABLE_LBA, 'LastUsableLBA', diskSectors)
+  if (lastUsableLba < firstUsableLba) throw new Error(`GPT header at LBA ${lba} has LastUsableLBA ${lastUsableLba} before FirstUsableLBA ${firstUsableLba}`)
+  const entrySize = raw.readUInt32LE(ENTRY_SIZE)
+  if (entrySize !== ENTRY_BYTES) throw new Error(`GPT header at LBA ${lba} has ${entrySize}-byte entries (only 128 is supported)`)
+  const entryCount = raw.readUInt32LE(ENTRY_COUNT)
+  if (entryCount === 0 || entryCount * ENTRY_BYTES > MAX_ENTRIES_BYTES) {
+    throw new Error(`GPT header at LBA ${lba} has ${entryCount} partition entries (1 to ${MAX_ENTRIES_BYTES / ENTRY_BYTES} allowed)`)
+  }
+  const entriesLba = readLba(raw, ENTRIES_LBA, 'PartitionEntryLBA', diskSectors)
+  const entriesEnd = entriesLba * sectorBytes + entryCount * ENTRY_BYTES
+  if (lba === 1) {
+    if (entriesLba < 2 || entriesEnd > firstUsableLba * sectorBytes) {
+      throw new Error(`primary GPT entries at LBA ${entriesLba} (${entryCount} entries) do not lie between LBA 2 and FirstUsableLBA ${firstUsableLba}`)
+    }
+  } else if (entriesLba <= lastUsableLba || entriesEnd > lba * sectorBytes) {
+    throw new Error(`backup GPT entries at LBA ${entriesLba} (${entryCount} entries) do not lie between LastUsableLBA ${lastUsableLba} and the header at LBA ${lba}`)
+  }
+  return { raw, myLba, alternateLba: Number(alternate), firstUsableLba, lastUsableLba, entriesLba, entryCount, entriesCrc: raw.readUInt32LE(ENTRIES_CRC) }
+}
+
+/** Checks the entry array's CRC and returns the used entries (type GUID not zero), checked against the disk. */
+export function parseGptEntries (array: Buffer, header: GptHeader, geometry: GptGeometry): GptEntry[] {
+  if (array.length !== header.entryCount * ENTRY_BYTES) throw new Error('GPT entry array of the wrong length')
+  if (crc32(array) !== header.entriesCrc) throw new Error(`GPT entries at LBA ${header.entriesLba} fail their CRC`)
+  const entries: GptEntry[] = []
+  for (let index = 0; index < header.entryCount; index++) {
+    const entry = array.subarray(index * ENTRY_BYTES, (index + 1) * ENTRY_BYTES)
+    if (entry.subarray(ENTRY_TYPE, ENTRY_TYPE + 16).every((b) => b === 0)) continue
+    const firstLba = readLba(entry, ENTRY_FIRST_LBA, `partition ${index + 1} StartingLBA`, geometry.diskSectors)
+    const lastLba = readLba(entry, ENTRY_LAST_LBA, `partition ${index + 1} EndingLBA`, geometry.diskSectors)
+    if (lastLba < firstLba) throw new Error(`partition ${index + 1} ends (LBA ${lastLba}) before it starts (LBA ${firstLba})`)
+    const nameBytes = entry.subarray(ENTRY_NAME, ENTRY_NAME + NAME_BYTES)
+    let nameEnd = 0
+    while (nameEnd < NAME_BYTES && (nameBytes[nameEnd] !== 0 || nameBytes[nameEnd + 1] !== 0)) nameEnd += 2
+    entries.push({
+      index,
+      typeGuid: bytesToGuid(entry.subarray(ENTRY_TYPE, ENTRY_TYPE + 16)),
+      uniqueGuid: bytesToGuid(entry.subarray(ENTRY_UNIQUE, ENTRY_UNIQUE + 16)),
+      firstLba,
+      lastLba,
+      name: nameBytes.subarray(0, nameEnd).toString('utf16le'),
+    })
+  }
+  return entries
+}
+
+function entrySectors (header: GptHeader, sectorBytes: number): number {
+  return Math.ceil(header.entryCount * ENTRY_BYTES / sectorBytes)
+}
+
+/** A header block: `raw` with the given fields set, its CRC recomputed, zero-padded to one sector. */
+function headerBlock (raw: Buffer, fields: { myLba: number; alternateLba: number; lastUsableLba: number; entriesLba: number; entriesCrc: number }, sectorBytes: number): Buffer {
+  const block = Buffer.alloc(sectorBytes)
+  raw.copy(block)
+  block.writeBigUInt64LE(BigInt(fields.myLba), MY_LBA)
+  block.writeBigUInt64LE(BigInt(fields.alternateLba), ALTERNATE_LBA)
+  block.writeBigUInt64LE(BigInt(fields.lastUsableLba), LAST_USABLE_LBA)
+  block.writeBigUInt64LE(BigInt(fields.entriesLba), ENTRIES_LBA)
+  block.writeUInt32LE(fields.entriesCrc, ENTRIES_CRC)
+  block.writeUInt32LE(headerCrc(block.subarray(0, raw.length)), HEADER_CRC)
+  return block
+}
+
+/** The entry array padded with zeros to whole sectors. */
+function entriesBlock (array: Buffer, header: GptHeader, sectorBytes: number): Buffer {
+  const block = Buffer.alloc(entrySectors(header, sectorBytes) * sectorBytes)
+  array.copy(block)
+  return block
+}
+
+async function readHeader (head: Buffer, io: BlockIo, lba: number, geometry: GptGeometry): Promise<GptHeader> {
+  if (!Number.isSafeInteger(lba) || lba < 1 || lba >= geometry.diskSectors) throw new Error(`LBA ${lba} is outside the disk`)
+  return parseGptHeader(await readImage(head, io, lba * geometry.sectorBytes, geometry.sectorBytes), lba, geometry)
+}
+
+async function readEntries (head: Buffer, io: BlockIo, header: GptHeader, geometry: GptGeometry): Promise<{ array: Buffer; entries: GptEntry[] }> {
+  const array = await readImage(head, io, header.entriesLba * geometry.sectorBytes, header.entryCount * ENTRY_BYTES)
+  return { array, entries: parseGptEntries(array, header, geometry) }
+}
+
+export interface LoadedGpt {
+  primary: GptHeader
+  /** The entry array (entryCount × 128 bytes) and its used entries. */
+  array: Buffer
+  entries: GptEntry[]
+  /** Set when the primary was damaged and rebuilt (in memory only) from the backup at this LBA. */
+  repairedFromLba: number | undefined
+}
+
+/**
+ * The primary GPT, or when it is damaged, one rebuilt from the first valid backup among
+ * `backupLbas` (its entries then belong at LBA 2, which the caller writes).
+ */
+export async function loadGpt (head: Buffer, io: BlockIo, geometry: GptGeometry, backupLbas: readonly number[]): Promise<LoadedGpt> {
+  let primaryError: unknown
+  try {
+    const primary = await readHeader(head, io, 1, geometry)
+    return { primary, ...await readEntries(head, io, primary, geometry), repairedFromLba: undefined }
+  } catch (err) {
+    primaryError = err
+  }
+  const tried: string[] = []
+  for (const lba of new Set(backupLbas)) {
+    if (!Number.isSafeInteger(lba) || lba <= 1 || lba >= geometry.diskSectors) continue
+    try {
+      const backup = await readHeader(head, io, lba, geometry)
+      const { array, entries } = await readEntries(head, io, backup, geometry)
+      // The primary, as gdisk rebuilds it: the backup's fields with MyLBA 1, the entries at LBA 2.
+      const block = headerBlock(backup.raw, { myLba: 1, alternateLba: lba, lastUsableLba: backup.lastUsableLba, entriesLba: 2, entriesCrc: backup.entriesCrc }, geometry.sectorBytes)
+      const primary = parseGptHeader(block, 1, geometry)
+      return { primary, array, entries, repairedFromLba: lba }
+    } catch (err) {
+      tried.push(`LBA ${lba}: ${err instanceof Error ? err.message : String(err)}`)
+    }
+  }
+  const primaryReason = primaryError instanceof Error ? primaryError.message : String(primaryError)
+  throw new Error(`the primary GPT is not valid (${primaryReason}) and no valid backup was found${tried.length > 0 ? ` (${tried.join('; ')})` : ''}`, { cause: primaryError })
+}
+
+/** Whether a valid backup matching `primary` sits at `lba`. */
+async function hasMatchingBackup (head: Buffer, io: BlockIo, primary: GptHeader, lba: number, geometry: GptGeometry): Promise<boolean> {
+  try {
+    const backup = await readHeader(head, io, lba, geometry)
+    if (backup.entriesCrc !== primary.entriesCrc || backup.entryCount !== primary.entryCount ||
+      backup.firstUsableLba !== primary.firstUsableLba || backup.lastUsableLba !== primary.lastUsableLba ||
+      backup.alternateLba !== 1 || !backup.raw.subarray(DISK_GUID, DISK_GUID + 16).equals(primary.raw.subarray(DISK_GUID, DISK_GUID + 16))) return false
+    await readEntries(head, io, backup, geometry)
+    return true
+  } catch {
+    return false
+  }
+}
+
+export interface GptMoveResult {
+  moved: boolean
+  repairedFromBackup: boolean
+  /** LBAs after the move, in logical sectors. */
+  backupLba: number
+  lastUsableLba: number
+  /** Where the backup header was before (the image's last LBA, usually). */
+  previousBackupLba: number
+  protectiveMbr: ProtectiveMbrChange
+}
+
+/**
+ * Moves the backup GPT to the disk's last LBAs as `sgdisk -e` does (formats.md 2.5, 2.6), or
+ * repairs a damaged primary from the backup at the image's end. Writes, in gdisk's order: backup
+ * entries, backup header, (zeroes the stale backup header), primary entries and header (into the
+ * head), protective MBR (into the head). Throws plain Errors; the caller maps them to a result code.
+ */
+export async function moveBackupGptToEnd (head: Buffer, io: BlockIo, options: { sectorBytes: number; imageBytes: number }): Promise<GptMoveResult> {
+  const { sectorBytes, imageBytes } = options
+  const diskSectors = Math.floor(io.sizeBytes / sectorBytes)
+  const geometry: GptGeometry = { sectorBytes, diskSectors }
+  if (!Number.isSafeInteger(imageBytes) || imageBytes <= 0 || imageBytes > io.sizeBytes) throw new Error(`image size ${imageBytes} does not fit the disk`)
+  const imageLastLba = Math.floor(imageBytes / sectorBytes) - 1
+  const lastLba = diskSectors - 1
+
+  const gpt = await loadGpt(head, io, geometry, [imageLastLba, lastLba])
+  const { primary, array, entries } = gpt
+  const repaired = gpt.repairedFromLba !== undefined
+  const previousBackupLba = gpt.repairedFromLba ?? primary.alternateLba
+  const previousDiskSectors = previousBackupLba + 1
+  const mbrOptions = { diskSectors, previousDiskSectors }
+
+  if (!repaired && primary.alternateLba === lastLba && await hasMatchingBackup(head, io, primary, lastLba, geometry)) {
+    // Already at the end (the image is as large as the disk, or this ran before).
+    return { moved: false, repairedFromBackup: false, backupLba: lastLba, lastUsableLba: primary.lastUsableLba, previousBackupLba, protectiveMbr: fitProtectiveMbr(head, mbrOptions) }
+  }
+
+  // LastUsableLBA: gdisk's symmetric `diskSectors − FirstUsableLBA` (so our headers match `sgdisk -e`),
+  // or, when a partition would not fit under it, the tight UEFI layout (entries right before the header).
+  const maxUsedLba = entries.reduce((max, e) => Math.max(max, e.lastLba), primary.firstUsableLba - 1)
+  const tight = lastLba - entrySectors(primary, sectorBytes) - 1
+  const symmetric = diskSectors - primary.firstUsableLba
+  const lastUsableLba = symmetric <= tight && symmetric >= maxUsedLba ? symmetric : tight
+  if (lastUsableLba < maxUsedLba) {
+    const last = entries.find((e) => e.lastLba === maxUsedLba)
+    throw new Error(`partition ${(last?.index ?? 0) + 1} ends at LBA ${maxUsedLba}, past the last usable LBA ${lastUsableLba} of the disk`)
+  }
+  if (lastUsableLba < primary.firstUsableLba) throw new Error(`the disk (${diskSectors} sectors) is too small for this GPT`)
+  const backupEntriesLba = lastUsableLba + 1
+
+  const fields = { lastUsableLba, entriesCrc: primary.entriesCrc }
+  const backupHeader = headerBlock(primary.raw, { ...fields, myLba: lastLba, alternateLba: 1, entriesLba: backupEntriesLba }, sectorBytes)
+  const primaryHeader = headerBlock(primary.raw, { ...fields, myLba: 1, alternateLba: lastLba, entriesLba: primary.entriesLba }, sectorBytes)
+  // Both blocks must read back as valid before anything is written.
+  parseGptHeader(backupHeader, lastLba, geometry)
+  parseGptHeader(primaryHeader, 1, geometry)
+
+  await writeImage(head, io, entriesBlock(array, primary, sectorBytes), backupEntriesLba * sectorBytes)
+  await writeImage(head, io, backupHeader, lastLba * sectorBytes)
+  // The old backup header is left behind by gdisk; we zero it so no tool finds a stale table
+  // there (formats.md 2.6 step 6), but only where nothing of the new layout or any partition lies.
+  if (previousBackupLba !== lastLba && previousBackupLba > maxUsedLba && previousBackupLba < backupEntriesLba) {
+    const old = await readImage(head, io, previousBackupLba * sectorBytes, sectorBytes)
+    if (hasGptSignature(old, 0)) await writeImage(head, io, Buffer.alloc(sectorBytes), previousBackupLba * sectorBytes)
+  }
+  if (repaired) await writeImage(head, io, entriesBlock(array, primary, sectorBytes), primary.entriesLba * sectorBytes)
+  await writeImage(head, io, primaryHeader, sectorBytes)
+  return { moved: true, repairedFromBackup: repaired, backupLba: lastLba, lastUsableLba, previousBackupLba, protectiveMbr: fitProtectiveMbr(head, mbrOptions) }
+}
+
+export interface NewGptPartition {
+  offsetBytes: number
+  sizeBytes: number
+  number: number
+  reused: boolean
+  uniqueGuid?: string
+}
+
+/**
+ * Reuses a partition named `name` (or one `isWanted` accepts), or adds one: first free slot, the last
+ * `maxBytes` of the free space after the last partition (start aligned to 1 MiB), type
+ * `typeGuid`, a fresh random unique GUID. Updates both copies and their CRCs.
+ */
+export async function addGptPartition (head: Buffer, io: BlockIo, options: {
+  sectorBytes: number
+  name: string
+  typeGuid: string
+  maxBytes: number
+  minBytes: number
+  isWanted?: ((offsetBytes: number, sizeBytes: number) => Promise<boolean>) | undefined
+}): Promise<NewGptPartition> {
+  const { sectorBytes, name } = options
+  const geometry: GptGeometry = { sectorBytes, diskSectors: Math.floor(io.sizeBytes / sectorBytes) }
+  const { primary, array, entries } = await loadGpt(head, io, geometry, [])
+  let backup: GptHeader
+  try {
+    if (primary.alternateLba <= primary.lastUsableLba) throw new Error('it would lie in the usable space')
+    backup = await readHeader(head, io, primary.alternateLba, geometry)
+    if (backup.firstUsableLba !== primary.firstUsableLba || backup.lastUsableLba !== primary.lastUsableLba) throw new Error('its usable LBAs differ from the primary\'s')
+    const backupEntries = await readEntries(head, io, backup, geometry)
+    if (!backupEntries.array.equals(array)) throw new Error('its entries differ from the primary entries')
+  } catch (err) {
+    throw new Error(`the backup GPT at LBA ${primary.alternateLba} is not valid (${err instanceof Error ? err.message : String(err)})`, { cause: err })
+  }
+
+  const found = (e: GptEntry): NewGptPartition => ({
+    offsetBytes: e.firstLba * sectorBytes, sizeBytes: (e.lastLba - e.firstLba + 1) * sectorBytes, number: e.index + 1, reused: true, uniqueGuid: e.uniqueGuid,
+  })
+  const named = entries.find((e) => e.name.toLowerCase() === name.toLowerCase())
+  if (named !== undefined) return found(named)
+  if (options.isWanted !== undefined) {
+    for (const e of entries) {
+      const candidate = found(e)
+      if (await options.isWanted(candidate.offsetBytes, candidate.sizeBytes)) return candidate
+    }
+  }
+
+  let slot = -1
+  for (let index = 0; index < primary.entryCount && slot < 0; index++) {
+    if (array.subarray(index * ENTRY_BYTES, index * ENTRY_BYTES + 16).every((b) => b === 0)) slot = index
+  }
+  if (slot < 0) throw new Error(`all ${primary.entryCount} GPT partition entries are in use`)
+  const freeStartLba = entries.reduce((max, e) => Math.max(max, e.lastLba + 1), primary.firstUsableLba)
+  const placement: Placement | undefined = placeAtEnd({ freeStartLba, freeEndLba: primary.lastUsableLba + 1, sectorBytes, maxBytes: options.maxBytes, minBytes: options.minBytes })
+  if (placement === undefined) {
+    const freeBytes = Math.max(0, primary.lastUsableLba + 1 - freeStartLba) * sectorBytes
+    throw new Error(`no room for a partition of at least ${options.minBytes} bytes after the last partition (${freeBytes} bytes free from LBA ${freeStartLba})`)
+  }
+
+  // A fresh unique GUID (v4), different from the disk's and every partition's.
+  const taken = new Set([bytesToGuid(primary.raw.subarray(DISK_GUID, DISK_GUID + 16)), ...entries.map((e) => e.uniqueGuid)])
+  let uniqueGuid = randomUUID().toUpperCase()
+  while (taken.has(uniqueGuid)) uniqueGuid = randomUUID().toUpperCase()
+
+  const entry = Buffer.alloc(ENTRY_BYTES)
+  guidToBytes(options.typeGuid).copy(entry, ENTRY_TYPE)
+  guidToBytes(uniqueGuid).copy(entry, ENTRY_UNIQUE)
+  entry.writeBigUInt64LE(BigInt(placement.startLba), ENTRY_FIRST_LBA)
+  entry.writeBigUInt64LE(BigInt(placement.startLba + placement.sizeLba - 1), ENTRY_LAST_LBA)
+  Buffer.from(name, 'utf16le').subarray(0, NAME_BYTES).copy(entry, ENTRY_NAME)
+  const newArray = Buffer.from(array)
+  entry.copy(newArray, slot * ENTRY_BYTES)
+  const entriesCrc = crc32(newArray)
+
+  const backupHeader = headerBlock(backup.raw, { myLba: backup.myLba, alternateLba: backup.alternateLba, lastUsableLba: backup.lastUsableLba, entriesLba: backup.entriesLba, entriesCrc }, sectorBytes)
+  const primaryHeader = headerBlock(primary.raw, { myLba: 1, alternateLba: primary.alternateLba, lastUsableLba: primary.lastUsableLba, entriesLba: primary.entriesLba, entriesCrc }, sectorBytes)
+  // Backup first, then the primary (into the head), as gdisk orders its writes.
+  await writeImage(head, io, entriesBlock(newArray, backup, sectorBytes), backup.entriesLba * sectorBytes)
+  await writeImage(head, io, backupHeader, backup.myLba * sectorBytes)
+  await writeImage(head, io, entriesBlock(newArray, primary, sectorBytes), primary.entriesLba * sectorBytes)
+  await writeImage(head, io, primaryHeader, sectorBytes)
+  return { offsetBytes: placement.startLba * sectorBytes, sizeBytes: placement.sizeLba * sectorBytes, number: slot + 1, reused: false, uniqueGuid }
+}
