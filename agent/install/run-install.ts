@@ -1,14 +1,17 @@
 import { totalmem } from 'node:os'
 import type { Logger } from 'pino'
 import { Disk } from '../disk/disk.js'
-import { HEAD_BYTES, SequentialWriter } from '../disk/sequential-writer.js'
-import { download, type DownloadOptions, type DownloadSink } from '../download/index.js'
-import { MemoryBudgetExceeded, MemoryImage } from '../image/memory-image.js'
+import { HEAD_BYTES, type SequentialWriter } from '../disk/sequential-writer.js'
+import { relocateBackupGpt, type RelocateResult } from '../disk/partition-table.js'
+import type { MemoryImage } from '../image/memory-image.js'
+import { openQcow2, readQcow2Guest, writeQcow2, type Qcow2Image } from '../image/qcow2/index.js'
 import { writeRawFromMemory } from '../image/raw.js'
 import type { InstallRequest } from '../payload/install-request.js'
 import { errors, installedMessage, isInstallError, type InstallError, type InstallMode } from '../report/install-error.js'
 import type { InstallEventListener, StepName, StepStatus } from '../report/progress.js'
-import { redactHeaders, safeUrl } from '../report/redact.js'
+import { writeConfigDrive, type ConfigDriveResult, type ConfigDriveStepOptions } from './config-drive-step.js'
+import { fetchImage, type DownloadTuning } from './fetch-image.js'
+import { checkDeclaredType, checkDigest, checkEfiBootloader, checkHead, imageIo } from './image-checks.js'
 
 /** The service's rule: the image must fit in RAM minus 3 GiB. */
 export const RESERVED_MEMORY_BYTES = 3 * 1024 ** 3 // 3 GiB
@@ -24,11 +27,13 @@ export interface InstallOptions {
   memoryLimitBytes?: number
   /** Raw only: stream straight to the disk instead of downloading into memory first. */
   stream?: boolean
+  /** ConfigDrive filesystem (default: ISO 9660 on disks with sectors up to 2048 bytes, FAT above) and instance id. */
+  configDrive?: ConfigDriveStepOptions
   signal?: AbortSignal
   logger?: Logger
   onEvent?: InstallEventListener
   /** Download tuning (tests shorten the timeouts and the backoff). */
-  downloadTuning?: Pick<DownloadOptions, 'connectTimeoutMs' | 'idleTimeoutMs' | 'maxAttempts' | 'retryBaseDelayMs' | 'maxRedirects'>
+  downloadTuning?: DownloadTuning
 }
 
 export interface InstallResult {
@@ -37,32 +42,37 @@ export interface InstallResult {
   bytes: number
   digest: { type: string; hex: string } | undefined
   mode: InstallMode
+  /** Bytes of guest disk written (the raw image's size, or the qcow2's virtual size). */
+  imageBytes: number
   disk: { path: string; sizeBytes: number; logicalSectorBytes: number }
+  partitionTable: RelocateResult
+  configDrive: ConfigDriveResult
 }
 
-/** "QFI\xfb": the qcow2 magic (qcow2 spec, header offset 0). */
-const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb])
+/** The image checked and ready to write: what the write step needs. */
+interface ReadyImage {
+  imageBytes: number
+  head: Buffer
+  write: (() => Promise<void>) | undefined
+}
 
-const PROGRESS_INTERVAL_MS = 200
-
-/** One install: download, verify, write, finish. Throws an InstallError; never leaves a half-written disk bootable. */
+/**
+ * One install: preflight, download, verify, write, gpt, configdrive, finish. Throws an InstallError.
+ * Nothing is written before every check that can be made has passed; the image's first MiB goes
+ * last; once writing began, a failure zeroes the disk's first and last MiB so it cannot boot.
+ */
 export async function runInstall (options: InstallOptions): Promise<InstallResult> {
   const { request, signal, logger } = options
   const emit = options.onEvent ?? (() => {})
-  const step = (name: StepName, status: StepStatus): void => emit({ type: 'step', step: name, status, at: new Date().toISOString() })
   let current: StepName[] = []
+  const step = (name: StepName, status: StepStatus): void => emit({ type: 'step', step: name, status, at: new Date().toISOString() })
   const enter = (...names: StepName[]): void => {
-    for (const name of current) step(name, 'done')
+    for (const name of current) if (!names.includes(name)) step(name, 'done')
+    for (const name of names) if (!current.includes(name)) step(name, 'doing')
     current = names
-    for (const name of names) step(name, 'doing')
   }
 
   enter('preflight')
-  if (request.imageType !== 'raw') {
-    // qcow2 support is its own module (agent/image/qcow2, issue 4); until then refuse before touching anything.
-    for (const name of current) step(name, 'error')
-    throw errors.badImageFormat(new Error(`imageType ${request.imageType} is not supported by this build`))
-  }
   let disk: Disk
   try {
     disk = await Disk.open(options.diskPath)
@@ -72,135 +82,164 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
   }
   logger?.info({ disk: disk.path, kind: disk.kind, sizeBytes: disk.sizeBytes, logicalSectorBytes: disk.logicalSectorBytes }, 'target disk')
 
-  const memoryLimitBytes = options.memoryLimitBytes ?? defaultMemoryLimitBytes()
   let writer: SequentialWriter | undefined
-  let memoryWriteStarted = false
-  const newWriter = (): SequentialWriter => new SequentialWriter(disk, {
-    limitBytes: disk.sizeBytes,
-    tooBig: (bytes) => errors.imageTooBigForDisk(bytes, disk.path, disk.sizeBytes),
-    writeFailed: (cause) => errors.rawWriteFailed(cause),
-  })
+  let wroteToDisk = false
+  const touched = (): boolean => wroteToDisk || writer?.wroteToDisk === true
+  /** The image as it stands after the GPT step, in case the ConfigDrive step fails. */
+  let afterGpt: { head: Buffer; imageBytes: number } | undefined
 
   try {
     // ── download (and, when streaming, write) ──────────────────────────────────────────────
-    const memory = options.stream === true ? undefined : new MemoryImage(memoryLimitBytes)
-    if (memory === undefined) writer = newWriter()
-    enter(...(writer === undefined ? ['download'] as const : ['download', 'write'] as const))
-
-    let lastProgressAt = 0
-    const progress = (bytes: number, totalBytes: number | undefined, force = false): void => {
-      const now = Date.now()
-      if (!force && now - lastProgressAt < PROGRESS_INTERVAL_MS) return
-      lastProgressAt = now
-      emit({ type: 'progress', step: 'download', bytes, totalBytes })
-    }
-
-    /** Memory runs out (no Content-Length, or one over the budget): the rest goes straight to the disk. */
-    const switchToStream = async (reason: string): Promise<SequentialWriter> => {
-      logger?.info({ memoryLimitBytes, reason }, 'raw image over the memory budget: streaming to disk')
-      emit({ type: 'note', message: `The image is larger than the memory budget of ${memoryLimitBytes} bytes: streaming it to the disk, the first MiB held back until verified.` })
-      const next = newWriter()
-      if (memory !== undefined) {
-        for (const piece of memory.pieces()) await next.write(piece.data)
-        memory.clear()
-      }
-      step('write', 'doing')
-      writer = next
-      return next
-    }
-
-    const sink: DownloadSink = {
-      begin: async (sizeBytes) => {
-        if (sizeBytes === undefined) return
-        // Refused before any write: the announced size cannot fit.
-        if (sizeBytes > disk.sizeBytes) throw errors.imageTooBigForDisk(sizeBytes, disk.path, disk.sizeBytes)
-        if (writer === undefined && sizeBytes > memoryLimitBytes) await switchToStream('content-length')
-      },
-      write: async (chunk) => {
-        if (writer !== undefined) return await writer.write(chunk)
-        if (memory === undefined) throw new Error('no sink')
-        if (memory.sizeBytes + chunk.length > disk.sizeBytes) throw errors.imageTooBigForDisk(memory.sizeBytes + chunk.length, disk.path, disk.sizeBytes)
-        try {
-          memory.append(chunk)
-        } catch (err) {
-          if (!(err instanceof MemoryBudgetExceeded)) throw err
-          await (await switchToStream('grew past budget')).write(chunk)
-        }
-      },
-      rewind: async () => {
-        logger?.warn('download restarted from byte 0')
-        memory?.clear()
-        await writer?.rewind()
-      },
-    }
-
-    logger?.info({ url: safeUrl(request.imageUrl), headers: redactHeaders(Object.fromEntries(request.httpHeaders.map((h) => [h.name, h.value]))), checksumType: request.checksum?.type }, 'download')
-    const fetched = await download({
-      ...options.downloadTuning,
-      url: request.imageUrl,
-      headers: request.httpHeaders,
-      digestType: request.checksum?.type,
+    enter('download')
+    const fetched = await fetchImage({
+      request,
+      disk,
+      memoryLimitBytes: options.memoryLimitBytes ?? defaultMemoryLimitBytes(),
+      stream: options.stream === true,
       signal,
       logger,
-      onProgress: (p) => progress(p.bytes, p.totalBytes),
-    }, sink)
-    progress(fetched.bytes, fetched.contentLength, true)
-    const mode: InstallMode = writer === undefined ? 'memory' : 'stream'
-    const head = writer === undefined ? (memory as MemoryImage).read(0, HEAD_BYTES) : await writer.finish()
+      emit,
+      onStreamStart: (started) => { writer = started; enter('download', 'write') },
+      // A streamed image's first MiB is checked before anything reaches the disk.
+      checkHead: (head) => { checkDeclaredType(request, head); checkHead(head, disk) },
+      downloadTuning: options.downloadTuning,
+    })
+    const { bytes, digestHex } = fetched.download
 
     // ── verify: nothing of the image becomes bootable before this passes ──────────────────
     enter('verify')
-    if (request.checksum !== undefined) {
-      const got = fetched.digestHex ?? ''
-      if (got !== request.checksum.hex) throw errors.checksumMismatch(request.checksum.type, got, request.checksum.hex)
+    checkDigest(request, digestHex)
+    if (bytes === 0) throw errors.badImageFormat(new Error('the image is empty'))
+    let ready: ReadyImage
+    if (fetched.memory !== undefined) {
+      ready = await checkInMemory(request, fetched.memory, disk, { signal, emit })
+    } else {
+      const head = fetched.streamedHead ?? Buffer.alloc(0)
+      // Stream mode: the rest is on the disk already; the EFI check reads it there.
+      await checkEfiBootloader(request.efiBootloaderPath, head, disk, bytes)
+      ready = { imageBytes: bytes, head, write: undefined }
     }
-    if (fetched.bytes === 0) throw errors.badImageFormat(new Error('the image is empty'))
-    if (head.subarray(0, 4).equals(QCOW2_MAGIC)) throw errors.imageTypeMismatch('raw', 'qcow2')
 
     // ── write (memory mode) ────────────────────────────────────────────────────────────────
-    if (mode === 'memory') {
+    if (ready.write !== undefined) {
       enter('write')
-      const image = memory as MemoryImage
-      memoryWriteStarted = true
-      await writeRawFromMemory(disk, image, {
-        signal,
-        onProgress: (bytes) => emit({ type: 'progress', step: 'write', bytes, totalBytes: image.sizeBytes }),
-      })
-      image.clear()
+      wroteToDisk = true
+      await ready.write()
     }
+    const { head, imageBytes } = ready
+    // The head buffer grows to a MiB (or the disk) so the GPT and ConfigDrive steps can edit it.
+    const fullHead = Buffer.alloc(Math.min(HEAD_BYTES, disk.sizeBytes))
+    head.copy(fullHead)
+    if (head.length < fullHead.length) await disk.read(fullHead.subarray(head.length), head.length)
+
+    // ── gpt: the backup GPT to the disk's end, the protective MBR to the disk's size ────────
+    enter('gpt')
+    wroteToDisk = true
+    const partitionTable = await relocateBackupGpt(fullHead, disk, { imageBytes })
+    logger?.info({ partitionTable }, 'partition table')
+    afterGpt = { head: Buffer.from(fullHead), imageBytes }
+
+    // ── configdrive ─────────────────────────────────────────────────────────────────────────
+    enter('configdrive')
+    const configDrive = await writeConfigDrive(request, fullHead, disk, options.configDrive)
+    logger?.info({ configDrive }, 'config drive')
 
     // ── finish: the head goes last, then the kernel re-reads the table ─────────────────────
     enter('finish')
     signal?.throwIfAborted()
-    try {
-      await disk.write(head, 0)
-      await disk.sync()
-    } catch (err) {
-      throw errors.rawWriteFailed(err)
-    }
+    await writeHeadLast(disk, fullHead, request.imageType)
     await disk.rereadPartitions().catch((err: unknown) => logger?.warn({ err }, 'partition table re-read failed'))
-    for (const name of current) step(name, 'done')
-    current = []
+    enter()
 
-    const message = installedMessage({ diskPath: disk.path, bytes: fetched.bytes, imageType: request.imageType, mode, checksumType: request.checksum?.type })
     return {
       code: 'INSTALLED',
-      message,
-      bytes: fetched.bytes,
-      digest: request.checksum === undefined ? undefined : { type: request.checksum.type, hex: fetched.digestHex ?? '' },
-      mode,
+      message: installedMessage({ diskPath: disk.path, bytes, imageType: request.imageType, mode: fetched.mode, checksumType: request.checksum?.type }),
+      bytes,
+      digest: request.checksum === undefined ? undefined : { type: request.checksum.type, hex: digestHex ?? '' },
+      mode: fetched.mode,
+      imageBytes,
       disk: { path: disk.path, sizeBytes: disk.sizeBytes, logicalSectorBytes: disk.logicalSectorBytes },
+      partitionTable,
+      configDrive,
     }
   } catch (err) {
     for (const name of current) step(name, 'error')
     await writer?.settle()
-    const touched = memoryWriteStarted || writer?.wroteToDisk === true
-    const failure = toInstallError(err, signal, touched)
+    const failure = toInstallError(err, signal, touched())
     logger?.error({ code: failure.code, cause: describeCause(err) }, failure.message)
-    if (touched) await makeUnbootable(disk, logger)
+    if (failure.code === 'CONFIGDRIVE_FAILED' && afterGpt !== undefined && signal?.aborted !== true) {
+      // The image is verified and whole: leave it bootable as written, without a ConfigDrive.
+      await keepImageWithoutConfigDrive(disk, afterGpt, request, logger)
+    } else if (touched()) {
+      await makeUnbootable(disk, logger)
+    }
     throw failure
   } finally {
     await disk.close().catch(() => {})
+  }
+}
+
+/**
+ * Memory mode: everything is checked on the image in memory, then a write function is handed back.
+ * raw: type, head, EFI; qcow2: type, header and tables, virtual size, head, EFI.
+ */
+async function checkInMemory (request: InstallRequest, memory: MemoryImage, disk: Disk, context: { signal: AbortSignal | undefined; emit: InstallEventListener }): Promise<ReadyImage> {
+  const { signal, emit } = context
+  checkDeclaredType(request, memory.view(0, 8))
+  if (request.imageType === 'raw') {
+    if (memory.sizeBytes > disk.sizeBytes) throw errors.imageTooBigForDisk(memory.sizeBytes, disk.path, disk.sizeBytes)
+    const head = memory.read(0, HEAD_BYTES)
+    checkHead(head, disk)
+    await checkEfiBootloader(request.efiBootloaderPath, head, imageIo({ sizeBytes: memory.sizeBytes, read: (o, l) => memory.read(o, l) }, disk.logicalSectorBytes), memory.sizeBytes)
+    return {
+      imageBytes: memory.sizeBytes,
+      head,
+      write: async () => {
+        await writeRawFromMemory(disk, memory, { signal, onProgress: (bytes) => emit({ type: 'progress', step: 'write', bytes, totalBytes: memory.sizeBytes }) })
+        memory.clear()
+      },
+    }
+  }
+  const image: Qcow2Image = openQcow2(memory)
+  if (image.virtualSizeBytes > disk.sizeBytes) throw errors.imageTooBigForDisk(image.virtualSizeBytes, disk.path, disk.sizeBytes)
+  const guest = { sizeBytes: image.virtualSizeBytes, read: (offset: number, length: number) => readQcow2Guest(image, memory, offset, Math.max(0, Math.min(length, image.virtualSizeBytes - offset))) }
+  const head = guest.read(0, HEAD_BYTES)
+  checkHead(head, disk)
+  await checkEfiBootloader(request.efiBootloaderPath, head, imageIo(guest, disk.logicalSectorBytes), image.virtualSizeBytes)
+  return {
+    imageBytes: image.virtualSizeBytes,
+    head,
+    write: async () => {
+      await writeQcow2(image, memory, disk, { signal, onProgress: (bytes) => emit({ type: 'progress', step: 'write', bytes, totalBytes: image.virtualSizeBytes }) })
+      try {
+        await disk.sync()
+      } catch (err) {
+        throw errors.qcow2WriteFailed(err)
+      }
+      memory.clear()
+    },
+  }
+}
+
+/** Everything else is on the disk and synced: now the first MiB, then sync again. */
+async function writeHeadLast (disk: Disk, head: Buffer, imageType: string): Promise<void> {
+  try {
+    await disk.sync()
+    await disk.write(head, 0)
+    await disk.sync()
+  } catch (err) {
+    throw imageType === 'qcow2' ? errors.qcow2WriteFailed(err) : errors.rawWriteFailed(err)
+  }
+}
+
+/** The ConfigDrive failed: the backup GPT is rewritten from the head as it was before that step, and the head written. */
+async function keepImageWithoutConfigDrive (disk: Disk, afterGpt: { head: Buffer; imageBytes: number }, request: InstallRequest, logger: Logger | undefined): Promise<void> {
+  try {
+    await relocateBackupGpt(afterGpt.head, disk, { imageBytes: afterGpt.imageBytes })
+    await writeHeadLast(disk, afterGpt.head, request.imageType)
+  } catch (err) {
+    logger?.error({ err }, 'could not leave the image in place without a ConfigDrive')
+    await makeUnbootable(disk, logger)
   }
 }
 
@@ -211,6 +250,7 @@ function describeCause (err: unknown): unknown {
 }
 
 function toInstallError (err: unknown, signal: AbortSignal | undefined, touched: boolean): InstallError {
+  if (signal?.aborted === true && !(isInstallError(err) && err.code !== 'INTERNAL_ERROR')) return touched ? errors.cancelled() : errors.cancelledUntouched()
   if (isInstallError(err)) return err
   if (signal?.aborted === true) return touched ? errors.cancelled() : errors.cancelledUntouched()
   return errors.internalError(err)

@@ -3,7 +3,10 @@
  * API (issue 6) keeps them as status and streams them as events.
  */
 
-export type StepName = 'preflight' | 'download' | 'verify' | 'write' | 'finish'
+export type StepName = 'preflight' | 'download' | 'verify' | 'write' | 'gpt' | 'configdrive' | 'finish'
+
+/** The steps in order; in stream mode 'download' and 'write' run together. */
+export const STEP_NAMES: readonly StepName[] = ['preflight', 'download', 'verify', 'write', 'gpt', 'configdrive', 'finish']
 export type StepStatus = 'todo' | 'doing' | 'done' | 'error'
 
 export interface StepEvent {

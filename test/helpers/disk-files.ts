@@ -50,3 +50,25 @@ export function attachLoop (file: string, sectorBytes = 512): { device: string; 
   return { device, detach: () => execFileSync('losetup', ['-d', device]) }
 }
 
+
+/** `sgdisk -v` on a disk file or device: its report, and whether it found no problem. */
+export function sgdiskVerify (path: string): { clean: boolean; report: string } {
+  let report: string
+  try {
+    report = execFileSync('sgdisk', ['-v', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  } catch (err) {
+    report = String((err as { stdout?: unknown }).stdout ?? err)
+  }
+  return { clean: /No problems found/.test(report), report }
+}
+
+/** `blkid -p -O OFFSET` probe of a filesystem at a byte offset: its tags (LABEL, TYPE…). */
+export function blkidAt (path: string, offset: number): Record<string, string> {
+  let out: string
+  try {
+    out = execFileSync('blkid', ['-p', '-O', String(offset), '-o', 'export', path], { encoding: 'utf8' })
+  } catch {
+    return {}
+  }
+  return Object.fromEntries(out.trim().split('\n').map((line) => line.split('=', 2) as [string, string]))
+}

@@ -4,10 +4,10 @@ import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
 import { EXIT_INSTALL_FAILED, EXIT_OK, EXIT_USAGE, runCli } from '../../agent/cli.js'
 import { makeDirtyDisk, readRange, tempDir } from '../helpers/disk-files.js'
-import { makeImage, sha, startImageServer } from '../helpers/image-server.js'
+import { gptDataRange, makeGptImage, sha, startImageServer } from '../helpers/image-server.js'
 
 const MiB = 1024 * 1024
-const image = makeImage(3 * MiB + 5)
+const image = makeGptImage(3 * MiB)
 const tmp = tempDir()
 t.teardown(tmp.remove)
 
@@ -48,7 +48,9 @@ t.test('install: exit 0, the result message last on stdout, progress on stderr',
   t.equal(run.stdout, `Image installed on ${disk}: ${image.length} bytes of raw written from memory, sha256 verified.\n`)
   t.match(run.stderr, /download: doing/)
   t.match(run.stderr, /finish: done/)
-  t.ok(readRange(disk, 0, image.length).equals(image))
+  const data = gptDataRange(image)
+  t.ok(readRange(disk, data.offset, data.length).equals(image.subarray(data.offset, data.offset + data.length)), 'the image\'s data is on the disk')
+  t.match(run.stderr, /configdrive: done/)
 })
 
 t.test('--json: one object with status, code, message, bytes, digest', async (t) => {

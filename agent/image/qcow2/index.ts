@@ -5,3 +5,4 @@
 export { isQcow2 } from './header.js'
 export { openQcow2, type Qcow2Image } from './open-qcow2.js'
 export { writeQcow2, type Qcow2WriteOptions, type Qcow2WriteTarget } from './write-qcow2.js'
+export { readQcow2Guest } from './read-guest.js'

@@ -1,0 +1,56 @@
+import { buildConfigDrive, readFatLabel, readIsoVolumeId, type ConfigDrive } from '../configdrive/index.js'
+import type { BlockIo } from '../disk/block-io.js'
+import { partitionReader } from '../disk/efi-system-partition.js'
+import { addConfigDrivePartition, readImage, writeImage, type AddedPartition } from '../disk/partition-table.js'
+import type { InstallRequest } from '../payload/install-request.js'
+import { errors, isInstallError } from '../report/install-error.js'
+
+const CONFIG_DRIVE_BYTES = 64 * 1024 * 1024 // 64 MiB, ironic's partition size
+const ISO_LIMIT_SECTOR_BYTES = 2048 // Linux mounts ISO 9660 only from devices with sectors up to 2048 bytes
+
+export interface ConfigDriveResult {
+  partition: AddedPartition
+  filesystem: ConfigDrive['filesystem']
+  bytes: number
+  uuid: string
+}
+
+export interface ConfigDriveStepOptions {
+  force?: 'iso9660' | 'fat'
+  uuid?: string
+}
+
+/** Whether the filesystem at a partition is labelled config-2 (ISO 9660 volume id or FAT label), as cloud-init looks for it. */
+async function isConfigDrive (head: Buffer, io: BlockIo, offsetBytes: number, sizeBytes: number): Promise<boolean> {
+  const read = partitionReader(head, io, { number: 0, offsetBytes, sizeBytes })
+  const label = await readIsoVolumeId(read).catch(() => undefined) ?? await readFatLabel(read).catch(() => undefined)
+  return label !== undefined && label.trim().toLowerCase() === 'config-2'
+}
+
+/**
+ * Adds the config-2 partition (or reuses one) in the head's table, writes the ConfigDrive filesystem
+ * into it, reads it back and compares. Any failure: `Could not create configdrive on disk.`
+ */
+export async function writeConfigDrive (request: InstallRequest, head: Buffer, io: BlockIo, options: ConfigDriveStepOptions = {}): Promise<ConfigDriveResult> {
+  try {
+    const sectorBytes = io.logicalSectorBytes
+    const filesystem = options.force ?? (sectorBytes <= ISO_LIMIT_SECTOR_BYTES ? 'iso9660' : 'fat')
+    const uuid = options.uuid ?? crypto.randomUUID()
+    // An ISO is as large as its content: the partition must hold at least that. A FAT fills its partition.
+    const sized = filesystem === 'iso9660' ? buildConfigDrive(request, { sectorBytes, partitionBytes: CONFIG_DRIVE_BYTES, force: filesystem, uuid }) : undefined
+    const partition = await addConfigDrivePartition(head, io, {
+      sizeBytes: CONFIG_DRIVE_BYTES,
+      minSizeBytes: sized?.image.length ?? 1024 * 1024,
+      isConfigDrive: async (offsetBytes, sizeBytes) => await isConfigDrive(head, io, offsetBytes, sizeBytes),
+    })
+    const drive = sized ?? buildConfigDrive(request, { sectorBytes, partitionBytes: partition.sizeBytes, force: filesystem, uuid })
+    if (drive.image.length > partition.sizeBytes) throw new Error(`the ConfigDrive (${drive.image.length} bytes) does not fit partition ${partition.number} (${partition.sizeBytes} bytes)`)
+    await writeImage(head, io, drive.image, partition.offsetBytes)
+    const back = await readImage(head, io, partition.offsetBytes, drive.image.length)
+    if (!back.equals(drive.image)) throw new Error(`the ConfigDrive read back from partition ${partition.number} differs from what was written`)
+    return { partition, filesystem: drive.filesystem, bytes: drive.image.length, uuid }
+  } catch (err) {
+    if (isInstallError(err) && err.code === 'CONFIGDRIVE_FAILED') throw err
+    throw errors.configDriveFailed(err)
+  }
+}
