@@ -12,13 +12,15 @@ export const EXIT_INSTALL_FAILED = 1
 export const EXIT_USAGE = 2
 
 const USAGE = `Usage:
-  byoi-agent install --payload FILE --disk PATH [--json] [--stream] [--memory-limit BYTES] [--log-level LEVEL]
+  byoi-agent install --payload FILE --disk PATH [--json] [--stream] [--memory-limit BYTES]
+                     [--config-drive iso9660|fat] [--log-level LEVEL]
 
   --payload FILE        the install/start (or reinstall) JSON body; - reads standard input
   --disk PATH           the target: a block device or a regular file (virtual disk)
   --json                print the result as one JSON object { status, code, message, bytes, digest }
   --stream              raw images: write to the disk while downloading (constant memory)
   --memory-limit BYTES  memory budget for the image (default: total RAM - 3 GiB); e.g. 4GiB
+  --config-drive FS     force the ConfigDrive filesystem (default: iso9660 on 512-byte disks, fat on 4Kn)
   --log-level LEVEL     pino level for the JSON log on standard error (default: warn)
 `
 
@@ -103,6 +105,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
         json: { type: 'boolean', default: false },
         stream: { type: 'boolean', default: false },
         'memory-limit': { type: 'string' },
+        'config-drive': { type: 'string' },
         'log-level': { type: 'string', default: 'warn' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -128,6 +131,8 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
     memoryLimitBytes = parseByteSize(values['memory-limit'])
     if (memoryLimitBytes === undefined) return usage(`Bad --memory-limit ${values['memory-limit']}: expected a number of bytes, e.g. 4294967296 or 4GiB.`)
   }
+  const configDriveFs = values['config-drive']
+  if (configDriveFs !== undefined && configDriveFs !== 'iso9660' && configDriveFs !== 'fat') return usage(`Bad --config-drive ${configDriveFs}: expected iso9660 or fat.`)
   const level = values['log-level']
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) return usage(`Bad --log-level ${level}.`)
 
@@ -154,6 +159,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
       diskPath: values.disk,
       memoryLimitBytes,
       stream: values.stream,
+      configDrive: configDriveFs === undefined ? undefined : { force: configDriveFs },
       signal: io.signal,
       logger,
       onEvent: view.onEvent,

@@ -1,9 +1,10 @@
 import t from 'tap'
+import { execFileSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
 import { EXIT_INSTALL_FAILED, EXIT_OK, EXIT_USAGE, runCli } from '../../agent/cli.js'
-import { makeDirtyDisk, readRange, tempDir } from '../helpers/disk-files.js'
+import { blkidAt, makeDirtyDisk, readRange, tempDir } from '../helpers/disk-files.js'
 import { gptDataRange, makeGptImage, sha, startImageServer } from '../helpers/image-server.js'
 
 const MiB = 1024 * 1024
@@ -58,7 +59,7 @@ t.test('--json: one object with status, code, message, bytes, digest', async (t)
   t.teardown(server.close)
   const disk = join(tmp.path, 'json.img')
   makeDirtyDisk(disk, 16 * MiB)
-  const run = await cli(['install', '--payload', '-', '--disk', disk, '--json', '--stream'], payload(server.url()))
+  const run = await cli(['install', '--payload', '-', '--disk', disk, '--json', '--stream', '--config-drive', 'fat'], payload(server.url()))
   t.equal(run.code, EXIT_OK)
   t.same(JSON.parse(run.stdout), {
     status: 'done',
@@ -67,6 +68,8 @@ t.test('--json: one object with status, code, message, bytes, digest', async (t)
     bytes: image.length,
     digest: { type: 'sha256', hex: sha('sha256', image) },
   })
+  const offset = Number(/start=\s*(\d+), size=\s*\d+, type=[^,]*, uuid=[^,]*, name="config-2"/.exec(execFileSync('sfdisk', ['--dump', disk], { encoding: 'utf8' }))?.[1]) * 512
+  t.match(blkidAt(disk, offset), { LABEL: 'config-2', TYPE: 'vfat' }, '--config-drive fat forced FAT on a 512-byte disk')
 })
 
 t.test('an install failure: exit 1 and the OVH message', async (t) => {
@@ -92,7 +95,7 @@ t.test('a refused payload: exit 1 with the field named', async (t) => {
 })
 
 t.test('bad usage: exit 2 and the usage on stderr', async (t) => {
-  for (const args of [[], ['frobnicate'], ['install'], ['install', '--payload', 'x'], ['install', '--disk', 'x'], ['install', '--payload', 'x', '--disk', 'y', '--memory-limit', 'lots'], ['install', '--bogus'], ['install', '--payload', join(tmp.path, 'missing.json'), '--disk', 'y']]) {
+  for (const args of [[], ['frobnicate'], ['install'], ['install', '--payload', 'x'], ['install', '--disk', 'x'], ['install', '--payload', 'x', '--disk', 'y', '--memory-limit', 'lots'], ['install', '--payload', 'x', '--disk', 'y', '--config-drive', 'ext4'], ['install', '--bogus'], ['install', '--payload', join(tmp.path, 'missing.json'), '--disk', 'y']]) {
     const run = await cli(args)
     t.equal(run.code, EXIT_USAGE, args.join(' '))
     t.match(run.stderr, /Usage:/)
