@@ -45,7 +45,9 @@ cat > "$work/payload.json" <<JSON
     { "key": "httpHeaders0Key", "value": "Authorization" },
     { "key": "httpHeaders0Value", "value": "Basic $(printf demo:s3cret | base64)" },
     { "key": "imageCheckSum", "value": "$sum" },
-    { "key": "imageCheckSumType", "value": "sha512" }
+    { "key": "imageCheckSumType", "value": "sha512" },
+    { "key": "configDriveUserData", "value": "#!/bin/bash\\necho \\"Hi, sounds that BYOI is a success!\\" > /etc/motd\\n" },
+    { "key": "configDriveMetadata", "value": "{\\"role\\": \\"demo\\"}" }
   ]
 }
 JSON
@@ -66,11 +68,27 @@ echo "exit status: $status"
 
 say "Checking the disk with independent tools"
 size=$(stat -c %s "$image")
-cmp -n "$size" "$image" "$disk" && echo "cmp: the disk's first $size bytes equal the image"
-sgdisk -p "$disk" 2>&1 | sed -n '/^Disk\|^Number/,$p' | head -8
-blkid -p -O $((root_start * 512)) "$disk" | sed 's/^/blkid: /'
+root_bytes=$(( (root_end - root_start + 1) * 512 ))
+cmp -n "$root_bytes" -i "$((root_start * 512)):$((root_start * 512))" "$image" "$disk" && echo "cmp: the root partition's $root_bytes bytes equal the image's"
+sgdisk -v "$disk" | grep -E "^No problems found|^Problem|^Warning" | sed "s/^/sgdisk -v: /"
+sgdisk -p "$disk" 2>&1 | sed -n '/^Disk build/p;/^Number/,$p'
+blkid -p -O $((root_start * 512)) "$disk" | sed 's/^/blkid root: /'
+cd_start=$(sgdisk -i 3 "$disk" | awk '/First sector/ {print $3}')
+blkid -p -O $((cd_start * 512)) "$disk" | sed 's/^/blkid config-2: /'
+dd if="$disk" of="$work/configdrive.iso" bs=512 skip="$cd_start" count=$((64 * 2048)) status=none
+rm -rf "$work/configdrive" && xorriso -osirrox on -indev "$work/configdrive.iso" -extract / "$work/configdrive" 2>/dev/null
+echo "ConfigDrive files (Rock Ridge names):"; (cd "$work/configdrive" && find . -type f | sort | sed 's/^/  /')
+echo "cloud-init's own reader (DataSourceConfigDrive.read_config_drive) says:"
+/usr/bin/python3 - "$work/configdrive" <<'PY'
+import json, sys
+from cloudinit.sources.DataSourceConfigDrive import read_config_drive
+r = read_config_drive(sys.argv[1])
+md = r["metadata"]
+print("  instance-id:", md.get("instance-id"), "| hostname:", md.get("hostname"), "| meta:", json.dumps(md.get("meta")))
+ud = r["userdata"]
+print("  user data:", (ud.decode() if isinstance(ud, bytes) else ud).strip().replace("\n", " / "))
+PY
 dd if="$disk" of="$work/root-check.ext4" bs=512 skip="$root_start" count=$((root_end - root_start + 1)) status=none
 echo "motd on the installed root: $(debugfs -R 'cat /etc/motd' "$work/root-check.ext4" 2>/dev/null)"
 echo
-echo "(The backup GPT still sits at the image's end; moving it to the disk's end and adding the"
-echo " ConfigDrive partition come with the GPT/ConfigDrive step, issue 5.)"
+echo "(Booting the installed disk under QEMU, where cloud-init runs the user data, comes with the rescue image and harness, issue 7.)"
