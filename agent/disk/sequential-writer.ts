@@ -1,3 +1,4 @@
+import { BackgroundSync } from './background-sync.js'
 import type { Disk } from './disk.js'
 import type { InstallError } from '../report/install-error.js'
 
@@ -43,12 +44,14 @@ export class SequentialWriter {
   private touched = false
   private readonly slabBytes: number
   private readonly maxInFlight: number
+  private readonly backgroundSync: BackgroundSync
 
   constructor (private readonly disk: Disk, private readonly options: SequentialWriterOptions) {
     this.slabBytes = options.slabBytes ?? 4 * 1024 * 1024
     this.maxInFlight = options.maxInFlight ?? 4
     this.head = Buffer.alloc(Math.min(HEAD_BYTES, options.limitBytes))
     this.slab = Buffer.allocUnsafeSlow(this.slabBytes)
+    this.backgroundSync = new BackgroundSync(disk)
   }
 
   /** Bytes accepted so far. */
@@ -91,7 +94,7 @@ export class SequentialWriter {
     this.flushedBytes += length
     this.touched = true
     const write = this.disk.write(slab.subarray(0, length), offset).then(
-      () => { this.free.push(slab) },
+      () => { this.free.push(slab); this.backgroundSync.wrote(length) },
       (err: unknown) => { this.failure ??= this.options.writeFailed(err) },
     )
     const tracked: Promise<void> = write.finally(() => { this.inFlight.delete(tracked) })
@@ -105,6 +108,11 @@ export class SequentialWriter {
   private async drain (): Promise<void> {
     await Promise.all(this.inFlight)
     if (this.failure !== undefined) throw this.failure
+    try {
+      await this.backgroundSync.settle()
+    } catch (err) {
+      throw this.options.writeFailed(err)
+    }
   }
 
   /** Everything so far is void: the next byte is byte 0 again. Bytes already on the disk get overwritten. */
@@ -136,5 +144,6 @@ export class SequentialWriter {
   /** Waits for writes under way (after a failure elsewhere), ignoring their errors. */
   async settle (): Promise<void> {
     await Promise.allSettled(this.inFlight)
+    await this.backgroundSync.settle().catch(() => {})
   }
 }
