@@ -47,7 +47,7 @@ export class SequentialWriter {
   private readonly backgroundSync: BackgroundSync
 
   constructor (private readonly disk: Disk, private readonly options: SequentialWriterOptions) {
-    this.slabBytes = options.slabBytes ?? 4 * 1024 * 1024
+    this.slabBytes = options.slabBytes ?? 2 * 1024 * 1024 // 2 MiB
     this.maxInFlight = options.maxInFlight ?? 4
     this.head = Buffer.alloc(Math.min(HEAD_BYTES, options.limitBytes))
     this.slab = Buffer.allocUnsafeSlow(this.slabBytes)

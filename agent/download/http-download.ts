@@ -3,13 +3,13 @@
  * with `Range` + `If-Range` when a body breaks, the digest computed over the bytes as they
  * stream. Every byte of the file reaches the sink exactly once, in order, since its last rewind.
  */
-import { createHash, type Hash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import { Agent, type Dispatcher } from 'undici'
 import { errors } from '../report/install-error.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
 import { AttemptFailure, SinkError } from './attempt-failure.js'
+import { inlineDigest, WorkerDigest, type DigestType, type RunningDigest } from './running-digest.js'
 import {
   errorCode, honoursRetryAfter, isRedirectStatus, isRetryableError, isRetryableStatus, parseRetryAfterMs, retryDelayMs,
 } from './retry-policy.js'
@@ -18,7 +18,7 @@ import {
   headerValue, ifRangeValidator, parseContentLength, parseContentRange, strongEtag, type ResponseHeaders,
 } from './validators.js'
 
-export type DigestType = 'md5' | 'sha1' | 'sha256' | 'sha512'
+export type { DigestType }
 
 export interface DownloadSink {
   /** Called once with the size the server announced for the whole file (Content-Length of a 200, or the total of a Content-Range), or undefined; before any byte. Throwing here aborts the download with that error, unchanged. Not called again after a rewind, even if the file came back with another size: a sink must still check what it is given. */
@@ -34,6 +34,8 @@ export interface DownloadOptions {
   headers: Array<{ name: string; value: string }>
   /** Digest over the bytes as downloaded, as they stream. */
   digestType?: DigestType
+  /** Compute the digest on a worker thread, beside the download (default true). */
+  digestOnWorker?: boolean
   signal?: AbortSignal
   logger?: Logger
   /** Default 30_000 (30 s). */
@@ -88,6 +90,7 @@ interface Job {
   /** Sent anywhere else a redirect leads: ours only. */
   foreignHeaders: string[]
   digestType: DigestType | undefined
+  digestOnWorker: boolean
   signal: AbortSignal | undefined
   logger: Logger | undefined
   connectTimeoutMs: number
@@ -102,7 +105,7 @@ interface Job {
 /** The bytes given to the sink since its last rewind, and what may guard resuming after them. */
 interface Run {
   bytes: number
-  hash: Hash | undefined
+  hash: RunningDigest | undefined
   /** Whole-file size announced by the answer that began this run. */
   totalBytes: number | undefined
   /** If-Range value from that answer; undefined: this run cannot be resumed, only restarted. */
@@ -151,37 +154,47 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
   const run: Run = { bytes: 0, hash: newHash(job), totalBytes: undefined, validator: undefined, restart: false, begun: false }
   logger?.debug({ url: job.shownUrl, headers: redactHeaders(Object.fromEntries(options.headers.map((h) => [h.name, h.value]))) }, 'download starts')
 
-  // Attempts that moved the download on by at least PROGRESS_RESETS_BYTES do not use up the retries
-  // (a long download over a flaky link keeps going), but the total stays bounded: never a hang.
-  let failuresInARow = 0
-  for (let attempt = 1; ; attempt++) {
-    if (isAborted(signal)) throw abortError(signal)
-    const bytesBefore = run.bytes
-    try {
-      await runAttempt(job, sink, run)
-      logger?.info({ url: job.shownUrl, bytes: run.bytes, attempts: attempt }, 'download complete')
-      return { bytes: run.bytes, digestHex: run.hash?.digest('hex'), contentLength: run.totalBytes, attempts: attempt }
-    } catch (err) {
-      if (err instanceof SinkError) throw err.error
+  try {
+    // Attempts that moved the download on by at least PROGRESS_RESETS_BYTES do not use up the retries
+    // (a long download over a flaky link keeps going), but the total stays bounded: never a hang.
+    let failuresInARow = 0
+    for (let attempt = 1; ; attempt++) {
       if (isAborted(signal)) throw abortError(signal)
-      const failure = err instanceof AttemptFailure ? err : fromError(err)
-      failure.attempt = attempt
-      if (failure.restart) run.restart = true
-      failuresInARow = run.bytes - bytesBefore >= PROGRESS_RESETS_BYTES ? 1 : failuresInARow + 1
-      const logged = { url: job.shownUrl, attempt, maxAttempts: job.maxAttempts, statusCode: failure.statusCode, code: failure.code, reason: failure.message, bytes: run.bytes }
-      if (!failure.retryable || failuresInARow >= job.maxAttempts || attempt >= job.maxAttempts * MAX_ATTEMPTS_FACTOR) {
-        logger?.error(logged, 'download failed')
-        throw errors.downloadFailed(job.shownUrl, failure)
-      }
-      const delayMs = retryDelayMs({ attempt: failuresInARow, baseDelayMs: job.retryBaseDelayMs, maxDelayMs: job.maxRetryDelayMs, retryAfterMs: failure.retryAfterMs })
-      logger?.warn({ ...logged, retryAfterMs: failure.retryAfterMs, delayMs }, 'download attempt failed; retrying')
+      const bytesBefore = run.bytes
+      let complete = false
       try {
-        await sleep(delayMs, undefined, { signal })
-      } catch (sleepErr) {
+        await runAttempt(job, sink, run)
+        complete = true
+      } catch (err) {
+        if (err instanceof SinkError) throw err.error
         if (isAborted(signal)) throw abortError(signal)
-        throw sleepErr
+        const failure = err instanceof AttemptFailure ? err : fromError(err)
+        failure.attempt = attempt
+        if (failure.restart) run.restart = true
+        failuresInARow = run.bytes - bytesBefore >= PROGRESS_RESETS_BYTES ? 1 : failuresInARow + 1
+        const logged = { url: job.shownUrl, attempt, maxAttempts: job.maxAttempts, statusCode: failure.statusCode, code: failure.code, reason: failure.message, bytes: run.bytes }
+        if (!failure.retryable || failuresInARow >= job.maxAttempts || attempt >= job.maxAttempts * MAX_ATTEMPTS_FACTOR) {
+          logger?.error(logged, 'download failed')
+          throw errors.downloadFailed(job.shownUrl, failure)
+        }
+        const delayMs = retryDelayMs({ attempt: failuresInARow, baseDelayMs: job.retryBaseDelayMs, maxDelayMs: job.maxRetryDelayMs, retryAfterMs: failure.retryAfterMs })
+        logger?.warn({ ...logged, retryAfterMs: failure.retryAfterMs, delayMs }, 'download attempt failed; retrying')
+        try {
+          await sleep(delayMs, undefined, { signal })
+        } catch (sleepErr) {
+          if (isAborted(signal)) throw abortError(signal)
+          throw sleepErr
+        }
+      }
+      if (complete) {
+        logger?.info({ url: job.shownUrl, bytes: run.bytes, attempts: attempt }, 'download complete')
+        const digestHex = await run.hash?.digestHex()
+        return { bytes: run.bytes, digestHex, contentLength: run.totalBytes, attempts: attempt }
       }
     }
+  } finally {
+    // The worker of a digest that will not be read (failure, abort); a no-op after digestHex.
+    run.hash?.dispose()
   }
 }
 
@@ -206,6 +219,7 @@ function prepare (options: DownloadOptions): Job {
     originHeaders: originHeaders(url, options.headers),
     foreignHeaders: ['user-agent', userAgent, 'accept-encoding', 'identity'],
     digestType: options.digestType,
+    digestOnWorker: options.digestOnWorker ?? true,
     signal: options.signal,
     logger: options.logger,
     connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
@@ -252,8 +266,9 @@ function decodeUserInfo (text: string): string {
   }
 }
 
-function newHash (job: Job): Hash | undefined {
-  return job.digestType === undefined ? undefined : createHash(job.digestType)
+function newHash (job: Job): RunningDigest | undefined {
+  if (job.digestType === undefined) return undefined
+  return job.digestOnWorker ? new WorkerDigest(job.digestType) : inlineDigest(job.digestType)
 }
 
 /** One attempt: the request (through its redirects), then the body into the sink. */
@@ -418,6 +433,7 @@ async function startRun (job: Job, sink: DownloadSink, run: Run, plan: BodyPlan)
     job.logger?.warn({ url: job.shownUrl, discardedBytes: run.bytes }, 'the server could not resume; starting again from byte 0')
     await callSink(() => sink.rewind())
     run.bytes = 0
+    run.hash?.dispose()
     run.hash = newHash(job)
   }
   run.totalBytes = plan.totalBytes
@@ -439,7 +455,7 @@ async function streamBody (job: Job, sink: DownloadSink, run: Run, body: Answer[
     if (expectedBytes !== undefined && received > expectedBytes) {
       throw new AttemptFailure(`the body is longer than the ${expectedBytes} bytes announced`, { retryable: false })
     }
-    hash?.update(chunk)
+    await hash?.update(chunk)
     run.bytes += chunk.length
     try {
       await sink.write(chunk)
