@@ -4,10 +4,9 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { runInstall, type InstallOptions } from '../../agent/install/run-install.js'
 import type { InstallRequest } from '../../agent/payload/install-request.js'
-import { isInstallError } from '../../agent/report/install-error.js'
 import { blkidAt, makeDirtyDisk, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
 import { gptDataRange, makeGptImage, sha, startImageServer } from '../helpers/image-server.js'
-import type { TapTest } from '../helpers/tap.js'
+import { expectInstallError } from '../helpers/tap.js'
 
 const MiB = 1024 * 1024
 const DISK_BYTES = 96 * MiB
@@ -39,17 +38,6 @@ function newDisk (): string {
 function request (url: string, file: Buffer, overrides: Partial<InstallRequest> = {}): InstallRequest {
   return { source: 'install-start', imageUrl: url, imageType: 'qcow2', checksum: { type: 'sha256', hex: sha('sha256', file) }, httpHeaders: [], metadata: {}, ...overrides }
 }
-async function expectFailure (t: TapTest, promise: Promise<unknown>, code: string): Promise<string> {
-  try {
-    await promise
-  } catch (err) {
-    t.ok(isInstallError(err), 'an InstallError')
-    t.equal((err as { code: string }).code, code)
-    return (err as Error).message
-  }
-  t.fail(`expected ${code}`)
-  return ''
-}
 
 for (const [name, file] of Object.entries(fixtures)) {
   t.test(`qcow2 (${name}): the disk holds what qemu-img convert makes, with a clean GPT and a ConfigDrive`, async (t) => {
@@ -75,7 +63,7 @@ t.test('a qcow2 over the memory budget: refused before downloading it whole, dis
     const server = await startImageServer({ image: fixtures.plain, chunked })
     const disk = newDisk()
     const before = readRange(disk, 0, DISK_BYTES)
-    const message = await expectFailure(t, runInstall({ request: request(server.url(), fixtures.plain), diskPath: disk, memoryLimitBytes: 4 * MiB, downloadTuning: fast }), 'QCOW2_TOO_BIG')
+    const message = await expectInstallError(t, runInstall({ request: request(server.url(), fixtures.plain), diskPath: disk, memoryLimitBytes: 4 * MiB, downloadTuning: fast }), 'QCOW2_TOO_BIG')
     await server.close()
     t.equal(message, 'Could not download, qcow2 image is too big to download in memory.')
     t.ok(readRange(disk, 0, DISK_BYTES).equals(before), chunked ? 'grew past the budget' : 'announced over the budget')
@@ -87,7 +75,7 @@ t.test('a raw image declared qcow2 is refused before any write', async (t) => {
   t.teardown(server.close)
   const disk = newDisk()
   const before = readRange(disk, 0, DISK_BYTES)
-  const message = await expectFailure(t, runInstall({ request: request(server.url(), raw), diskPath: disk, downloadTuning: fast }), 'IMAGE_TYPE_MISMATCH')
+  const message = await expectInstallError(t, runInstall({ request: request(server.url(), raw), diskPath: disk, downloadTuning: fast }), 'IMAGE_TYPE_MISMATCH')
   t.equal(message, 'Bad format image, expected: qcow2, got: raw.')
   t.ok(readRange(disk, 0, DISK_BYTES).equals(before))
 })
@@ -100,7 +88,7 @@ t.test('a qcow2 whose virtual size exceeds the disk is refused before any write'
   t.teardown(server.close)
   const disk = newDisk()
   const before = readRange(disk, 0, DISK_BYTES)
-  const message = await expectFailure(t, runInstall({ request: request(server.url(), huge), diskPath: disk, downloadTuning: fast }), 'IMAGE_TOO_BIG_FOR_DISK')
+  const message = await expectInstallError(t, runInstall({ request: request(server.url(), huge), diskPath: disk, downloadTuning: fast }), 'IMAGE_TOO_BIG_FOR_DISK')
   t.equal(message, `Image is too big for disk, got: ${1024 * MiB} bytes while disk ${disk} holds ${DISK_BYTES} bytes.`)
   t.ok(readRange(disk, 0, DISK_BYTES).equals(before))
 })
@@ -115,7 +103,7 @@ t.test('a qcow2 with a backing file is refused before any write', async (t) => {
   t.teardown(server.close)
   const disk = newDisk()
   const before = readRange(disk, 0, DISK_BYTES)
-  const message = await expectFailure(t, runInstall({ request: request(server.url(), file), diskPath: disk, downloadTuning: fast }), 'QCOW2_UNSUPPORTED')
+  const message = await expectInstallError(t, runInstall({ request: request(server.url(), file), diskPath: disk, downloadTuning: fast }), 'QCOW2_UNSUPPORTED')
   t.equal(message, 'Bad format image, qcow2 feature not supported: backing file.')
   t.ok(readRange(disk, 0, DISK_BYTES).equals(before))
 })

@@ -4,11 +4,10 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { runInstall, type InstallOptions } from '../../agent/install/run-install.js'
 import type { InstallRequest } from '../../agent/payload/install-request.js'
-import { isInstallError } from '../../agent/report/install-error.js'
 import type { InstallEvent } from '../../agent/report/progress.js'
 import { attachLoop, blkidAt, makeDirtyDisk, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
 import { gptDataRange, makeGptImage, makeImage, sha, startImageServer } from '../helpers/image-server.js'
-import type { TapTest } from '../helpers/tap.js'
+import { expectInstallError, type TapTest } from '../helpers/tap.js'
 
 const MiB = 1024 * 1024
 const DISK_BYTES = 64 * MiB
@@ -47,17 +46,6 @@ function newDisk (sizeBytes = DISK_BYTES): string {
   return path
 }
 
-async function expectFailure (t: TapTest, promise: Promise<unknown>, code: string): Promise<string> {
-  try {
-    await promise
-  } catch (err) {
-    t.ok(isInstallError(err), 'an InstallError')
-    t.equal((err as { code: string }).code, code)
-    return (err as Error).message
-  }
-  t.fail(`expected ${code}`)
-  return ''
-}
 
 for (const stream of [false, true]) {
   const mode = stream ? 'stream' : 'memory'
@@ -89,7 +77,7 @@ for (const stream of [false, true]) {
     const disk = newDisk()
     const before = readRange(disk, 0, DISK_BYTES)
     const wrong = 'ab'.repeat(64)
-    const message = await expectFailure(t, runInstall({ request: request(server.url(), { checksum: { type: 'sha512', hex: wrong } }), diskPath: disk, stream, downloadTuning: fast }), 'CHECKSUM_MISMATCH')
+    const message = await expectInstallError(t, runInstall({ request: request(server.url(), { checksum: { type: 'sha512', hex: wrong } }), diskPath: disk, stream, downloadTuning: fast }), 'CHECKSUM_MISMATCH')
     t.equal(message, `Bad sha512 for downloaded file, got: ${imageSha512} while expecting ${wrong}.`)
     if (stream) {
       t.ok(readRange(disk, 0, MiB).equals(Buffer.alloc(MiB)), 'first MiB is zero')
@@ -115,7 +103,7 @@ for (const stream of [false, true]) {
     t.teardown(server.close)
     const disk = newDisk(8 * MiB)
     const before = readRange(disk, 0, 8 * MiB)
-    const message = await expectFailure(t, runInstall({ request: request(server.url()), diskPath: disk, stream, downloadTuning: fast }), 'IMAGE_TOO_BIG_FOR_DISK')
+    const message = await expectInstallError(t, runInstall({ request: request(server.url()), diskPath: disk, stream, downloadTuning: fast }), 'IMAGE_TOO_BIG_FOR_DISK')
     t.equal(message, `Image is too big for disk, got: ${image.length} bytes while disk ${disk} holds ${8 * MiB} bytes.`)
     t.ok(readRange(disk, 0, 8 * MiB).equals(before), 'disk is exactly as it was')
   })
@@ -125,7 +113,7 @@ for (const stream of [false, true]) {
     t.teardown(server.close)
     const disk = newDisk(8 * MiB)
     const before = readRange(disk, 0, 8 * MiB)
-    await expectFailure(t, runInstall({ request: request(server.url()), diskPath: disk, stream, downloadTuning: fast }), 'IMAGE_TOO_BIG_FOR_DISK')
+    await expectInstallError(t, runInstall({ request: request(server.url()), diskPath: disk, stream, downloadTuning: fast }), 'IMAGE_TOO_BIG_FOR_DISK')
     if (stream) t.ok(readRange(disk, 0, MiB).equals(Buffer.alloc(MiB)), 'first MiB is zero')
     else t.ok(readRange(disk, 0, 8 * MiB).equals(before), 'disk is exactly as it was')
   })
@@ -161,7 +149,7 @@ t.test('a qcow2 file declared raw is refused before any write', async (t) => {
   for (const stream of [false, true]) {
     const disk = newDisk()
     const before = readRange(disk, 0, DISK_BYTES)
-    const message = await expectFailure(t, runInstall({ request: request(server.url(), { checksum: undefined }), diskPath: disk, stream, downloadTuning: fast }), 'IMAGE_TYPE_MISMATCH')
+    const message = await expectInstallError(t, runInstall({ request: request(server.url(), { checksum: undefined }), diskPath: disk, stream, downloadTuning: fast }), 'IMAGE_TYPE_MISMATCH')
     t.equal(message, 'Bad format image, expected: raw, got: qcow2.')
     // Streamed too: the first MiB is checked before any byte reaches the disk.
     t.ok(readRange(disk, 0, DISK_BYTES).equals(before), `${stream ? 'stream' : 'memory'} mode: the disk is exactly as it was`)
@@ -174,7 +162,7 @@ t.test('a download that fails leaves the disk untouched and names the URL withou
   const disk = newDisk()
   const before = readRange(disk, 0, DISK_BYTES)
   const url = server.url('/image.raw').replace('http://', 'http://user:hunter2@')
-  const message = await expectFailure(t, runInstall({ request: request(url), diskPath: disk, downloadTuning: fast }), 'DOWNLOAD_FAILED')
+  const message = await expectInstallError(t, runInstall({ request: request(url), diskPath: disk, downloadTuning: fast }), 'DOWNLOAD_FAILED')
   t.equal(message, `Could not download image located: \`${server.url('/image.raw')}\`.`)
   t.notMatch(message, 'hunter2')
   t.ok(readRange(disk, 0, DISK_BYTES).equals(before), 'disk is exactly as it was')
@@ -191,7 +179,7 @@ t.test('the customer\'s headers reach the server', async (t) => {
 t.test('a missing disk is refused before downloading', async (t) => {
   const server = await startImageServer({ image })
   t.teardown(server.close)
-  const message = await expectFailure(t, runInstall({ request: request(server.url()), diskPath: join(tmp.path, 'nope'), downloadTuning: fast }), 'DISK_UNAVAILABLE')
+  const message = await expectInstallError(t, runInstall({ request: request(server.url()), diskPath: join(tmp.path, 'nope'), downloadTuning: fast }), 'DISK_UNAVAILABLE')
   t.equal(message, `Could not open disk ${join(tmp.path, 'nope')}: no such file or device.`)
   t.equal(server.requests.length, 0)
 })
@@ -210,7 +198,7 @@ t.test('an abort before writing leaves the disk untouched', async (t) => {
     downloadTuning: fast,
     onEvent: (e) => { events.push(e); if (e.type === 'step' && e.step === 'download' && e.status === 'doing') controller.abort() },
   })
-  await expectFailure(t, promise, 'CANCELLED_UNTOUCHED')
+  await expectInstallError(t, promise, 'CANCELLED_UNTOUCHED')
   t.ok(readRange(disk, 0, DISK_BYTES).equals(before), 'disk is exactly as it was')
 })
 
@@ -226,7 +214,7 @@ t.test('block devices: a 512-byte loop device, both modes', { skip: canLoop ? fa
       t.equal(result.disk.sizeBytes, DISK_BYTES)
       expectInstalled(t, loop.device)
       const wrong = '00'.repeat(64)
-      await expectFailure(t, runInstall({ request: request(server.url(), { checksum: { type: 'sha512', hex: wrong } }), diskPath: loop.device, stream, downloadTuning: fast }), 'CHECKSUM_MISMATCH')
+      await expectInstallError(t, runInstall({ request: request(server.url(), { checksum: { type: 'sha512', hex: wrong } }), diskPath: loop.device, stream, downloadTuning: fast }), 'CHECKSUM_MISMATCH')
       if (stream) t.ok(readRange(loop.device, 0, MiB).equals(Buffer.alloc(MiB)), 'first MiB zeroed after a mismatch')
       else expectInstalled(t, loop.device)
     } finally {
@@ -253,7 +241,7 @@ t.test('block devices: a 4Kn loop device gets a 4Kn image with a FAT ConfigDrive
       t.match(blkidAt(loop.device, result.configDrive.partition.offsetBytes), { LABEL: 'config-2', TYPE: 'vfat' })
 
       const before = readRange(loop.device, 0, DISK_BYTES)
-      const message = await expectFailure(t, runInstall({ request: request(server512.url()), diskPath: loop.device, stream, downloadTuning: fast }), 'SECTOR_SIZE_MISMATCH')
+      const message = await expectInstallError(t, runInstall({ request: request(server512.url()), diskPath: loop.device, stream, downloadTuning: fast }), 'SECTOR_SIZE_MISMATCH')
       t.equal(message, `Bad format image, its partition table uses 512-byte sectors but disk ${loop.device} has 4096-byte sectors.`)
       t.ok(readRange(loop.device, 0, DISK_BYTES).equals(before), `${stream ? 'stream' : 'memory'} mode: refused before any write`)
     } finally {
@@ -267,7 +255,7 @@ t.test('an image without a partition table: installed as written, but no ConfigD
   const server = await startImageServer({ image: bare })
   t.teardown(server.close)
   const disk = newDisk()
-  const message = await expectFailure(t, runInstall({ request: request(server.url(), { checksum: { type: 'sha512', hex: sha('sha512', bare) } }), diskPath: disk, downloadTuning: fast }), 'CONFIGDRIVE_FAILED')
+  const message = await expectInstallError(t, runInstall({ request: request(server.url(), { checksum: { type: 'sha512', hex: sha('sha512', bare) } }), diskPath: disk, downloadTuning: fast }), 'CONFIGDRIVE_FAILED')
   t.equal(message, 'Could not create configdrive on disk.')
   t.ok(readRange(disk, 0, bare.length).equals(bare), 'the verified image stays on the disk as written')
 })
@@ -314,7 +302,7 @@ t.test('efiBootloaderPath: present in the ESP passes, absent is refused before a
   for (const stream of [false, true]) {
     const disk = newDisk()
     const before = readRange(disk, 0, DISK_BYTES)
-    const message = await expectFailure(t, runInstall({ request: request(server.url(), { checksum, efiBootloaderPath: '\\EFI\\BOOT\\BOOTX64.EFI' }), diskPath: disk, stream, downloadTuning: fast }), 'EFI_BOOTLOADER_NOT_FOUND')
+    const message = await expectInstallError(t, runInstall({ request: request(server.url(), { checksum, efiBootloaderPath: '\\EFI\\BOOT\\BOOTX64.EFI' }), diskPath: disk, stream, downloadTuning: fast }), 'EFI_BOOTLOADER_NOT_FOUND')
     t.equal(message, "Bad efiBootloaderPath, \\EFI\\BOOT\\BOOTX64.EFI is not in the image's EFI system partition.")
     if (stream) t.ok(readRange(disk, 0, MiB).equals(Buffer.alloc(MiB)), 'stream mode: checked after writing, so the disk is made unbootable')
     else t.ok(readRange(disk, 0, DISK_BYTES).equals(before), 'memory mode: refused before any write')
@@ -326,7 +314,7 @@ t.test('efiBootloaderPath on an image without an EFI system partition is refused
   t.teardown(server.close)
   const disk = newDisk()
   const before = readRange(disk, 0, DISK_BYTES)
-  const message = await expectFailure(t, runInstall({ request: request(server.url(), { efiBootloaderPath: '\\EFI\\BOOT\\BOOTX64.EFI' }), diskPath: disk, downloadTuning: fast }), 'EFI_BOOTLOADER_NOT_FOUND')
+  const message = await expectInstallError(t, runInstall({ request: request(server.url(), { efiBootloaderPath: '\\EFI\\BOOT\\BOOTX64.EFI' }), diskPath: disk, downloadTuning: fast }), 'EFI_BOOTLOADER_NOT_FOUND')
   t.equal(message, 'Bad efiBootloaderPath, \\EFI\\BOOT\\BOOTX64.EFI is given but the image has no EFI system partition.')
   t.ok(readRange(disk, 0, DISK_BYTES).equals(before))
 })
