@@ -1,11 +1,18 @@
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { pino, type Logger } from 'pino'
+import { checkToken } from './api/bearer-auth.js'
+import { startService, type Service } from './api/start-service.js'
+import { findAutoDisk } from './disk/auto-disk.js'
+import { DEFAULT_STATE_DIR } from './install/job-state-store.js'
+import type { DiskView } from './install/job-status.js'
 import { runInstall, type InstallResult } from './install/run-install.js'
 import { parseInstallRequest } from './payload/parse-install-request.js'
 import { errors, isInstallError, type InstallError } from './report/install-error.js'
 import type { InstallEvent } from './report/progress.js'
 import { formatProgress, parseByteSize } from './report/progress-text.js'
+import { safeUrl } from './report/redact.js'
+import { createServiceLogger, isLogLevel } from './report/service-logger.js'
 
 export const EXIT_OK = 0
 export const EXIT_INSTALL_FAILED = 1
@@ -21,14 +28,56 @@ const USAGE = `Usage:
   --stream              raw images: write to the disk while downloading (constant memory)
   --memory-limit BYTES  memory budget for the image (default: total RAM - 3 GiB); e.g. 4GiB
   --config-drive FS     force the ConfigDrive filesystem (default: iso9660 on 512-byte disks, fat on 4Kn)
-  --log-level LEVEL     pino level for the JSON log on standard error (default: warn)
+  --log-level LEVEL     pino level for the JSON log on standard error (default: warn; serve: info)
+
+  byoi-agent serve --listen HOST:PORT --disk PATH|auto --token-file FILE [--report-url URL]
+                   [--tls-cert FILE --tls-key FILE] [--state-dir DIR] [--memory-limit BYTES]
+                   [--stream] [--config-drive iso9660|fat] [--log-level LEVEL]
+
+  --listen HOST:PORT    address to listen on, e.g. 0.0.0.0:8443 or [::]:8443 (port 0: any free port)
+  --disk PATH|auto      the target; auto: the first whole, non-removable, non-virtual disk
+  --token-file FILE     the bearer token every route but /health requires (16+ visible ASCII characters)
+  --report-url URL      POST each step change and the result there as JSON (retried, never blocking)
+  --tls-cert, --tls-key PEM files: serve HTTPS
+  --state-dir DIR       where the job's state is kept across restarts (default: /run/byoi-agent)
+  SIGTERM or SIGINT stops the service: a running install is cancelled and waited for.
 `
+
+const OPTIONS = {
+  payload: { type: 'string' },
+  disk: { type: 'string' },
+  json: { type: 'boolean' },
+  stream: { type: 'boolean' },
+  'memory-limit': { type: 'string' },
+  'config-drive': { type: 'string' },
+  'log-level': { type: 'string' },
+  listen: { type: 'string' },
+  'token-file': { type: 'string' },
+  'report-url': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'state-dir': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
+type OptionName = keyof typeof OPTIONS
+type CliValues = { [K in OptionName]?: typeof OPTIONS[K]['type'] extends 'boolean' ? boolean : string }
+
+const COMMAND_OPTIONS: Record<'install' | 'serve', readonly string[]> = {
+  install: ['payload', 'disk', 'json', 'stream', 'memory-limit', 'config-drive', 'log-level'],
+  serve: ['listen', 'disk', 'token-file', 'report-url', 'tls-cert', 'tls-key', 'state-dir', 'memory-limit', 'stream', 'config-drive', 'log-level'],
+}
 
 export interface CliIo {
   stdout: NodeJS.WritableStream
   stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number }
   stdin: NodeJS.ReadableStream
+  /** Aborted on SIGINT/SIGTERM: cancels an install, stops the service. */
   signal?: AbortSignal
+  /** `serve --disk auto` reads this folder (default /sys/block; tests give a fake one). */
+  sysBlockDir?: string
+  /** `serve`: called once it listens (tests learn the URL and may stop it without a signal). */
+  onServing?: (service: Service) => void
 }
 
 interface Outcome {
@@ -96,26 +145,13 @@ function progressView (stderr: CliIo['stderr']): { onEvent: (event: InstallEvent
 export async function runCli (argv: string[], io: CliIo): Promise<number> {
   let parsed
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        payload: { type: 'string' },
-        disk: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        stream: { type: 'boolean', default: false },
-        'memory-limit': { type: 'string' },
-        'config-drive': { type: 'string' },
-        'log-level': { type: 'string', default: 'warn' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    })
+    parsed = parseArgs({ args: argv, allowPositionals: true, tokens: true, options: OPTIONS })
   } catch (err) {
     io.stderr.write(`${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`)
     return EXIT_USAGE
   }
   const { values, positionals } = parsed
-  if (values.help) {
+  if (values.help === true) {
     io.stdout.write(USAGE)
     return EXIT_OK
   }
@@ -123,7 +159,12 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
     io.stderr.write(`${problem}\n\n${USAGE}`)
     return EXIT_USAGE
   }
-  if (positionals.length !== 1 || positionals[0] !== 'install') return usage(positionals.length === 0 ? 'Missing command.' : `Unknown command: ${positionals.join(' ')}`)
+  const command = positionals[0]
+  if (positionals.length !== 1 || (command !== 'install' && command !== 'serve')) return usage(positionals.length === 0 ? 'Missing command.' : `Unknown command: ${positionals.join(' ')}`)
+  const given = new Set(parsed.tokens.flatMap((token) => token.kind === 'option' ? [token.name] : []))
+  const foreign = [...given].find((name) => name !== 'help' && !COMMAND_OPTIONS[command].includes(name))
+  if (foreign !== undefined) return usage(`--${foreign} is not an option of ${command}.`)
+  if (command === 'serve') return runServe(values, { io, usage })
   if (values.payload === undefined) return usage('Missing --payload FILE.')
   if (values.disk === undefined) return usage('Missing --disk PATH.')
   let memoryLimitBytes: number | undefined
@@ -133,8 +174,8 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   }
   const configDriveFs = values['config-drive']
   if (configDriveFs !== undefined && configDriveFs !== 'iso9660' && configDriveFs !== 'fat') return usage(`Bad --config-drive ${configDriveFs}: expected iso9660 or fat.`)
-  const level = values['log-level']
-  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) return usage(`Bad --log-level ${level}.`)
+  const level = values['log-level'] ?? 'warn'
+  if (!isLogLevel(level)) return usage(`Bad --log-level ${level}.`)
 
   let text: string
   try {
@@ -158,7 +199,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
       request,
       diskPath: values.disk,
       memoryLimitBytes,
-      stream: values.stream,
+      stream: values.stream === true,
       configDrive: configDriveFs === undefined ? undefined : { force: configDriveFs },
       signal: io.signal,
       logger,
@@ -172,6 +213,116 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   } finally {
     view.close()
   }
-  io.stdout.write(values.json ? `${JSON.stringify(outcome)}\n` : `${outcome.message}\n`)
+  io.stdout.write(values.json === true ? `${JSON.stringify(outcome)}\n` : `${outcome.message}\n`)
   return outcome.status === 'done' ? EXIT_OK : EXIT_INSTALL_FAILED
+}
+
+interface CommandContext {
+  io: CliIo
+  usage: (problem: string) => number
+}
+
+/** `serve`: reads the options and files, listens until the signal, then shuts down gracefully. */
+async function runServe (values: CliValues, { io, usage }: CommandContext): Promise<number> {
+  const listen = parseListen(values.listen)
+  if (values.listen === undefined) return usage('Missing --listen HOST:PORT.')
+  if (listen === undefined) return usage(`Bad --listen ${values.listen}: expected HOST:PORT, e.g. 0.0.0.0:8443 or [::1]:8443.`)
+  if (values.disk === undefined) return usage('Missing --disk PATH|auto.')
+  if (values['token-file'] === undefined) return usage('Missing --token-file FILE.')
+  let memoryLimitBytes: number | undefined
+  if (values['memory-limit'] !== undefined) {
+    memoryLimitBytes = parseByteSize(values['memory-limit'])
+    if (memoryLimitBytes === undefined) return usage(`Bad --memory-limit ${values['memory-limit']}: expected a number of bytes, e.g. 4294967296 or 4GiB.`)
+  }
+  const configDriveFs = values['config-drive']
+  if (configDriveFs !== undefined && configDriveFs !== 'iso9660' && configDriveFs !== 'fat') return usage(`Bad --config-drive ${configDriveFs}: expected iso9660 or fat.`)
+  const level = values['log-level'] ?? 'info'
+  if (!isLogLevel(level)) return usage(`Bad --log-level ${level}.`)
+  const reportUrl = values['report-url']
+  if (reportUrl !== undefined && !isHttpUrl(reportUrl)) return usage(`Bad --report-url ${safeUrl(reportUrl)}: expected an http or https URL.`)
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) return usage('--tls-cert and --tls-key go together.')
+
+  let token: string
+  let tls: { cert: Buffer; key: Buffer } | undefined
+  try {
+    // One trailing line break (as `echo` or an editor leaves it) is not part of the token.
+    token = (await readFile(values['token-file'], 'utf8')).replace(/\r?\n$/, '')
+    if (values['tls-cert'] !== undefined && values['tls-key'] !== undefined) {
+      tls = { cert: await readFile(values['tls-cert']), key: await readFile(values['tls-key']) }
+    }
+  } catch (err) {
+    return usage(`Cannot read ${(err as { path?: string }).path ?? 'a file'}: ${(err as Error).message}`)
+  }
+  const tokenProblem = checkToken(token)
+  if (tokenProblem !== undefined) return usage(`Bad --token-file ${values['token-file']}: ${tokenProblem}.`)
+
+  const logger = createServiceLogger({ level, destination: io.stderr })
+  let disk: DiskView
+  if (values.disk === 'auto') {
+    const choice = await findAutoDisk(io.sysBlockDir).catch((err: unknown) => {
+      logger.error({ err }, 'cannot list the block devices')
+      return undefined
+    })
+    if (choice?.disk === undefined) {
+      const skipped = choice?.skipped.map((s) => `${s.name}: ${s.reason}`).join('; ') ?? 'cannot list them'
+      io.stderr.write(`No disk found for --disk auto (${skipped === '' ? 'no block device' : skipped}).\n`)
+      return EXIT_INSTALL_FAILED
+    }
+    disk = { path: choice.disk.path, auto: true, sizeBytes: choice.disk.sizeBytes, model: choice.disk.model }
+    logger.info({ disk, skipped: choice.skipped }, `--disk auto chose ${choice.disk.path}`)
+  } else {
+    disk = { path: values.disk, auto: false, sizeBytes: null, model: null }
+  }
+
+  let service: Service
+  try {
+    service = await startService({
+      host: listen.host,
+      port: listen.port,
+      token,
+      disk,
+      stateDir: values['state-dir'] ?? DEFAULT_STATE_DIR,
+      logger,
+      reportUrl,
+      tls,
+      installOptions: {
+        stream: values.stream === true,
+        memoryLimitBytes,
+        configDrive: configDriveFs === undefined ? undefined : { force: configDriveFs },
+      },
+    })
+  } catch (err) {
+    logger.error({ err }, 'cannot start the service')
+    io.stderr.write(`Cannot listen on ${values.listen}: ${(err as Error).message}\n`)
+    return EXIT_INSTALL_FAILED
+  }
+  io.stdout.write(`byoi-agent listening on ${service.url}, disk ${disk.path}${disk.auto ? ' (auto)' : ''}\n`)
+  io.onServing?.(service)
+  const signal = io.signal
+  await new Promise<void>((resolve) => {
+    if (signal === undefined) return // no signal: serve until the process is killed
+    if (signal.aborted) resolve()
+    else signal.addEventListener('abort', () => resolve(), { once: true })
+  })
+  await service.close()
+  return EXIT_OK
+}
+
+/** `HOST:PORT`, `[IPv6]:PORT`; port 0 to 65535. */
+function parseListen (text: string | undefined): { host: string; port: number } | undefined {
+  if (text === undefined) return undefined
+  const match = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(text) ?? /^([^:[\]\s]+):(\d{1,5})$/.exec(text)
+  const host = match?.[1]
+  const port = Number(match?.[2])
+  if (host === undefined || !Number.isInteger(port) || port > 65535) return undefined
+  return { host, port }
+}
+
+function isHttpUrl (text: string): boolean {
+  try {
+    const { protocol } = new URL(text)
+    return protocol === 'http:' || protocol === 'https:'
+  } catch {
+    return false
+  }
 }

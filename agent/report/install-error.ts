@@ -35,6 +35,17 @@ export const resultMessages = {
   CANCELLED: { ovh: false, template: 'Install cancelled, the disk was left unbootable.', when: 'the install was aborted (signal or API cancel) after writing began; before writing, the disk is untouched and the message says so' },
   CANCELLED_UNTOUCHED: { ovh: false, template: 'Install cancelled, the disk was not modified.', when: 'the install was aborted before any byte was written' },
   INTERNAL_ERROR: { ovh: false, template: 'Install failed on an internal error, the disk was left unbootable.', when: 'an unexpected error; details in the log' },
+  INTERRUPTED: { ovh: false, template: 'Install interrupted: the agent restarted during the install, the disk may be unbootable.', when: '`serve`: the state saved in --state-dir says an install was running when the agent stopped; reported as the result of that job after the restart' },
+  // The HTTP service's refusals (`serve`, docs/api.md): nothing was installed or changed.
+  BUSY: { ovh: false, template: 'An install is already running, job JOB.', when: '`POST /install/start` (HTTP 409) while a job runs; JOB is its id' },
+  NOT_RUNNING: { ovh: false, template: 'No install is running.', when: '`POST /install/cancel` (HTTP 409) when no job runs' },
+  SHUTTING_DOWN: { ovh: false, template: 'The agent is shutting down, no install can start.', when: '`POST /install/start` (HTTP 503) after SIGTERM or SIGINT' },
+  UNAUTHORIZED: { ovh: false, template: 'Missing or wrong bearer token.', when: 'any route but `/health` (HTTP 401) without `Authorization: Bearer TOKEN` holding the token of --token-file' },
+  NOT_FOUND: { ovh: false, template: 'No such route, the routes are listed in /openapi.json.', when: 'an unknown path or method (HTTP 404)' },
+  UNSUPPORTED_MEDIA_TYPE: { ovh: false, template: 'Bad Content-Type, expected: application/json.', when: 'a request body of another type (HTTP 415)' },
+  BODY_TOO_LARGE: { ovh: false, template: 'Request body too large, expected: at most N bytes.', when: 'a request body over the limit (HTTP 413); the limit leaves room for 16 MiB of configDriveUserData' },
+  BAD_REQUEST: { ovh: false, template: 'Bad request: REASON.', when: 'a request that is not readable HTTP (HTTP 400): a bad Content-Length, a malformed URL or header' },
+  SERVICE_ERROR: { ovh: false, template: 'The agent failed on an internal error, details are in its log.', when: 'an unexpected error in the HTTP service (HTTP 500); a bug, never an answer to bad input' },
 } as const satisfies Record<string, { ovh: boolean; template: string; when: string }>
 
 export type ResultCode = keyof typeof resultMessages
@@ -106,6 +117,26 @@ export const errors = {
     new InstallError('CANCELLED_UNTOUCHED', 'Install cancelled, the disk was not modified.'),
   internalError: (cause?: unknown) =>
     new InstallError('INTERNAL_ERROR', 'Install failed on an internal error, the disk was left unbootable.', { cause }),
+  interrupted: () =>
+    new InstallError('INTERRUPTED', 'Install interrupted: the agent restarted during the install, the disk may be unbootable.'),
+  busy: (jobId: string) =>
+    new InstallError('BUSY', `An install is already running, job ${jobId}.`),
+  notRunning: () =>
+    new InstallError('NOT_RUNNING', 'No install is running.'),
+  shuttingDown: () =>
+    new InstallError('SHUTTING_DOWN', 'The agent is shutting down, no install can start.'),
+  unauthorized: () =>
+    new InstallError('UNAUTHORIZED', 'Missing or wrong bearer token.'),
+  notFound: () =>
+    new InstallError('NOT_FOUND', 'No such route, the routes are listed in /openapi.json.'),
+  unsupportedMediaType: () =>
+    new InstallError('UNSUPPORTED_MEDIA_TYPE', 'Bad Content-Type, expected: application/json.'),
+  bodyTooLarge: (limitBytes: number) =>
+    new InstallError('BODY_TOO_LARGE', `Request body too large, expected: at most ${limitBytes} bytes.`),
+  badRequest: (reason: string, cause?: unknown) =>
+    new InstallError('BAD_REQUEST', `Bad request: ${reason}.`, { cause }),
+  serviceError: (cause?: unknown) =>
+    new InstallError('SERVICE_ERROR', 'The agent failed on an internal error, details are in its log.', { cause }),
 }
 
 export type InstallMode = 'memory' | 'stream'

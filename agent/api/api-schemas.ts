@@ -1,0 +1,111 @@
+/**
+ * JSON Schemas of the service's answers. Each is used twice: by fastify to serialize the answer
+ * (fast-json-stringify) and in /openapi.json, so the document cannot drift from what is sent.
+ * The request bodies' schemas are the payload's own, in schemas/ (payload/parse-install-request).
+ */
+import { resultMessages } from '../report/install-error.js'
+import { STEP_NAMES } from '../report/progress.js'
+
+export type SchemaObject = Record<string, unknown>
+
+const nullable = (type: string): SchemaObject => ({ type: [type, 'null'] })
+const timestamp = (description: string): SchemaObject => ({ type: ['string', 'null'], format: 'date-time', description })
+
+export const errorSchema: SchemaObject = {
+  title: 'Error',
+  description: 'Every refusal and failure: a stable code to match on, a message to show (docs/result-messages.md lists them all).',
+  type: 'object',
+  required: ['code', 'message'],
+  additionalProperties: false,
+  properties: {
+    code: { type: 'string', enum: Object.keys(resultMessages) },
+    message: { type: 'string' },
+  },
+}
+
+export const resultSchema: SchemaObject = {
+  title: 'Result',
+  description: 'The install\'s one result message: INSTALLED, or the failure.',
+  type: 'object',
+  required: ['code', 'message'],
+  additionalProperties: false,
+  properties: {
+    code: { type: 'string', enum: Object.keys(resultMessages) },
+    message: { type: 'string' },
+  },
+}
+
+export const stepSchema: SchemaObject = {
+  title: 'Step',
+  type: 'object',
+  required: ['name', 'status', 'startedAt', 'endedAt'],
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', enum: [...STEP_NAMES] },
+    status: { type: 'string', enum: ['todo', 'doing', 'done', 'error'] },
+    startedAt: timestamp('when the step began'),
+    endedAt: timestamp('when the step ended'),
+  },
+}
+
+export const progressSchema: SchemaObject = {
+  title: 'Progress',
+  description: 'Bytes of the current data step (download, or write in memory mode); the rate is measured over the last 5 s.',
+  type: 'object',
+  required: ['step', 'bytes', 'totalBytes', 'bytesPerSecond', 'etaSeconds'],
+  additionalProperties: false,
+  properties: {
+    step: { type: 'string', enum: [...STEP_NAMES] },
+    bytes: { type: 'integer', minimum: 0 },
+    totalBytes: { ...nullable('integer'), description: 'null while the size is unknown (no Content-Length)' },
+    bytesPerSecond: { type: 'integer', minimum: 0 },
+    etaSeconds: { ...nullable('integer'), description: 'null when the size or the rate is unknown' },
+  },
+}
+
+export const diskSchema: SchemaObject = {
+  title: 'Disk',
+  type: 'object',
+  required: ['path', 'auto', 'sizeBytes', 'model'],
+  additionalProperties: false,
+  properties: {
+    path: { type: 'string', description: 'the target disk' },
+    auto: { type: 'boolean', description: 'chosen by --disk auto' },
+    sizeBytes: nullable('integer'),
+    model: nullable('string'),
+  },
+}
+
+export const statusSchema: SchemaObject = {
+  title: 'Status',
+  description: 'The current job, or the last one (kept across restarts of the agent), or idle.',
+  type: 'object',
+  required: ['state', 'jobId', 'disk', 'startedAt', 'endedAt', 'steps', 'progress', 'result'],
+  additionalProperties: false,
+  properties: {
+    state: { type: 'string', enum: ['idle', 'running', 'done', 'error'] },
+    jobId: nullable('string'),
+    disk: diskSchema,
+    startedAt: timestamp('when the job started'),
+    endedAt: timestamp('when the job ended'),
+    steps: { type: 'array', items: stepSchema },
+    progress: { anyOf: [progressSchema, { type: 'null' }] },
+    result: { anyOf: [resultSchema, { type: 'null' }] },
+  },
+}
+
+export const jobAcceptedSchema: SchemaObject = {
+  title: 'JobAccepted',
+  type: 'object',
+  required: ['jobId'],
+  additionalProperties: false,
+  properties: { jobId: { type: 'string' } },
+}
+
+export const healthSchema: SchemaObject = {
+  title: 'Health',
+  type: 'object',
+  required: ['status'],
+  additionalProperties: false,
+  properties: { status: { type: 'string', enum: ['ok'] } },
+}

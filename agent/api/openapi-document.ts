@@ -1,0 +1,126 @@
+/**
+ * /openapi.json: an OpenAPI 3.1 document made from the payload schemas in schemas/ (the request
+ * body of POST /install/start is one of them) and the answers' schemas (api/api-schemas).
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { installStartSchema, reinstallSchema, type JsonSchema } from '../payload/parse-install-request.js'
+import { errorSchema, healthSchema, jobAcceptedSchema, statusSchema, type SchemaObject } from './api-schemas.js'
+
+export interface OpenApiOptions {
+  version: string
+  bodyLimitBytes: number
+}
+
+export type OpenApiDocument = Record<string, unknown>
+
+const ref = (name: string): SchemaObject => ({ $ref: `#/components/schemas/${name}` })
+const json = (schemaName: string, description: string): SchemaObject => ({ description, content: { 'application/json': { schema: ref(schemaName) } } })
+const refusal = (description: string): SchemaObject => json('Error', description)
+
+/** The answers every authenticated route can give. */
+const authRefusals = { 401: refusal('UNAUTHORIZED: no bearer token, or not the right one') }
+
+export function buildOpenApiDocument (options: OpenApiOptions): OpenApiDocument {
+  const schemas: Record<string, JsonSchema | SchemaObject> = {
+    InstallStart: installStartSchema,
+    Reinstall: reinstallSchema,
+    Error: errorSchema,
+    Status: statusSchema,
+    JobAccepted: jobAcceptedSchema,
+    Health: healthSchema,
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'byoi-agent',
+      version: options.version,
+      description: 'Installs a customer\'s own disk image on this server\'s disk, one job at a time. docs/api.md tells the routes, the status object, the event stream and the report URL\'s messages; docs/result-messages.md every code.',
+    },
+    security: [{ bearer: [] }],
+    paths: {
+      '/install/start': {
+        post: {
+          summary: 'Start an install',
+          description: `The OVH payload, in either shape: install/start (with userMetadata) or reinstall (with customizations). At most ${options.bodyLimitBytes} bytes.`,
+          operationId: 'startInstall',
+          requestBody: {
+            required: true,
+            content: { 'application/json': { schema: { oneOf: [ref('InstallStart'), ref('Reinstall')] } } },
+          },
+          responses: {
+            202: json('JobAccepted', 'the job started; follow it with /install/status or /install/events'),
+            400: refusal('the payload is refused (PAYLOAD_MISSING_FIELD, PAYLOAD_BAD_FIELD, BAD_IMAGE_FORMAT, BAD_CHECKSUM_TYPE, naming the field), or the body is not JSON'),
+            ...authRefusals,
+            409: refusal('BUSY: an install is already running'),
+            413: refusal('BODY_TOO_LARGE'),
+            415: refusal('UNSUPPORTED_MEDIA_TYPE: the body must be application/json'),
+            503: refusal('SHUTTING_DOWN'),
+          },
+        },
+      },
+      '/install/status': {
+        get: {
+          summary: 'The current or last job',
+          operationId: 'installStatus',
+          responses: { 200: json('Status', 'the status'), ...authRefusals },
+        },
+      },
+      '/install/events': {
+        get: {
+          summary: 'The status, live, as Server-Sent Events',
+          description: 'First a `status` event (the whole status), then `step`, `progress` and `note` events as they happen, a `status` event when a job starts, and a `result` event, after which the stream ends. A comment line is sent every 15 s to keep the connection open.',
+          operationId: 'installEvents',
+          responses: {
+            200: { description: 'an event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+            ...authRefusals,
+          },
+        },
+      },
+      '/install/cancel': {
+        post: {
+          summary: 'Cancel the running job',
+          description: 'Aborts the job; its result (CANCELLED_UNTOUCHED before any write, CANCELLED after, the disk left unbootable) arrives in the status and the events.',
+          operationId: 'cancelInstall',
+          responses: {
+            202: json('JobAccepted', 'the job is being cancelled'),
+            ...authRefusals,
+            409: refusal('NOT_RUNNING: no install is running'),
+          },
+        },
+      },
+      '/health': {
+        get: {
+          summary: 'Liveness (no authentication)',
+          operationId: 'health',
+          security: [],
+          responses: { 200: json('Health', 'the agent answers') },
+        },
+      },
+      '/openapi.json': {
+        get: {
+          summary: 'This document',
+          operationId: 'openapi',
+          responses: { 200: { description: 'an OpenAPI 3.1 document', content: { 'application/json': { schema: { type: 'object' } } } }, ...authRefusals },
+        },
+      },
+    },
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'The token of --token-file.' } },
+      schemas,
+    },
+  }
+}
+
+/** The agent's version, from its package.json (this module runs from agent/api/ or dist/agent/api/). */
+export function agentVersion (): string {
+  const here = dirname(fileURLToPath(import.meta.url))
+  for (let dir = here; dirname(dir) !== dir; dir = dirname(dir)) {
+    const file = join(dir, 'package.json')
+    if (!existsSync(file)) continue
+    const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: unknown; version?: unknown }
+    if (pkg.name === 'byoi-agent' && typeof pkg.version === 'string') return pkg.version
+  }
+  return '0.0.0'
+}

@@ -1,0 +1,272 @@
+/**
+ * The service's install jobs: one at a time, each with its own AbortController and child logger.
+ *
+ * The runner turns runInstall's events into the status object (install/job-status), tells its
+ * subscribers every change (the API's event stream), saves the status on each step change and at
+ * the end (install/job-state-store), and queues each step change and the result for the report
+ * URL (report/report-poster). None of these can slow or fail the install: subscribers and saves
+ * are guarded, posts are queued.
+ */
+import { randomUUID } from 'node:crypto'
+import type { Logger } from 'pino'
+import type { InstallRequest } from '../payload/install-request.js'
+import { errors, isInstallError } from '../report/install-error.js'
+import type { InstallEvent } from '../report/progress.js'
+import { redactHeaders, safeUrl } from '../report/redact.js'
+import type { ReportSink } from '../report/report-poster.js'
+import { copyStatus, freezeStatus, idleStatus, interruptedStatus, JobStatusTracker, type DiskView, type InstallStatus, type ProgressView, type ResultView, type StepView } from './job-status.js'
+import type { JobStateStore } from './job-state-store.js'
+import { runInstall, type InstallOptions, type InstallResult } from './run-install.js'
+
+/** A change, as subscribers (and the event stream) get it. */
+export type JobChange =
+  | { type: 'status'; status: InstallStatus }
+  | { type: 'step'; jobId: string; step: StepView }
+  | { type: 'progress'; jobId: string; progress: ProgressView }
+  | { type: 'note'; jobId: string; message: string }
+  | { type: 'result'; jobId: string; state: 'done' | 'error'; result: ResultView }
+
+export type JobListener = (change: JobChange) => void
+
+/** What the HTTP API needs from the runner (tests give it a fake). */
+export interface InstallJobs {
+  /** Starts a job; throws InstallError BUSY while one runs, SHUTTING_DOWN after close(). */
+  start: (request: InstallRequest) => { jobId: string }
+  status: () => InstallStatus
+  /** Aborts the running job; throws InstallError NOT_RUNNING when none runs. */
+  cancel: () => { jobId: string }
+  /** Calls `listener` on every change from now on; returns the unsubscribe function. */
+  subscribe: (listener: JobListener) => () => void
+}
+
+/** The body POSTed to the report URL. `sequence` orders them per agent run and lets a receiver drop a retried duplicate. */
+export type ReportMessage =
+  | { event: 'step'; sequence: number; jobId: string; at: string; step: StepView; status: InstallStatus }
+  | { event: 'result'; sequence: number; jobId: string; at: string; state: 'done' | 'error'; result: ResultView; status: InstallStatus }
+
+type WithoutDelivery<T> = T extends unknown ? Omit<T, 'sequence' | 'at'> : never
+
+export type InstallFunction = (options: InstallOptions) => Promise<InstallResult>
+
+export interface JobRunnerOptions {
+  disk: DiskView
+  logger: Logger
+  /** Passed to each install: --stream, --memory-limit, --config-drive, download tuning. */
+  installOptions?: Pick<InstallOptions, 'stream' | 'memoryLimitBytes' | 'configDrive' | 'downloadTuning'>
+  store?: JobStateStore
+  reporter?: ReportSink
+  /** The install itself; runInstall unless a test gives another. */
+  install?: InstallFunction
+  /** Milliseconds since the epoch (tests move time by hand). */
+  now?: () => number
+  /** Progress changes reach subscribers at most this often (default 250 ms); steps and results at once. */
+  progressIntervalMs?: number
+}
+
+interface RunningJob {
+  tracker: JobStatusTracker
+  controller: AbortController
+  logger: Logger
+  lastProgressSentAt: number
+  /** The latest progress change not yet sent to subscribers (throttled). */
+  unsentProgress: ProgressView | undefined
+  ended: Promise<void>
+}
+
+export class JobRunner implements InstallJobs {
+  private current: RunningJob | undefined
+  /** The status as last shown; undefined once anything changed. */
+  private shown: InstallStatus | undefined
+  /** The last job's status once it ended (or the one read back at start), else idle. */
+  private last: InstallStatus
+  private readonly listeners = new Set<JobListener>()
+  private closing = false
+  private sequence = 0
+  private readonly install: InstallFunction
+  private readonly now: () => number
+  private readonly progressIntervalMs: number
+
+  private constructor (private readonly options: JobRunnerOptions, last: InstallStatus) {
+    this.last = last
+    this.install = options.install ?? runInstall
+    this.now = options.now ?? Date.now
+    this.progressIntervalMs = options.progressIntervalMs ?? 250 // 250 ms
+  }
+
+  /**
+   * A runner over the state saved in `options.store`: the last result is shown again; a job that
+   * was running when the agent stopped is reported (status and report URL) as INTERRUPTED.
+   */
+  static async open (options: JobRunnerOptions): Promise<JobRunner> {
+    const saved = await options.store?.load()
+    const runner = new JobRunner(options, idleStatus(options.disk))
+    if (saved === undefined || saved.state === 'idle') return runner
+    if (saved.state === 'running') {
+      const failure = errors.interrupted()
+      const status = interruptedStatus(saved, { code: failure.code, message: failure.message }, runner.now())
+      options.logger.error({ jobId: status.jobId, code: failure.code, disk: status.disk.path }, failure.message)
+      runner.last = status
+      options.store?.save(copyStatus(status))
+      runner.report({ event: 'result', jobId: status.jobId ?? '', state: 'error', result: { code: failure.code, message: failure.message }, status })
+    } else {
+      options.logger.info({ jobId: saved.jobId, state: saved.state, code: saved.result?.code }, 'last install as saved before the restart')
+      runner.last = saved
+    }
+    return runner
+  }
+
+  /**
+   * The status, frozen, and the same object until something changes: pollers share one copy (the
+   * API serializes it once per change, not once per request).
+   */
+  status (): InstallStatus {
+    this.shown ??= freezeStatus(this.current?.tracker.snapshot() ?? copyStatus(this.last))
+    return this.shown
+  }
+
+  subscribe (listener: JobListener): () => void {
+    this.listeners.add(listener)
+    return () => { this.listeners.delete(listener) }
+  }
+
+  start (request: InstallRequest): { jobId: string } {
+    if (this.closing) throw errors.shuttingDown()
+    if (this.current !== undefined) throw errors.busy(this.current.tracker.jobId)
+    const jobId = randomUUID()
+    const tracker = new JobStatusTracker(jobId, this.options.disk, this.now())
+    const logger = this.options.logger.child({ jobId })
+    const job: RunningJob = { tracker, controller: new AbortController(), logger, lastProgressSentAt: 0, unsentProgress: undefined, ended: Promise.resolve() }
+    this.current = job
+    this.shown = undefined
+    logger.info({
+      disk: this.options.disk.path,
+      source: request.source,
+      imageUrl: safeUrl(request.imageUrl),
+      imageType: request.imageType,
+      checksumType: request.checksum?.type,
+      httpHeaders: redactHeaders(Object.fromEntries(request.httpHeaders.map((h) => [h.name, h.value]))),
+    }, 'install started')
+    this.notify({ type: 'status', status: tracker.snapshot() })
+    this.save(job)
+    job.ended = this.run(job, request)
+    return { jobId }
+  }
+
+  cancel (): { jobId: string } {
+    const job = this.current
+    if (job === undefined) throw errors.notRunning()
+    job.logger.warn('cancel requested')
+    job.controller.abort(new Error('cancelled through the API'))
+    return { jobId: job.tracker.jobId }
+  }
+
+  /** Resolves when no job runs and the last status is saved. */
+  async idle (): Promise<void> {
+    while (this.current !== undefined) await this.current.ended
+    await this.options.store?.flush()
+  }
+
+  /**
+   * Shutdown: no job starts any more, the running one is cancelled (its cancel leaves the disk
+   * untouched or unbootable, as runInstall does), and its end, the last save and the report
+   * queue (at most `reportTimeoutMs`) are waited for.
+   */
+  async close (options: { reportTimeoutMs?: number } = {}): Promise<void> {
+    this.closing = true
+    if (this.current !== undefined) {
+      this.current.logger.warn('shutting down: cancelling the install')
+      this.current.controller.abort(new Error('the agent is shutting down'))
+    }
+    await this.idle()
+    await this.options.reporter?.close(options.reportTimeoutMs)
+  }
+
+  private async run (job: RunningJob, request: InstallRequest): Promise<void> {
+    const { tracker, logger } = job
+    let result: ResultView
+    try {
+      const installed = await this.install({
+        ...this.options.installOptions,
+        request,
+        diskPath: this.options.disk.path,
+        signal: job.controller.signal,
+        logger,
+        onEvent: (event) => this.onEvent(job, event),
+      })
+      result = { code: installed.code, message: installed.message }
+      logger.info({ code: installed.code, bytes: installed.bytes, mode: installed.mode }, installed.message)
+    } catch (err) {
+      const failure = isInstallError(err) ? err : errors.internalError(err)
+      if (!isInstallError(err)) logger.error({ err }, 'unexpected error from the install')
+      result = { code: failure.code, message: failure.message }
+      logger.warn({ code: failure.code }, failure.message)
+    }
+    this.flushProgress(job)
+    tracker.finish(result, this.now())
+    const status = tracker.snapshot()
+    this.last = status
+    this.current = undefined
+    this.shown = undefined
+    this.options.store?.save(copyStatus(status))
+    const state = status.state === 'done' ? 'done' : 'error'
+    this.report({ event: 'result', jobId: tracker.jobId, state, result, status })
+    this.notify({ type: 'result', jobId: tracker.jobId, state, result })
+  }
+
+  private onEvent (job: RunningJob, event: InstallEvent): void {
+    try {
+      const change = job.tracker.apply(event, this.now())
+      if (change === undefined) return
+      this.shown = undefined
+      const jobId = job.tracker.jobId
+      if (change.type === 'progress') {
+        job.unsentProgress = change.progress
+        const now = this.now()
+        if (now - job.lastProgressSentAt >= this.progressIntervalMs) this.flushProgress(job)
+        return
+      }
+      if (change.type === 'note') {
+        this.notify({ type: 'note', jobId, message: change.message })
+        return
+      }
+      // A step change: the progress so far first, then the step, saved and reported.
+      this.flushProgress(job)
+      job.logger.info({ step: change.step.name, status: change.step.status }, 'step')
+      this.notify({ type: 'step', jobId, step: change.step })
+      this.save(job)
+      this.report({ event: 'step', jobId, step: change.step, status: job.tracker.snapshot() })
+    } catch (err) {
+      // Bookkeeping must never break the install.
+      job.logger.error({ err }, 'could not record an install event')
+    }
+  }
+
+  private flushProgress (job: RunningJob): void {
+    const progress = job.unsentProgress
+    if (progress === undefined) return
+    job.unsentProgress = undefined
+    job.lastProgressSentAt = this.now()
+    this.notify({ type: 'progress', jobId: job.tracker.jobId, progress })
+  }
+
+  private save (job: RunningJob): void {
+    this.options.store?.save(job.tracker.snapshot())
+  }
+
+  private report (message: WithoutDelivery<ReportMessage>): void {
+    const reporter = this.options.reporter
+    if (reporter === undefined) return
+    const body = { ...message, sequence: ++this.sequence, at: new Date(this.now()).toISOString() }
+    reporter.post(body, { keep: message.event === 'result' })
+  }
+
+  private notify (change: JobChange): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(change)
+      } catch (err) {
+        this.options.logger.error({ err }, 'a status subscriber failed')
+      }
+    }
+  }
+}

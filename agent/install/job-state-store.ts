@@ -1,0 +1,103 @@
+/**
+ * The job's status kept in a file (`--state-dir`, default /run/byoi-agent), so that an agent
+ * restarted in the same rescue session still reports the last result.
+ *
+ * Each save writes a temporary file in the same folder, syncs it, and renames it over
+ * `state.json`: a reader (or a restart after a crash) sees the old state or the new one, never a
+ * torn file. Saves are queued one at a time and coalesced (only the latest pending one is
+ * written); a failure is logged and never reaches the install.
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { asInstallStatus, type InstallStatus } from './job-status.js'
+
+export const DEFAULT_STATE_DIR = '/run/byoi-agent'
+export const STATE_FILE_NAME = 'state.json'
+/** Bumped when the file's shape changes; a file of another version is ignored. */
+const STATE_VERSION = 1
+
+interface StateFile {
+  version: number
+  savedAt: string
+  status: InstallStatus
+}
+
+export class JobStateStore {
+  readonly path: string
+  private pending: InstallStatus | undefined
+  private writing: Promise<void> | undefined
+
+  constructor (readonly dir: string, private readonly logger?: Logger) {
+    this.path = join(dir, STATE_FILE_NAME)
+  }
+
+  /** The saved status, or undefined when there is none or it cannot be used (logged). */
+  async load (): Promise<InstallStatus | undefined> {
+    let text: string
+    try {
+      text = await readFile(this.path, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.logger?.warn({ err, path: this.path }, 'cannot read the saved state')
+      return undefined
+    }
+    try {
+      const file = JSON.parse(text) as Partial<StateFile>
+      const status = file.version === STATE_VERSION ? asInstallStatus(file.status) : undefined
+      if (status === undefined) this.logger?.warn({ path: this.path, version: file.version }, 'the saved state is not one this agent can use; ignored')
+      return status
+    } catch (err) {
+      this.logger?.warn({ err, path: this.path }, 'the saved state is not JSON; ignored')
+      return undefined
+    }
+  }
+
+  /** Queues a save of `status` (a copy is taken by the caller); returns at once. */
+  save (status: InstallStatus): void {
+    this.pending = status
+    this.writing ??= this.drain()
+  }
+
+  /** Resolves when every queued save is written (or failed and logged). */
+  async flush (): Promise<void> {
+    while (this.writing !== undefined) await this.writing
+  }
+
+  private async drain (): Promise<void> {
+    try {
+      for (let status = this.pending; status !== undefined; status = this.pending) {
+        this.pending = undefined
+        try {
+          await this.write(status)
+        } catch (err) {
+          this.logger?.error({ err, path: this.path }, 'cannot save the state')
+        }
+      }
+    } finally {
+      this.writing = undefined
+    }
+  }
+
+  private async write (status: InstallStatus): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 })
+    const file: StateFile = { version: STATE_VERSION, savedAt: new Date().toISOString(), status }
+    const temp = join(this.dir, `.${STATE_FILE_NAME}.${randomBytes(6).toString('hex')}.tmp`)
+    const handle = await open(temp, 'w', 0o600)
+    try {
+      await handle.writeFile(`${JSON.stringify(file)}\n`)
+      await handle.sync()
+    } catch (err) {
+      await handle.close().catch(() => {})
+      await rm(temp, { force: true })
+      throw err
+    }
+    await handle.close()
+    try {
+      await rename(temp, this.path)
+    } catch (err) {
+      await rm(temp, { force: true })
+      throw err
+    }
+  }
+}

@@ -1,0 +1,221 @@
+/**
+ * The status of the service's install job, as `GET /install/status` shows it: built from the
+ * install's events (report/progress), with a throughput and an ETA measured over a sliding window.
+ * Pure bookkeeping: the clock is passed in, nothing here does I/O.
+ */
+import { resultMessages, type ResultCode } from '../report/install-error.js'
+import { STEP_NAMES, type InstallEvent, type StepName, type StepStatus } from '../report/progress.js'
+
+export type JobState = 'idle' | 'running' | 'done' | 'error'
+
+export interface StepView {
+  name: StepName
+  status: StepStatus
+  startedAt: string | null
+  endedAt: string | null
+}
+
+export interface ProgressView {
+  step: StepName
+  bytes: number
+  /** null while the size is unknown (no Content-Length). */
+  totalBytes: number | null
+  bytesPerSecond: number
+  /** null when the size or the rate is unknown. */
+  etaSeconds: number | null
+}
+
+export interface ResultView {
+  code: ResultCode
+  message: string
+}
+
+/** The target disk, and how it was chosen (`--disk auto` says which it took). */
+export interface DiskView {
+  path: string
+  auto: boolean
+  sizeBytes: number | null
+  model: string | null
+}
+
+export interface InstallStatus {
+  state: JobState
+  jobId: string | null
+  disk: DiskView
+  startedAt: string | null
+  endedAt: string | null
+  steps: StepView[]
+  progress: ProgressView | null
+  result: ResultView | null
+}
+
+/** What changed with one event, for the live stream and the report URL. */
+export type StatusChange =
+  | { type: 'step'; step: StepView }
+  | { type: 'progress'; progress: ProgressView }
+  | { type: 'note'; message: string }
+
+export function idleStatus (disk: DiskView): InstallStatus {
+  return { state: 'idle', jobId: null, disk, startedAt: null, endedAt: null, steps: freshSteps(), progress: null, result: null }
+}
+
+export function freshSteps (): StepView[] {
+  return STEP_NAMES.map((name) => ({ name, status: 'todo', startedAt: null, endedAt: null }))
+}
+
+/** A deep copy: callers may keep or change it without touching the job's. */
+export function copyStatus (status: InstallStatus): InstallStatus {
+  return {
+    ...status,
+    disk: { ...status.disk },
+    steps: status.steps.map((step) => ({ ...step })),
+    progress: status.progress === null ? null : { ...status.progress },
+    result: status.result === null ? null : { ...status.result },
+  }
+}
+
+/** Freezes a status and everything in it: a status shared between readers cannot be changed by one. */
+export function freezeStatus (status: InstallStatus): InstallStatus {
+  Object.freeze(status.disk)
+  for (const step of status.steps) Object.freeze(step)
+  Object.freeze(status.steps)
+  if (status.progress !== null) Object.freeze(status.progress)
+  if (status.result !== null) Object.freeze(status.result)
+  return Object.freeze(status)
+}
+
+/** The throughput window: long enough to smooth slab-sized bursts, short enough to follow a slowdown. */
+export const RATE_WINDOW_MS = 5000 // 5 s
+
+/**
+ * Bytes per second over the last RATE_WINDOW_MS of samples. Until half a second has passed the
+ * rate is 0 (a first burst from the socket buffers says nothing about the link).
+ */
+export class RateMeter {
+  private samples: Array<{ atMs: number; bytes: number }> = []
+
+  reset (): void {
+    this.samples = []
+  }
+
+  add (atMs: number, bytes: number): number {
+    const last = this.samples.at(-1)
+    if (last !== undefined && bytes < last.bytes) this.samples = [] // the download restarted from byte 0
+    this.samples.push({ atMs, bytes })
+    // Keep one sample at or before the window's start, so the window is always full once it can be.
+    while (this.samples.length > 2 && (this.samples[1]?.atMs ?? atMs) <= atMs - RATE_WINDOW_MS) this.samples.shift()
+    const first = this.samples[0]
+    if (first === undefined) return 0
+    const spanMs = atMs - first.atMs
+    return spanMs >= 500 ? ((bytes - first.bytes) * 1000) / spanMs : 0
+  }
+}
+
+/** One job's status, fed with the install's events in order. */
+export class JobStatusTracker {
+  private readonly status: InstallStatus
+  private readonly rate = new RateMeter()
+
+  constructor (jobId: string, disk: DiskView, startedAtMs: number) {
+    this.status = { ...idleStatus(disk), state: 'running', jobId, startedAt: new Date(startedAtMs).toISOString() }
+  }
+
+  get jobId (): string {
+    return this.status.jobId ?? ''
+  }
+
+  /** Applies one event; returns what changed, or undefined when nothing did. */
+  apply (event: InstallEvent, nowMs: number): StatusChange | undefined {
+    if (this.status.state !== 'running') return undefined
+    if (event.type === 'note') return { type: 'note', message: event.message }
+    if (event.type === 'step') {
+      const step = this.status.steps.find((s) => s.name === event.step)
+      if (step === undefined || step.status === event.status) return undefined
+      step.status = event.status
+      if (event.status === 'doing') {
+        step.startedAt = event.at
+        step.endedAt = null
+      } else if (event.status === 'done' || event.status === 'error') {
+        step.startedAt ??= event.at
+        step.endedAt = event.at
+      }
+      return { type: 'step', step: { ...step } }
+    }
+    const previous = this.status.progress
+    if (previous?.step !== event.step) this.rate.reset()
+    const bytesPerSecond = Math.round(this.rate.add(nowMs, event.bytes))
+    const totalBytes = event.totalBytes ?? null
+    const etaSeconds = totalBytes !== null && bytesPerSecond > 0 ? Math.max(0, Math.ceil((totalBytes - event.bytes) / bytesPerSecond)) : null
+    this.status.progress = { step: event.step, bytes: event.bytes, totalBytes, bytesPerSecond, etaSeconds }
+    return { type: 'progress', progress: { ...this.status.progress } }
+  }
+
+  /** The job ended: its result, and any step still `doing` marked `error` (on failure) or `done`. */
+  finish (result: ResultView, nowMs: number): void {
+    if (this.status.state !== 'running') return
+    const at = new Date(nowMs).toISOString()
+    const failed = result.code !== 'INSTALLED'
+    for (const step of this.status.steps) {
+      if (step.status !== 'doing') continue
+      step.status = failed ? 'error' : 'done'
+      step.endedAt = at
+    }
+    this.status.state = failed ? 'error' : 'done'
+    this.status.endedAt = at
+    this.status.result = { ...result }
+    if (this.status.progress !== null) this.status.progress = { ...this.status.progress, etaSeconds: failed ? null : 0 }
+  }
+
+  snapshot (): InstallStatus {
+    return copyStatus(this.status)
+  }
+}
+
+/**
+ * A status read back after a restart. A job that was `running` when the agent stopped is over:
+ * reported as an error with `result`, its unfinished steps marked `error`.
+ */
+export function interruptedStatus (saved: InstallStatus, result: ResultView, nowMs: number): InstallStatus {
+  const at = new Date(nowMs).toISOString()
+  const status = copyStatus(saved)
+  for (const step of status.steps) {
+    if (step.status !== 'doing') continue
+    step.status = 'error'
+    step.endedAt = at
+  }
+  if (status.progress !== null) status.progress = { ...status.progress, bytesPerSecond: 0, etaSeconds: null }
+  return { ...status, state: 'error', endedAt: at, result: { ...result } }
+}
+
+const STATES: readonly JobState[] = ['idle', 'running', 'done', 'error']
+const STEP_STATUSES: readonly StepStatus[] = ['todo', 'doing', 'done', 'error']
+
+/** Checks that a value read from disk is a status this version can show; undefined if not. */
+export function asInstallStatus (value: unknown): InstallStatus | undefined {
+  if (!isRecord(value)) return undefined
+  const { state, jobId, disk, startedAt, endedAt, steps, progress, result } = value
+  if (typeof state !== 'string' || !(STATES as readonly string[]).includes(state)) return undefined
+  if (!isNullableString(jobId) || !isNullableString(startedAt) || !isNullableString(endedAt)) return undefined
+  if (!isRecord(disk) || typeof disk['path'] !== 'string' || typeof disk['auto'] !== 'boolean' || !isNullableNumber(disk['sizeBytes']) || !isNullableString(disk['model'])) return undefined
+  if (!Array.isArray(steps) || steps.length !== STEP_NAMES.length) return undefined
+  const stepsOk = steps.every((step: unknown, i) => isRecord(step) && step['name'] === STEP_NAMES[i] &&
+    typeof step['status'] === 'string' && (STEP_STATUSES as readonly string[]).includes(step['status']) &&
+    isNullableString(step['startedAt']) && isNullableString(step['endedAt']))
+  if (!stepsOk) return undefined
+  if (progress !== null && !(isRecord(progress) && typeof progress['step'] === 'string' && (STEP_NAMES as readonly string[]).includes(progress['step']) &&
+    typeof progress['bytes'] === 'number' && isNullableNumber(progress['totalBytes']) && typeof progress['bytesPerSecond'] === 'number' && isNullableNumber(progress['etaSeconds']))) return undefined
+  if (result !== null && !(isRecord(result) && typeof result['code'] === 'string' && Object.hasOwn(resultMessages, result['code']) && typeof result['message'] === 'string')) return undefined
+  return copyStatus(value as unknown as InstallStatus)
+}
+
+function isRecord (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function isNullableString (value: unknown): value is string | null {
+  return value === null || typeof value === 'string'
+}
+
+function isNullableNumber (value: unknown): value is number | null {
+  return value === null || (typeof value === 'number' && Number.isFinite(value))
+}

@@ -1,0 +1,143 @@
+/**
+ * `byoi-agent serve` through runCli: its usage errors, --disk auto over a fake /sys/block, the
+ * token file, and the shutdown on the signal.
+ */
+import t from 'tap'
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { PassThrough, Readable } from 'node:stream'
+import { request } from 'undici'
+import type { Service } from '../../agent/api/start-service.js'
+import { EXIT_INSTALL_FAILED, EXIT_OK, EXIT_USAGE, runCli } from '../../agent/cli.js'
+import type { InstallStatus } from '../../agent/install/job-status.js'
+import { tempDir } from '../helpers/disk-files.js'
+import { AUTH, TOKEN } from '../unit/api/api-test-helpers.js'
+
+const tmp = tempDir()
+t.teardown(tmp.remove)
+const tokenFile = join(tmp.path, 'token')
+writeFileSync(tokenFile, `${TOKEN}\n`)
+
+interface Run { code: Promise<number>; stdout: () => string; stderr: () => string; service: Promise<Service>; stop: () => void }
+
+function serve (args: string[], options: { sysBlockDir?: string } = {}): Run {
+  const stdout = new PassThrough()
+  const stderr = new PassThrough()
+  let out = ''
+  let err = ''
+  stdout.on('data', (c: Buffer) => { out += c.toString() })
+  stderr.on('data', (c: Buffer) => { err += c.toString() })
+  const controller = new AbortController()
+  let serving: (service: Service) => void = () => {}
+  const service = new Promise<Service>((resolve) => { serving = resolve })
+  const code = runCli(['serve', ...args], { stdout, stderr, stdin: Readable.from(['']), signal: controller.signal, sysBlockDir: options.sysBlockDir, onServing: serving })
+  return { code, stdout: () => out, stderr: () => err, service, stop: () => controller.abort() }
+}
+
+const base = (stateDir: string): string[] => ['--listen', '127.0.0.1:0', '--token-file', tokenFile, '--state-dir', join(tmp.path, stateDir)]
+
+t.test('bad usage: exit 2 and the usage', async (t) => {
+  const shortToken = join(tmp.path, 'short')
+  writeFileSync(shortToken, 'short\n')
+  const spaced = join(tmp.path, 'spaced')
+  writeFileSync(spaced, 'a token with spaces in it\n')
+  const cases: string[][] = [
+    ['--disk', 'x', '--token-file', tokenFile],
+    ['--listen', '127.0.0.1', '--disk', 'x', '--token-file', tokenFile],
+    ['--listen', '127.0.0.1:99999', '--disk', 'x', '--token-file', tokenFile],
+    ['--listen', 'nohost', '--disk', 'x', '--token-file', tokenFile],
+    ['--listen', '127.0.0.1:0', '--token-file', tokenFile],
+    ['--listen', '127.0.0.1:0', '--disk', 'x'],
+    ['--listen', '127.0.0.1:0', '--disk', 'x', '--token-file', join(tmp.path, 'missing')],
+    ['--listen', '127.0.0.1:0', '--disk', 'x', '--token-file', shortToken],
+    ['--listen', '127.0.0.1:0', '--disk', 'x', '--token-file', spaced],
+    ['--listen', '127.0.0.1:0', '--disk', 'x', '--token-file', tokenFile, '--tls-cert', 'c.pem'],
+    ['--listen', '127.0.0.1:0', '--disk', 'x', '--token-file', tokenFile, '--report-url', 'ftp://x/y'],
+    ['--listen', '127.0.0.1:0', '--disk', 'x', '--token-file', tokenFile, '--memory-limit', 'lots'],
+    ['--listen', '127.0.0.1:0', '--disk', 'x', '--token-file', tokenFile, '--log-level', 'loud'],
+    ['--listen', '127.0.0.1:0', '--disk', 'x', '--token-file', tokenFile, '--json'],
+    ['--listen', '127.0.0.1:0', '--disk', 'x', '--token-file', tokenFile, '--payload', 'p.json'],
+  ]
+  for (const args of cases) {
+    const run = serve(args)
+    t.equal(await run.code, EXIT_USAGE, args.join(' '))
+    t.match(run.stderr(), /Usage:/)
+    t.equal(run.stdout(), '')
+  }
+  const install = serve(['--listen', '127.0.0.1:0'])
+  t.equal(await install.code, EXIT_USAGE)
+  const run = serve(['--listen', '127.0.0.1:0', '--disk', 'x', '--token-file', shortToken])
+  await run.code
+  t.match(run.stderr(), /16 characters at least/)
+  t.notMatch(run.stderr(), 'short\n', 'the token is not echoed')
+})
+
+t.test('install refuses the serve options', async (t) => {
+  const stdout = new PassThrough()
+  const stderr = new PassThrough()
+  let err = ''
+  stderr.on('data', (c: Buffer) => { err += c.toString() })
+  const code = await runCli(['install', '--payload', 'p', '--disk', 'd', '--listen', '1:2'], { stdout, stderr, stdin: Readable.from(['']) })
+  t.equal(code, EXIT_USAGE)
+  t.match(err, /--listen is not an option of install/)
+  const help = new PassThrough()
+  let text = ''
+  help.on('data', (c: Buffer) => { text += c.toString() })
+  t.equal(await runCli(['--help'], { stdout: help, stderr, stdin: Readable.from(['']) }), EXIT_OK)
+  t.match(text, /byoi-agent serve --listen HOST:PORT --disk PATH\|auto --token-file FILE/)
+})
+
+/** A /sys/block with a loop device, a USB stick and two disks. */
+function fakeSysBlock (root: string): string {
+  const block = join(root, 'block')
+  mkdirSync(block, { recursive: true })
+  const add = (name: string, under: string, attrs: Record<string, string>): void => {
+    const dir = join(root, 'devices', under, 'block', name)
+    mkdirSync(join(dir, 'device'), { recursive: true })
+    for (const [file, value] of Object.entries(attrs)) writeFileSync(join(dir, file), `${value}\n`)
+    symlinkSync(join('..', 'devices', under, 'block', name), join(block, name))
+  }
+  add('loop0', 'virtual', { removable: '0', size: '2048', ro: '0' })
+  add('sda', 'pci0000:00/usb1', { removable: '1', size: '4096', ro: '0' })
+  add('sdc', 'pci0000:00/ata3', { removable: '0', size: '8192', ro: '0' })
+  add('sdb', 'pci0000:00/ata2', { removable: '0', size: '4194304', ro: '0', 'device/model': 'DISK B' })
+  return block
+}
+
+t.test('--disk auto: says which disk, in the log and the status; SIGTERM stops it', async (t) => {
+  const run = serve([...base('auto-state'), '--disk', 'auto'], { sysBlockDir: fakeSysBlock(join(tmp.path, 'sys')) })
+  const service = await run.service
+  t.match(run.stdout(), /^byoi-agent listening on http:\/\/127\.0\.0\.1:\d+, disk \/dev\/sdb \(auto\)\n$/)
+  t.match(run.stderr(), /"msg":"--disk auto chose \/dev\/sdb"/)
+  t.match(run.stderr(), /"name":"sda","reason":"removable"/)
+  const status = await (await request(`${service.url}/install/status`, { headers: AUTH })).body.json() as InstallStatus
+  t.same(status.disk, { path: '/dev/sdb', auto: true, sizeBytes: 4194304 * 512, model: 'DISK B' })
+  run.stop()
+  t.equal(await run.code, EXIT_OK)
+  t.match(run.stderr(), /"msg":"stopped"/)
+  t.notMatch(run.stderr(), TOKEN)
+  await t.rejects(request(`${service.url}/health`), 'the port is closed')
+})
+
+t.test('--disk auto with no disk: exit 1, saying why each device was passed over', async (t) => {
+  const root = join(tmp.path, 'sys-empty')
+  const block = join(root, 'block')
+  mkdirSync(join(root, 'devices', 'virtual', 'block', 'zram0'), { recursive: true })
+  writeFileSync(join(root, 'devices', 'virtual', 'block', 'zram0', 'size'), '100\n')
+  mkdirSync(block, { recursive: true })
+  symlinkSync(join('..', 'devices', 'virtual', 'block', 'zram0'), join(block, 'zram0'))
+  const run = serve([...base('none-state'), '--disk', 'auto'], { sysBlockDir: block })
+  t.equal(await run.code, EXIT_INSTALL_FAILED)
+  t.match(run.stderr(), /No disk found for --disk auto \(zram0: not a disk/)
+})
+
+t.test('a port in use: exit 1', async (t) => {
+  const first = serve([...base('port-1'), '--disk', join(tmp.path, 'd.img')])
+  const service = await first.service
+  const port = new URL(service.url).port
+  const second = serve(['--listen', `127.0.0.1:${port}`, '--token-file', tokenFile, '--state-dir', join(tmp.path, 'port-2'), '--disk', join(tmp.path, 'd.img')])
+  t.equal(await second.code, EXIT_INSTALL_FAILED)
+  t.match(second.stderr(), /Cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/)
+  first.stop()
+  t.equal(await first.code, EXIT_OK)
+})

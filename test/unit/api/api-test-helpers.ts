@@ -1,0 +1,147 @@
+/**
+ * Shared by the API tests (unit and integration): a fake job runner, a log capture, payloads,
+ * and a Server-Sent Events reader over undici.
+ */
+import { Writable } from 'node:stream'
+import { pino, type Logger } from 'pino'
+import { request, type Dispatcher } from 'undici'
+import type { InstallJobs, JobChange, JobListener } from '../../../agent/install/job-runner.js'
+import { copyStatus, idleStatus, type DiskView, type InstallStatus } from '../../../agent/install/job-status.js'
+import type { InstallRequest } from '../../../agent/payload/install-request.js'
+import { errors } from '../../../agent/report/install-error.js'
+import { REDACTED_PATHS } from '../../../agent/report/service-logger.js'
+
+export const TOKEN = 'test-token-0123456789abcdef'
+export const AUTH = { authorization: `Bearer ${TOKEN}` }
+export const FAKE_DISK: DiskView = { path: '/dev/fake', auto: false, sizeBytes: null, model: null }
+
+/** A job runner that installs nothing: tests drive its status and changes by hand. */
+export class FakeJobs implements InstallJobs {
+  readonly started: InstallRequest[] = []
+  cancels = 0
+  current: InstallStatus = idleStatus(FAKE_DISK)
+  private readonly listeners = new Set<JobListener>()
+
+  /** `oneAtATime: false` (fuzzing): every start is accepted and nothing ever runs. */
+  constructor (private readonly options: { oneAtATime?: boolean } = {}) {}
+
+  start (installRequest: InstallRequest): { jobId: string } {
+    if (this.options.oneAtATime !== false && this.current.state === 'running') throw errors.busy(this.current.jobId ?? '')
+    this.started.push(installRequest)
+    const jobId = `job-${this.started.length}`
+    if (this.options.oneAtATime !== false) {
+      this.current = { ...idleStatus(FAKE_DISK), state: 'running', jobId, startedAt: new Date().toISOString() }
+      this.emit({ type: 'status', status: this.status() })
+    }
+    return { jobId }
+  }
+
+  status (): InstallStatus {
+    return copyStatus(this.current)
+  }
+
+  cancel (): { jobId: string } {
+    if (this.current.state !== 'running') throw errors.notRunning()
+    this.cancels++
+    return { jobId: this.current.jobId ?? '' }
+  }
+
+  subscribe (listener: JobListener): () => void {
+    this.listeners.add(listener)
+    return () => { this.listeners.delete(listener) }
+  }
+
+  get subscribers (): number {
+    return this.listeners.size
+  }
+
+  emit (change: JobChange): void {
+    for (const listener of this.listeners) listener(change)
+  }
+
+  /** Ends the running job with this result. */
+  finish (code: 'INSTALLED' | 'CANCELLED', message: string): void {
+    const state = code === 'INSTALLED' ? 'done' : 'error'
+    this.current = { ...this.current, state, endedAt: new Date().toISOString(), result: { code, message } }
+    this.emit({ type: 'result', jobId: this.current.jobId ?? '', state, result: { code, message } })
+  }
+}
+
+export interface LogCapture {
+  logger: Logger
+  text: () => string
+  lines: () => Array<Record<string, unknown>>
+}
+
+/** The service's logger (same redaction as report/service-logger) at trace level, into memory. */
+export function captureServiceLog (): LogCapture {
+  const out: string[] = []
+  const destination = new Writable({ write (chunk: Buffer, _encoding, callback) { out.push(chunk.toString()); callback() } })
+  const logger = pino({ level: 'trace', base: { name: 'byoi-agent' }, redact: { paths: REDACTED_PATHS, censor: '[REDACTED]' } }, destination)
+  return {
+    logger,
+    text: () => out.join(''),
+    lines: () => out.join('').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>),
+  }
+}
+
+/** A silent logger. */
+export function quietLogger (): Logger {
+  return pino({ level: 'silent' })
+}
+
+/** A valid install/start body for `url`. */
+export function installStartBody (url: string, extra: Array<{ key: string; value: string }> = []): Record<string, unknown> {
+  return {
+    details: { customHostname: 'api-test' },
+    templateName: 'byoi_64',
+    userMetadata: [{ key: 'imageURL', value: url }, { key: 'imageType', value: 'raw' }, ...extra],
+  }
+}
+
+/** A valid reinstall body for `url`. */
+export function reinstallBody (url: string, customizations: Record<string, unknown> = {}): Record<string, unknown> {
+  return { operatingSystem: 'byoi_64', customizations: { imageURL: url, imageType: 'raw', hostname: 'api-test', ...customizations } }
+}
+
+export interface SseEvent {
+  event: string
+  data: unknown
+}
+
+/** Parses a text/event-stream body (WHATWG HTML §9.2.6) into its events; comments are dropped. */
+export function parseSse (text: string): SseEvent[] {
+  const events: SseEvent[] = []
+  for (const block of text.split('\n\n')) {
+    let event = 'message'
+    const data: string[] = []
+    for (const line of block.split('\n')) {
+      if (line.startsWith(':') || line === '') continue
+      const colon = line.indexOf(':')
+      const field = colon < 0 ? line : line.slice(0, colon)
+      const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '')
+      if (field === 'event') event = value
+      else if (field === 'data') data.push(value)
+    }
+    if (data.length > 0) events.push({ event, data: JSON.parse(data.join('\n')) })
+  }
+  return events
+}
+
+/**
+ * Opens GET /install/events and reads it to its end. `onEvent` sees each event as it arrives
+ * (tests act on the stream mid-way, e.g. cancel after the first progress).
+ */
+export async function readEvents (baseUrl: string, options: { onEvent?: (event: SseEvent) => void; dispatcher?: Dispatcher; timeoutMs?: number } = {}): Promise<{ statusCode: number; contentType: string; events: SseEvent[]; text: string }> {
+  const answer = await request(`${baseUrl}/install/events`, { headers: AUTH, dispatcher: options.dispatcher, bodyTimeout: options.timeoutMs ?? 60_000 })
+  let text = ''
+  let seen = 0
+  for await (const chunk of answer.body) {
+    text += (chunk as Buffer).toString('utf8')
+    const complete = text.slice(0, text.lastIndexOf('\n\n') + 2)
+    const events = parseSse(complete)
+    for (const event of events.slice(seen)) options.onEvent?.(event)
+    seen = events.length
+  }
+  return { statusCode: answer.statusCode, contentType: String(answer.headers['content-type']), events: parseSse(text), text }
+}

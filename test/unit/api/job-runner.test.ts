@@ -1,0 +1,238 @@
+import t from 'tap'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { JobRunner, type InstallFunction, type JobChange, type ReportMessage } from '../../../agent/install/job-runner.js'
+import { JobStateStore } from '../../../agent/install/job-state-store.js'
+import type { InstallOptions, InstallResult } from '../../../agent/install/run-install.js'
+import { parseInstallRequest } from '../../../agent/payload/parse-install-request.js'
+import { errors, isInstallError } from '../../../agent/report/install-error.js'
+import type { InstallEvent, StepName } from '../../../agent/report/progress.js'
+import type { ReportSink } from '../../../agent/report/report-poster.js'
+import { tempDir } from '../../helpers/disk-files.js'
+import { captureServiceLog, FAKE_DISK, installStartBody, quietLogger } from './api-test-helpers.js'
+
+const tmp = tempDir()
+t.teardown(tmp.remove)
+let dirs = 0
+const newStateDir = (): string => join(tmp.path, `state-${dirs++}`)
+
+const request = parseInstallRequest(installStartBody('https://user:url-secret@example.invalid/a.raw', [{ key: 'httpHeaders0Key', value: 'Authorization' }, { key: 'httpHeaders0Value', value: 'Basic header-secret' }]))
+
+/** An install driven by hand: events, then success or failure; an abort rejects with CANCELLED_UNTOUCHED. */
+class ManualInstall {
+  readonly calls: InstallOptions[] = []
+  private settle: { resolve: (r: InstallResult) => void; reject: (e: unknown) => void } | undefined
+
+  readonly fn: InstallFunction = async (options) => {
+    this.calls.push(options)
+    options.onEvent?.({ type: 'step', step: 'preflight', status: 'doing', at: new Date().toISOString() })
+    return new Promise<InstallResult>((resolve, reject) => {
+      this.settle = { resolve, reject }
+      options.signal?.addEventListener('abort', () => reject(errors.cancelledUntouched()), { once: true })
+    })
+  }
+
+  emit (event: InstallEvent): void {
+    this.calls.at(-1)?.onEvent?.(event)
+  }
+
+  succeed (message = 'Image installed.'): void {
+    this.settle?.resolve({ code: 'INSTALLED', message, bytes: 10, mode: 'memory' } as unknown as InstallResult)
+  }
+
+  fail (err: unknown): void {
+    this.settle?.reject(err)
+  }
+}
+
+class RecordingReports implements ReportSink {
+  readonly posts: Array<{ body: ReportMessage; keep: boolean }> = []
+  closed = false
+  post (body: unknown, options: { keep?: boolean } = {}): void {
+    this.posts.push({ body: body as ReportMessage, keep: options.keep === true })
+  }
+
+  async close (): Promise<void> {
+    this.closed = true
+  }
+}
+
+const step = (name: StepName, status: 'doing' | 'done' | 'error'): InstallEvent => ({ type: 'step', step: name, status, at: new Date().toISOString() })
+
+t.test('a job: status, changes to subscribers, result; then the next may start', async (t) => {
+  const install = new ManualInstall()
+  let now = 1000
+  const runner = await JobRunner.open({ disk: FAKE_DISK, logger: quietLogger(), install: install.fn, now: () => now, progressIntervalMs: 250 })
+  const changes: JobChange[] = []
+  const unsubscribe = runner.subscribe((c) => changes.push(c))
+  t.equal(runner.status().state, 'idle')
+  const { jobId } = runner.start(request)
+  t.match(runner.status(), { state: 'running', jobId, disk: FAKE_DISK })
+  t.equal(install.calls[0]?.diskPath, FAKE_DISK.path)
+  t.equal(install.calls[0]?.request, request)
+  t.ok(install.calls[0]?.signal instanceof AbortSignal)
+  t.same(runner.status().steps[0], { name: 'preflight', status: 'doing', startedAt: runner.status().steps[0]?.startedAt, endedAt: null })
+
+  // Progress reaches subscribers at most every 250 ms; the status always has the latest.
+  install.emit(step('preflight', 'done'))
+  install.emit(step('download', 'doing'))
+  for (let i = 1; i <= 10; i++) {
+    now += 100
+    install.emit({ type: 'progress', step: 'download', bytes: i * 1000, totalBytes: 10_000 })
+  }
+  t.equal(runner.status().progress?.bytes, 10_000)
+  const progressSent = changes.filter((c) => c.type === 'progress')
+  t.ok(progressSent.length >= 3 && progressSent.length <= 5, `${progressSent.length} of 10 progress changes sent`)
+  install.emit(step('download', 'done'))
+  const lastProgress = changes.filter((c) => c.type === 'progress').at(-1)
+  t.equal(lastProgress?.type === 'progress' ? lastProgress.progress.bytes : undefined, 10_000, 'the last progress is sent before the step change')
+
+  t.throws(() => runner.start(request), { code: 'BUSY', message: `An install is already running, job ${jobId}.` })
+  install.succeed()
+  await runner.idle()
+  t.match(runner.status(), { state: 'done', jobId, result: { code: 'INSTALLED', message: 'Image installed.' } })
+  t.same(changes.map((c) => c.type), ['status', 'step', 'step', 'step', ...progressSent.map(() => 'progress'), 'step', 'result'])
+  t.same(changes.at(-1), { type: 'result', jobId, state: 'done', result: { code: 'INSTALLED', message: 'Image installed.' } })
+  unsubscribe()
+  const heard = changes.length
+
+  const second = runner.start(request)
+  t.not(second.jobId, jobId, 'a new job id')
+  t.same(runner.status().result, null)
+  t.equal(changes.length, heard, 'an unsubscribed listener hears nothing more')
+  install.fail(errors.downloadFailed('https://example.invalid/a.raw'))
+  await runner.idle()
+  t.match(runner.status(), { state: 'error', result: { code: 'DOWNLOAD_FAILED' } })
+})
+
+t.test('cancel: NOT_RUNNING when idle; aborts the running job, whose result says so', async (t) => {
+  const install = new ManualInstall()
+  const runner = await JobRunner.open({ disk: FAKE_DISK, logger: quietLogger(), install: install.fn })
+  t.throws(() => runner.cancel(), { code: 'NOT_RUNNING' })
+  const { jobId } = runner.start(request)
+  t.same(runner.cancel(), { jobId })
+  t.ok(install.calls[0]?.signal?.aborted)
+  await runner.idle()
+  t.match(runner.status(), { state: 'error', result: { code: 'CANCELLED_UNTOUCHED', message: 'Install cancelled, the disk was not modified.' } })
+  t.equal(runner.status().steps[0]?.status, 'error', 'the step in progress ended in error')
+})
+
+t.test('an unexpected error is INTERNAL_ERROR; a failing subscriber breaks nothing', async (t) => {
+  const install = new ManualInstall()
+  const log = captureServiceLog()
+  const runner = await JobRunner.open({ disk: FAKE_DISK, logger: log.logger, install: install.fn })
+  runner.subscribe(() => { throw new Error('subscriber bug') })
+  runner.start(request)
+  install.emit(step('preflight', 'done'))
+  install.fail(new TypeError('bug'))
+  await runner.idle()
+  t.match(runner.status(), { state: 'error', result: { code: 'INTERNAL_ERROR' } })
+  t.ok(log.lines().some((l) => l['msg'] === 'a status subscriber failed'))
+  t.ok(log.lines().some((l) => l['msg'] === 'unexpected error from the install'))
+})
+
+t.test('the job log: a child with the job id; no header value, no URL credentials', async (t) => {
+  const install = new ManualInstall()
+  const log = captureServiceLog()
+  const runner = await JobRunner.open({ disk: FAKE_DISK, logger: log.logger, install: install.fn })
+  const { jobId } = runner.start(request)
+  install.succeed()
+  await runner.idle()
+  const started = log.lines().find((l) => l['msg'] === 'install started')
+  t.match(started, { jobId, imageUrl: 'https://example.invalid/a.raw', httpHeaders: { Authorization: '[REDACTED]' } })
+  t.notMatch(log.text(), 'url-secret')
+  t.notMatch(log.text(), 'header-secret')
+})
+
+t.test('state: saved on each step change and at the end; read back by the next runner', async (t) => {
+  const dir = newStateDir()
+  const install = new ManualInstall()
+  const store = new JobStateStore(dir, quietLogger())
+  const runner = await JobRunner.open({ disk: FAKE_DISK, logger: quietLogger(), install: install.fn, store })
+  const { jobId } = runner.start(request)
+  install.emit(step('preflight', 'done'))
+  await store.flush()
+  const saved = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { version: number; status: { state: string; steps: Array<{ status: string }> } }
+  t.equal(saved.version, 1)
+  t.equal(saved.status.state, 'running')
+  t.equal(saved.status.steps[0]?.status, 'done')
+  install.succeed()
+  await runner.close()
+  const again = await JobRunner.open({ disk: FAKE_DISK, logger: quietLogger(), install: install.fn, store: new JobStateStore(dir) })
+  t.same(again.status(), runner.status(), 'the last result, as it was')
+  t.match(again.status(), { state: 'done', jobId })
+})
+
+t.test('state: a job saved as running is reported INTERRUPTED after a restart, and posted', async (t) => {
+  const dir = newStateDir()
+  const install = new ManualInstall()
+  const store = new JobStateStore(dir)
+  const runner = await JobRunner.open({ disk: FAKE_DISK, logger: quietLogger(), install: install.fn, store })
+  const { jobId } = runner.start(request)
+  install.emit(step('preflight', 'done'))
+  install.emit(step('download', 'doing'))
+  await store.flush()
+  // The agent dies here: the runner is dropped without close().
+
+  const reports = new RecordingReports()
+  const restarted = await JobRunner.open({ disk: FAKE_DISK, logger: quietLogger(), install: install.fn, store: new JobStateStore(dir), reporter: reports })
+  const message = 'Install interrupted: the agent restarted during the install, the disk may be unbootable.'
+  t.match(restarted.status(), { state: 'error', jobId, result: { code: 'INTERRUPTED', message } })
+  t.same(restarted.status().steps.map((s) => s.status), ['done', 'error', 'todo', 'todo', 'todo', 'todo', 'todo'])
+  t.match(reports.posts, [{ body: { event: 'result', jobId, state: 'error', result: { code: 'INTERRUPTED', message } }, keep: true }])
+  await restarted.close()
+  const third = await JobRunner.open({ disk: FAKE_DISK, logger: quietLogger(), install: install.fn, store: new JobStateStore(dir) })
+  t.match(third.status(), { state: 'error', result: { code: 'INTERRUPTED' } }, 'the interrupted result was saved')
+  // A new install may start.
+  third.start(request)
+  install.succeed()
+  await third.idle()
+  t.equal(third.status().state, 'done')
+  install.fail(new Error('unused'))
+})
+
+t.test('state: an unreadable or foreign file is ignored', async (t) => {
+  for (const content of ['{not json', JSON.stringify({ version: 99, status: {} }), JSON.stringify({ version: 1, status: { state: 'running' } })]) {
+    const dir = newStateDir()
+    const store = new JobStateStore(dir)
+    const log = captureServiceLog()
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, 'state.json'), content)
+    const runner = await JobRunner.open({ disk: FAKE_DISK, logger: log.logger, store: new JobStateStore(dir, log.logger) })
+    t.equal(runner.status().state, 'idle', content)
+    t.equal(await store.load(), undefined)
+    t.ok(log.lines().some((l) => l['level'] === 40), 'a warning')
+  }
+})
+
+t.test('report: each step change and the result, in order, numbered', async (t) => {
+  const install = new ManualInstall()
+  const reports = new RecordingReports()
+  const runner = await JobRunner.open({ disk: FAKE_DISK, logger: quietLogger(), install: install.fn, reporter: reports })
+  const { jobId } = runner.start(request)
+  install.emit(step('preflight', 'done'))
+  install.emit({ type: 'progress', step: 'download', bytes: 1, totalBytes: 2 })
+  install.emit({ type: 'note', message: 'n' })
+  install.succeed()
+  await runner.close()
+  t.same(reports.posts.map((p) => [p.body.event, p.body.sequence, p.keep]), [['step', 1, false], ['step', 2, false], ['result', 3, true]])
+  t.match(reports.posts[0]?.body, { event: 'step', jobId, step: { name: 'preflight', status: 'doing' }, status: { state: 'running', jobId } })
+  t.match(reports.posts[2]?.body, { event: 'result', jobId, state: 'done', result: { code: 'INSTALLED' }, status: { state: 'done' } })
+  t.ok(reports.closed, 'close() closes the reporter')
+})
+
+t.test('close: cancels the running job, waits for it; no job starts afterwards', async (t) => {
+  const install = new ManualInstall()
+  const runner = await JobRunner.open({ disk: FAKE_DISK, logger: quietLogger(), install: install.fn })
+  runner.start(request)
+  await runner.close()
+  t.ok(install.calls[0]?.signal?.aborted)
+  t.match(runner.status(), { state: 'error', result: { code: 'CANCELLED_UNTOUCHED' } })
+  try {
+    runner.start(request)
+    t.fail('started')
+  } catch (err) {
+    t.ok(isInstallError(err))
+    t.match(err, { code: 'SHUTTING_DOWN' })
+  }
+})
