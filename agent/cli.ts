@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { pino, type Logger } from 'pino'
 import { checkToken } from './api/bearer-auth.js'
-import { startService, type Service } from './api/start-service.js'
+import type { Service } from './api/start-service.js'
 import { findAutoDisk } from './disk/auto-disk.js'
 import { DEFAULT_STATE_DIR } from './install/job-state-store.js'
 import type { DiskView } from './install/job-status.js'
@@ -276,6 +276,8 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
 
   let service: Service
   try {
+    // Loaded only for `serve`: fastify and the service cost `install` memory it does not need.
+    const { startService } = await import('./api/start-service.js')
     service = await startService({
       host: listen.host,
       port: listen.port,
