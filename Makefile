@@ -2,12 +2,15 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# Debian packages: referees for the tests (qemu-img, sgdisk, blkid…) and the benchmarks' baselines (curl, GNU time).
-DEB_PACKAGES := qemu-utils gdisk util-linux fdisk dosfstools mtools xorriso genisoimage cloud-init curl coreutils e2fsprogs time
+# Debian packages: referees for the tests (qemu-img, sgdisk, blkid…) and the benchmarks' baselines (curl, GNU time);
+# the rescue image (kernel fetched by apt-get download, kmod, busybox-static, cpio, zstd, binutils' strip), the test OS
+# image (debootstrap, grub-efi-amd64-bin for grub-mkstandalone, syslinux-common + extlinux) and the VMs (QEMU, OVMF).
+DEB_PACKAGES := qemu-utils gdisk util-linux fdisk dosfstools mtools xorriso genisoimage cloud-init curl coreutils e2fsprogs time \
+  qemu-system-x86 ovmf debootstrap busybox-static cpio zstd kmod binutils grub-efi-amd64-bin syslinux-common extlinux
 
 NPM_STAMP := node_modules/.installed
 
-.PHONY: docs-messages help deps deps-deb deps-npm build test lint typecheck tap bench demo clean
+.PHONY: docs-messages help deps deps-deb deps-npm build test lint typecheck tap bench demo clean rescue-image test-os-image e2e e2e-ci
 
 help:
 	@echo "make demo   - install an image onto a virtual disk, shown live (installs its dependencies)"
@@ -15,6 +18,9 @@ help:
 	@echo "make deps   - Debian and npm packages (idempotent, as root)"
 	@echo "make build  - compile to dist/ (the byoi-agent binary)"
 	@echo "make bench  - the benchmarks in bench/, figures into docs/benchmarks.md"
+	@echo "make e2e    - the QEMU matrix: rescue image, installs onto virtual disks, installed systems booted (docs/e2e.md)"
+	@echo "make e2e-ci - one full install-and-boot case (run by .ci/run)"
+	@echo "make rescue-image / make test-os-image - build/rescue/{vmlinuz,initramfs.img}, build/test-os/*"
 
 deps: deps-deb deps-npm
 
@@ -49,11 +55,34 @@ test: deps lint typecheck tap
 bench: deps build
 	node dist/bench/run-all.js
 
-demo: deps build
+demo: deps build rescue-image test-os-image
 	bash scripts/demo.sh
+
+# The rescue RAM image (docs/rescue-image.md): rebuilt when the agent, its image files or the host's node change.
+RESCUE_INPUTS := $(shell find agent rescue-image schemas -type f 2>/dev/null) package-lock.json $(realpath $(shell command -v node))
+build/rescue/initramfs.img: $(RESCUE_INPUTS) | deps
+	bash rescue-image/build.sh
+
+rescue-image: build/rescue/initramfs.img
+
+# The test OS image the harness installs (cached in build/test-os/, rebuilt when its script changes).
+test-os-image: deps
+	bash scripts/build-test-os-image.sh
+
+# The QEMU harness (docs/e2e.md): the whole matrix, or the one case CI runs.
+e2e: deps build rescue-image test-os-image
+	node dist/test/e2e/run-e2e.js
+
+e2e-ci: deps build rescue-image test-os-image
+	node dist/test/e2e/run-e2e.js --ci
 
 clean:
 	rm -rf dist build .tap
 
 docs-messages: build
 	node dist/scripts/update-messages-doc.js
+
+.PHONY: bench-api
+# The API under load: install throughput with and without 50 status pollers; figures into docs/api.md.
+bench-api: deps build
+	node dist/bench/api-load.js
