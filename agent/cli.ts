@@ -12,7 +12,7 @@ import { errors, isInstallError, type InstallError } from './report/install-erro
 import type { InstallEvent } from './report/progress.js'
 import { formatProgress, parseByteSize } from './report/progress-text.js'
 import { safeUrl } from './report/redact.js'
-import { createServiceLogger, isLogLevel } from './report/service-logger.js'
+import { createServiceLogger, isLogLevel, type LogLevel } from './report/service-logger.js'
 
 export const EXIT_OK = 0
 export const EXIT_INSTALL_FAILED = 1
@@ -167,15 +167,9 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   if (command === 'serve') return runServe(values, { io, usage })
   if (values.payload === undefined) return usage('Missing --payload FILE.')
   if (values.disk === undefined) return usage('Missing --disk PATH.')
-  let memoryLimitBytes: number | undefined
-  if (values['memory-limit'] !== undefined) {
-    memoryLimitBytes = parseByteSize(values['memory-limit'])
-    if (memoryLimitBytes === undefined) return usage(`Bad --memory-limit ${values['memory-limit']}: expected a number of bytes, e.g. 4294967296 or 4GiB.`)
-  }
-  const configDriveFs = values['config-drive']
-  if (configDriveFs !== undefined && configDriveFs !== 'iso9660' && configDriveFs !== 'fat') return usage(`Bad --config-drive ${configDriveFs}: expected iso9660 or fat.`)
-  const level = values['log-level'] ?? 'warn'
-  if (!isLogLevel(level)) return usage(`Bad --log-level ${level}.`)
+  const common = commonOptions(values, 'warn')
+  if (typeof common === 'string') return usage(common)
+  const { memoryLimitBytes, configDriveFs, level } = common
 
   let text: string
   try {
@@ -229,15 +223,9 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
   if (listen === undefined) return usage(`Bad --listen ${values.listen}: expected HOST:PORT, e.g. 0.0.0.0:8443 or [::1]:8443.`)
   if (values.disk === undefined) return usage('Missing --disk PATH|auto.')
   if (values['token-file'] === undefined) return usage('Missing --token-file FILE.')
-  let memoryLimitBytes: number | undefined
-  if (values['memory-limit'] !== undefined) {
-    memoryLimitBytes = parseByteSize(values['memory-limit'])
-    if (memoryLimitBytes === undefined) return usage(`Bad --memory-limit ${values['memory-limit']}: expected a number of bytes, e.g. 4294967296 or 4GiB.`)
-  }
-  const configDriveFs = values['config-drive']
-  if (configDriveFs !== undefined && configDriveFs !== 'iso9660' && configDriveFs !== 'fat') return usage(`Bad --config-drive ${configDriveFs}: expected iso9660 or fat.`)
-  const level = values['log-level'] ?? 'info'
-  if (!isLogLevel(level)) return usage(`Bad --log-level ${level}.`)
+  const common = commonOptions(values, 'info')
+  if (typeof common === 'string') return usage(common)
+  const { memoryLimitBytes, configDriveFs, level } = common
   const reportUrl = values['report-url']
   if (reportUrl !== undefined && !isHttpUrl(reportUrl)) return usage(`Bad --report-url ${safeUrl(reportUrl)}: expected an http or https URL.`)
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) return usage('--tls-cert and --tls-key go together.')
@@ -327,4 +315,18 @@ function isHttpUrl (text: string): boolean {
   } catch {
     return false
   }
+}
+
+/** The options install and serve share, checked once: the values, or what is wrong with them. */
+function commonOptions (values: { 'memory-limit'?: string; 'config-drive'?: string; 'log-level'?: string }, defaultLevel: string): string | { memoryLimitBytes: number | undefined; configDriveFs: 'iso9660' | 'fat' | undefined; level: LogLevel } {
+  let memoryLimitBytes: number | undefined
+  if (values['memory-limit'] !== undefined) {
+    memoryLimitBytes = parseByteSize(values['memory-limit'])
+    if (memoryLimitBytes === undefined) return `Bad --memory-limit ${values['memory-limit']}: expected a number of bytes, e.g. 4294967296 or 4GiB.`
+  }
+  const configDriveFs = values['config-drive']
+  if (configDriveFs !== undefined && configDriveFs !== 'iso9660' && configDriveFs !== 'fat') return `Bad --config-drive ${configDriveFs}: expected iso9660 or fat.`
+  const level = values['log-level'] ?? defaultLevel
+  if (!isLogLevel(level)) return `Bad --log-level ${level}.`
+  return { memoryLimitBytes, configDriveFs, level }
 }

@@ -24,15 +24,9 @@ export const errorSchema: SchemaObject = {
 }
 
 export const resultSchema: SchemaObject = {
+  ...errorSchema,
   title: 'Result',
   description: 'The install\'s one result message: INSTALLED, or the failure.',
-  type: 'object',
-  required: ['code', 'message'],
-  additionalProperties: false,
-  properties: {
-    code: { type: 'string', enum: Object.keys(resultMessages) },
-    message: { type: 'string' },
-  },
 }
 
 export const stepSchema: SchemaObject = {
