@@ -124,6 +124,7 @@ export async function readConfigDrive (disk: string, sectorBytes: number, workDi
     if (fsType === 'iso9660') await mustRun('xorriso', ['-osirrox', 'on', '-indev', image, '-extract', '/', dir])
     else if (fsType === 'vfat') await mustRun('mcopy', ['-s', '-n', '-i', image, '::/openstack', dir])
     else throw new Error(`config-2 is ${fsType}, expected iso9660 or vfat`)
+    await fs.rm(image) // the extracted files stay in workDir/config-2
     const files = (await fs.readdir(dir, { recursive: true })).map(String).sort()
     const latest = join(dir, 'openstack', 'latest')
     const metaData = JSON.parse(await fs.readFile(join(latest, 'meta_data.json'), 'utf8')) as Record<string, unknown>

@@ -59,6 +59,8 @@ export interface CaseObserver {
 export interface RunCaseOptions {
   /** Keep the installed disk of a passing case (it is removed by default: up to 1.5 GiB of data). */
   keepDisk?: boolean
+  /** More rescue kernel command line, e.g. byoi.memlog=5 to follow the memory in use. */
+  rescueAppend?: string
 }
 
 async function freePort (): Promise<number> {
@@ -162,7 +164,7 @@ export async function runCase (testCase: E2eCase, observer: CaseObserver, option
     const token = randomBytes(24).toString('hex')
     const apiPort = await freePort()
     const memoryMiB = testCase.rescueMemoryMiB ?? 6 * 1024
-    const append = `console=ttyS0 quiet byoi.token=${token} byoi.disk=${testCase.diskArg ?? 'auto'} byoi.listen=0.0.0.0:${API_PORT}`
+    const append = `console=ttyS0 quiet byoi.token=${token} byoi.disk=${testCase.diskArg ?? 'auto'} byoi.listen=0.0.0.0:${API_PORT}${options.rescueAppend === undefined ? '' : ` ${options.rescueAppend}`}`
     const rescue = new QemuVm({
       name: 'rescue',
       dir,

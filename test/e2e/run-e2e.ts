@@ -1,5 +1,6 @@
 /**
- * The e2e runner: `node dist/test/e2e/run-e2e.js [--ci] [--case NAME]... [--list] [--verbose]`.
+ * The e2e runner: `node dist/test/e2e/run-e2e.js [--ci] [--case NAME]... [--list] [--verbose]
+ *   [--rescue-append 'byoi.memlog=5']` (more rescue kernel command line).
  * Runs the cases one after the other (each VM takes both cores under TCG), prints each check as it
  * is made, then a summary with the timings; writes build/e2e/summary.json. Exit status 0 when
  * every case passed. Needs `make rescue-image test-os-image` (the Makefile's e2e targets do it).
@@ -17,6 +18,7 @@ const { values } = parseArgs({
     case: { type: 'string', multiple: true },
     list: { type: 'boolean', default: false },
     verbose: { type: 'boolean', short: 'v', default: false },
+    'rescue-append': { type: 'string' },
   },
 })
 
@@ -61,7 +63,7 @@ for (const testCase of selected) {
     rescueConsole: values.verbose ? (line) => console.log(`    rescue| ${line}`) : undefined,
     bootConsole: values.verbose ? (line) => console.log(`    boot| ${line}`) : undefined,
     check: (c) => console.log(`[${clock()}]   ${c.ok ? 'ok    ' : 'NOT OK'} ${c.name}${c.detail === '' ? '' : ` — ${c.detail}`}`),
-  })
+  }, { rescueAppend: values['rescue-append'] })
   if (report.error !== undefined) console.log(`[${clock()}]   NOT OK ${report.error}`)
   console.log(`[${clock()}] === ${testCase.name}: ${report.ok ? 'PASS' : 'FAIL'} in ${report.timings.total} s (logs in ${report.dir})`)
   reports.push(report)
