@@ -34,7 +34,7 @@ const USAGE = `Usage:
                    [--tls-cert FILE --tls-key FILE] [--state-dir DIR] [--memory-limit BYTES]
                    [--stream] [--config-drive iso9660|fat] [--log-level LEVEL]
 
-  --listen HOST:PORT    address to listen on, e.g. 0.0.0.0:8443 or [::]:8443 (port 0: any free port)
+  --listen HOST:PORT    address to listen on, e.g. 0.0.0.0:8443 or [::]:8443 (port 0 picks a free port)
   --disk PATH|auto      the target; auto: the first whole, non-removable, non-virtual disk
   --token-file FILE     the bearer token every route but /health requires (16+ visible ASCII characters)
   --report-url URL      POST each step change and the result there as JSON (retried, never blocking)
