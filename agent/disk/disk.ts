@@ -10,12 +10,31 @@ export interface DiskOpenOptions {
   readOnly?: boolean
 }
 
-/** Where the kernel describes a block device: /sys/dev/block/MAJOR:MINOR. */
-function sysfsDir (rdev: number): string {
+/** A device number (`stat.rdev`) as MAJOR:MINOR, the form sysfs uses (/sys/dev/block/MAJOR:MINOR, `dev` files). */
+export function deviceNumber (rdev: number): string {
   // Linux dev_t encoding as glibc's gnu_dev_major/minor decode it.
   const major = ((rdev >>> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff)
   const minor = (rdev & 0xff) | ((rdev >>> 12) & ~0xff)
-  return `/sys/dev/block/${major}:${minor}`
+  return `${major}:${minor}`
+}
+
+/** Where the kernel describes a block device: /sys/dev/block/MAJOR:MINOR. */
+function sysfsDir (rdev: number): string {
+  return `/sys/dev/block/${deviceNumber(rdev)}`
+}
+
+/**
+ * Asks the kernel to read a block device's partition table again. Node has no ioctl(BLKRRPART);
+ * util-linux or busybox `blockdev` does exactly that one call. The kernel refuses (EBUSY) while the
+ * device is open with O_EXCL, as a Disk holds it: call this after Disk.close().
+ */
+export async function rereadPartitionTable (path: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    execFile('blockdev', ['--rereadpt', path], { timeout: 30_000 }, (err, _stdout, stderr) => {
+      if (err === null) resolve()
+      else reject(new Error(`blockdev --rereadpt ${path}: ${stderr.trim() || err.message}`, { cause: err }))
+    })
+  })
 }
 
 async function readSysfsInteger (path: string): Promise<number> {
@@ -127,15 +146,6 @@ export class Disk {
 
   async sync (): Promise<void> {
     await this.handle.datasync()
-  }
-
-  /** Asks the kernel to read the partition table again (block devices only; a no-op for files). */
-  async rereadPartitions (): Promise<void> {
-    if (this.kind !== 'block') return
-    // Node has no ioctl(BLKRRPART); util-linux or busybox `blockdev` does exactly that one call.
-    await new Promise<void>((resolve, reject) => {
-      execFile('blockdev', ['--rereadpt', this.path], { timeout: 30_000 }, (err) => { if (err) reject(err); else resolve() })
-    })
   }
 
   async close (): Promise<void> {
