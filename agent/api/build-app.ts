@@ -38,6 +38,8 @@ export interface AppDeps {
   bodyLimitBytes?: number
   /** Time between the event stream's keep-alive comments (default 15 s). */
   heartbeatMs?: number
+  /** The reconnection time the event stream sends to clients (default 2 s). */
+  eventsRetryMs?: number
 }
 
 export function buildApp (deps: AppDeps): FastifyInstance {
@@ -97,7 +99,7 @@ export function buildApp (deps: AppDeps): FastifyInstance {
   void app.register(async (authenticated) => {
     authenticated.addHook('onRequest', bearerAuthHook(check))
     await authenticated.register(installRoutes(deps.jobs))
-    await authenticated.register(installEvents(deps.jobs, { heartbeatMs: deps.heartbeatMs }))
+    await authenticated.register(installEvents(deps.jobs, { heartbeatMs: deps.heartbeatMs, retryMs: deps.eventsRetryMs }))
     await authenticated.register(openApiRoutes(openapi))
   })
   return app

@@ -70,10 +70,18 @@ export function buildOpenApiDocument (options: OpenApiOptions): OpenApiDocument 
       '/install/events': {
         get: {
           summary: 'The status, live, as Server-Sent Events',
-          description: 'First a `status` event (the whole status), then `step`, `progress` and `note` events as they happen, a `status` event when a job starts, and a `result` event, after which the stream ends. A comment line is sent every 15 s to keep the connection open.',
+          description: 'First a `retry` field (2000 ms) and a `status` event (the whole status), then `step`, `progress` and `note` events as they happen, a `status` event when a job starts, and a `result` event, after which the stream ends. Every event has an id `JOB:RUN:SEQ`, unique and increasing for the agent\'s lifetime. A comment line is sent every 15 s to keep the connection open.',
           operationId: 'installEvents',
+          parameters: [{
+            name: 'Last-Event-ID',
+            in: 'header',
+            required: false,
+            schema: { type: 'string' },
+            description: 'Sent by EventSource when it reconnects. The id of an event sent after the current job ended (its `result`) gets 204; any other value, or none, gets a fresh stream.',
+          }],
           responses: {
             200: { description: 'an event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+            204: { description: 'the client saw the current job\'s result (Last-Event-ID): nothing more to tell, EventSource stops reconnecting' },
             ...authRefusals,
           },
         },

@@ -109,6 +109,13 @@ t.test('an install through the API: 202, live events to the end, status, report 
   const progress = stream.events.filter((e) => e.event === 'progress').map((e) => e.data as { bytes: number; totalBytes: number | null })
   t.ok(progress.length > 0, `${progress.length} progress events`)
   t.ok(progress.some((p) => p.bytes === image.length && p.totalBytes === image.length), 'the download\'s last progress')
+  // Each event's id names its job and grows; EventSource reconnecting with the result's id gets 204.
+  const ids = stream.events.map((e) => /^(.+):([0-9a-f]{8}):(\d+)$/.exec(e.id))
+  t.same(ids.map((m) => m?.[1]), ['idle', ...stream.events.slice(1).map(() => jobId)], 'each id names its job')
+  t.ok(ids.every((m, i) => i === 0 || Number(m?.[3]) > Number(ids[i - 1]?.[3])), 'ids increase')
+  const again = await request(`${service.url}/install/events`, { headers: { ...AUTH, 'last-event-id': stream.events.at(-1)?.id ?? '' } })
+  t.equal(again.statusCode, 204, 'the result seen: 204')
+  await again.body.dump()
 
   // The status, after.
   const statusAnswer = await request(`${service.url}/install/status`, { headers: AUTH })

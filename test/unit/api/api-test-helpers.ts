@@ -107,11 +107,17 @@ export function reinstallBody (url: string, customizations: Record<string, unkno
 export interface SseEvent {
   event: string
   data: unknown
+  /** The last event ID as the client holds it after this event (its own `id`, or the one before). */
+  id: string
 }
 
-/** Parses a text/event-stream body (WHATWG HTML §9.2.6) into its events; comments are dropped. */
-export function parseSse (text: string): SseEvent[] {
-  const events: SseEvent[] = []
+/**
+ * Parses a text/event-stream body (WHATWG HTML §9.2.6) into its events; comments are dropped.
+ * `retry` is the last reconnection time the stream set, if any.
+ */
+export function parseSse (text: string): SseEvent[] & { retry?: number } {
+  const events: SseEvent[] & { retry?: number } = []
+  let id = ''
   for (const block of text.split('\n\n')) {
     let event = 'message'
     const data: string[] = []
@@ -122,8 +128,10 @@ export function parseSse (text: string): SseEvent[] {
       const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '')
       if (field === 'event') event = value
       else if (field === 'data') data.push(value)
+      else if (field === 'id' && !value.includes('\0')) id = value
+      else if (field === 'retry' && /^\d+$/.test(value)) events.retry = Number(value)
     }
-    if (data.length > 0) events.push({ event, data: JSON.parse(data.join('\n')) })
+    if (data.length > 0) events.push({ event, data: JSON.parse(data.join('\n')), id })
   }
   return events
 }
@@ -132,8 +140,9 @@ export function parseSse (text: string): SseEvent[] {
  * Opens GET /install/events and reads it to its end. `onEvent` sees each event as it arrives
  * (tests act on the stream mid-way, e.g. cancel after the first progress).
  */
-export async function readEvents (baseUrl: string, options: { onEvent?: (event: SseEvent) => void; dispatcher?: Dispatcher; timeoutMs?: number } = {}): Promise<{ statusCode: number; contentType: string; events: SseEvent[]; text: string }> {
-  const answer = await request(`${baseUrl}/install/events`, { headers: AUTH, dispatcher: options.dispatcher, bodyTimeout: options.timeoutMs ?? 60_000 })
+export async function readEvents (baseUrl: string, options: { onEvent?: (event: SseEvent) => void; dispatcher?: Dispatcher; timeoutMs?: number; lastEventId?: string } = {}): Promise<{ statusCode: number; contentType: string; events: SseEvent[]; text: string }> {
+  const headers = options.lastEventId === undefined ? AUTH : { ...AUTH, 'last-event-id': options.lastEventId }
+  const answer = await request(`${baseUrl}/install/events`, { headers, dispatcher: options.dispatcher, bodyTimeout: options.timeoutMs ?? 60_000 })
   let text = ''
   let seen = 0
   for await (const chunk of answer.body) {

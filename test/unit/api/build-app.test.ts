@@ -303,6 +303,7 @@ t.test('GET /openapi.json: OpenAPI 3.1 with both payload schemas as a oneOf requ
   })
   t.same(Object.keys(doc.paths).sort(), ['/health', '/install/cancel', '/install/events', '/install/start', '/install/status', '/openapi.json'])
   t.same(Object.keys(doc.paths['/install/start']?.['post']?.responses ?? {}).sort(), ['202', '400', '401', '409', '413', '415', '503'])
+  t.same(Object.keys(doc.paths['/install/events']?.['get']?.responses ?? {}).sort(), ['200', '204', '401'])
   t.same(doc.paths['/health']?.['get']?.security, [], '/health needs no token')
   t.same(doc.components.securitySchemes, { bearer: { type: 'http', scheme: 'bearer', description: 'The token of --token-file.' } })
   // Every $ref points at a component.
