@@ -1,4 +1,4 @@
-import { buildConfigDrive, readFatLabel, readIsoVolumeId, type ConfigDrive } from '../configdrive/index.js'
+import { buildConfigDrive, readFatLabel, readIsoVolumeId, type ConfigDrive, type ConfigDriveFile } from '../configdrive/index.js'
 import type { BlockIo } from '../disk/block-io.js'
 import { partitionReader } from '../disk/efi-system-partition.js'
 import { addConfigDrivePartition, readImage, writeImage, type AddedPartition } from '../disk/partition-table.js'
@@ -13,6 +13,12 @@ export interface ConfigDriveResult {
   filesystem: ConfigDrive['filesystem']
   bytes: number
   uuid: string
+}
+
+/** What the step wrote: the result, and the files (for the mount check; never logged: user data can hold secrets). */
+export interface WrittenConfigDrive {
+  result: ConfigDriveResult
+  files: ConfigDriveFile[]
 }
 
 export interface ConfigDriveStepOptions {
@@ -31,7 +37,7 @@ async function isConfigDrive (head: Buffer, io: BlockIo, offsetBytes: number, si
  * Adds the config-2 partition (or reuses one) in the head's table, writes the ConfigDrive filesystem
  * into it, reads it back and compares. Any failure: `Could not create configdrive on disk.`
  */
-export async function writeConfigDrive (request: InstallRequest, head: Buffer, io: BlockIo, options: ConfigDriveStepOptions = {}): Promise<ConfigDriveResult> {
+export async function writeConfigDrive (request: InstallRequest, head: Buffer, io: BlockIo, options: ConfigDriveStepOptions = {}): Promise<WrittenConfigDrive> {
   try {
     const sectorBytes = io.logicalSectorBytes
     const filesystem = options.force ?? (sectorBytes <= ISO_LIMIT_SECTOR_BYTES ? 'iso9660' : 'fat')
@@ -48,7 +54,7 @@ export async function writeConfigDrive (request: InstallRequest, head: Buffer, i
     await writeImage(head, io, drive.image, partition.offsetBytes)
     const back = await readImage(head, io, partition.offsetBytes, drive.image.length)
     if (!back.equals(drive.image)) throw new Error(`the ConfigDrive read back from partition ${partition.number} differs from what was written`)
-    return { partition, filesystem: drive.filesystem, bytes: drive.image.length, uuid }
+    return { result: { partition, filesystem: drive.filesystem, bytes: drive.image.length, uuid }, files: drive.files }
   } catch (err) {
     if (isInstallError(err) && err.code === 'CONFIGDRIVE_FAILED') throw err
     throw errors.configDriveFailed(err)

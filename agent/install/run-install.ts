@@ -1,6 +1,6 @@
 import { totalmem } from 'node:os'
 import type { Logger } from 'pino'
-import { Disk } from '../disk/disk.js'
+import { Disk, rereadPartitionTable } from '../disk/disk.js'
 import { HEAD_BYTES, type SequentialWriter } from '../disk/sequential-writer.js'
 import { relocateBackupGpt, type RelocateResult } from '../disk/partition-table.js'
 import type { MemoryImage } from '../image/memory-image.js'
@@ -9,6 +9,7 @@ import { writeRawFromMemory } from '../image/raw.js'
 import type { InstallRequest } from '../payload/install-request.js'
 import { errors, installedMessage, isInstallError, type InstallError, type InstallMode } from '../report/install-error.js'
 import type { InstallEventListener, StepName, StepStatus } from '../report/progress.js'
+import { checkConfigDriveMount, mountCheckNote, type ConfigDriveMountCheck, type MountCheckOptions } from './config-drive-mount-check.js'
 import { writeConfigDrive, type ConfigDriveResult, type ConfigDriveStepOptions } from './config-drive-step.js'
 import { fetchImage, type DownloadTuning } from './fetch-image.js'
 import { checkDeclaredType, checkDigest, checkEfiBootloader, checkHead, imageIo } from './image-checks.js'
@@ -29,6 +30,8 @@ export interface InstallOptions {
   stream?: boolean
   /** ConfigDrive filesystem (default: ISO 9660 on disks with sectors up to 2048 bytes, FAT above) and instance id. */
   configDrive?: ConfigDriveStepOptions
+  /** The read-only mount of config-2 at the end (tests give a fake mount runner and locator). */
+  mountCheck?: Omit<MountCheckOptions, 'logger'>
   signal?: AbortSignal
   logger?: Logger
   onEvent?: InstallEventListener
@@ -46,7 +49,8 @@ export interface InstallResult {
   imageBytes: number
   disk: { path: string; sizeBytes: number; logicalSectorBytes: number }
   partitionTable: RelocateResult
-  configDrive: ConfigDriveResult
+  /** `mountCheck`: the kernel mounted config-2 read-only and found every file as written, or why that did not run. */
+  configDrive: ConfigDriveResult & { mountCheck: ConfigDriveMountCheck }
 }
 
 /** The image checked and ready to write: what the write step needs. */
@@ -84,6 +88,8 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
 
   let writer: SequentialWriter | undefined
   let wroteToDisk = false
+  /** Let go of before the partition table is re-read and config-2 mounted (the kernel refuses both while it is held). */
+  let diskClosed = false
   const touched = (): boolean => wroteToDisk || writer?.wroteToDisk === true
   /** The image as it stands after the GPT step, in case the ConfigDrive step fails. */
   let afterGpt: { head: Buffer; imageBytes: number } | undefined
@@ -141,14 +147,26 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
 
     // ── configdrive ─────────────────────────────────────────────────────────────────────────
     enter('configdrive')
-    const configDrive = await writeConfigDrive(request, fullHead, disk, options.configDrive)
+    const written = await writeConfigDrive(request, fullHead, disk, options.configDrive)
+    const configDrive = written.result
     logger?.info({ configDrive }, 'config drive')
 
-    // ── finish: the head goes last, then the kernel re-reads the table ─────────────────────
+    // ── finish: the head goes last; then the kernel re-reads the table and mounts config-2 ──
     enter('finish')
     signal?.throwIfAborted()
     await writeHeadLast(disk, fullHead, request.imageType)
-    await disk.rereadPartitions().catch((err: unknown) => logger?.warn({ err }, 'partition table re-read failed'))
+    // The disk is let go of first: while it is open with O_EXCL, the kernel refuses to re-read its
+    // partition table (EBUSY) and to mount any of its partitions.
+    diskClosed = true
+    await disk.close()
+    const mountCheck = await checkConfigDriveMount(
+      { disk: { path: disk.path, kind: disk.kind }, partition: configDrive.partition, filesystem: configDrive.filesystem, files: written.files },
+      { ...options.mountCheck, logger },
+    )
+    const note = mountCheckNote(mountCheck)
+    if (note !== undefined) emit({ type: 'note', message: note })
+    if (mountCheck.status === 'skipped') logger?.warn({ mountCheck }, 'config-2 mount check skipped')
+    else logger?.info({ mountCheck }, `config-2 mount check ${mountCheck.status}`)
     enter()
 
     return {
@@ -160,22 +178,43 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
       imageBytes,
       disk: { path: disk.path, sizeBytes: disk.sizeBytes, logicalSectorBytes: disk.logicalSectorBytes },
       partitionTable,
-      configDrive,
+      configDrive: { ...configDrive, mountCheck },
     }
   } catch (err) {
     for (const name of current) step(name, 'error')
     await writer?.settle()
     const failure = toInstallError(err, signal, touched())
     logger?.error({ code: failure.code, cause: describeCause(err) }, failure.message)
-    if (failure.code === 'CONFIGDRIVE_FAILED' && afterGpt !== undefined && signal?.aborted !== true) {
-      // The image is verified and whole: leave it bootable as written, without a ConfigDrive.
-      await keepImageWithoutConfigDrive(disk, afterGpt, request, logger)
-    } else if (touched()) {
-      await makeUnbootable(disk, logger)
+    // Only the mount check fails after the disk was let go of: take it again to undo.
+    const target = diskClosed ? await reopenDisk(disk, logger) : disk
+    if (target !== undefined) {
+      if (failure.code === 'CONFIGDRIVE_FAILED' && afterGpt !== undefined && signal?.aborted !== true) {
+        // The image is verified and whole: leave it bootable as written, without a ConfigDrive.
+        await keepImageWithoutConfigDrive(target, afterGpt, request, logger)
+      } else if (touched()) {
+        await makeUnbootable(target, logger)
+      }
+      if (diskClosed) await closeAndReread(target, logger)
     }
     throw failure
   } finally {
-    await disk.close().catch(() => {})
+    if (!diskClosed) await disk.close().catch(() => {})
+  }
+}
+
+/** The kernel saw the table with config-2: after undoing it, show the kernel the table now on the disk. */
+async function closeAndReread (disk: Disk, logger: Logger | undefined): Promise<void> {
+  await disk.close().catch(() => {})
+  if (disk.kind === 'block') await rereadPartitionTable(disk.path).catch((err: unknown) => logger?.warn({ err }, 'partition table re-read failed'))
+}
+
+/** The disk opened again (read-write, O_EXCL) after the agent let go of it; undefined, logged, if it cannot be. */
+async function reopenDisk (disk: Disk, logger: Logger | undefined): Promise<Disk | undefined> {
+  try {
+    return await Disk.open(disk.path)
+  } catch (err) {
+    logger?.error({ err }, `could not open ${disk.path} again after the ConfigDrive check failed`)
+    return undefined
   }
 }
 
