@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process'
 import { randomFillSync } from 'node:crypto'
 import { promises as fs } from 'node:fs'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { promisify } from 'node:util'
 
 const run = promisify(execFile)
@@ -38,15 +38,24 @@ async function sizeOf (path: string): Promise<number | undefined> {
   return (await fs.stat(path).catch(() => undefined))?.size
 }
 
+/** Fills `block` with the file's bytes at `offset`; false leaves that range a hole (zeros). */
+export type BlockFill = (block: Buffer, offset: number) => boolean
+
+const randomBlock: BlockFill = (block) => {
+  randomFillSync(block)
+  return true
+}
+
 /** Writes the image through a temporary name, so an interrupted run never leaves a short one to reuse. */
-async function generateImage (path: string, sizeBytes: number): Promise<void> {
+export async function generateImage (path: string, sizeBytes: number, fill: BlockFill = randomBlock): Promise<void> {
   const partial = `${path}.partial`
   const handle = await fs.open(partial, 'w')
   try {
+    await handle.truncate(sizeBytes)
     const block = Buffer.allocUnsafeSlow(BLOCK_BYTES)
     for (let at = 0; at < sizeBytes; at += block.length) {
       const n = Math.min(block.length, sizeBytes - at)
-      randomFillSync(block, 0, n)
+      if (!fill(block.subarray(0, n), at)) continue
       let done = 0
       while (done < n) done += (await handle.write(block, done, n - done, at + done)).bytesWritten
     }
@@ -57,7 +66,7 @@ async function generateImage (path: string, sizeBytes: number): Promise<void> {
   await fs.rename(partial, path)
 }
 
-async function hasGpt (path: string): Promise<boolean> {
+export async function hasGpt (path: string): Promise<boolean> {
   const handle = await fs.open(path, 'r')
   try {
     const signature = Buffer.alloc(GPT_SIGNATURE.length)
@@ -69,7 +78,7 @@ async function hasGpt (path: string): Promise<boolean> {
 }
 
 /** A new GPT (protective MBR, primary and backup tables) with one Linux partition from 1 MiB to the end; the bytes in between stay random. */
-async function addGpt (path: string): Promise<void> {
+export async function addGpt (path: string): Promise<void> {
   await run('sgdisk', ['--clear', '--new=1:2048:0', '--typecode=1:8300', '--change-name=1:bench', path])
 }
 
@@ -78,6 +87,20 @@ async function sha512Of (imagePath: string): Promise<string> {
   const hex = stdout.split(' ')[0] ?? ''
   if (!/^[0-9a-f]{128}$/.test(hex)) throw new Error(`unexpected sha512sum output: ${stdout.slice(0, 200)}`)
   return hex
+}
+
+/** The sha512 of a file, cached beside it as FILE.sha512 (sha512sum's format) while newer than the file. */
+export async function cachedSha512 (path: string): Promise<string> {
+  const sumPath = `${path}.sha512`
+  const [fileStat, sumStat] = await Promise.all([fs.stat(path), fs.stat(sumPath).catch(() => undefined)])
+  if (sumStat !== undefined && sumStat.mtimeMs >= fileStat.mtimeMs) {
+    const cached = (await fs.readFile(sumPath, 'utf8')).split(' ')[0] ?? ''
+    if (/^[0-9a-f]{128}$/.test(cached)) return cached
+  }
+  console.error(`sha512sum ${path}…`)
+  const sha512Hex = await sha512Of(path)
+  await fs.writeFile(sumPath, `${sha512Hex}  ${basename(path)}\n`)
+  return sha512Hex
 }
 
 /** The image (reused when present at the right size), its sha512 (cached beside it), and the paths. */
@@ -96,17 +119,7 @@ export async function prepareBenchFiles (dir: string): Promise<BenchFiles> {
     console.error(`sgdisk: a GPT on ${imagePath}`)
     await addGpt(imagePath) // changes its mtime: the cached sha512 below goes stale
   }
-  let sha512Hex: string | undefined
-  const [imageStat, sumStat] = await Promise.all([fs.stat(imagePath), fs.stat(sumPath).catch(() => undefined)])
-  if (sumStat !== undefined && sumStat.mtimeMs >= imageStat.mtimeMs) {
-    const cached = (await fs.readFile(sumPath, 'utf8')).split(' ')[0] ?? ''
-    if (/^[0-9a-f]{128}$/.test(cached)) sha512Hex = cached
-  }
-  if (sha512Hex === undefined) {
-    console.error(`sha512sum ${imagePath}…`)
-    sha512Hex = await sha512Of(imagePath)
-    await fs.writeFile(sumPath, `${sha512Hex}  ${IMAGE_NAME}\n`)
-  }
+  const sha512Hex = await cachedSha512(imagePath)
   return {
     dir,
     imagePath,
@@ -122,37 +135,42 @@ export async function prepareBenchFiles (dir: string): Promise<BenchFiles> {
 
 /** OVH's install/start body for the image at `imageUrl`. */
 export async function writePayload (files: BenchFiles, imageUrl: string): Promise<void> {
+  await writeInstallPayload(files.payloadPath, { imageUrl, imageType: 'raw', sha512Hex: files.sha512Hex })
+}
+
+/** An install/start body at `path`. */
+export async function writeInstallPayload (path: string, image: { imageUrl: string; imageType: 'raw' | 'qcow2'; sha512Hex: string }): Promise<void> {
   const payload = {
     details: {},
     templateName: 'byoi_64',
     userMetadata: [
-      { key: 'imageURL', value: imageUrl },
-      { key: 'imageType', value: 'raw' },
-      { key: 'imageCheckSum', value: files.sha512Hex },
+      { key: 'imageURL', value: image.imageUrl },
+      { key: 'imageType', value: image.imageType },
+      { key: 'imageCheckSum', value: image.sha512Hex },
       { key: 'imageCheckSumType', value: 'sha512' },
     ],
   }
-  await fs.writeFile(files.payloadPath, `${JSON.stringify(payload, null, 2)}\n`)
+  await fs.writeFile(path, `${JSON.stringify(payload, null, 2)}\n`)
 }
 
 /**
  * A new empty sparse disk, then `sync`: the previous run's file is gone (its page cache with it)
  * and the filesystem has committed (and discarded) its blocks before the next run starts.
  */
-export async function recreateDisk (files: BenchFiles): Promise<void> {
-  await fs.rm(files.diskPath, { force: true })
-  await fs.writeFile(files.diskPath, '')
-  await fs.truncate(files.diskPath, files.diskBytes)
+export async function recreateDisk (path: string, sizeBytes: number): Promise<void> {
+  await fs.rm(path, { force: true })
+  await fs.writeFile(path, '')
+  await fs.truncate(path, sizeBytes)
   await run('sync', [])
 }
 
 /**
- * Reads the whole image once so it sits in the page cache for every contender, and returns the
+ * Reads a whole file once so it sits in the page cache for every contender, and returns the
  * share of its pages resident afterwards (util-linux fincore), or undefined if that cannot be told.
  */
-export async function warmImage (files: BenchFiles): Promise<number | undefined> {
-  await run('bash', ['-c', 'cat -- "$1" > /dev/null', 'warm', files.imagePath])
-  return await residentShare(files.imagePath)
+export async function warmFile (path: string): Promise<number | undefined> {
+  await run('bash', ['-c', 'cat -- "$1" > /dev/null', 'warm', path])
+  return await residentShare(path)
 }
 
 export async function residentShare (path: string): Promise<number | undefined> {

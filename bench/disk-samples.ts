@@ -6,6 +6,7 @@
  * are left out of the comparison.
  */
 import { promises as fs } from 'node:fs'
+import type { DiskUnderTest } from './contender.js'
 
 const SAMPLE_BYTES = 1024 * 1024 // 1 MiB
 const SECTOR_BYTES = 512
@@ -47,11 +48,11 @@ async function readRange (path: string, offset: number, length: number): Promise
 }
 
 /** Undefined when every sample matches; else what differs. */
-export async function compareDiskSamples (options: { imagePath: string; imageBytes: number; diskPath: string; diskBytes: number; skipPartitionTables: boolean }): Promise<string | undefined> {
-  const diskSize = (await fs.stat(options.diskPath)).size
-  if (diskSize !== options.diskBytes) return `the disk is ${diskSize} bytes, not ${options.diskBytes}`
-  for (const { offset, length } of sampleRanges(options.imageBytes, options)) {
-    const [expected, got] = await Promise.all([readRange(options.imagePath, offset, length), readRange(options.diskPath, offset, length)])
+export async function compareDiskSamples (disk: DiskUnderTest, options: { skipPartitionTables: boolean }): Promise<string | undefined> {
+  const diskSize = (await fs.stat(disk.path)).size
+  if (diskSize !== disk.sizeBytes) return `the disk is ${diskSize} bytes, not ${disk.sizeBytes}`
+  for (const { offset, length } of sampleRanges(disk.referenceBytes, options)) {
+    const [expected, got] = await Promise.all([readRange(disk.referencePath, offset, length), readRange(disk.path, offset, length)])
     if (!expected.equals(got)) return `the disk's bytes [${offset}, ${offset + length}) differ from the image's`
   }
   return undefined

@@ -1,24 +1,28 @@
 /**
- * `make bench`: installs a 2 GiB raw image served over loopback, with its sha512, with byoi-agent
- * (default and --stream) and with the shell pipelines that do the same job; prints a table and
- * rewrites docs/benchmarks.md. Not a test: nothing here asserts on time.
+ * `make bench`: the bench suites, one after the other: raw (a 2 GiB raw image, both agent modes,
+ * against the shell pipelines) and qcow2 (2 GiB guests in plain and zlib qcow2, against qemu-img).
+ * Prints a table per suite and rewrites its section of docs/benchmarks.md.
+ * `--suite raw|qcow2` (repeatable) runs only those. Not a test: nothing here asserts on time.
  */
 import { execFile } from 'node:child_process'
 import { accessSync, constants, promises as fs } from 'node:fs'
 import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { promisify } from 'node:util'
-import { prepareBenchFiles, recreateDisk, residentShare, warmImage, writePayload } from './bench-files.js'
-import { aimsOf, renderMarkdown, renderTable, summarize, type BenchReport, type Machine, type RunRecord } from './bench-report.js'
-import { contenders, type BenchContext, type Contender, type ContenderId } from './contenders.js'
+import { parseArgs, promisify } from 'node:util'
+import { recreateDisk, residentShare, warmFile } from './bench-files.js'
+import { mergeSection, renderSection, renderTable, summarize, type Machine, type RunRecord, type SuiteReport } from './bench-report.js'
+import type { Contender } from './contender.js'
 import { compareDiskSamples } from './disk-samples.js'
 import { startFileServer, type FileServer } from './file-server.js'
+import { qcow2Suite } from './qcow2-suite.js'
+import { rawSuite } from './raw-suite.js'
+import type { Suite, SuiteEnv } from './suite.js'
 import { GNU_TIME, runTimed } from './timed-run.js'
 
 const ROUNDS = 3
 const RUN_TIMEOUT_MS = 180_000 // 3 min: far beyond any healthy run
-const SHM_IMAGE = '/dev/shm/bench.img'
+const SUITES: readonly Suite[] = [rawSuite, qcow2Suite]
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..') // dist/bench/ → the repository
 const benchDir = join(root, 'build', 'bench')
@@ -48,16 +52,16 @@ async function newestMtimeMs (dir: string): Promise<number> {
   return newest
 }
 
-async function runOnce (contender: Contender, ctx: BenchContext, round: number): Promise<RunRecord> {
-  const runDir = join(benchDir, 'runs', `${contender.id}-${round}`)
+async function runOnce (contender: Contender, suiteId: string, round: number, bytesPerRun: number): Promise<RunRecord> {
+  const runDir = join(benchDir, 'runs', suiteId, `${contender.id}-${round}`)
   await fs.rm(runDir, { recursive: true, force: true })
   await fs.mkdir(runDir, { recursive: true })
-  await recreateDisk(ctx.files)
+  if (contender.disk !== undefined) await recreateDisk(contender.disk.path, contender.disk.sizeBytes)
   let run
   try {
-    run = await runTimed(contender.script(ctx, runDir), { runDir, cwd: root, timeoutMs: RUN_TIMEOUT_MS })
+    run = await runTimed(contender.script(runDir), { runDir, cwd: root, timeoutMs: RUN_TIMEOUT_MS })
   } finally {
-    await contender.cleanup?.(ctx)
+    await contender.cleanup?.()
   }
   let failure: string | undefined
   if (run.exitCode !== 0) {
@@ -65,16 +69,76 @@ async function runOnce (contender: Contender, ctx: BenchContext, round: number):
     const stderr = (await Promise.all(stderrFiles.map(async (f) => await fs.readFile(join(runDir, f), 'utf8')))).join('').concat(run.stderr)
     failure = `exit ${run.exitCode ?? run.signal ?? '?'}: ${stderr.trim().split('\n').slice(-3).join(' ').slice(0, 300)}`
   }
-  failure ??= await contender.check(ctx, run, runDir)
-  if (failure === undefined && contender.writesDisk) {
-    failure = await compareDiskSamples({ imagePath: ctx.files.imagePath, imageBytes: ctx.files.imageBytes, diskPath: ctx.files.diskPath, diskBytes: ctx.files.diskBytes, skipPartitionTables: contender.editsPartitionTables })
+  failure ??= await contender.check(run, runDir)
+  if (failure === undefined && contender.disk !== undefined) {
+    failure = await compareDiskSamples(contender.disk, { skipPartitionTables: contender.editsPartitionTables })
   }
   const top = run.processes[0]
-  return { wallMs: run.wallMs, peakRssKiB: top?.peakRssKiB ?? Number.NaN, peakProcess: top?.name ?? '?', failure }
+  const record = { wallMs: run.wallMs, peakRssKiB: top?.peakRssKiB ?? Number.NaN, peakProcess: top?.name ?? '?', failure }
+  const mibPerSecond = bytesPerRun / 1024 ** 2 / (record.wallMs / 1000)
+  console.error(`round ${round}/${ROUNDS} ${contender.label}: ${(record.wallMs / 1000).toFixed(2)} s, ${mibPerSecond.toFixed(0)} MiB/s, peak RSS ${(record.peakRssKiB / 1024).toFixed(1)} MiB (${record.peakProcess})${record.failure === undefined ? '' : `  FAILED: ${record.failure}`}`)
+  return record
+}
+
+/** One suite: its files, its rounds, its report. True when every run's checks passed. */
+async function runSuite (suite: Suite, env: SuiteEnv): Promise<boolean> {
+  const startedAt = Date.now()
+  const agentBuiltAtMs = await newestMtimeMs(join(root, 'dist', 'agent'))
+  const machine = await describeMachine()
+  if (machine.loadAverage > 0.5) console.error(`warning: load average ${machine.loadAverage.toFixed(2)}: other work on the machine will skew the figures`)
+  const prepared = await suite.prepare(env)
+  const records = new Map<string, RunRecord[]>(prepared.contenders.map((c) => [c.id, []]))
+  let residentBefore: number | undefined = 1
+  try {
+    for (const path of prepared.cachedFiles) {
+      const share = await warmFile(path)
+      residentBefore = share === undefined || residentBefore === undefined ? undefined : Math.min(residentBefore, share)
+    }
+    console.error(`${suite.id}: files in page cache: ${residentBefore === undefined ? 'unknown' : `${(residentBefore * 100).toFixed(0)} %`}`)
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const contender of prepared.contenders) records.get(contender.id)?.push(await runOnce(contender, suite.id, round, prepared.bytesPerRun))
+    }
+  } finally {
+    await prepared.cleanup()
+  }
+  let residentAfter: number | undefined = 1
+  for (const path of prepared.cachedFiles) {
+    const share = await residentShare(path)
+    residentAfter = share === undefined || residentAfter === undefined ? undefined : Math.min(residentAfter, share)
+  }
+  const rebuilt = (await newestMtimeMs(join(root, 'dist', 'agent'))) !== agentBuiltAtMs
+  if (rebuilt) console.error('warning: dist/agent/ changed during the bench: the agent runs did not all run the same build')
+  const summaries = prepared.contenders.map((c) => summarize(c, records.get(c.id) ?? [], prepared.bytesPerRun))
+  const report: SuiteReport = {
+    suite: prepared.text,
+    machine,
+    roundsPerContender: ROUNDS,
+    summaries,
+    aims: prepared.text.aims(summaries),
+    imageResidentBefore: residentBefore,
+    imageResidentAfter: residentAfter,
+    loadAverageEnd: loadavg()[0] ?? Number.NaN,
+    agentRebuiltDuringRuns: rebuilt,
+    totalSeconds: (Date.now() - startedAt) / 1000,
+  }
+  console.log(renderTable(report))
+  const docPath = join(root, 'docs', 'benchmarks.md')
+  const existing = await fs.readFile(docPath, 'utf8').catch(() => '')
+  await fs.writeFile(docPath, mergeSection(existing, { id: suite.id, text: renderSection(report) }, SUITES.map((s) => s.id)))
+  console.error(`wrote the ${suite.id} section of ${docPath}`)
+  const failed = summaries.filter((s) => s.failures.length > 0)
+  if (failed.length > 0) console.error(`checks failed for: ${failed.map((s) => s.contender.label).join(', ')}`)
+  return failed.length === 0
 }
 
 async function main (): Promise<number> {
-  const startedAt = Date.now()
+  const { values } = parseArgs({ options: { suite: { type: 'string', multiple: true } } })
+  const chosen = values.suite ?? SUITES.map((s) => s.id)
+  const unknown = chosen.filter((id) => !SUITES.some((s) => s.id === id))
+  if (unknown.length > 0) {
+    console.error(`unknown suite ${unknown.join(', ')}: the suites are ${SUITES.map((s) => s.id).join(', ')}`)
+    return 2
+  }
   try {
     accessSync(GNU_TIME, constants.X_OK)
   } catch {
@@ -91,69 +155,22 @@ async function main (): Promise<number> {
       return 1
     }
   }
-
-  const agentBuiltAtMs = await newestMtimeMs(join(root, 'dist', 'agent'))
-  const machine = await describeMachine()
-  if (machine.loadAverage > 0.5) console.error(`warning: load average ${machine.loadAverage.toFixed(2)}: other work on the machine will skew the figures`)
-  const files = await prepareBenchFiles(benchDir)
+  await fs.mkdir(benchDir, { recursive: true })
   let server: FileServer | undefined
   const stopOnSignal = (signal: NodeJS.Signals): void => {
     void (server?.stop() ?? Promise.resolve()).finally(() => process.exit(signal === 'SIGINT' ? 130 : 143))
   }
   process.once('SIGINT', stopOnSignal)
   process.once('SIGTERM', stopOnSignal)
-
-  const records = new Map<ContenderId, RunRecord[]>(contenders.map((c) => [c.id, []]))
-  let imageResidentBefore: number | undefined
+  let ok = true
   try {
     server = await startFileServer({ script: serveScript, dir: benchDir, cwd: root })
-    const imageUrl = `${server.baseUrl}/${files.imageName}`
-    await writePayload(files, imageUrl)
-    const ctx: BenchContext = { root, files, imageUrl, shmImagePath: SHM_IMAGE, agentMain, agentMemoryLimit: '3GiB' }
-    console.error(`image ${files.imagePath} (${files.imageBytes} bytes${files.generated ? ', new' : ', reused'}), sha512 ${files.sha512Hex.slice(0, 16)}…, served at ${imageUrl}`)
-
-    imageResidentBefore = await warmImage(files)
-    console.error(`image in page cache: ${imageResidentBefore === undefined ? 'unknown' : `${(imageResidentBefore * 100).toFixed(0)} %`}`)
-
-    for (let round = 1; round <= ROUNDS; round++) {
-      for (const contender of contenders) {
-        const record = await runOnce(contender, ctx, round)
-        records.get(contender.id)?.push(record)
-        const mibPerSecond = files.imageBytes / 1024 ** 2 / (record.wallMs / 1000)
-        console.error(`round ${round}/${ROUNDS} ${contender.label}: ${(record.wallMs / 1000).toFixed(2)} s, ${mibPerSecond.toFixed(0)} MiB/s, peak RSS ${(record.peakRssKiB / 1024).toFixed(1)} MiB (${record.peakProcess})${record.failure === undefined ? '' : `  FAILED: ${record.failure}`}`)
-      }
-    }
+    const env: SuiteEnv = { root, benchDir, baseUrl: server.baseUrl, agentMain }
+    for (const suite of SUITES.filter((s) => chosen.includes(s.id))) ok = await runSuite(suite, env) && ok
   } finally {
     await server?.stop()
-    await fs.rm(SHM_IMAGE, { force: true })
-    await fs.rm(files.diskPath, { force: true })
   }
-
-  const rebuilt = (await newestMtimeMs(join(root, 'dist', 'agent'))) !== agentBuiltAtMs
-  if (rebuilt) console.error('warning: dist/agent/ changed during the bench: the agent runs did not all run the same build')
-  const summaries = contenders.map((c) => summarize(c, records.get(c.id) ?? [], files.imageBytes))
-  const report: BenchReport = {
-    machine,
-    imageBytes: files.imageBytes,
-    roundsPerContender: ROUNDS,
-    summaries,
-    aims: aimsOf(summaries, files.imageBytes),
-    imageResidentBefore,
-    imageResidentAfter: await residentShare(files.imagePath),
-    loadAverageEnd: loadavg()[0] ?? Number.NaN,
-    agentRebuiltDuringRuns: rebuilt,
-    totalSeconds: (Date.now() - startedAt) / 1000,
-  }
-  console.log(renderTable(report))
-  const docPath = join(root, 'docs', 'benchmarks.md')
-  await fs.writeFile(docPath, renderMarkdown(report))
-  console.error(`wrote ${docPath}`)
-  const failed = summaries.filter((s) => s.failures.length > 0)
-  if (failed.length > 0) {
-    console.error(`checks failed for: ${failed.map((s) => s.contender.label).join(', ')}`)
-    return 1
-  }
-  return 0
+  return ok ? 0 : 1
 }
 
 process.exitCode = await main()
