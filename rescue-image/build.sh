@@ -4,7 +4,8 @@
 #   /init                     rescue-image/init (PID 1, busybox sh)
 #   /bin/busybox + applets    busybox-static
 #   /lib/modules/VER          the modules in rescue-image/modules.list and their dependencies,
-#                             from Debian's linux-image-amd64 (the same package as vmlinuz)
+#                             from Debian's linux-image-amd64 (the same package as vmlinuz);
+#                             /etc/modules-always, those of them PID 1 loads at every boot
 #   /usr/bin/node + its libs  the host's node (Node >= 20.18 is needed: Debian bookworm's nodejs
 #                             is 18), stripped of debug symbols, with the shared libraries ldd lists
 #   /agent/byoi-agent.mjs     the agent bundled by esbuild, decompress-worker.mjs beside it (the
@@ -58,7 +59,9 @@ for applet in $(/bin/busybox --list-full); do
 done
 
 # Kernel modules with their dependencies, then depmod for the subset (modprobe reads modules.dep).
-mods=$(grep -v '^\s*\(#\|$\)' rescue-image/modules.list)
+mods=$(grep -v '^\s*\(#\|$\)' rescue-image/modules.list | awk '{print $1}')
+# Those marked `always` (no device alias brings them in): PID 1 loads them at every boot.
+awk '$1 !~ /^#/ && $2 == "always" {print $1}' rescue-image/modules.list > "$stage/etc/modules-always"
 mdir="lib/modules/$kver"
 mkdir -p "$stage/$mdir"
 for m in $mods; do
