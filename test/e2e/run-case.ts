@@ -30,6 +30,8 @@ const API_PORT = 8080
 const RESCUE_BOOT_TIMEOUT_MS = 180_000
 const INSTALL_TIMEOUT_MS = 30 * 60_000
 const BOOT_TIMEOUT_MS = 240_000
+/** The disk's name in the rescue system, before the partition number (devtmpfs names, as the kernel gives them). */
+const GUEST_DISK_NAMES: Record<E2eCase['bus'], string> = { 'virtio': 'vda', 'virtio-4k': 'vda', 'nvme': 'nvme0n1p', 'sata': 'sda' }
 
 export interface Check { name: string; ok: boolean; detail: string }
 
@@ -40,6 +42,8 @@ export interface CaseReport {
   /** Seconds: rescue power-on to /health answering, the install, host checks, each boot, the whole case. */
   timings: { rescueToApi?: number; install?: number; hostChecks?: number; boots: Record<string, number>; total: number }
   result?: { state: string; code: string; message: string }
+  /** The agent's `note` events, in order (the config-2 mount check's among them). */
+  notes: string[]
   checks: Check[]
   boots: BootReport[]
   dir: string
@@ -113,7 +117,7 @@ export async function runCase (testCase: E2eCase, observer: CaseObserver, option
   const root = repoRoot()
   const started = Date.now()
   const dir = join(root, 'build', 'e2e', testCase.name)
-  const report: CaseReport = { name: testCase.name, ok: false, timings: { boots: {}, total: 0 }, checks: [], boots: [], dir }
+  const report: CaseReport = { name: testCase.name, ok: false, timings: { boots: {}, total: 0 }, notes: [], checks: [], boots: [], dir }
   const check = (name: string, ok: boolean, detail = ''): void => {
     const entry = { name, ok, detail }
     report.checks.push(entry)
@@ -185,7 +189,10 @@ export async function runCase (testCase: E2eCase, observer: CaseObserver, option
       observer.phase(`API answering ${report.timings.rescueToApi} s after power-on; POST /install/start`)
 
       const installStarted = Date.now()
-      const events = client.followEvents((event) => observer.event?.(event), INSTALL_TIMEOUT_MS)
+      const events = client.followEvents((event) => {
+        if (event.type === 'note') report.notes.push(event.data.message)
+        observer.event?.(event)
+      }, INSTALL_TIMEOUT_MS)
       events.catch(() => undefined)
       await client.start(payload)
       const result = await events
@@ -230,6 +237,11 @@ export async function runCase (testCase: E2eCase, observer: CaseObserver, option
       check('meta_data.json: hostname and meta as the payload asked', drive.metaData.hostname === hostname && JSON.stringify(drive.metaData.meta) === JSON.stringify(metadata), JSON.stringify(drive.metaData))
       check('user_data: the payload\'s configDriveUserData, byte for byte', drive.userData === script, `${drive.userData?.length ?? 0} bytes`)
       check('cloud-init\'s read_config_drive: same hostname, meta and user data', drive.cloudInit.hostname === hostname && drive.cloudInit.userData === script && JSON.stringify(drive.cloudInit.meta) === JSON.stringify(metadata), `instance-id ${drive.cloudInit.instanceId ?? '?'}`)
+      // In the rescue system, the agent itself mounted the partition read-only and compared its files.
+      const node = `/dev/${GUEST_DISK_NAMES[testCase.bus]}${drive.partition.number}`
+      const mountNote = report.notes.find((note) => note.startsWith('config-2 mount check'))
+      check(`the agent mounted ${node} read-only in the rescue system (${drive.fsType}) and found what it wrote`,
+        mountNote === `config-2 mount check passed: ${node} mounted read-only (${drive.fsType}), 3 files equal to what was written.`, mountNote ?? 'no mount check note')
       report.timings.hostChecks = seconds(checksStarted)
       await observer.installed?.(disk)
 
