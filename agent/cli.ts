@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util'
 import { pino, type Logger } from 'pino'
 import { checkToken } from './api/bearer-auth.js'
 import type { Service } from './api/start-service.js'
-import { findAutoDisk } from './disk/auto-disk.js'
+import { findAutoDisk, type BlockDeviceSources } from './disk/auto-disk.js'
 import { DEFAULT_STATE_DIR } from './install/job-state-store.js'
 import type { DiskView } from './install/job-status.js'
 import { runInstall, type InstallResult } from './install/run-install.js'
@@ -35,7 +35,7 @@ const USAGE = `Usage:
                    [--stream] [--config-drive iso9660|fat] [--log-level LEVEL]
 
   --listen HOST:PORT    address to listen on, e.g. 0.0.0.0:8443 or [::]:8443 (port 0 picks a free port)
-  --disk PATH|auto      the target; auto: the first whole, non-removable, non-virtual disk
+  --disk PATH|auto      the target; auto: the first whole, non-removable, non-virtual disk not in use
   --token-file FILE     the bearer token every route but /health requires (16+ visible ASCII characters)
   --report-url URL      POST each step change and the result there as JSON (retried, never blocking)
   --tls-cert, --tls-key PEM files: serve HTTPS
@@ -74,8 +74,8 @@ export interface CliIo {
   stdin: NodeJS.ReadableStream
   /** Aborted on SIGINT/SIGTERM: cancels an install, stops the service. */
   signal?: AbortSignal
-  /** `serve --disk auto` reads this folder (default /sys/block; tests give a fake one). */
-  sysBlockDir?: string
+  /** `serve --disk auto` reads these (default /sys/block, /proc/self/mountinfo, /proc/swaps; tests give fake ones). */
+  blockDevices?: BlockDeviceSources
   /** `serve`: called once it listens (tests learn the URL and may stop it without a signal). */
   onServing?: (service: Service) => void
 }
@@ -247,12 +247,14 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
   const logger = createServiceLogger({ level, destination: io.stderr })
   let disk: DiskView
   if (values.disk === 'auto') {
-    const choice = await findAutoDisk(io.sysBlockDir).catch((err: unknown) => {
+    let failure = ''
+    const choice = await findAutoDisk(io.blockDevices).catch((err: unknown) => {
       logger.error({ err }, 'cannot list the block devices')
+      failure = `cannot list them: ${(err as Error).message}`
       return undefined
     })
     if (choice?.disk === undefined) {
-      const skipped = choice?.skipped.map((s) => `${s.name}: ${s.reason}`).join('; ') ?? 'cannot list them'
+      const skipped = choice?.skipped.map((s) => `${s.name}: ${s.reason}`).join('; ') ?? failure
       io.stderr.write(`No disk found for --disk auto (${skipped === '' ? 'no block device' : skipped}).\n`)
       return EXIT_INSTALL_FAILED
     }

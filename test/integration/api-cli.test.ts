@@ -4,11 +4,12 @@
  */
 import t from 'tap'
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
 import { request } from 'undici'
 import type { Service } from '../../agent/api/start-service.js'
 import { EXIT_INSTALL_FAILED, EXIT_OK, EXIT_USAGE, runCli } from '../../agent/cli.js'
+import type { BlockDeviceSources } from '../../agent/disk/auto-disk.js'
 import type { InstallStatus } from '../../agent/install/job-status.js'
 import { tempDir } from '../helpers/disk-files.js'
 import { AUTH, TOKEN } from '../unit/api/api-test-helpers.js'
@@ -20,7 +21,7 @@ writeFileSync(tokenFile, `${TOKEN}\n`)
 
 interface Run { code: Promise<number>; stdout: () => string; stderr: () => string; service: Promise<Service>; stop: () => void }
 
-function serve (args: string[], options: { sysBlockDir?: string } = {}): Run {
+function serve (args: string[], options: { blockDevices?: BlockDeviceSources } = {}): Run {
   const stdout = new PassThrough()
   const stderr = new PassThrough()
   let out = ''
@@ -30,7 +31,7 @@ function serve (args: string[], options: { sysBlockDir?: string } = {}): Run {
   const controller = new AbortController()
   let serving: (service: Service) => void = () => {}
   const service = new Promise<Service>((resolve) => { serving = resolve })
-  const code = runCli(['serve', ...args], { stdout, stderr, stdin: Readable.from(['']), signal: controller.signal, sysBlockDir: options.sysBlockDir, onServing: serving })
+  const code = runCli(['serve', ...args], { stdout, stderr, stdin: Readable.from(['']), signal: controller.signal, blockDevices: options.blockDevices, onServing: serving })
   return { code, stdout: () => out, stderr: () => err, service, stop: () => controller.abort() }
 }
 
@@ -87,29 +88,41 @@ t.test('install refuses the serve options', async (t) => {
   t.match(text, /byoi-agent serve --listen HOST:PORT --disk PATH\|auto --token-file FILE/)
 })
 
-/** A /sys/block with a loop device, a USB stick and two disks. */
-function fakeSysBlock (root: string): string {
+/**
+ * A /sys/block with a loop device, a USB stick, the disk the system runs from (its partition
+ * mounted at /) and two free disks; its mount table and swaps beside it.
+ */
+function fakeSysBlock (root: string): BlockDeviceSources {
   const block = join(root, 'block')
   mkdirSync(block, { recursive: true })
   const add = (name: string, under: string, attrs: Record<string, string>): void => {
     const dir = join(root, 'devices', under, 'block', name)
     mkdirSync(join(dir, 'device'), { recursive: true })
-    for (const [file, value] of Object.entries(attrs)) writeFileSync(join(dir, file), `${value}\n`)
+    for (const [file, value] of Object.entries(attrs)) {
+      mkdirSync(dirname(join(dir, file)), { recursive: true })
+      writeFileSync(join(dir, file), `${value}\n`)
+    }
     symlinkSync(join('..', 'devices', under, 'block', name), join(block, name))
   }
   add('loop0', 'virtual', { removable: '0', size: '2048', ro: '0' })
   add('sda', 'pci0000:00/usb1', { removable: '1', size: '4096', ro: '0' })
   add('sdc', 'pci0000:00/ata3', { removable: '0', size: '8192', ro: '0' })
   add('sdb', 'pci0000:00/ata2', { removable: '0', size: '4194304', ro: '0', 'device/model': 'DISK B' })
-  return block
+  add('nvme0n1', 'pci0000:00/nvme0', { removable: '0', size: '4194304', ro: '0', dev: '259:0', 'nvme0n1p1/partition': '1', 'nvme0n1p1/dev': '259:1' })
+  const mountInfoPath = join(root, 'mountinfo')
+  writeFileSync(mountInfoPath, '27 1 259:1 / / rw,relatime shared:1 - ext4 /dev/root rw\n')
+  const swapsPath = join(root, 'swaps')
+  writeFileSync(swapsPath, 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n')
+  return { sysBlockDir: block, mountInfoPath, swapsPath }
 }
 
 t.test('--disk auto: says which disk, in the log and the status; SIGTERM stops it', async (t) => {
-  const run = serve([...base('auto-state'), '--disk', 'auto'], { sysBlockDir: fakeSysBlock(join(tmp.path, 'sys')) })
+  const run = serve([...base('auto-state'), '--disk', 'auto'], { blockDevices: fakeSysBlock(join(tmp.path, 'sys')) })
   const service = await run.service
   t.match(run.stdout(), /^byoi-agent listening on http:\/\/127\.0\.0\.1:\d+, disk \/dev\/sdb \(auto\)\n$/)
   t.match(run.stderr(), /"msg":"--disk auto chose \/dev\/sdb"/)
   t.match(run.stderr(), /"name":"sda","reason":"removable"/)
+  t.match(run.stderr(), /"name":"nvme0n1","reason":"in use: partition nvme0n1p1 mounted at \/"/, 'the disk the system runs from is passed over')
   const status = await (await request(`${service.url}/install/status`, { headers: AUTH })).body.json() as InstallStatus
   t.same(status.disk, { path: '/dev/sdb', auto: true, sizeBytes: 4194304 * 512, model: 'DISK B' })
   run.stop()
@@ -126,9 +139,15 @@ t.test('--disk auto with no disk: exit 1, saying why each device was passed over
   writeFileSync(join(root, 'devices', 'virtual', 'block', 'zram0', 'size'), '100\n')
   mkdirSync(block, { recursive: true })
   symlinkSync(join('..', 'devices', 'virtual', 'block', 'zram0'), join(block, 'zram0'))
-  const run = serve([...base('none-state'), '--disk', 'auto'], { sysBlockDir: block })
+  const mountInfoPath = join(root, 'mountinfo')
+  writeFileSync(mountInfoPath, '')
+  const run = serve([...base('none-state'), '--disk', 'auto'], { blockDevices: { sysBlockDir: block, mountInfoPath, swapsPath: join(root, 'no-swaps') } })
   t.equal(await run.code, EXIT_INSTALL_FAILED)
   t.match(run.stderr(), /No disk found for --disk auto \(zram0: not a disk/)
+  // No mount table: nothing can be known to be free, nothing is chosen.
+  const blind = serve([...base('blind-state'), '--disk', 'auto'], { blockDevices: { sysBlockDir: block, mountInfoPath: join(root, 'no-mountinfo') } })
+  t.equal(await blind.code, EXIT_INSTALL_FAILED)
+  t.match(blind.stderr(), /No disk found for --disk auto \(cannot list them: cannot read .*no-mountinfo to tell which disks are mounted/)
 })
 
 t.test('a port in use: exit 1', async (t) => {
