@@ -5,7 +5,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
-import { Agent, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
+import { Agent } from './undici-agent.js'
 import { errors } from '../report/install-error.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
 import { AttemptFailure, SinkError } from './attempt-failure.js'

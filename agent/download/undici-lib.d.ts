@@ -1,0 +1,16 @@
+// undici ships declarations for its index only; these are the three internal modules
+// undici-agent.ts loads instead, typed as the index exports them.
+declare module 'undici/lib/dispatcher/agent.js' {
+  import type { Agent } from 'undici'
+  const AgentImpl: typeof Agent
+  export default AgentImpl
+}
+declare module 'undici/lib/dispatcher/dispatcher.js' {
+  import type { Dispatcher } from 'undici'
+  const DispatcherImpl: typeof Dispatcher
+  export default DispatcherImpl
+}
+declare module 'undici/lib/api/index.js' {
+  const api: Record<string, unknown>
+  export default api
+}
