@@ -20,7 +20,7 @@ export const resultMessages = {
   BAD_CHECKSUM_TYPE: { ovh: true, template: 'Bad checkSumType, expected: sha1, sha256, md5, sha512.', when: 'imageCheckSumType is not one of the four (OVH\'s text omits sha512, which it accepts)' },
   CHECKSUM_MISMATCH: { ovh: true, template: 'Bad TYPE for downloaded file, got: HEX while expecting HEX.', when: 'the digest of the downloaded bytes is not the one given' },
   GPT_MOVE_FAILED: { ovh: true, template: 'Can not move backup GPT data structures to the end of disk.', when: 'the GPT could not be repaired after writing' },
-  CONFIGDRIVE_FAILED: { ovh: true, template: 'Could not create configdrive on disk.', when: 'the ConfigDrive partition could not be made or written' },
+  CONFIGDRIVE_FAILED: { ovh: true, template: 'Could not create configdrive on disk.', when: 'the ConfigDrive partition could not be made or written, or, mounted read-only at the end of the install, it lacks a file written or holds other bytes' },
   // The agent's own, in the same style.
   PAYLOAD_MISSING_FIELD: { ovh: false, template: 'Missing FIELD, it is required.', when: 'a required payload field is absent or empty' },
   PAYLOAD_BAD_FIELD: { ovh: false, template: 'Bad FIELD, expected: WHAT.', when: 'a payload field has a value the agent cannot use; the message names the field' },
