@@ -1,5 +1,6 @@
 import { BackgroundSync } from './background-sync.js'
 import type { Disk } from './disk.js'
+import type { RunningDigest } from '../download/running-digest.js'
 import type { InstallError } from '../report/install-error.js'
 
 /**
@@ -29,7 +30,14 @@ export interface SequentialWriterOptions {
 /**
  * Writes a byte stream to the disk from offset 0 in large positional writes, overlapping them with
  * whatever produces the bytes. Bytes below HEAD_BYTES are kept back in `head` and never written here.
+ * The head and the slabs are shared memory: given a digest (`hashWith`), the writer hands it the
+ * head once full and each slab as it goes to the disk, and reuses a slab only once both its write
+ * and its hashing are done; the digest's thread reads the bytes where they lie, with no copy.
  */
+function sharedBuffer (bytes: number): Buffer {
+  return Buffer.from(new SharedArrayBuffer(bytes))
+}
+
 export class SequentialWriter {
   readonly head: Buffer
   private headBytes = 0
@@ -45,13 +53,49 @@ export class SequentialWriter {
   private readonly slabBytes: number
   private readonly maxInFlight: number
   private readonly backgroundSync: BackgroundSync
+  private digest: RunningDigest | undefined
+  /** Bytes of the stream below this were handed to the digest (or hashed before it came here). */
+  private hashedUpTo = 0
+  /** The newest hashing handed to the digest (it hashes in order). */
+  private lastHash: Promise<void> = Promise.resolve()
 
   constructor (private readonly disk: Disk, private readonly options: SequentialWriterOptions) {
     this.slabBytes = options.slabBytes ?? 2 * 1024 * 1024 // 2 MiB
     this.maxInFlight = options.maxInFlight ?? 4
-    this.head = Buffer.alloc(Math.min(HEAD_BYTES, options.limitBytes))
-    this.slab = Buffer.allocUnsafeSlow(this.slabBytes)
+    this.head = sharedBuffer(Math.min(HEAD_BYTES, options.limitBytes))
+    this.slab = sharedBuffer(this.slabBytes)
     this.backgroundSync = new BackgroundSync(disk)
+  }
+
+  /**
+   * From now on the bytes written go to `digest` too (undefined: none), in order, but for the
+   * stream's first `alreadyHashedBytes`, hashed elsewhere (what a memory download held before
+   * switching to the disk).
+   */
+  hashWith (digest: RunningDigest | undefined, alreadyHashedBytes = 0): void {
+    this.digest = digest
+    this.hashedUpTo = alreadyHashedBytes
+  }
+
+  /**
+   * Stream bytes [from, to), which lie in `buffer` from stream position `bufferStart`, to the
+   * digest, less those already hashed. Resolves once hashed.
+   */
+  private hash (buffer: Buffer, bufferStart: number, to: number): Promise<void> {
+    const from = Math.max(this.hashedUpTo, bufferStart)
+    if (this.digest === undefined || from >= to) return Promise.resolve()
+    const hashing = this.digest.updateShared({ buffer: buffer.buffer as SharedArrayBuffer, offset: buffer.byteOffset + from - bufferStart, length: to - from })
+    hashing.catch(() => {}) // a failed digest fails digestHex() and flushHash(); not unhandled here
+    this.hashedUpTo = to
+    this.lastHash = hashing
+    return hashing
+  }
+
+  /** Hands the digest what it has not been given yet (the head or the last slab, not yet written), and waits until all is hashed. */
+  async flushHash (): Promise<void> {
+    this.hash(this.head, 0, this.headBytes)
+    if (this.headBytes === this.head.length) this.hash(this.slab, this.head.length + this.flushedBytes, this.head.length + this.flushedBytes + this.slabUsed)
+    await this.lastHash
   }
 
   /** Bytes accepted so far. */
@@ -73,7 +117,10 @@ export class SequentialWriter {
       this.head.set(chunk.subarray(0, n), this.headBytes)
       this.headBytes += n
       from = n
-      if (this.headBytes === this.head.length) await this.options.onHead?.(this.head)
+      if (this.headBytes === this.head.length) {
+        this.hash(this.head, 0, this.head.length)
+        await this.options.onHead?.(this.head)
+      }
     }
     while (from < chunk.length) {
       const n = Math.min(this.slab.length - this.slabUsed, chunk.length - from)
@@ -91,15 +138,20 @@ export class SequentialWriter {
     const length = this.slabUsed
     // The slab's disk offset: everything accepted before it, past the head.
     const offset = this.head.length + this.flushedBytes
+    const hashed = this.hash(slab, offset, offset + length)
     this.flushedBytes += length
     this.touched = true
     const write = this.disk.write(slab.subarray(0, length), offset).then(
-      () => { this.free.push(slab); this.backgroundSync.wrote(length) },
+      async () => {
+        this.backgroundSync.wrote(length)
+        await hashed.catch(() => {}) // never reuse a slab the digest may still read
+        this.free.push(slab)
+      },
       (err: unknown) => { this.failure ??= this.options.writeFailed(err) },
     )
     const tracked: Promise<void> = write.finally(() => { this.inFlight.delete(tracked) })
     this.inFlight.add(tracked)
-    this.slab = this.free.pop() ?? Buffer.allocUnsafeSlow(this.slabBytes)
+    this.slab = this.free.pop() ?? sharedBuffer(this.slabBytes)
     this.slabUsed = 0
     while (this.inFlight.size >= this.maxInFlight) await Promise.race(this.inFlight)
     if (this.failure !== undefined) throw this.failure
@@ -124,6 +176,8 @@ export class SequentialWriter {
     this.head.fill(0)
     this.slabUsed = 0
     this.flushedBytes = 0
+    this.hashedUpTo = 0
+    this.lastHash = Promise.resolve()
   }
 
   /** Writes what is left (but the head), waits for every write and syncs. Returns the head's filled part. */

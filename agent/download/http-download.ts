@@ -28,6 +28,15 @@ export interface DownloadSink {
   write (chunk: Buffer): Promise<void>
   /** The server could not resume: everything given so far is void, the next write is byte 0 again. */
   rewind (): void | Promise<void>
+  /**
+   * Optional, for a sink that keeps the bytes in shared memory: it hands them to the run's digest
+   * itself (`digest.updateShared`, every byte once, in order), so the download copies nothing for
+   * the digest. Called before the first byte and after each rewind, with that run's digest
+   * (undefined when no checksum is computed).
+   */
+  hashWith? (digest: RunningDigest | undefined): void
+  /** With hashWith: hands the digest what the sink holds but has not given it yet; awaited before the digest is read. */
+  flushHash? (): Promise<void>
 }
 
 export interface DownloadOptions {
@@ -153,6 +162,7 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
   const job = prepare(options)
   const { signal, logger } = job
   const run: Run = { bytes: 0, hash: newHash(job), totalBytes: undefined, validator: undefined, restart: false, begun: false }
+  sink.hashWith?.(run.hash)
   logger?.debug({ url: job.shownUrl, headers: redactHeaders(Object.fromEntries(options.headers.map((h) => [h.name, h.value]))) }, 'download starts')
 
   try {
@@ -189,6 +199,7 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
       }
       if (complete) {
         logger?.info({ url: job.shownUrl, bytes: run.bytes, attempts: attempt }, 'download complete')
+        await sink.flushHash?.()
         const digestHex = await run.hash?.digestHex()
         return { bytes: run.bytes, digestHex, contentLength: run.totalBytes, attempts: attempt }
       }
@@ -436,6 +447,7 @@ async function startRun (job: Job, sink: DownloadSink, run: Run, plan: BodyPlan)
     run.bytes = 0
     run.hash?.dispose()
     run.hash = newHash(job)
+    sink.hashWith?.(run.hash)
   }
   run.totalBytes = plan.totalBytes
   run.validator = plan.validator
@@ -449,7 +461,8 @@ async function startRun (job: Job, sink: DownloadSink, run: Run, plan: BodyPlan)
 /** The hot loop: undici's chunks go to the sink as they come, one hash update and one awaited write each. */
 async function streamBody (job: Job, sink: DownloadSink, run: Run, body: Answer['body'], expectedBytes: number | undefined): Promise<number> {
   const { onProgress } = job
-  const hash = run.hash
+  // A sink that hashes from its own shared memory takes the bytes unhashed.
+  const hash = sink.hashWith === undefined ? run.hash : undefined
   let received = 0
   for await (const chunk of body as AsyncIterable<Buffer>) {
     received += chunk.length

@@ -2,7 +2,11 @@
  * An image held in memory as a list of large slabs (no single huge Buffer), filled in order.
  * Its capacity is the memory budget: going past it throws `MemoryBudgetExceeded`, and the caller
  * decides what that means (raw: switch to streaming; qcow2: "too big to download in memory").
+ *
+ * The slabs are shared memory: given a digest (`hashWith`), the image hands it each slab as it
+ * fills, and the digest's thread reads the bytes where they lie, with no copy made for it.
  */
+import type { RunningDigest } from '../download/running-digest.js'
 
 export const SLAB_BYTES = 16 * 1024 * 1024 // 16 MiB per slab
 
@@ -27,11 +31,44 @@ export class MemoryImage implements ByteSource {
   private slabs: Buffer[] = []
   private used = 0 // bytes used in the last slab
   private total = 0
+  private digest: RunningDigest | undefined
+  /** Image bytes handed to the digest. */
+  private hashed = 0
+  /** The newest span's hashing (the digest hashes in order: when it settles, all before it have). */
+  private lastHash: Promise<void> = Promise.resolve()
 
   constructor (readonly limitBytes: number) {}
 
   get sizeBytes (): number {
     return this.total
+  }
+
+  /**
+   * From now on every byte appended goes to `digest` too (undefined: none), in order: each slab
+   * once full, the rest on `flushHash`.
+   */
+  hashWith (digest: RunningDigest | undefined): void {
+    this.digest = digest
+    this.hashed = this.total
+  }
+
+  /** Hands the digest the bytes not yet given to it (the last slab's), and waits until all are hashed. */
+  async flushHash (): Promise<void> {
+    this.hashLastSlab()
+    await this.lastHash
+  }
+
+  /** The unhashed bytes of the last slab to the digest (once it is full, or at the end). */
+  private hashLastSlab (): void {
+    const slab = this.slabs[this.slabs.length - 1]
+    if (this.digest === undefined || slab === undefined) return
+    const slabStart = this.total - this.used
+    const from = Math.max(this.hashed, slabStart)
+    if (from >= this.total) return
+    const hashing = this.digest.updateShared({ buffer: slab.buffer as SharedArrayBuffer, offset: slab.byteOffset + from - slabStart, length: this.total - from, last: this.used === slab.length })
+    hashing.catch(() => {}) // a failed digest fails digestHex() and flushHash(); not unhandled here
+    this.lastHash = hashing
+    this.hashed = this.total
   }
 
   /** Copies `chunk` in at the end. */
@@ -41,16 +78,17 @@ export class MemoryImage implements ByteSource {
     while (from < chunk.length) {
       let slab = this.slabs[this.slabs.length - 1]
       if (slab === undefined || this.used === slab.length) {
-        slab = Buffer.allocUnsafeSlow(Math.min(SLAB_BYTES, Math.max(this.limitBytes - this.total, 1)))
+        slab = Buffer.from(new SharedArrayBuffer(Math.min(SLAB_BYTES, Math.max(this.limitBytes - this.total, 1))))
         this.slabs.push(slab)
         this.used = 0
       }
       const n = Math.min(slab.length - this.used, chunk.length - from)
       slab.set(chunk.subarray(from, from + n), this.used)
       this.used += n
+      this.total += n
       from += n
+      if (this.used === slab.length) this.hashLastSlab()
     }
-    this.total += chunk.length
   }
 
   /** The filled parts of the slabs, in order, with their offsets in the image. */
@@ -96,5 +134,7 @@ export class MemoryImage implements ByteSource {
     this.slabs = []
     this.used = 0
     this.total = 0
+    this.hashed = 0
+    this.lastHash = Promise.resolve()
   }
 }

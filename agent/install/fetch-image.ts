@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import type { Disk } from '../disk/disk.js'
 import { SequentialWriter } from '../disk/sequential-writer.js'
 import { download, type DownloadOptions, type DownloadResult, type DownloadSink } from '../download/index.js'
+import type { RunningDigest } from '../download/running-digest.js'
 import { MemoryBudgetExceeded, MemoryImage } from '../image/memory-image.js'
 import type { InstallRequest } from '../payload/install-request.js'
 import { errors, type InstallMode } from '../report/install-error.js'
@@ -52,6 +53,8 @@ export async function fetchImage (options: FetchOptions): Promise<FetchedImage> 
     writeFailed: (cause) => errors.rawWriteFailed(cause),
     onHead: options.checkHead,
   })
+  /** The run's digest: the sink hashes from its own shared memory (the memory image's slabs, or the writer's). */
+  let digest: RunningDigest | undefined
   if (memory === undefined) {
     writer = newWriter()
     options.onStreamStart(writer)
@@ -65,8 +68,12 @@ export async function fetchImage (options: FetchOptions): Promise<FetchedImage> 
     writer = next
     options.onStreamStart(next)
     if (memory !== undefined) {
+      // What memory holds is hashed (or handed to the digest) already; the writer hashes what comes after.
+      const hashing = memory.flushHash()
+      next.hashWith(digest, memory.sizeBytes)
       for (const piece of memory.pieces()) await next.write(piece.data)
       memory.clear()
+      await hashing
     }
     return next
   }
@@ -99,6 +106,15 @@ export async function fetchImage (options: FetchOptions): Promise<FetchedImage> 
       logger?.warn('download restarted from byte 0')
       memory?.clear()
       await writer?.rewind()
+    },
+    hashWith: (next) => {
+      digest = next
+      if (writer !== undefined) writer.hashWith(next)
+      else memory?.hashWith(next)
+    },
+    flushHash: async () => {
+      if (writer !== undefined) await writer.flushHash()
+      else await memory?.flushHash()
     },
   }
 

@@ -1,9 +1,10 @@
 import t from 'tap'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Disk } from '../../../agent/disk/disk.js'
 import { HEAD_BYTES, SequentialWriter } from '../../../agent/disk/sequential-writer.js'
+import { inlineDigest, WorkerDigest } from '../../../agent/download/running-digest.js'
 import { errors } from '../../../agent/report/install-error.js'
 import { tempDir } from '../../helpers/disk-files.js'
 
@@ -108,4 +109,46 @@ t.test('onHead sees the first MiB before anything reaches the disk, and can refu
   await t.rejects(writer.write(Buffer.alloc(3 * MiB, 0x51)), { code: 'IMAGE_TYPE_MISMATCH' })
   t.notOk(writer.wroteToDisk, 'nothing was written')
   t.ok(readFileSync(disk.path).equals(Buffer.alloc(8 * MiB, 0xee)))
+})
+
+t.test('hashWith: the head and every slab reach the digest once, in order, and the disk gets the bytes', async (t) => {
+  const disk = await openDisk('hash.img', 8 * MiB)
+  t.teardown(() => disk.close())
+  const data = randomBytes(5 * MiB + 333)
+  const writer = writerFor(disk)
+  const digest = new WorkerDigest('sha512')
+  writer.hashWith(digest)
+  for (let at = 0; at < data.length; at += 7777) await writer.write(data.subarray(at, at + 7777))
+  await writer.flushHash()
+  t.equal(await digest.digestHex(), createHash('sha512').update(data).digest('hex'), 'digest of every byte')
+  const head = await writer.finish()
+  t.ok(head.equals(data.subarray(0, HEAD_BYTES)))
+  t.ok(readFileSync(disk.path).subarray(HEAD_BYTES, data.length).equals(data.subarray(HEAD_BYTES)), 'the rest on the disk')
+})
+
+t.test('hashWith with bytes hashed elsewhere: only those after them are hashed (a switch from memory)', async (t) => {
+  const disk = await openDisk('hash-switch.img', 4 * MiB)
+  t.teardown(() => disk.close())
+  const data = randomBytes(3 * MiB + 5)
+  const already = MiB + 4000
+  const writer = writerFor(disk)
+  const digest = inlineDigest('sha256')
+  writer.hashWith(digest, already)
+  for (let at = 0; at < data.length; at += 65_536) await writer.write(data.subarray(at, at + 65_536))
+  await writer.flushHash()
+  t.equal(await digest.digestHex(), createHash('sha256').update(data.subarray(already)).digest('hex'))
+  await writer.finish()
+})
+
+t.test('hashWith: an image shorter than the head is hashed whole by flushHash', async (t) => {
+  const disk = await openDisk('hash-small.img', 2 * MiB)
+  t.teardown(() => disk.close())
+  const data = randomBytes(5000)
+  const writer = writerFor(disk)
+  const digest = inlineDigest('md5')
+  writer.hashWith(digest)
+  await writer.write(data)
+  await writer.flushHash()
+  t.equal(await digest.digestHex(), createHash('md5').update(data).digest('hex'))
+  t.ok((await writer.finish()).equals(data))
 })

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto'
 import t from 'tap'
-import { download, type DownloadOptions } from '../../../agent/download/http-download.js'
+import { download, type DownloadOptions, type DownloadSink } from '../../../agent/download/http-download.js'
+import type { RunningDigest } from '../../../agent/download/running-digest.js'
+import { MemoryImage } from '../../../agent/image/memory-image.js'
 import { isInstallError } from '../../../agent/report/install-error.js'
 import { RecordingSink, sendBody, serveFile, startScriptedServer, testFile } from '../../helpers/scripted-server.js'
 
@@ -241,4 +243,34 @@ t.test('attempts that make progress do not use up the retries, but the total sta
   t.teardown(stuck.close)
   await t.rejects(download(options(stuck.url(), { maxAttempts: 3 }), new RecordingSink()), { code: 'DOWNLOAD_FAILED' })
   t.equal(stuck.requests.length, 3)
+})
+
+/** A sink that keeps the bytes in a MemoryImage and hashes them there (as the install's does). */
+function hashingSink (): DownloadSink & { image: MemoryImage, digests: number } {
+  const image = new MemoryImage(1024 * 1024)
+  const sink = {
+    image,
+    digests: 0,
+    begin: () => {},
+    write: async (chunk: Buffer) => { image.append(chunk) },
+    rewind: () => { image.clear() },
+    hashWith: (digest: RunningDigest | undefined) => { sink.digests++; image.hashWith(digest) },
+    flushHash: async () => { await image.flushHash() },
+  }
+  return sink
+}
+
+t.test('a sink that hashes its own shared memory: resumed and restarted runs give the digest of the file', async (t) => {
+  const newer = testFile(120_000, 9)
+  const server = await startScriptedServer([
+    (req, res) => serveFile(req, res, FILE, { etag: ETAG, cutAfterBytes: 40_000 }),
+    (req, res) => serveFile(req, res, FILE, { etag: ETAG, cutAfterBytes: 30_000 }), // resumed at 40000, cut again
+    (req, res) => serveFile(req, res, newer, { etag: '"v2"' }), // the file changed: from byte 0
+  ])
+  t.teardown(server.close)
+  const sink = hashingSink()
+  const result = await download(options(server.url()), sink)
+  t.same(result, { bytes: newer.length, digestHex: sha256(newer), contentLength: newer.length, attempts: 3 })
+  t.equal(sink.digests, 2, 'one digest per run: the first, and the one after the rewind')
+  t.ok(sink.image.read(0, newer.length).equals(newer))
 })

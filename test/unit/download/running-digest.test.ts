@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { inlineDigest, WorkerDigest, type DigestType } from '../../../agent/download/running-digest.js'
 
 const MiB = 1024 * 1024
-// 41 MiB + a bit: more than the 8 shared 4 MiB segments, so update has to wait for the worker.
+// 41 MiB + a bit: more than the 6 shared 2 MiB segments of the ring, so update has to wait for the worker.
 const data = randomBytes(41 * MiB + 4321)
 
 for (const type of ['md5', 'sha1', 'sha256', 'sha512'] as DigestType[]) {
@@ -28,4 +28,42 @@ t.test('an empty input, and a digest dropped unread', async (t) => {
   await dropped.update(data.subarray(0, 5 * MiB))
   dropped.dispose()
   t.pass('disposed without waiting')
+})
+
+/** `bytes` copied into a new SharedArrayBuffer at `offset`. */
+function shared (bytes: Uint8Array, offset = 0): SharedArrayBuffer {
+  const buffer = new SharedArrayBuffer(offset + bytes.length)
+  new Uint8Array(buffer).set(bytes, offset)
+  return buffer
+}
+
+for (const make of [(type: DigestType) => new WorkerDigest(type), inlineDigest]) {
+  t.test(`${make === inlineDigest ? 'inline' : 'worker'}: updateShared hashes bytes where they lie, in order with update`, async (t) => {
+    const parts = [data.subarray(0, 3 * MiB + 5), data.subarray(3 * MiB + 5, 20 * MiB), data.subarray(20 * MiB, 20 * MiB + 77), data.subarray(20 * MiB + 77)]
+    const digest = make('sha512')
+    const a = shared(parts[0] as Buffer, 100)
+    await digest.updateShared({ buffer: a, offset: 100, length: (parts[0] as Buffer).length })
+    await digest.update(parts[1] as Buffer) // through the ring, between two shared spans
+    const b = shared(Buffer.concat([parts[2] as Buffer, parts[3] as Buffer]))
+    // Both spans posted before either is awaited: the order of the calls is the order hashed.
+    const first = digest.updateShared({ buffer: b, offset: 0, length: (parts[2] as Buffer).length })
+    const second = digest.updateShared({ buffer: b, offset: (parts[2] as Buffer).length, length: (parts[3] as Buffer).length, last: true })
+    await Promise.all([first, second])
+    t.equal(await digest.digestHex(), createHash('sha512').update(data).digest('hex'))
+  })
+}
+
+t.test('worker: a buffer let go of with last is registered again when used again', async (t) => {
+  const digest = new WorkerDigest('sha256')
+  const buffer = shared(data.subarray(0, MiB))
+  await digest.updateShared({ buffer, offset: 0, length: MiB, last: true })
+  await digest.updateShared({ buffer, offset: 0, length: MiB })
+  t.equal(await digest.digestHex(), createHash('sha256').update(data.subarray(0, MiB)).update(data.subarray(0, MiB)).digest('hex'))
+})
+
+t.test('worker: a digest whose thread died fails the spans waiting on it', async (t) => {
+  const digest = new WorkerDigest('sha256')
+  const pending = digest.updateShared({ buffer: shared(data.subarray(0, 32 * MiB)), offset: 0, length: 32 * MiB })
+  digest.dispose()
+  await t.rejects(pending, /exited/)
 })
