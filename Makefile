@@ -10,7 +10,7 @@ DEB_PACKAGES := qemu-utils gdisk util-linux fdisk dosfstools mtools xorriso geni
 
 NPM_STAMP := node_modules/.installed
 
-.PHONY: docs-messages help deps deps-deb deps-npm build test lint typecheck tap bench demo clean rescue-image test-os-image e2e e2e-ci
+.PHONY: docs-messages validators help deps deps-deb deps-npm build test lint typecheck tap bench demo clean rescue-image test-os-image e2e e2e-ci
 
 help:
 	@echo "make demo   - install an image onto a virtual disk, shown live (installs its dependencies)"
@@ -81,6 +81,10 @@ clean:
 
 docs-messages: build
 	node dist/scripts/update-messages-doc.js
+
+# The payload validators generated from schemas/ (Ajv standalone code; a test keeps them current).
+validators: build
+	node dist/scripts/update-schema-validators.js
 
 .PHONY: bench-api
 # The API under load: install throughput with and without 50 status pollers; figures into docs/api.md.

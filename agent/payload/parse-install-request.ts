@@ -9,9 +9,10 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Ajv, type ErrorObject, type SchemaObject, type ValidateFunction } from 'ajv'
+import type { ErrorObject, ValidateFunction } from 'ajv'
 import { errors, isInstallError, type InstallError } from '../report/install-error.js'
 import { checksumHexLength, type ChecksumType, type ImageType, type InstallRequest } from './install-request.js'
+import * as generated from './schema-validators.generated.js'
 
 export type JsonSchema = Readonly<Record<string, unknown>>
 
@@ -61,10 +62,10 @@ interface ReinstallBody {
   }
 }
 
-// ownProperties: a key counts only when the body itself holds it, never through a prototype.
-const ajv = new Ajv({ ownProperties: true })
-const validateInstallStart = ajv.compile<InstallStartBody>(installStartSchema as SchemaObject)
-const validateReinstall = ajv.compile<ReinstallBody>(reinstallSchema as SchemaObject)
+// Ajv's code for the two schemas, generated ahead (scripts/schema-validators.ts, with ownProperties:
+// a key counts only when the body itself holds it, never through a prototype): Ajv itself is not loaded.
+const validateInstallStart = generated.validateInstallStart as unknown as ValidateFunction<InstallStartBody>
+const validateReinstall = generated.validateReinstall as unknown as ValidateFunction<ReinstallBody>
 
 /** A header as given, with the field names to blame for its name and its value. */
 interface GivenHeader { name: string; value: string; nameField: string; valueField: string }
