@@ -89,4 +89,4 @@ validators: build
 .PHONY: bench-api
 # The API under load: install throughput with and without 50 status pollers; figures into docs/api.md.
 bench-api: deps build
-	node dist/bench/api-load.js
+	node dist/bench/api-load.js --rounds 7

@@ -24,7 +24,7 @@ const USAGE = `Usage:
 
   --payload FILE        the install/start (or reinstall) JSON body; - reads standard input
   --disk PATH           the target: a block device or a regular file (virtual disk)
-  --json                print the result as one JSON object { status, code, message, bytes, digest }
+  --json                print the result as one JSON object { status, code, message, bytes, digest, notes }
   --stream              raw images: write to the disk while downloading (constant memory)
   --memory-limit BYTES  memory budget for the image (default: total RAM - 3 GiB); e.g. 4GiB
   --config-drive FS     force the ConfigDrive filesystem (default: iso9660 on 512-byte disks, fat on 4Kn)
@@ -86,11 +86,13 @@ interface Outcome {
   message: string
   bytes: number | null
   digest: { type: string; hex: string } | null
+  /** The install's notes, oldest first (a switch to streaming, the ConfigDrive mount check). */
+  notes: string[]
 }
 
-function outcomeOf (result: InstallResult | InstallError): Outcome {
-  if ('mode' in result) return { status: 'done', code: result.code, message: result.message, bytes: result.bytes, digest: result.digest ?? null }
-  return { status: 'error', code: result.code, message: result.message, bytes: null, digest: null }
+function outcomeOf (result: InstallResult | InstallError, notes: string[]): Outcome {
+  if ('mode' in result) return { status: 'done', code: result.code, message: result.message, bytes: result.bytes, digest: result.digest ?? null, notes }
+  return { status: 'error', code: result.code, message: result.message, bytes: null, digest: null, notes }
 }
 
 async function readAll (stream: NodeJS.ReadableStream): Promise<string> {
@@ -181,6 +183,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   const logger: Logger = pino({ level, base: { name: 'byoi-agent' } }, io.stderr)
   const view = progressView(io.stderr)
   let outcome: Outcome
+  const notes: string[] = []
   try {
     let body: unknown
     try {
@@ -197,13 +200,16 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
       configDrive: configDriveFs === undefined ? undefined : { force: configDriveFs },
       signal: io.signal,
       logger,
-      onEvent: view.onEvent,
+      onEvent: (event) => {
+        if (event.type === 'note') notes.push(event.message)
+        view.onEvent(event)
+      },
     })
-    outcome = outcomeOf(result)
+    outcome = outcomeOf(result, notes)
   } catch (err) {
     const failure = isInstallError(err) ? err : errors.internalError(err)
     if (!isInstallError(err)) logger.error({ err }, 'unexpected error')
-    outcome = outcomeOf(failure)
+    outcome = outcomeOf(failure, notes)
   } finally {
     view.close()
   }

@@ -74,7 +74,7 @@ export const statusSchema: SchemaObject = {
   title: 'Status',
   description: 'The current job, or the last one (kept across restarts of the agent), or idle.',
   type: 'object',
-  required: ['state', 'jobId', 'disk', 'startedAt', 'endedAt', 'steps', 'progress', 'result'],
+  required: ['state', 'jobId', 'disk', 'startedAt', 'endedAt', 'steps', 'progress', 'result', 'notes'],
   additionalProperties: false,
   properties: {
     state: { type: 'string', enum: ['idle', 'running', 'done', 'error'] },
@@ -85,6 +85,7 @@ export const statusSchema: SchemaObject = {
     steps: { type: 'array', items: stepSchema },
     progress: { anyOf: [progressSchema, { type: 'null' }] },
     result: { anyOf: [resultSchema, { type: 'null' }] },
+    notes: { type: 'array', items: { type: 'string' }, description: 'the job\'s notes, oldest first (as the `note` events gave them): a switch to streaming, the ConfigDrive mount check\'s outcome' },
   },
 }
 

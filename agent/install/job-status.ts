@@ -47,6 +47,8 @@ export interface InstallStatus {
   steps: StepView[]
   progress: ProgressView | null
   result: ResultView | null
+  /** The job's notes so far, oldest first: a switch to streaming, the ConfigDrive mount check's outcome. */
+  notes: string[]
 }
 
 /** What changed with one event, for the live stream and the report URL. */
@@ -56,7 +58,7 @@ export type StatusChange =
   | { type: 'note'; message: string }
 
 export function idleStatus (disk: DiskView): InstallStatus {
-  return { state: 'idle', jobId: null, disk, startedAt: null, endedAt: null, steps: freshSteps(), progress: null, result: null }
+  return { state: 'idle', jobId: null, disk, startedAt: null, endedAt: null, steps: freshSteps(), progress: null, result: null, notes: [] }
 }
 
 export function freshSteps (): StepView[] {
@@ -71,6 +73,7 @@ export function copyStatus (status: InstallStatus): InstallStatus {
     steps: status.steps.map((step) => ({ ...step })),
     progress: status.progress === null ? null : { ...status.progress },
     result: status.result === null ? null : { ...status.result },
+    notes: [...status.notes],
   }
 }
 
@@ -86,6 +89,8 @@ export function freezeStatus (status: InstallStatus): InstallStatus {
 
 /** The throughput window: long enough to smooth slab-sized bursts, short enough to follow a slowdown. */
 export const RATE_WINDOW_MS = 5000 // 5 s
+/** Notes kept in a status: an install makes a few; a bound keeps a runaway one from growing it. */
+export const MAX_NOTES = 32
 
 /**
  * Bytes per second over the last RATE_WINDOW_MS of samples. Until half a second has passed the
@@ -127,7 +132,10 @@ export class JobStatusTracker {
   /** Applies one event; returns what changed, or undefined when nothing did. */
   apply (event: InstallEvent, nowMs: number): StatusChange | undefined {
     if (this.status.state !== 'running') return undefined
-    if (event.type === 'note') return { type: 'note', message: event.message }
+    if (event.type === 'note') {
+      if (this.status.notes.length < MAX_NOTES) this.status.notes.push(event.message)
+      return { type: 'note', message: event.message }
+    }
     if (event.type === 'step') {
       const step = this.status.steps.find((s) => s.name === event.step)
       if (step === undefined || step.status === event.status) return undefined
@@ -194,6 +202,9 @@ const STEP_STATUSES: readonly StepStatus[] = ['todo', 'doing', 'done', 'error']
 export function asInstallStatus (value: unknown): InstallStatus | undefined {
   if (!isRecord(value)) return undefined
   const { state, jobId, disk, startedAt, endedAt, steps, progress, result } = value
+  // Notes came with the agent that wrote the state; one before them saved none.
+  const notes = value['notes'] ?? []
+  if (!Array.isArray(notes) || !notes.every((note) => typeof note === 'string')) return undefined
   if (typeof state !== 'string' || !(STATES as readonly string[]).includes(state)) return undefined
   if (!isNullableString(jobId) || !isNullableString(startedAt) || !isNullableString(endedAt)) return undefined
   if (!isRecord(disk) || typeof disk['path'] !== 'string' || typeof disk['auto'] !== 'boolean' || !isNullableNumber(disk['sizeBytes']) || !isNullableString(disk['model'])) return undefined
@@ -205,7 +216,7 @@ export function asInstallStatus (value: unknown): InstallStatus | undefined {
   if (progress !== null && !(isRecord(progress) && typeof progress['step'] === 'string' && (STEP_NAMES as readonly string[]).includes(progress['step']) &&
     typeof progress['bytes'] === 'number' && isNullableNumber(progress['totalBytes']) && typeof progress['bytesPerSecond'] === 'number' && isNullableNumber(progress['etaSeconds']))) return undefined
   if (result !== null && !(isRecord(result) && typeof result['code'] === 'string' && Object.hasOwn(resultMessages, result['code']) && typeof result['message'] === 'string')) return undefined
-  return copyStatus(value as unknown as InstallStatus)
+  return copyStatus({ ...(value as unknown as InstallStatus), notes: notes as string[] })
 }
 
 function isRecord (value: unknown): value is Record<string, unknown> {

@@ -54,7 +54,7 @@ t.test('install: exit 0, the result message last on stdout, progress on stderr',
   t.match(run.stderr, /configdrive: done/)
 })
 
-t.test('--json: one object with status, code, message, bytes, digest', async (t) => {
+t.test('--json: one object with status, code, message, bytes, digest, notes', async (t) => {
   const server = await startImageServer({ image })
   t.teardown(server.close)
   const disk = join(tmp.path, 'json.img')
@@ -67,6 +67,7 @@ t.test('--json: one object with status, code, message, bytes, digest', async (t)
     message: `Image installed on ${disk}: ${image.length} bytes of raw written while streaming, sha256 verified.`,
     bytes: image.length,
     digest: { type: 'sha256', hex: sha('sha256', image) },
+    notes: [],
   })
   const offset = Number(/start=\s*(\d+), size=\s*\d+, type=[^,]*, uuid=[^,]*, name="config-2"/.exec(execFileSync('sfdisk', ['--dump', disk], { encoding: 'utf8' }))?.[1]) * 512
   t.match(blkidAt(disk, offset), { LABEL: 'config-2', TYPE: 'vfat' }, '--config-drive fat forced FAT on a 512-byte disk')
@@ -82,7 +83,19 @@ t.test('an install failure: exit 1 and the OVH message', async (t) => {
   body.userMetadata[2] = { key: 'imageCheckSum', value: wrong }
   const run = await cli(['install', '--payload', '-', '--disk', disk, '--json'], JSON.stringify(body))
   t.equal(run.code, EXIT_INSTALL_FAILED)
-  t.same(JSON.parse(run.stdout), { status: 'error', code: 'CHECKSUM_MISMATCH', message: `Bad sha256 for downloaded file, got: ${sha('sha256', image)} while expecting ${wrong}.`, bytes: null, digest: null })
+  t.same(JSON.parse(run.stdout), { status: 'error', code: 'CHECKSUM_MISMATCH', message: `Bad sha256 for downloaded file, got: ${sha('sha256', image)} while expecting ${wrong}.`, bytes: null, digest: null, notes: [] })
+})
+
+t.test('--json: the notes of the install, such as a switch to streaming over the memory budget', async (t) => {
+  const server = await startImageServer({ image })
+  t.teardown(server.close)
+  const disk = join(tmp.path, 'notes.img')
+  makeDirtyDisk(disk, 16 * MiB)
+  const run = await cli(['install', '--payload', '-', '--disk', disk, '--json', '--memory-limit', String(image.length - 1)], payload(server.url()))
+  t.equal(run.code, EXIT_OK)
+  const outcome = JSON.parse(run.stdout) as { status: string; notes: string[] }
+  t.equal(outcome.status, 'done')
+  t.same(outcome.notes, [`The image is larger than the memory budget of ${image.length - 1} bytes: streaming it to the disk, the first MiB held back until verified.`])
 })
 
 t.test('a refused payload: exit 1 with the field named', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { asInstallStatus, idleStatus, interruptedStatus, JobStatusTracker, RateMeter, RATE_WINDOW_MS } from '../../../agent/install/job-status.js'
+import { asInstallStatus, idleStatus, interruptedStatus, JobStatusTracker, MAX_NOTES, RateMeter, RATE_WINDOW_MS } from '../../../agent/install/job-status.js'
 import { STEP_NAMES } from '../../../agent/report/progress.js'
 import { FAKE_DISK } from './api-test-helpers.js'
 
@@ -8,7 +8,7 @@ const iso = (ms: number): string => new Date(ms).toISOString()
 
 t.test('idle: every step todo, nothing else', async (t) => {
   const status = idleStatus(FAKE_DISK)
-  t.same(status, { state: 'idle', jobId: null, disk: FAKE_DISK, startedAt: null, endedAt: null, steps: STEP_NAMES.map((name) => ({ name, status: 'todo', startedAt: null, endedAt: null })), progress: null, result: null })
+  t.same(status, { state: 'idle', jobId: null, disk: FAKE_DISK, startedAt: null, endedAt: null, steps: STEP_NAMES.map((name) => ({ name, status: 'todo', startedAt: null, endedAt: null })), progress: null, result: null, notes: [] })
 })
 
 t.test('steps: doing sets startedAt, done and error set endedAt; a repeat changes nothing', async (t) => {
@@ -20,9 +20,21 @@ t.test('steps: doing sets startedAt, done and error set endedAt; a repeat change
   tracker.apply({ type: 'step', step: 'download', status: 'doing', at: iso(T0 + 4) }, T0 + 4)
   t.same(tracker.apply({ type: 'note', message: 'hi' }, T0 + 5), { type: 'note', message: 'hi' })
   const snapshot = tracker.snapshot()
+  t.same(snapshot.notes, ['hi'], 'the status keeps the notes')
   t.same(snapshot.steps.map((s) => s.status), ['done', 'doing', 'todo', 'todo', 'todo', 'todo', 'todo'])
   snapshot.steps[0]!.status = 'error'
   t.equal(tracker.snapshot().steps[0]?.status, 'done', 'a snapshot is a copy')
+  snapshot.notes.push('more')
+  t.same(tracker.snapshot().notes, ['hi'], 'notes too')
+})
+
+t.test('notes: at most MAX_NOTES kept; a saved status without notes (an older agent\'s) loads with none', async (t) => {
+  const tracker = new JobStatusTracker('j', FAKE_DISK, T0)
+  for (let i = 0; i < MAX_NOTES + 5; i++) t.ok(tracker.apply({ type: 'note', message: `n${i}` }, T0 + i), 'every note is still told live')
+  t.equal(tracker.snapshot().notes.length, MAX_NOTES)
+  const { notes: _notes, ...older } = tracker.snapshot()
+  t.same(asInstallStatus(older)?.notes, [])
+  t.equal(asInstallStatus({ ...older, notes: [1] }), undefined, 'notes that are not strings: refused')
 })
 
 t.test('progress: rate over a sliding window, ETA from the rate', async (t) => {
