@@ -5,9 +5,22 @@
  * (autocannon, in a third process) at 1 and at 10 requests/s each, and as fast as answered; and
  * with 50 open event streams. Each round runs every condition once, the order turning round by
  * round; each loaded run is compared with the same round's unloaded run, and the median of those
- * differences is reported, with the agent's CPU time. The figures go into docs/api.md between its
- * bench-api markers. Not a test: nothing here asserts on time. Everything runs on this machine
- * (a control plane would not), so the load generator and the file server take CPU from the agent.
+ * differences is reported, with the agent's CPU time and page faults. The figures go into
+ * docs/api.md between its bench-api markers. Not a test: nothing here asserts on time. Everything
+ * runs on this machine (a control plane would not), so the load generator and the file server take
+ * CPU from the agent.
+ *
+ * Every run starts from the same memory state. The agent runs in this process, and the last
+ * install's 1 GiB of slabs, garbage but perhaps not yet collected, would otherwise decide the next
+ * run's speed: when the allocator hands that memory out again the image costs ~15 000 page faults,
+ * when it is fresh ~260 000, a few tenths of a second on a VM. And a fork write-protects every page
+ * of the forking process: when each loaded run forked its load generator from here, its install
+ * paid a fault for every page it reused, an unloaded run did not, and the load seemed to slow the
+ * install by 10-20 % while answering it cost the agent ~1 % (a `sleep` child, no load at all, did
+ * the same). So the load generator is forked once, before the first install, and driven through
+ * its standard input; and before each run, whatever its condition, a full GC frees the last
+ * install's memory (every run's slabs are then fresh, as in a freshly started agent's first
+ * install) and the run waits 0.5 s.
  * Usage: node dist/bench/api-load.js [--image-mib N] [--rounds N] [--modes memory,stream] [--no-doc]
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
@@ -17,6 +30,8 @@ import { availableParallelism, cpus, loadavg, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { pino } from 'pino'
 import { request } from 'undici'
 import { buildApp } from '../agent/api/build-app.js'
@@ -47,7 +62,29 @@ const CONDITIONS: Condition[] = [
   { id: 'events', label: `${POLLERS} event streams`, load: { kind: 'events', rate: 0 } },
 ]
 
-interface Run { condition: string; mode: 'memory' | 'stream'; round: number; seconds: number; agentCpuSeconds: number; poller: PollerFigures | undefined }
+interface Run { condition: string; mode: 'memory' | 'stream'; round: number; seconds: number; agentCpuSeconds: number; agentPageFaults: number; poller: PollerFigures | undefined }
+
+/** A full garbage collection, on demand (V8's `gc`, exposed at run time rather than by a node flag). */
+function fullGc (): () => void {
+  setFlagsFromString('--expose-gc')
+  const gc: unknown = runInNewContext('gc')
+  if (typeof gc !== 'function') throw new Error('V8 did not expose gc')
+  return () => { gc() }
+}
+
+/** Time the pollers run before the install starts, and every run waits after its GC. */
+const SETTLE_MS = 500
+
+/** Waits until `output()`, from `from` on, matches `pattern`. */
+async function outputMatch (output: () => string, from: number, pattern: RegExp, what: string): Promise<RegExpExecArray> {
+  const deadline = Date.now() + START_TIMEOUT_MS
+  for (;;) {
+    const found = pattern.exec(output().slice(from))
+    if (found !== null) return found
+    if (Date.now() > deadline) throw new Error(`${what}: no answer within ${START_TIMEOUT_MS} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
 
 /** A child process that prints a line matching `ready` once it is; its stdout is kept. */
 async function startChild (args: string[], ready: RegExp): Promise<{ child: ChildProcess; match: RegExpExecArray; output: () => string; stop: () => Promise<string> }> {
@@ -122,10 +159,19 @@ async function main (): Promise<void> {
 
   const files = await startChild([join(root, 'dist', 'scripts', 'serve-files.js'), join(workDir, 'www'), '--port', '0'], /^listening (http:\/\/127\.0\.0\.1:\d+)\s*$/m)
   const imageUrl = `${files.match[1] ?? ''}/image.raw`
+  // The load generator, forked now, before this process (the agent) holds any image: see the top.
+  const pollers = await startChild([join(root, 'dist', 'bench', 'api-pollers.js'), TOKEN, String(POLLERS)], /^waiting$/m)
+  /** Sends the load generator a command and waits for its answer (a line matching `answer`) after it. */
+  const tellPollers = async (command: string, answer: RegExp): Promise<RegExpExecArray> => {
+    const from = pollers.output().length
+    pollers.child.stdin?.write(`${command}\n`)
+    return await outputMatch(pollers.output, from, answer, `api-pollers ${command}`)
+  }
   // The target on tmpfs when there is one: the disk's own speed (and the writeback of the last
   // run) varies far more than anything the API does, and would hide it.
   const diskPath = existsSync('/dev/shm') ? '/dev/shm/byoi-bench-api-disk.img' : join(workDir, 'disk.img')
   const runs: Run[] = []
+  const collectGarbage = fullGc()
   try {
     for (const mode of modes) {
       const runner = await JobRunner.open({
@@ -147,16 +193,18 @@ async function main (): Promise<void> {
             const fd = openSync(diskPath, 'w')
             ftruncateSync(fd, 2 * imageBytes)
             closeSync(fd)
-            const startLoad = async (): Promise<Awaited<ReturnType<typeof startChild>> | undefined> => condition.load === undefined
-              ? undefined
-              : await startChild([join(root, 'dist', 'bench', 'api-pollers.js'), condition.load.kind, baseUrl, TOKEN, String(POLLERS), String(condition.load.rate)], /^ready$/m)
             // Pollers run for a moment before the install starts, as they would. Event streams
             // open on `go`, just after it starts: opened before, they would get the last job's
-            // result and end.
-            const load = await startLoad()
-            if (load !== undefined) await new Promise((resolve) => setTimeout(resolve, 500))
+            // result and end. Then the GC frees the last install's memory (see the top of this
+            // file): every run, loaded or not, begins with fresh memory for its slabs, after the
+            // same pause.
+            const load = condition.load
+            if (load !== undefined) await tellPollers(load.kind === 'status' ? `status ${baseUrl} ${load.rate}` : `events ${baseUrl}`, /^ready$/m)
+            collectGarbage()
+            await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
             const started = process.hrtime.bigint()
             const cpuBefore = process.cpuUsage()
+            const faultsBefore = process.resourceUsage().minorPageFault
             const answer = await request(`${baseUrl}/install/start`, {
               method: 'POST',
               headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
@@ -164,17 +212,17 @@ async function main (): Promise<void> {
             })
             if (answer.statusCode !== 202) throw new Error(`install/start: HTTP ${answer.statusCode}: ${await answer.body.text()}`)
             await answer.body.dump()
-            load?.child.stdin?.write('go\n')
+            if (load?.kind === 'events') pollers.child.stdin?.write('go\n')
             await runner.idle()
             const seconds = Number(process.hrtime.bigint() - started) / 1e9
             const cpu = process.cpuUsage(cpuBefore)
             const agentCpuSeconds = (cpu.user + cpu.system) / 1e6
+            const agentPageFaults = process.resourceUsage().minorPageFault - faultsBefore
             const status: InstallStatus = runner.status()
-            const output = load === undefined ? '' : await load.stop()
-            const figures = output.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as PollerFigures)[0]
+            const figures = load === undefined ? undefined : JSON.parse((await tellPollers('stop', /^\{.*\}$/m))[0]) as PollerFigures
             if (status.result?.code !== 'INSTALLED') throw new Error(`the install failed: ${status.result?.message ?? 'no result'}`)
-            if (round >= 0) runs.push({ condition: condition.id, mode, round, seconds, agentCpuSeconds, poller: figures })
-            console.error(`${mode} ${condition.id} ${round < 0 ? 'warm-up' : `round ${round + 1}`}: ${seconds.toFixed(2)} s, ${(imageBytes / MiB / seconds).toFixed(0)} MiB/s, agent CPU ${agentCpuSeconds.toFixed(2)} s${figures === undefined ? '' : `, ${figures.requests} requests (${figures.requestsPerSecond}/s, p99 ${figures.latencyP99Ms ?? '-'} ms), ${figures.events} events, ${figures.non2xx + figures.errors} failed`}`)
+            if (round >= 0) runs.push({ condition: condition.id, mode, round, seconds, agentCpuSeconds, agentPageFaults, poller: figures })
+            console.error(`${mode} ${condition.id} ${round < 0 ? 'warm-up' : `round ${round + 1}`}: ${seconds.toFixed(2)} s, ${(imageBytes / MiB / seconds).toFixed(0)} MiB/s, agent CPU ${agentCpuSeconds.toFixed(2)} s, ${agentPageFaults} page faults${figures === undefined ? '' : `, ${figures.requests} requests (${figures.requestsPerSecond}/s, p99 ${figures.latencyP99Ms ?? '-'} ms), ${figures.events} events, ${figures.non2xx + figures.errors} failed`}`)
           }
         }
       } finally {
@@ -183,6 +231,8 @@ async function main (): Promise<void> {
       }
     }
   } finally {
+    pollers.child.stdin?.end()
+    await pollers.stop()
     await files.stop()
     rmSync(diskPath, { force: true })
   }
@@ -195,10 +245,10 @@ async function main (): Promise<void> {
 function report (runs: Run[], options: { imageBytes: number; rounds: number; modes: string[]; diskPath: string; loadBefore: number; loadAfter: number }): string {
   const lines: string[] = []
   const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU'
-  lines.push(`Measured ${new Date().toISOString().slice(0, 10)} on ${availableParallelism()} CPUs (${cpu}), ${Math.round(totalmem() / 1024 ** 3)} GiB RAM, Node ${process.version}: a ${options.imageBytes / MiB} MiB raw image with a GPT and a sha256, onto ${options.diskPath.startsWith('/dev/shm/') ? 'a sparse file in /dev/shm (tmpfs, so the disk\'s speed does not hide the API\'s cost)' : 'a sparse file'}; ${options.rounds} rounds per condition after one warm-up install, the conditions' order turning each round; each loaded run is compared with the unloaded run of its round, and the median of those differences is given. The agent, the file server and the load each in their own process on the same machine; its load average was ${options.loadBefore.toFixed(1)} before and ${options.loadAfter.toFixed(1)} after (above 0.5, other work shared the CPUs and widens the spread of the rounds).`)
+  lines.push(`Measured ${new Date().toISOString().slice(0, 10)} on ${availableParallelism()} CPUs (${cpu}), ${Math.round(totalmem() / 1024 ** 3)} GiB RAM, Node ${process.version}: a ${options.imageBytes / MiB} MiB raw image with a GPT and a sha256, onto ${options.diskPath.startsWith('/dev/shm/') ? 'a sparse file in /dev/shm (tmpfs, so the disk\'s speed does not hide the API\'s cost)' : 'a sparse file'}; ${options.rounds} rounds per condition after one warm-up install, the conditions' order turning each round; each loaded run is compared with the unloaded run of its round, and the median of those differences is given. The load generator is forked before the first install (never while the agent holds an image); before each run a full GC frees the last install's memory, so every run's slabs are fresh memory, as in a freshly started agent's first install, and each run starts 0.5 s later. The agent, the file server and the load each in their own process on the same machine; its load average was ${options.loadBefore.toFixed(1)} before and ${options.loadAfter.toFixed(1)} after (the bench itself keeps it near 2; above 0.5 before, other work was sharing the CPUs, which widens the spread of the rounds).`)
   lines.push('')
-  lines.push('| mode | condition | install (median) | throughput | vs. no load (median of rounds) | each round | agent CPU (median) | API answered |')
-  lines.push('| --- | --- | --- | --- | --- | --- | --- | --- |')
+  lines.push('| mode | condition | install (median) | throughput | vs. no load (median of rounds) | each round | agent CPU (median) | agent page faults (median) | API answered |')
+  lines.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
   for (const mode of options.modes) {
     const baselineOf = new Map(runs.filter((r) => r.mode === mode && r.condition === 'baseline').map((r) => [r.round, r.seconds]))
     for (const condition of CONDITIONS) {
@@ -217,8 +267,9 @@ function report (runs: Run[], options: { imageBytes: number; rounds: number; mod
           : `${Math.round(median(pollers.map((p) => p.requestsPerSecond)))} req/s, p99 ${median(pollers.map((p) => p.latencyP99Ms ?? 0))} ms, ${pollers.reduce((n, p) => n + p.non2xx + p.errors, 0)} failed`
       const baseline = condition.id === 'baseline'
       const agentCpu = median(mine.map((r) => r.agentCpuSeconds))
+      const faults = median(mine.map((r) => r.agentPageFaults))
       const loadCpu = pollers.length === 0 ? '' : `; the load generator: ${median(pollers.map((p) => p.cpuSeconds)).toFixed(2)} s CPU`
-      lines.push(`| ${mode} | ${condition.label} | ${seconds.toFixed(2)} s | ${(options.imageBytes / MiB / seconds).toFixed(0)} MiB/s | ${baseline ? '-' : `${slower >= 0 ? '+' : ''}${slower.toFixed(1)} %`} | ${baseline ? '-' : `${each} %`} | ${agentCpu.toFixed(2)} s | ${answered}${loadCpu} |`)
+      lines.push(`| ${mode} | ${condition.label} | ${seconds.toFixed(2)} s | ${(options.imageBytes / MiB / seconds).toFixed(0)} MiB/s | ${baseline ? '-' : `${slower >= 0 ? '+' : ''}${slower.toFixed(1)} %`} | ${baseline ? '-' : `${each} %`} | ${agentCpu.toFixed(2)} s | ${Math.round(faults / 1000)}k | ${answered}${loadCpu} |`)
     }
   }
   return lines.join('\n')
