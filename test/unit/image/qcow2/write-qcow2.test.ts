@@ -124,6 +124,21 @@ const cases: Record<string, Fixture> = {
   },
   'the dirty bit set': { sizeBytes: 16 * MiB, then: (file) => { patchU64(file, 72, (v) => v | 1n) } },
   'no data at all': { sizeBytes: 64 * MiB, writes: [] },
+  'zlib compressed, zero runs between compressed clusters (a cluster, 960 KiB, 1 MiB, 1 MiB + 64 KiB, 2 MiB)': {
+    sizeBytes: 24 * MiB,
+    // Zero runs of many sizes cut the runs of compressed clusters; the fill (0xa5) must not survive in any.
+    writes: [
+      `write -s ${pattern} 1M 1M`, 'write -z 1152k 64k', 'write -z 1600k 64k', // single zero clusters inside
+      `write -s ${pattern} 2M 64k`, `write -s ${pattern} 3008k 64k`, // 960 KiB of zeros between
+      `write -s ${pattern} 4096k 64k`, // 1 MiB of zeros between
+      `write -s ${pattern} 5184k 64k`, // 1 MiB + 64 KiB between
+      `write -s ${pattern} 7296k 3M`, // 2 MiB between
+      'write -z 8M 64k', 'write -z 8256k 128k', 'write -z 9M 1M',
+      `write -s ${pattern} 12M 5M`, // a batch longer than 4 MiB
+      'write -P 0x31 24511k 1k',
+    ],
+    convert: { compress: true },
+  },
 }
 
 for (const [name, fixture] of Object.entries(cases)) {
