@@ -30,9 +30,10 @@ export interface DownloadSink {
   rewind (): void | Promise<void>
   /**
    * Optional, for a sink that keeps the bytes in shared memory: it hands them to the run's digest
-   * itself (`digest.updateShared`, every byte once, in order), so the download copies nothing for
-   * the digest. Called before the first byte and after each rewind, with that run's digest
-   * (undefined when no checksum is computed).
+   * itself (`digest.updateShared`, every byte once, in order), which hashes them there on a worker
+   * thread, no copy made. Called before the first byte and after each rewind, with that run's
+   * digest (undefined when no checksum is computed). A sink without it has each chunk hashed by the
+   * download, on the calling thread.
    */
   hashWith? (digest: RunningDigest | undefined): void
   /** With hashWith: hands the digest what the sink holds but has not given it yet; awaited before the digest is read. */
@@ -44,8 +45,6 @@ export interface DownloadOptions {
   headers: Array<{ name: string; value: string }>
   /** Digest over the bytes as downloaded, as they stream. */
   digestType?: DigestType
-  /** Compute the digest on a worker thread, beside the download (default true). */
-  digestOnWorker?: boolean
   signal?: AbortSignal
   logger?: Logger
   /** Default 30_000 (30 s). */
@@ -100,7 +99,6 @@ interface Job {
   /** Sent anywhere else a redirect leads: ours only. */
   foreignHeaders: string[]
   digestType: DigestType | undefined
-  digestOnWorker: boolean
   signal: AbortSignal | undefined
   logger: Logger | undefined
   connectTimeoutMs: number
@@ -115,7 +113,8 @@ interface Job {
 /** The bytes given to the sink since its last rewind, and what may guard resuming after them. */
 interface Run {
   bytes: number
-  hash: RunningDigest | undefined
+  /** `chunks` when the download hashes the chunks itself (the sink keeps no shared memory). */
+  hash: { digest: RunningDigest; chunks: ((chunk: Uint8Array) => void) | undefined } | undefined
   /** Whole-file size announced by the answer that began this run. */
   totalBytes: number | undefined
   /** If-Range value from that answer; undefined: this run cannot be resumed, only restarted. */
@@ -161,8 +160,8 @@ interface BodyPlan {
 export async function download (options: DownloadOptions, sink: DownloadSink): Promise<DownloadResult> {
   const job = prepare(options)
   const { signal, logger } = job
-  const run: Run = { bytes: 0, hash: newHash(job), totalBytes: undefined, validator: undefined, restart: false, begun: false }
-  sink.hashWith?.(run.hash)
+  const run: Run = { bytes: 0, hash: undefined, totalBytes: undefined, validator: undefined, restart: false, begun: false }
+  newHash(job, sink, run)
   logger?.debug({ url: job.shownUrl, headers: redactHeaders(Object.fromEntries(options.headers.map((h) => [h.name, h.value]))) }, 'download starts')
 
   try {
@@ -200,13 +199,13 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
       if (complete) {
         logger?.info({ url: job.shownUrl, bytes: run.bytes, attempts: attempt }, 'download complete')
         await sink.flushHash?.()
-        const digestHex = await run.hash?.digestHex()
+        const digestHex = await run.hash?.digest.digestHex()
         return { bytes: run.bytes, digestHex, contentLength: run.totalBytes, attempts: attempt }
       }
     }
   } finally {
     // The worker of a digest that will not be read (failure, abort); a no-op after digestHex.
-    run.hash?.dispose()
+    run.hash?.digest.dispose()
   }
 }
 
@@ -231,7 +230,6 @@ function prepare (options: DownloadOptions): Job {
     originHeaders: originHeaders(url, options.headers),
     foreignHeaders: ['user-agent', userAgent, 'accept-encoding', 'identity'],
     digestType: options.digestType,
-    digestOnWorker: options.digestOnWorker ?? true,
     signal: options.signal,
     logger: options.logger,
     connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
@@ -278,9 +276,23 @@ function decodeUserInfo (text: string): string {
   }
 }
 
-function newHash (job: Job): RunningDigest | undefined {
-  if (job.digestType === undefined) return undefined
-  return job.digestOnWorker ? new WorkerDigest(job.digestType) : inlineDigest(job.digestType)
+/**
+ * The run's digest (the last one's dropped), given to the sink. A sink that keeps the bytes in
+ * shared memory hashes them there, on a worker thread (WorkerDigest); for any other, the download
+ * hashes each chunk as it comes, on this thread.
+ */
+function newHash (job: Job, sink: DownloadSink, run: Run): void {
+  run.hash?.digest.dispose()
+  run.hash = undefined
+  if (job.digestType !== undefined) {
+    if (sink.hashWith !== undefined) {
+      run.hash = { digest: new WorkerDigest(job.digestType), chunks: undefined }
+    } else {
+      const digest = inlineDigest(job.digestType)
+      run.hash = { digest, chunks: digest.update }
+    }
+  }
+  sink.hashWith?.(run.hash?.digest)
 }
 
 /** One attempt: the request (through its redirects), then the body into the sink. */
@@ -445,9 +457,7 @@ async function startRun (job: Job, sink: DownloadSink, run: Run, plan: BodyPlan)
     job.logger?.warn({ url: job.shownUrl, discardedBytes: run.bytes }, 'the server could not resume; starting again from byte 0')
     await callSink(() => sink.rewind())
     run.bytes = 0
-    run.hash?.dispose()
-    run.hash = newHash(job)
-    sink.hashWith?.(run.hash)
+    newHash(job, sink, run)
   }
   run.totalBytes = plan.totalBytes
   run.validator = plan.validator
@@ -458,18 +468,17 @@ async function startRun (job: Job, sink: DownloadSink, run: Run, plan: BodyPlan)
   }
 }
 
-/** The hot loop: undici's chunks go to the sink as they come, one hash update and one awaited write each. */
+/** The hot loop: undici's chunks go to the sink as they come, one awaited write each (and a hash update, for a sink that does not hash). */
 async function streamBody (job: Job, sink: DownloadSink, run: Run, body: Answer['body'], expectedBytes: number | undefined): Promise<number> {
   const { onProgress } = job
-  // A sink that hashes from its own shared memory takes the bytes unhashed.
-  const hash = sink.hashWith === undefined ? run.hash : undefined
+  const hashChunk = run.hash?.chunks
   let received = 0
   for await (const chunk of body as AsyncIterable<Buffer>) {
     received += chunk.length
     if (expectedBytes !== undefined && received > expectedBytes) {
       throw new AttemptFailure(`the body is longer than the ${expectedBytes} bytes announced`, { retryable: false })
     }
-    await hash?.update(chunk)
+    hashChunk?.(chunk)
     run.bytes += chunk.length
     try {
       await sink.write(chunk)
