@@ -10,12 +10,11 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { startService } from '../../agent/api/start-service.js'
-import type { ReportMessage } from '../../agent/install/job-runner.js'
 import type { InstallStatus } from '../../agent/install/job-status.js'
 import { makeDirtyDisk, readRange, tempDir } from '../helpers/disk-files.js'
 import { makeGptImage } from '../helpers/image-server.js'
 import { serveFile, startScriptedServer } from '../helpers/scripted-server.js'
-import { AUTH, installStartBody, quietLogger, readEvents, TOKEN, type SseEvent } from '../unit/api/api-test-helpers.js'
+import { AUTH, installStartBody, quietLogger, readEvents, startReportReceiver, TOKEN, waitFor, type SseEvent } from '../unit/api/api-test-helpers.js'
 
 const MiB = 1024 * 1024
 const DISK_BYTES = 32 * MiB
@@ -61,14 +60,6 @@ async function startInstall (url: string, imageUrl: string): Promise<string> {
   return (await answer.body.json() as { jobId: string }).jobId
 }
 
-async function waitFor (what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
-  const until = Date.now() + timeoutMs
-  while (!await check()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
-
 t.test('killed mid-install: the next agent reports INTERRUPTED from the saved state', async (t) => {
   const images = await startScriptedServer((req, res) => serveFile(req, res, image, { stallAfterBytes: 2 * MiB }))
   t.teardown(images.close)
@@ -90,12 +81,7 @@ t.test('killed mid-install: the next agent reports INTERRUPTED from the saved st
   t.match(await agent.exited, { signal: 'SIGKILL' })
 
   // The control plane hears of it from the restarted agent.
-  const reports: ReportMessage[] = []
-  const receiver = await startScriptedServer((req, res) => {
-    let text = ''
-    req.on('data', (c: Buffer) => { text += c.toString() })
-    req.on('end', () => { reports.push(JSON.parse(text) as ReportMessage); res.writeHead(204).end() })
-  })
+  const receiver = await startReportReceiver()
   t.teardown(receiver.close)
   const service = await startService({
     host: '127.0.0.1',
@@ -104,7 +90,7 @@ t.test('killed mid-install: the next agent reports INTERRUPTED from the saved st
     disk: { path: disk, auto: false, sizeBytes: null, model: null },
     stateDir,
     logger: quietLogger(),
-    reportUrl: receiver.url('/report'),
+    reportUrl: receiver.url,
   })
   t.teardown(service.close)
   const message = 'Install interrupted: the agent restarted during the install, the disk may be unbootable.'
@@ -122,8 +108,8 @@ t.test('killed mid-install: the next agent reports INTERRUPTED from the saved st
   const seen = await request(`${service.url}/install/events`, { headers: { ...AUTH, 'last-event-id': events.events[1]?.id ?? '' } })
   t.equal(seen.statusCode, 204)
   await seen.body.dump()
-  await waitFor('the report', () => reports.length > 0)
-  t.match(reports[0], { event: 'result', jobId, state: 'error', result: { code: 'INTERRUPTED', message } })
+  await waitFor('the report', () => receiver.messages.length > 0)
+  t.match(receiver.messages[0], { event: 'result', jobId, state: 'error', result: { code: 'INTERRUPTED', message } })
   // A new install may start after it.
   const next = await startInstall(service.url, images.url())
   t.not(next, jobId)

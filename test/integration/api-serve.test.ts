@@ -6,17 +6,14 @@
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import type { IncomingMessage } from 'node:http'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { startService } from '../../agent/api/start-service.js'
-import type { ReportMessage } from '../../agent/install/job-runner.js'
 import type { InstallStatus } from '../../agent/install/job-status.js'
 import { STEP_NAMES } from '../../agent/report/progress.js'
 import { makeDirtyDisk, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
 import { gptDataRange, makeGptImage, sha, startImageServer } from '../helpers/image-server.js'
-import { startScriptedServer } from '../helpers/scripted-server.js'
-import { AUTH, captureServiceLog, installStartBody, quietLogger, readEvents, TOKEN, type SseEvent } from '../unit/api/api-test-helpers.js'
+import { AUTH, captureServiceLog, installStartBody, quietLogger, readEvents, startReportReceiver, TOKEN, waitFor, type SseEvent } from '../unit/api/api-test-helpers.js'
 
 const MiB = 1024 * 1024
 const DISK_BYTES = 64 * MiB
@@ -28,32 +25,6 @@ const BASIC = 'Basic dXNlcjpzZWNyZXQtcGFzcw==' // user:secret-pass
 const SECRETS = ['dXNlcjpzZWNyZXQtcGFzcw==', 'secret-pass', 'url-secret-456', 'sig-secret-123', 'report-secret-789', TOKEN]
 
 /** A control plane stand-in: records each POSTed report. */
-async function startReportReceiver (): Promise<{ url: string; messages: ReportMessage[]; headers: IncomingMessage['headers'][]; raw: string[]; close: () => Promise<void> }> {
-  const messages: ReportMessage[] = []
-  const headers: IncomingMessage['headers'][] = []
-  const raw: string[] = []
-  const server = await startScriptedServer((req, res) => {
-    const chunks: Buffer[] = []
-    req.on('data', (c: Buffer) => chunks.push(c))
-    req.on('end', () => {
-      const text = Buffer.concat(chunks).toString()
-      raw.push(text)
-      headers.push(req.headers)
-      messages.push(JSON.parse(text) as ReportMessage)
-      res.writeHead(204).end()
-    })
-  })
-  return { url: server.url('/report'), messages, headers, raw, close: server.close }
-}
-
-async function waitFor (what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const until = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
-
 t.test('an install through the API: 202, live events to the end, status, report URL, saved state, no secret anywhere', async (t) => {
   const images = await startImageServer({ image, authorization: BASIC })
   t.teardown(images.close)

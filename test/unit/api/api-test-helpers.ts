@@ -5,11 +5,13 @@
 import { Writable } from 'node:stream'
 import { pino, type Logger } from 'pino'
 import { request, type Dispatcher } from 'undici'
-import type { InstallJobs, JobChange, JobListener } from '../../../agent/install/job-runner.js'
+import type { IncomingMessage } from 'node:http'
+import type { InstallJobs, JobChange, JobListener, ReportMessage } from '../../../agent/install/job-runner.js'
 import { copyStatus, idleStatus, type DiskView, type InstallStatus } from '../../../agent/install/job-status.js'
 import type { InstallRequest } from '../../../agent/payload/install-request.js'
 import { errors } from '../../../agent/report/install-error.js'
 import { REDACTED_PATHS } from '../../../agent/report/service-logger.js'
+import { startScriptedServer } from '../../helpers/scripted-server.js'
 
 export const TOKEN = 'test-token-0123456789abcdef'
 export const AUTH = { authorization: `Bearer ${TOKEN}` }
@@ -153,4 +155,32 @@ export async function readEvents (baseUrl: string, options: { onEvent?: (event: 
     seen = events.length
   }
   return { statusCode: answer.statusCode, contentType: String(answer.headers['content-type']), events: parseSse(text), text }
+}
+
+/** Polls `check` every 10 ms until it holds; throws after `timeoutMs`. */
+export async function waitFor (what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs
+  while (!await check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+/** A control plane's `--report-url` endpoint on 127.0.0.1: keeps each POST's JSON, raw text and headers; answers 204. */
+export async function startReportReceiver (): Promise<{ url: string; messages: ReportMessage[]; headers: IncomingMessage['headers'][]; raw: string[]; close: () => Promise<void> }> {
+  const messages: ReportMessage[] = []
+  const headers: IncomingMessage['headers'][] = []
+  const raw: string[] = []
+  const server = await startScriptedServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString()
+      raw.push(text)
+      headers.push(req.headers)
+      messages.push(JSON.parse(text) as ReportMessage)
+      res.writeHead(204).end()
+    })
+  })
+  return { url: server.url('/report'), messages, headers, raw, close: server.close }
 }
