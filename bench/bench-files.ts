@@ -133,11 +133,6 @@ export async function prepareBenchFiles (dir: string): Promise<BenchFiles> {
   }
 }
 
-/** OVH's install/start body for the image at `imageUrl`. */
-export async function writePayload (files: BenchFiles, imageUrl: string): Promise<void> {
-  await writeInstallPayload(files.payloadPath, { imageUrl, imageType: 'raw', sha512Hex: files.sha512Hex })
-}
-
 /** An install/start body at `path`. */
 export async function writeInstallPayload (path: string, image: { imageUrl: string; imageType: 'raw' | 'qcow2'; sha512Hex: string }): Promise<void> {
   const payload = {

@@ -4,7 +4,7 @@
  */
 import { promises as fs } from 'node:fs'
 import { join } from 'node:path'
-import { prepareBenchFiles, writePayload } from './bench-files.js'
+import { prepareBenchFiles, writeInstallPayload } from './bench-files.js'
 import { fixed, findSummary, gib, percent, ratio, type Aim, type ContenderSummary, type SuiteText } from './bench-report.js'
 import { agentContender, checkSumFile, type Contender, type DiskUnderTest } from './contender.js'
 import type { PreparedSuite, Suite, SuiteEnv } from './suite.js'
@@ -89,7 +89,7 @@ function text (imageBytes: number): SuiteText {
 async function prepare (env: SuiteEnv): Promise<PreparedSuite> {
   const files = await prepareBenchFiles(env.benchDir)
   const imageUrl = `${env.baseUrl}/${files.imageName}`
-  await writePayload(files, imageUrl)
+  await writeInstallPayload(files.payloadPath, { imageUrl, imageType: 'raw', sha512Hex: files.sha512Hex })
   console.error(`raw image ${files.imagePath} (${files.imageBytes} bytes${files.generated ? ', new' : ', reused'}), sha512 ${files.sha512Hex.slice(0, 16)}…, served at ${imageUrl}`)
   const disk: DiskUnderTest = { path: files.diskPath, sizeBytes: files.diskBytes, referencePath: files.imagePath, referenceBytes: files.imageBytes }
   const sumCheck = async (runDir: string): Promise<string | undefined> => await checkSumFile(runDir, files.sha512Hex)

@@ -80,6 +80,13 @@ async function runOnce (contender: Contender, suiteId: string, round: number, by
   return record
 }
 
+/** `measure` (warming, or only reading, the page cache) on every path, one after the other: the smallest share, or undefined if any is unknown. */
+async function leastResident (paths: string[], measure: (path: string) => Promise<number | undefined>): Promise<number | undefined> {
+  const shares: Array<number | undefined> = []
+  for (const path of paths) shares.push(await measure(path))
+  return shares.some((share) => share === undefined) ? undefined : Math.min(1, ...shares as number[])
+}
+
 /** One suite: its files, its rounds, its report. True when every run's checks passed. */
 async function runSuite (suite: Suite, env: SuiteEnv): Promise<boolean> {
   const startedAt = Date.now()
@@ -88,12 +95,9 @@ async function runSuite (suite: Suite, env: SuiteEnv): Promise<boolean> {
   if (machine.loadAverage > 0.5) console.error(`warning: load average ${machine.loadAverage.toFixed(2)}: other work on the machine will skew the figures`)
   const prepared = await suite.prepare(env)
   const records = new Map<string, RunRecord[]>(prepared.contenders.map((c) => [c.id, []]))
-  let residentBefore: number | undefined = 1
+  let residentBefore: number | undefined
   try {
-    for (const path of prepared.cachedFiles) {
-      const share = await warmFile(path)
-      residentBefore = share === undefined || residentBefore === undefined ? undefined : Math.min(residentBefore, share)
-    }
+    residentBefore = await leastResident(prepared.cachedFiles, warmFile)
     console.error(`${suite.id}: files in page cache: ${residentBefore === undefined ? 'unknown' : `${(residentBefore * 100).toFixed(0)} %`}`)
     for (let round = 1; round <= ROUNDS; round++) {
       for (const contender of prepared.contenders) records.get(contender.id)?.push(await runOnce(contender, suite.id, round, prepared.bytesPerRun))
@@ -101,11 +105,7 @@ async function runSuite (suite: Suite, env: SuiteEnv): Promise<boolean> {
   } finally {
     await prepared.cleanup()
   }
-  let residentAfter: number | undefined = 1
-  for (const path of prepared.cachedFiles) {
-    const share = await residentShare(path)
-    residentAfter = share === undefined || residentAfter === undefined ? undefined : Math.min(residentAfter, share)
-  }
+  const residentAfter = await leastResident(prepared.cachedFiles, residentShare)
   const rebuilt = (await newestMtimeMs(join(root, 'dist', 'agent'))) !== agentBuiltAtMs
   if (rebuilt) console.error('warning: dist/agent/ changed during the bench: the agent runs did not all run the same build')
   const summaries = prepared.contenders.map((c) => summarize(c, records.get(c.id) ?? [], prepared.bytesPerRun))
