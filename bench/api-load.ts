@@ -25,7 +25,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomFillSync } from 'node:crypto'
-import { closeSync, createReadStream, existsSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, createReadStream, existsSync, ftruncateSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs'
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -37,6 +37,7 @@ import { request } from 'undici'
 import { buildApp } from '../agent/api/build-app.js'
 import { JobRunner } from '../agent/install/job-runner.js'
 import type { InstallStatus } from '../agent/install/job-status.js'
+import { rewriteMarked } from '../scripts/doc-markers.js'
 import type { PollerFigures } from './api-pollers.js'
 
 const MiB = 1024 * 1024
@@ -276,14 +277,7 @@ function report (runs: Run[], options: { imageBytes: number; rounds: number; mod
 }
 
 function writeDoc (markdown: string): void {
-  const path = join(root, 'docs', 'api.md')
-  const doc = readFileSync(path, 'utf8')
-  const begin = '<!-- bench-api:begin -->'
-  const end = '<!-- bench-api:end -->'
-  const i = doc.indexOf(begin)
-  const j = doc.indexOf(end)
-  if (i < 0 || j < i) throw new Error('bench-api markers not found in docs/api.md')
-  writeFileSync(path, `${doc.slice(0, i + begin.length)}\n${markdown}\n${doc.slice(j)}`)
+  rewriteMarked(join(root, 'docs', 'api.md'), 'bench-api', markdown)
 }
 
 await main()
