@@ -1,7 +1,7 @@
-import { execFile } from 'node:child_process'
 import { constants, promises as fs } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { errors } from '../report/install-error.js'
+import { runCommand } from './run-command.js'
 
 export type DiskKind = 'file' | 'block'
 
@@ -29,12 +29,11 @@ function sysfsDir (rdev: number): string {
  * device is open with O_EXCL, as a Disk holds it: call this after Disk.close().
  */
 export async function rereadPartitionTable (path: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    execFile('blockdev', ['--rereadpt', path], { timeout: 30_000 }, (err, _stdout, stderr) => {
-      if (err === null) resolve()
-      else reject(new Error(`blockdev --rereadpt ${path}: ${stderr.trim() || err.message}`, { cause: err }))
-    })
-  })
+  try {
+    await runCommand('blockdev', ['--rereadpt', path], 30_000) // 30 s
+  } catch (err) {
+    throw new Error(`blockdev --rereadpt ${path}: ${(err as Error).message}`, { cause: err })
+  }
 }
 
 async function readSysfsInteger (path: string): Promise<number> {

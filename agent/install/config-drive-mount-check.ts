@@ -9,13 +9,13 @@
  * `skipped` and why. When the mount succeeds and a file is missing or differs, the install fails:
  * `Could not create configdrive on disk.`
  */
-import { execFile } from 'node:child_process'
 import { promises as fs } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { ConfigDriveFile, ConfigDriveFilesystem } from '../configdrive/index.js'
 import { rereadPartitionTable, type DiskKind } from '../disk/disk.js'
+import { runCommand } from '../disk/run-command.js'
 import { findPartitionNode, type PartitionSpan } from '../disk/partition-node.js'
 import { errors } from '../report/install-error.js'
 
@@ -70,30 +70,19 @@ export interface MountCheckTarget {
 const COMMAND_TIMEOUT_MS = 20_000 // 20 s for mount or umount
 
 function describe (err: unknown): string {
-  if (!(err instanceof Error)) return String(err)
-  const { code, syscall, path, stderr } = err as { code?: unknown; syscall?: unknown; path?: unknown; stderr?: unknown }
-  // execFile could not start the command at all.
-  if (code === 'ENOENT' && typeof syscall === 'string' && syscall.startsWith('spawn')) return `${String(path)} not found`
-  if (typeof stderr === 'string' && stderr.trim() !== '') return stderr.trim().replaceAll('\n', ' ')
-  return err.message
-}
-
-async function run (command: string, args: string[]): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    execFile(command, args, { timeout: COMMAND_TIMEOUT_MS }, (err) => { if (err === null) resolve(); else reject(err) })
-  })
+  return err instanceof Error ? err.message : String(err)
 }
 
 /** mount(8) and umount(8): util-linux's, or busybox's in the rescue image. */
 export function commandMountRunner (commands: { mount: string; umount: string } = { mount: 'mount', umount: 'umount' }): MountRunner {
   return {
-    mount: async (device, target, fsType) => await run(commands.mount, ['-o', 'ro', '-t', fsType, device, target]),
+    mount: async (device, target, fsType) => await runCommand(commands.mount, ['-o', 'ro', '-t', fsType, device, target], COMMAND_TIMEOUT_MS),
     unmount: async (target) => {
       try {
-        await run(commands.umount, [target])
+        await runCommand(commands.umount, [target], COMMAND_TIMEOUT_MS)
       } catch (err) {
         // Busy (a reader still has a file open): detach it lazily rather than leave it mounted.
-        await run(commands.umount, ['-l', target]).catch(() => { throw err })
+        await runCommand(commands.umount, ['-l', target], COMMAND_TIMEOUT_MS).catch(() => { throw err })
       }
     },
   }
