@@ -6,9 +6,9 @@
  * rescue system's RAM. A unit test keeps the committed file equal to this output; after a schema
  * change, `make validators` rewrites it.
  */
-import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { Ajv } from 'ajv'
+import { installStartSchema, reinstallSchema } from '../agent/payload/schemas.js'
 
 // A CommonJS module whose export is the function itself (typed by Ajv as a namespace holding it).
 const standaloneCode = createRequire(import.meta.url)('ajv/dist/standalone') as (ajv: Ajv, refs: Record<string, string>) => string
@@ -19,11 +19,10 @@ export const GENERATED_PATH = 'agent/payload/schema-validators.generated.ts'
 /** Options the parser relies on: a key counts only when the body itself holds it, never through a prototype. */
 const AJV_OPTIONS = { ownProperties: true, code: { source: true, esm: true, lines: true } }
 
-export function schemaValidatorsSource (schemasDir: URL): string {
+export function schemaValidatorsSource (): string {
   const ajv = new Ajv(AJV_OPTIONS)
-  const load = (file: string): Record<string, unknown> => JSON.parse(readFileSync(new URL(file, schemasDir), 'utf8')) as Record<string, unknown>
-  ajv.addSchema(load('install-start.json'), 'install-start')
-  ajv.addSchema(load('reinstall.json'), 'reinstall')
+  ajv.addSchema(installStartSchema, 'install-start')
+  ajv.addSchema(reinstallSchema, 'reinstall')
   const code = standaloneCode(ajv, { validateInstallStart: 'install-start', validateReinstall: 'reinstall' })
   return [
     '/* eslint-disable */',

@@ -3,4 +3,4 @@ import { writeFileSync } from 'node:fs'
 import { GENERATED_PATH, schemaValidatorsSource } from './schema-validators.js'
 
 const root = new URL('../../', import.meta.url) // dist/scripts/ → the repository
-writeFileSync(new URL(GENERATED_PATH, root), schemaValidatorsSource(new URL('schemas/', root)))
+writeFileSync(new URL(GENERATED_PATH, root), schemaValidatorsSource())

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { installStartSchema, reinstallSchema, type JsonSchema } from '../payload/parse-install-request.js'
+import { installStartSchema, reinstallSchema, type JsonSchema } from '../payload/schemas.js'
 import { errorSchema, healthSchema, jobAcceptedSchema, statusSchema, type SchemaObject } from './api-schemas.js'
 
 export interface OpenApiOptions {

@@ -1,44 +1,16 @@
 /**
  * The install payload, in either of OVH's shapes, checked and turned into one `InstallRequest`.
  *
- * Two steps: the JSON Schema (schemas/, also the source of /openapi.json) checks the structure,
+ * Two steps: the JSON Schema (schemas/, also the source of /openapi.json; here Ajv's code for it,
+ * generated ahead) checks the structure,
  * then the field checkers below check the values. Each shape has one small function that gathers
  * its fields under the names the customer wrote; the checkers are shared. Every refusal is an
  * `InstallError` naming the field; header values and URLs are never quoted (they hold secrets).
  */
-import { existsSync, readFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { ErrorObject, ValidateFunction } from 'ajv'
 import { errors, isInstallError, type InstallError } from '../report/install-error.js'
 import { checksumHexLength, type ChecksumType, type ImageType, type InstallRequest } from './install-request.js'
 import * as generated from './schema-validators.generated.js'
-
-export type JsonSchema = Readonly<Record<string, unknown>>
-
-/**
- * The repository's `schemas/` folder. This module runs from `agent/payload/` (tests) and from
- * `dist/agent/payload/` (after tsc), so walk up until the folder is found.
- */
-export function schemasDir (): string {
-  const here = dirname(fileURLToPath(import.meta.url))
-  for (let dir = here; ; dir = dirname(dir)) {
-    const candidate = join(dir, 'schemas')
-    if (existsSync(join(candidate, 'install-start.json'))) return candidate
-    if (dirname(dir) === dir) throw new Error(`No schemas/install-start.json in ${here} or above`)
-  }
-}
-
-function loadSchema (fileName: string): JsonSchema {
-  const schema: unknown = JSON.parse(readFileSync(join(schemasDir(), fileName), 'utf8'))
-  if (!isObject(schema)) throw new Error(`schemas/${fileName} is not a JSON object`)
-  return schema
-}
-
-/** Body of `POST /dedicated/server/{serviceName}/install/start`. */
-export const installStartSchema = loadSchema('install-start.json')
-/** Body of `POST /dedicated/server/{serviceName}/reinstall`. */
-export const reinstallSchema = loadSchema('reinstall.json')
 
 interface InstallStartBody {
   templateName: string

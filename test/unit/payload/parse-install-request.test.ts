@@ -4,12 +4,8 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { isInstallError } from '../../../agent/report/install-error.js'
 import type { InstallRequest } from '../../../agent/payload/install-request.js'
-import {
-  installStartSchema,
-  parseInstallRequest,
-  reinstallSchema,
-  schemasDir,
-} from '../../../agent/payload/parse-install-request.js'
+import { parseInstallRequest } from '../../../agent/payload/parse-install-request.js'
+import { installStartSchema, reinstallSchema, schemasDir } from '../../../agent/payload/schemas.js'
 
 const SHA512 = createHash('sha512').update('image').digest('hex')
 const SHA256 = createHash('sha256').update('image').digest('hex')
