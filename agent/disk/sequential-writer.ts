@@ -1,6 +1,6 @@
 import { BackgroundSync } from './background-sync.js'
 import type { Disk } from './disk.js'
-import type { RunningDigest } from '../download/running-digest.js'
+import { SpanHasher, type RunningDigest } from '../download/running-digest.js'
 import type { InstallError } from '../report/install-error.js'
 
 /**
@@ -53,11 +53,7 @@ export class SequentialWriter {
   private readonly slabBytes: number
   private readonly maxInFlight: number
   private readonly backgroundSync: BackgroundSync
-  private digest: RunningDigest | undefined
-  /** Bytes of the stream below this were handed to the digest (or hashed before it came here). */
-  private hashedUpTo = 0
-  /** The newest hashing handed to the digest (it hashes in order). */
-  private lastHash: Promise<void> = Promise.resolve()
+  private readonly hasher = new SpanHasher()
 
   constructor (private readonly disk: Disk, private readonly options: SequentialWriterOptions) {
     this.slabBytes = options.slabBytes ?? 2 * 1024 * 1024 // 2 MiB
@@ -73,29 +69,15 @@ export class SequentialWriter {
    * switching to the disk).
    */
   hashWith (digest: RunningDigest | undefined, alreadyHashedBytes = 0): void {
-    this.digest = digest
-    this.hashedUpTo = alreadyHashedBytes
-  }
-
-  /**
-   * Stream bytes [from, to), which lie in `buffer` from stream position `bufferStart`, to the
-   * digest, less those already hashed. Resolves once hashed.
-   */
-  private hash (buffer: Buffer, bufferStart: number, to: number): Promise<void> {
-    const from = Math.max(this.hashedUpTo, bufferStart)
-    if (this.digest === undefined || from >= to) return Promise.resolve()
-    const hashing = this.digest.updateShared({ buffer: buffer.buffer as SharedArrayBuffer, offset: buffer.byteOffset + from - bufferStart, length: to - from })
-    hashing.catch(() => {}) // a failed digest fails digestHex() and flushHash(); not unhandled here
-    this.hashedUpTo = to
-    this.lastHash = hashing
-    return hashing
+    this.hasher.use(digest, alreadyHashedBytes)
   }
 
   /** Hands the digest what it has not been given yet (the head or the last slab, not yet written), and waits until all is hashed. */
   async flushHash (): Promise<void> {
-    this.hash(this.head, 0, this.headBytes)
-    if (this.headBytes === this.head.length) this.hash(this.slab, this.head.length + this.flushedBytes, this.head.length + this.flushedBytes + this.slabUsed)
-    await this.lastHash
+    void this.hasher.hash(this.head, 0, this.headBytes)
+    const slabStart = this.head.length + this.flushedBytes
+    if (this.headBytes === this.head.length) void this.hasher.hash(this.slab, slabStart, slabStart + this.slabUsed)
+    await this.hasher.settled()
   }
 
   /** Bytes accepted so far. */
@@ -118,7 +100,7 @@ export class SequentialWriter {
       this.headBytes += n
       from = n
       if (this.headBytes === this.head.length) {
-        this.hash(this.head, 0, this.head.length)
+        void this.hasher.hash(this.head, 0, this.head.length)
         await this.options.onHead?.(this.head)
       }
     }
@@ -138,7 +120,7 @@ export class SequentialWriter {
     const length = this.slabUsed
     // The slab's disk offset: everything accepted before it, past the head.
     const offset = this.head.length + this.flushedBytes
-    const hashed = this.hash(slab, offset, offset + length)
+    const hashed = this.hasher.hash(slab, offset, offset + length)
     this.flushedBytes += length
     this.touched = true
     const write = this.disk.write(slab.subarray(0, length), offset).then(
@@ -176,8 +158,7 @@ export class SequentialWriter {
     this.head.fill(0)
     this.slabUsed = 0
     this.flushedBytes = 0
-    this.hashedUpTo = 0
-    this.lastHash = Promise.resolve()
+    this.hasher.use(undefined)
   }
 
   /** Writes what is left (but the head), waits for every write and syncs. Returns the head's filled part. */

@@ -117,3 +117,42 @@ export class WorkerDigest implements RunningDigest {
     void this.worker.terminate()
   }
 }
+
+/**
+ * A sink's side of a run's digest: hands it the stream's bytes, each once and in order, where they
+ * lie in the sink's shared memory, and remembers how far it got.
+ */
+export class SpanHasher {
+  private digest: RunningDigest | undefined
+  /** Stream bytes below this were handed to the digest (or hashed before this sink got them). */
+  private hashedUpTo = 0
+  /** The newest span's hashing (the digest hashes in order: when it settles, all before it have). */
+  private lastHash: Promise<void> = Promise.resolve()
+
+  /** From now on the bytes go to `digest` (undefined: none), but for the stream's first `alreadyHashedBytes`. */
+  use (digest: RunningDigest | undefined, alreadyHashedBytes = 0): void {
+    this.digest = digest
+    this.hashedUpTo = alreadyHashedBytes
+    this.lastHash = Promise.resolve()
+  }
+
+  /**
+   * Stream bytes up to `to`, which lie in `buffer` from stream position `bufferStart`, less those
+   * already hashed. `last`: nothing of `buffer` comes later. Resolves once hashed; a failed digest
+   * rejects here and fails digestHex() and settled(), never unhandled.
+   */
+  hash (buffer: Buffer, bufferStart: number, to: number, last = false): Promise<void> {
+    const from = Math.max(this.hashedUpTo, bufferStart)
+    if (this.digest === undefined || from >= to) return Promise.resolve()
+    const hashing = this.digest.updateShared({ buffer: buffer.buffer as SharedArrayBuffer, offset: buffer.byteOffset + from - bufferStart, length: to - from, last })
+    hashing.catch(() => {})
+    this.hashedUpTo = to
+    this.lastHash = hashing
+    return hashing
+  }
+
+  /** Waits until everything handed over is hashed. */
+  async settled (): Promise<void> {
+    await this.lastHash
+  }
+}

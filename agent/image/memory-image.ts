@@ -6,7 +6,7 @@
  * The slabs are shared memory: given a digest (`hashWith`), the image hands it each slab as it
  * fills, and the digest's thread reads the bytes where they lie, with no copy made for it.
  */
-import type { RunningDigest } from '../download/running-digest.js'
+import { SpanHasher, type RunningDigest } from '../download/running-digest.js'
 
 export const SLAB_BYTES = 16 * 1024 * 1024 // 16 MiB per slab
 
@@ -31,11 +31,7 @@ export class MemoryImage implements ByteSource {
   private slabs: Buffer[] = []
   private used = 0 // bytes used in the last slab
   private total = 0
-  private digest: RunningDigest | undefined
-  /** Image bytes handed to the digest. */
-  private hashed = 0
-  /** The newest span's hashing (the digest hashes in order: when it settles, all before it have). */
-  private lastHash: Promise<void> = Promise.resolve()
+  private readonly hasher = new SpanHasher()
 
   constructor (readonly limitBytes: number) {}
 
@@ -48,27 +44,19 @@ export class MemoryImage implements ByteSource {
    * once full, the rest on `flushHash`.
    */
   hashWith (digest: RunningDigest | undefined): void {
-    this.digest = digest
-    this.hashed = this.total
+    this.hasher.use(digest, this.total)
   }
 
   /** Hands the digest the bytes not yet given to it (the last slab's), and waits until all are hashed. */
   async flushHash (): Promise<void> {
     this.hashLastSlab()
-    await this.lastHash
+    await this.hasher.settled()
   }
 
   /** The unhashed bytes of the last slab to the digest (once it is full, or at the end). */
   private hashLastSlab (): void {
     const slab = this.slabs[this.slabs.length - 1]
-    if (this.digest === undefined || slab === undefined) return
-    const slabStart = this.total - this.used
-    const from = Math.max(this.hashed, slabStart)
-    if (from >= this.total) return
-    const hashing = this.digest.updateShared({ buffer: slab.buffer as SharedArrayBuffer, offset: slab.byteOffset + from - slabStart, length: this.total - from, last: this.used === slab.length })
-    hashing.catch(() => {}) // a failed digest fails digestHex() and flushHash(); not unhandled here
-    this.lastHash = hashing
-    this.hashed = this.total
+    if (slab !== undefined) void this.hasher.hash(slab, this.total - this.used, this.total, this.used === slab.length)
   }
 
   /** Copies `chunk` in at the end. */
@@ -134,7 +122,6 @@ export class MemoryImage implements ByteSource {
     this.slabs = []
     this.used = 0
     this.total = 0
-    this.hashed = 0
-    this.lastHash = Promise.resolve()
+    this.hasher.use(undefined)
   }
 }
