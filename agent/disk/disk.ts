@@ -58,6 +58,15 @@ function describe (err: unknown): string {
  * Positional I/O only; every write is checked against the size so nothing lands outside the disk.
  */
 export class Disk {
+  /**
+   * Awaited once, before the first byte is written (by any path: the stream writer, the memory
+   * write, the partition tables, an undo): the service records there, durably, that the disk may
+   * be half-written, so a restart after a kill can make it unbootable.
+   */
+  beforeFirstWrite: (() => Promise<void>) | undefined
+  private firstWrite: Promise<void> | undefined
+  private wrote = false
+
   private constructor (
     readonly path: string,
     readonly kind: DiskKind,
@@ -110,9 +119,19 @@ export class Disk {
     }
   }
 
+  /** True once a write was started on the disk: from then on a failure must leave it unbootable. */
+  get touched (): boolean {
+    return this.wrote
+  }
+
   /** Writes all of `data` at `offset` (loops on short writes). */
   async write (data: Uint8Array, offset: number): Promise<void> {
     this.checkRange(offset, data.length)
+    if (!this.wrote) {
+      this.firstWrite ??= this.beforeFirstWrite?.() ?? Promise.resolve()
+      await this.firstWrite
+      this.wrote = true
+    }
     let done = 0
     while (done < data.length) {
       const { bytesWritten } = await this.handle.write(data, done, data.length - done, offset + done)

@@ -25,7 +25,8 @@ export async function findEfiSystemPartition (head: Buffer, io: BlockIo, options
     const sectorBytes = table.headerFound === false ? io.logicalSectorBytes : table.sectorBytes
     const diskSectors = Math.floor(io.sizeBytes / sectorBytes)
     const backupLba = Math.floor(options.imageBytes / sectorBytes) - 1
-    const { entries } = await loadGpt(head, io, { sectorBytes, diskSectors }, [backupLba, diskSectors - 1])
+    // The image's own backup only: what lies past the image on the disk is not part of it.
+    const { entries } = await loadGpt(head, io, { sectorBytes, diskSectors }, [backupLba])
     const esp = entries.find((entry) => entry.typeGuid === EFI_SYSTEM_GUID)
     if (esp === undefined) return undefined
     return { number: esp.index + 1, offsetBytes: esp.firstLba * sectorBytes, sizeBytes: (esp.lastLba - esp.firstLba + 1) * sectorBytes }

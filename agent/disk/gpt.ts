@@ -102,6 +102,13 @@ export function hasIntactPrimaryHeader (head: Buffer, sectorBytes: number): bool
   return headerCrc(raw) === raw.readUInt32LE(HEADER_CRC) && raw.readBigUInt64LE(MY_LBA) === 1n
 }
 
+/** An intact primary header whose entry array lies in the head too: the whole primary GPT can be checked from the head alone. */
+export function hasWholePrimaryInHead (head: Buffer, sectorBytes: number): boolean {
+  if (!hasIntactPrimaryHeader(head, sectorBytes)) return false
+  const entriesEnd = head.readBigUInt64LE(sectorBytes + ENTRIES_LBA) * BigInt(sectorBytes) + BigInt(head.readUInt32LE(sectorBytes + ENTRY_COUNT)) * BigInt(ENTRY_BYTES)
+  return entriesEnd <= BigInt(head.length)
+}
+
 /** The CRC32 (IEEE, zlib's) of a header's first `headerSize` bytes with its CRC field zeroed. */
 function headerCrc (raw: Buffer): number {
   const copy = Buffer.from(raw)
@@ -181,6 +188,28 @@ export function parseGptEntries (array: Buffer, header: GptHeader, geometry: Gpt
   return entries
 }
 
+/**
+ * The entries as a partitioner must leave them (what `sgdisk -v` checks): each within
+ * [FirstUsableLBA, LastUsableLBA], none overlapping another. A partition outside that range lies
+ * over the GPT's own structures or past the disk's end, and two that overlap share data: writing
+ * a ConfigDrive into either would destroy the other, so such a table is refused before any write.
+ */
+export function checkGptEntries (entries: readonly GptEntry[], header: GptHeader): void {
+  for (const e of entries) {
+    if (e.firstLba < header.firstUsableLba || e.lastLba > header.lastUsableLba) {
+      throw new Error(`partition ${e.index + 1} (LBA ${e.firstLba}-${e.lastLba}) lies outside the usable LBAs ${header.firstUsableLba}-${header.lastUsableLba}`)
+    }
+  }
+  const sorted = [...entries].sort((a, b) => a.firstLba - b.firstLba)
+  for (let i = 1; i < sorted.length; i++) {
+    const before = sorted[i - 1] as GptEntry
+    const after = sorted[i] as GptEntry
+    if (after.firstLba <= before.lastLba) {
+      throw new Error(`partition ${after.index + 1} (LBA ${after.firstLba}-${after.lastLba}) overlaps partition ${before.index + 1} (LBA ${before.firstLba}-${before.lastLba})`)
+    }
+  }
+}
+
 function entrySectors (header: GptHeader, sectorBytes: number): number {
   return Math.ceil(header.entryCount * ENTRY_BYTES / sectorBytes)
 }
@@ -234,6 +263,7 @@ export async function loadGpt (head: Buffer, io: BlockIo, geometry: GptGeometry,
     const primary = await readHeader(head, io, 1, geometry)
     return { primary, ...await readEntries(head, io, primary, geometry), repairedFromLba: undefined }
   } catch (err) {
+    if (backupLbas.length === 0) throw err
     primaryError = err
   }
   const tried: string[] = []
@@ -293,7 +323,8 @@ export async function moveBackupGptToEnd (head: Buffer, io: BlockIo, options: { 
   const imageLastLba = Math.floor(imageBytes / sectorBytes) - 1
   const lastLba = diskSectors - 1
 
-  const gpt = await loadGpt(head, io, geometry, [imageLastLba, lastLba])
+  // The image's own backup only: what lies past the image on the disk is not part of it.
+  const gpt = await loadGpt(head, io, geometry, [imageLastLba])
   const { primary, array, entries } = gpt
   const repaired = gpt.repairedFromLba !== undefined
   const previousBackupLba = gpt.repairedFromLba ?? primary.alternateLba
@@ -362,6 +393,8 @@ export async function addGptPartition (head: Buffer, io: BlockIo, options: {
   const { sectorBytes, name } = options
   const geometry: GptGeometry = { sectorBytes, diskSectors: Math.floor(io.sizeBytes / sectorBytes) }
   const { primary, array, entries } = await loadGpt(head, io, geometry, [])
+  // A partition reused as config-2 gets written over: it must lie where partitions may, alone.
+  checkGptEntries(entries, primary)
   let backup: GptHeader
   try {
     if (primary.alternateLba <= primary.lastUsableLba) throw new Error('it would lie in the usable space')

@@ -72,6 +72,28 @@ export function classifyMbr (head: Buffer): MbrLayout {
   return 'plain'
 }
 
+/**
+ * A plain MBR's primary records as a partitioner must leave them: each starting past LBA 0 and
+ * ending on the disk, none overlapping another (logical partitions live inside their extended
+ * record and are not looked at). Refused before any write, like an invalid GPT.
+ */
+export function checkMbrRecords (head: Buffer, diskSectors: number): void {
+  const used = readMbrRecords(head).filter((r) => !isEmptyRecord(r) && r.sizeLba > 0)
+  for (const r of used) {
+    if (r.startLba === 0 || r.startLba + r.sizeLba > diskSectors) {
+      throw new Error(`MBR partition ${r.slot + 1} (LBA ${r.startLba}-${r.startLba + r.sizeLba - 1}) does not lie between LBA 1 and the disk's last LBA ${diskSectors - 1}`)
+    }
+  }
+  const sorted = [...used].sort((a, b) => a.startLba - b.startLba)
+  for (let i = 1; i < sorted.length; i++) {
+    const before = sorted[i - 1] as MbrRecord
+    const after = sorted[i] as MbrRecord
+    if (after.startLba < before.startLba + before.sizeLba) {
+      throw new Error(`MBR partition ${after.slot + 1} (LBA ${after.startLba}-${after.startLba + after.sizeLba - 1}) overlaps partition ${before.slot + 1} (LBA ${before.startLba}-${before.startLba + before.sizeLba - 1})`)
+    }
+  }
+}
+
 // The usual LBA-assist geometry (gdisk, sfdisk, parted): 255 heads, 63 sectors per track.
 const HEADS = 255
 const SECTORS_PER_TRACK = 63
@@ -168,6 +190,8 @@ export async function addMbrPartition (head: Buffer, options: {
 }): Promise<NewMbrPartition> {
   const { sectorBytes, diskSectors } = options
   if (classifyMbr(head) !== 'plain') throw new Error('LBA 0 holds no MBR partition table')
+  // A partition reused as config-2 gets written over: it must lie on the disk, alone.
+  checkMbrRecords(head, diskSectors)
   const records = readMbrRecords(head)
   const used = records.filter((r) => !isEmptyRecord(r))
   if (options.isWanted !== undefined) {

@@ -10,8 +10,8 @@ import { errors, isInstallError } from '../report/install-error.js'
 import type { BlockIo } from './block-io.js'
 import { CONFIG_DRIVE_MAX_BYTES, MIB } from './end-placement.js'
 import type { GptMoveResult } from './gpt.js'
-import { addGptPartition, hasGptSignature, hasIntactPrimaryHeader, LINUX_FILESYSTEM_GUID, moveBackupGptToEnd } from './gpt.js'
-import { addMbrPartition, classifyMbr, LINUX_TYPE } from './mbr.js'
+import { addGptPartition, checkGptEntries, hasGptSignature, hasIntactPrimaryHeader, LINUX_FILESYSTEM_GUID, loadGpt, moveBackupGptToEnd } from './gpt.js'
+import { addMbrPartition, checkMbrRecords, classifyMbr, LINUX_TYPE } from './mbr.js'
 
 export type { BlockIo } from './block-io.js'
 export { readImage, writeImage } from './block-io.js'
@@ -54,6 +54,35 @@ export function detectPartitionTable (head: Buffer): TableKind {
 export function checkSectorSize (table: TableKind, diskSectorBytes: number, diskPath: string): void {
   if (table.kind !== 'gpt' || table.headerFound === false) return
   if (table.sectorBytes !== diskSectorBytes) throw errors.sectorSizeMismatch(table.sectorBytes, diskPath, diskSectorBytes)
+}
+
+/**
+ * Checks the image's partition table as it stands in the image (its bytes, its length; `io` must
+ * not show what lies past the image on the disk: a PlannedDisk, or the head alone), before any
+ * write: GPT headers and entry CRCs, the primary rebuilt from the image's own backup (at its last
+ * LBA) when damaged, the entries within the usable LBAs and not overlapping; MBR records on the
+ * disk and not overlapping. An invalid table: PARTITION_TABLE_INVALID with the reason. `none` is
+ * returned for the caller to refuse with what the bytes look like. `primaryOnly`: the primary GPT
+ * alone is judged (a streamed image's head, whose backup is not there yet).
+ */
+export async function checkPartitionTable (head: Buffer, io: BlockIo, options: { imageBytes: number; diskPath: string; primaryOnly?: boolean }): Promise<TableKind> {
+  const table = detectPartitionTable(head)
+  checkSectorSize(table, io.logicalSectorBytes, options.diskPath)
+  try {
+    if (table.kind === 'gpt') {
+      const sectorBytes = io.logicalSectorBytes
+      const geometry = { sectorBytes, diskSectors: Math.floor(io.sizeBytes / sectorBytes) }
+      const backupLbas = options.primaryOnly === true ? [] : [Math.floor(options.imageBytes / sectorBytes) - 1]
+      const { primary, entries } = await loadGpt(head, io, geometry, backupLbas)
+      checkGptEntries(entries, primary)
+    } else if (table.kind === 'mbr') {
+      checkMbrRecords(head, Math.floor(io.sizeBytes / io.logicalSectorBytes))
+    }
+  } catch (err) {
+    if (isInstallError(err)) throw err
+    throw errors.partitionTableInvalid(err instanceof Error ? err.message : String(err), err)
+  }
+  return table
 }
 
 export interface RelocateResult extends Partial<Omit<GptMoveResult, 'moved' | 'repairedFromBackup'>> {

@@ -33,17 +33,38 @@ async function isConfigDrive (head: Buffer, io: BlockIo, offsetBytes: number, si
   return label !== undefined && label.trim().toLowerCase() === 'config-2'
 }
 
+/** The ConfigDrive as built before the download: its filesystem, its instance id, and the ISO (which does not depend on the partition). */
+export interface PreparedConfigDrive {
+  filesystem: ConfigDrive['filesystem']
+  uuid: string
+  /** ISO 9660: the image, as large as its content. FAT fills its partition, so it is built again once the partition is placed. */
+  iso: ConfigDrive | undefined
+}
+
+/**
+ * Builds the ConfigDrive for a disk of `sectorBytes` sectors, before anything is downloaded: content
+ * that cannot make a drive (too large for 64 MiB, say) is refused while the disk is untouched and
+ * no image byte has been fetched. Any failure: `Could not create configdrive on disk.`
+ */
+export function prepareConfigDrive (request: InstallRequest, sectorBytes: number, options: ConfigDriveStepOptions = {}): PreparedConfigDrive {
+  const filesystem = options.force ?? (sectorBytes <= ISO_LIMIT_SECTOR_BYTES ? 'iso9660' : 'fat')
+  const uuid = options.uuid ?? crypto.randomUUID()
+  const drive = buildConfigDrive(request, { sectorBytes, partitionBytes: CONFIG_DRIVE_BYTES, force: filesystem, uuid })
+  return { filesystem, uuid, iso: filesystem === 'iso9660' ? drive : undefined }
+}
+
 /**
  * Adds the config-2 partition (or reuses one) in the head's table, writes the ConfigDrive filesystem
- * into it, reads it back and compares. Any failure: `Could not create configdrive on disk.`
+ * into it, reads it back and compares. Any failure: `Could not create configdrive on disk.` The
+ * install runs this on a PlannedDisk in its verify step, so every failure comes before any write.
  */
-export async function writeConfigDrive (request: InstallRequest, head: Buffer, io: BlockIo, options: ConfigDriveStepOptions = {}): Promise<WrittenConfigDrive> {
+export async function writeConfigDrive (request: InstallRequest, head: Buffer, io: BlockIo, options: ConfigDriveStepOptions & { prepared?: PreparedConfigDrive } = {}): Promise<WrittenConfigDrive> {
   try {
     const sectorBytes = io.logicalSectorBytes
-    const filesystem = options.force ?? (sectorBytes <= ISO_LIMIT_SECTOR_BYTES ? 'iso9660' : 'fat')
-    const uuid = options.uuid ?? crypto.randomUUID()
+    const prepared = options.prepared ?? prepareConfigDrive(request, sectorBytes, options)
+    const { filesystem, uuid } = prepared
     // An ISO is as large as its content: the partition must hold at least that. A FAT fills its partition.
-    const sized = filesystem === 'iso9660' ? buildConfigDrive(request, { sectorBytes, partitionBytes: CONFIG_DRIVE_BYTES, force: filesystem, uuid }) : undefined
+    const sized = prepared.iso
     const partition = await addConfigDrivePartition(head, io, {
       sizeBytes: CONFIG_DRIVE_BYTES,
       minSizeBytes: sized?.image.length ?? 1024 * 1024,

@@ -22,7 +22,7 @@ export interface FetchOptions {
   /** The write to disk starts alongside the download (stream mode, from the start or on a switch): the caller keeps the writer to know whether the disk was touched. */
   onStreamStart: (writer: SequentialWriter) => void
   /** Checks of the image's first MiB, run before any byte of a streamed image reaches the disk. */
-  checkHead: (head: Buffer) => void
+  checkHead: (head: Buffer) => void | Promise<void>
   downloadTuning?: DownloadTuning
 }
 

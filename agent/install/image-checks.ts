@@ -1,7 +1,10 @@
 import { fatFileExists, FatFormatError } from '../configdrive/index.js'
 import type { BlockIo } from '../disk/block-io.js'
 import { findEfiSystemPartition, partitionReader } from '../disk/efi-system-partition.js'
-import { checkSectorSize, detectPartitionTable } from '../disk/partition-table.js'
+import { hasWholePrimaryInHead } from '../disk/gpt.js'
+import { checkPartitionTable, checkSectorSize, detectPartitionTable } from '../disk/partition-table.js'
+import { PlannedDisk } from '../disk/planned-disk.js'
+import { describeContent } from '../image/describe-content.js'
 import { isQcow2 } from '../image/qcow2/index.js'
 import type { InstallRequest } from '../payload/install-request.js'
 import { errors } from '../report/install-error.js'
@@ -9,8 +12,8 @@ import { errors } from '../report/install-error.js'
 /**
  * The checks an image passes before it may become bootable. They run before the first byte is
  * written when the image is in memory; for a streamed image, the head checks run on its first MiB
- * before anything reaches the disk, and the EFI check runs after writing (a failure then makes the
- * disk unbootable).
+ * before anything reaches the disk, and the whole-image checks (tables, EFI) once it is streamed,
+ * before its head is written (a failure then makes the disk unbootable).
  */
 
 /** The digest of the bytes as downloaded equals the one given. */
@@ -26,9 +29,32 @@ export function checkDeclaredType (request: InstallRequest, firstBytes: Buffer):
   if (actual !== request.imageType) throw errors.imageTypeMismatch(request.imageType, actual)
 }
 
-/** The guest disk's first MiB: its partition table must use the disk's sector size. */
-export function checkHead (head: Buffer, disk: { path: string; logicalSectorBytes: number }): void {
-  checkSectorSize(detectPartitionTable(head), disk.logicalSectorBytes, disk.path)
+/**
+ * What the image's first MiB (raw, or the qcow2's guest disk) allows to check, before any byte of a
+ * streamed image reaches the disk: the declared type, a partition table at all (else the message
+ * says what the bytes look like: a compressed file, a bare filesystem, zeros), its sector size, and
+ * when the primary GPT lies whole in the head, its header and entries. A primary that is not whole
+ * may still be repaired from the image's backup: checkImageTables decides once the image is there.
+ */
+export async function checkImageHead (request: InstallRequest, head: Buffer, disk: { path: string; sizeBytes: number; logicalSectorBytes: number }): Promise<void> {
+  if (request.imageType === 'raw') checkDeclaredType(request, head)
+  const table = detectPartitionTable(head)
+  if (table.kind === 'none') throw errors.noPartitionTable(request.imageType, describeContent(head))
+  checkSectorSize(table, disk.logicalSectorBytes, disk.path)
+  if (table.kind === 'gpt' && !hasWholePrimaryInHead(head, disk.logicalSectorBytes)) return
+  // The head alone: the image's bytes past it are not needed for a whole primary GPT or an MBR.
+  const headOnly = new PlannedDisk(disk.sizeBytes, disk.logicalSectorBytes, Math.min(head.length, disk.sizeBytes), async (data, offset) => { data.set(head.subarray(offset, offset + data.length)) })
+  await checkPartitionTable(head, headOnly, { imageBytes: headOnly.imageBytes, diskPath: disk.path, primaryOnly: true })
+}
+
+/**
+ * The whole image's partition table, as it will lie on the disk (`planned`: the image's bytes, its
+ * length, nothing of what the disk held): GPT headers and entries (a damaged primary rebuilt from
+ * the image's own backup), partitions within bounds and not overlapping; MBR records likewise.
+ */
+export async function checkImageTables (request: InstallRequest, head: Buffer, planned: PlannedDisk, diskPath: string): Promise<void> {
+  const table = await checkPartitionTable(head, planned, { imageBytes: planned.imageBytes, diskPath })
+  if (table.kind === 'none') throw errors.noPartitionTable(request.imageType, describeContent(head.subarray(0, planned.imageBytes)))
 }
 
 /**
@@ -49,14 +75,4 @@ export async function checkEfiBootloader (efiPath: string | undefined, head: Buf
     throw err
   }
   if (!found) throw errors.efiBootloaderNotFound(efiPath, 'not-in-esp')
-}
-
-/** A read-only BlockIo over an image that is not on a disk yet (reads past its end are zeros, writes refused). */
-export function imageIo (image: { sizeBytes: number; read: (offset: number, length: number) => Buffer }, logicalSectorBytes: number): BlockIo {
-  return {
-    sizeBytes: image.sizeBytes,
-    logicalSectorBytes,
-    read: async (data, offset) => { data.set(image.read(offset, data.length)) },
-    write: async () => { throw new Error('the image is read-only before it is written') },
-  }
 }

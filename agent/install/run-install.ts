@@ -1,8 +1,9 @@
 import { totalmem } from 'node:os'
 import type { Logger } from 'pino'
 import { Disk, rereadPartitionTable } from '../disk/disk.js'
-import { HEAD_BYTES, type SequentialWriter } from '../disk/sequential-writer.js'
-import { relocateBackupGpt, type RelocateResult } from '../disk/partition-table.js'
+import type { RelocateResult } from '../disk/partition-table.js'
+import { PlannedDisk, type ImageReader } from '../disk/planned-disk.js'
+import { HEAD_BYTES } from '../disk/sequential-writer.js'
 import type { MemoryImage } from '../image/memory-image.js'
 import { openQcow2, readQcow2Guest, writeQcow2, type Qcow2Image } from '../image/qcow2/index.js'
 import { writeRawFromMemory } from '../image/raw.js'
@@ -10,9 +11,10 @@ import type { InstallRequest } from '../payload/install-request.js'
 import { errors, installedMessage, isInstallError, type InstallError, type InstallMode } from '../report/install-error.js'
 import type { InstallEventListener, StepName, StepStatus } from '../report/progress.js'
 import { checkConfigDriveMount, mountCheckNote, type ConfigDriveMountCheck, type MountCheckOptions } from './config-drive-mount-check.js'
-import { writeConfigDrive, type ConfigDriveResult, type ConfigDriveStepOptions } from './config-drive-step.js'
+import { prepareConfigDrive, type ConfigDriveResult, type ConfigDriveStepOptions, type PreparedConfigDrive } from './config-drive-step.js'
 import { fetchImage, type DownloadTuning } from './fetch-image.js'
-import { checkDeclaredType, checkDigest, checkEfiBootloader, checkHead, imageIo } from './image-checks.js'
+import { checkDeclaredType, checkDigest, checkEfiBootloader, checkImageHead, checkImageTables } from './image-checks.js'
+import { applyPlannedWrites, planPartitionTables, type TablePlan } from './partition-plan.js'
 
 /** The service's rule: the image must fit in RAM minus 3 GiB. */
 export const RESERVED_MEMORY_BYTES = 3 * 1024 ** 3 // 3 GiB
@@ -37,6 +39,11 @@ export interface InstallOptions {
   onEvent?: InstallEventListener
   /** Download tuning (tests shorten the timeouts and the backoff). */
   downloadTuning?: DownloadTuning
+  /**
+   * Awaited once, before the first byte reaches the disk (whichever step writes first): the service
+   * records there, durably, that the disk may be half-written (see Disk.beforeFirstWrite).
+   */
+  beforeFirstWrite?: () => Promise<void>
 }
 
 export interface InstallResult {
@@ -53,16 +60,19 @@ export interface InstallResult {
   configDrive: ConfigDriveResult & { mountCheck: ConfigDriveMountCheck }
 }
 
-/** The image checked and ready to write: what the write step needs. */
-interface ReadyImage {
+/** The image as downloaded and checked so far: its length on the disk, a reader of its bytes, and (memory mode) how to write it. */
+interface ImageToInstall {
   imageBytes: number
-  head: Buffer
+  read: ImageReader
+  /** Memory mode: writes the image but its head to the disk, and syncs. Stream mode: already on the disk. */
   write: (() => Promise<void>) | undefined
 }
 
 /**
  * One install: preflight, download, verify, write, gpt, configdrive, finish. Throws an InstallError.
- * Nothing is written before every check that can be made has passed; the image's first MiB goes
+ * Nothing is written before every check that can be made has passed: in the verify step the
+ * partition tables and the ConfigDrive are planned on the image as it will lie on the disk (a
+ * PlannedDisk), so their failures, too, come before the first write. The image's first MiB goes
  * last; once writing began, a failure zeroes the disk's first and last MiB so it cannot boot.
  */
 export async function runInstall (options: InstallOptions): Promise<InstallResult> {
@@ -78,24 +88,27 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
 
   enter('preflight')
   let disk: Disk
+  let prepared: PreparedConfigDrive
   try {
     disk = await Disk.open(options.diskPath)
   } catch (err) {
     for (const name of current) step(name, 'error')
     throw err
   }
+  disk.beforeFirstWrite = options.beforeFirstWrite
   logger?.info({ disk: disk.path, kind: disk.kind, sizeBytes: disk.sizeBytes, logicalSectorBytes: disk.logicalSectorBytes }, 'target disk')
 
-  let writer: SequentialWriter | undefined
-  let wroteToDisk = false
   /** Let go of before the partition table is re-read and config-2 mounted (the kernel refuses both while it is held). */
   let diskClosed = false
-  const touched = (): boolean => wroteToDisk || writer?.wroteToDisk === true
-  /** The image as it stands after the GPT step, in case the ConfigDrive step fails. */
-  let afterGpt: { head: Buffer; imageBytes: number } | undefined
+  let plan: TablePlan | undefined
+  /** The image and its backup GPT are on the disk: a ConfigDrive failure from here leaves the image without one. */
+  let gptApplied = false
 
   try {
-    // ── download (and, when streaming, write) ──────────────────────────────────────────────
+    // The ConfigDrive does not depend on the image: content that cannot make one is refused before the download.
+    prepared = prepareConfigDrive(request, disk.logicalSectorBytes, options.configDrive)
+
+    // ── download (and, when streaming, write all but the head) ─────────────────────────────
     enter('download')
     const fetched = await fetchImage({
       request,
@@ -105,62 +118,60 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
       signal,
       logger,
       emit,
-      onStreamStart: (started) => { writer = started; enter('download', 'write') },
+      onStreamStart: () => { enter('download', 'write') },
       // A streamed image's first MiB is checked before anything reaches the disk.
-      checkHead: (head) => { checkDeclaredType(request, head); checkHead(head, disk) },
+      checkHead: async (head) => { await checkImageHead(request, head, disk) },
       downloadTuning: options.downloadTuning,
     })
     const { bytes, digestHex } = fetched.download
 
-    // ── verify: nothing of the image becomes bootable before this passes ──────────────────
+    // ── verify: nothing of the image becomes bootable, and nothing is written, before this passes ──
     enter('verify')
     checkDigest(request, digestHex)
     if (bytes === 0) throw errors.badImageFormat(new Error('the image is empty'))
-    let ready: ReadyImage
-    if (fetched.memory !== undefined) {
-      ready = await checkInMemory(request, fetched.memory, disk, { signal, emit })
-    } else {
-      const head = fetched.streamedHead ?? Buffer.alloc(0)
-      // Stream mode: the rest is on the disk already; the EFI check reads it there.
-      await checkEfiBootloader(request.efiBootloaderPath, head, disk, bytes)
-      ready = { imageBytes: bytes, head, write: undefined }
-    }
+    const image = fetched.memory !== undefined
+      ? openInMemory(request, fetched.memory, disk, { signal, emit })
+      : streamedImage(fetched.streamedHead ?? Buffer.alloc(0), disk, bytes)
+    const { imageBytes } = image
+    // The head as it will be written: the image's first MiB, zeros past the image's end (never the old disk's bytes).
+    const head = Buffer.alloc(Math.min(HEAD_BYTES, disk.sizeBytes))
+    await image.read(head.subarray(0, Math.min(head.length, imageBytes)), 0)
+    await checkImageHead(request, head.subarray(0, Math.min(head.length, imageBytes)), disk)
+    const planned = new PlannedDisk(disk.sizeBytes, disk.logicalSectorBytes, imageBytes, image.read)
+    await checkImageTables(request, head, planned, disk.path)
+    await checkEfiBootloader(request.efiBootloaderPath, head, planned, imageBytes)
+    signal?.throwIfAborted()
+    plan = await planPartitionTables(request, head, planned, { prepared, configDrive: options.configDrive })
+    logger?.info({ partitionTable: plan.partitionTable, configDrive: plan.configDrive.result }, 'partition tables planned')
 
     // ── write (memory mode) ────────────────────────────────────────────────────────────────
-    if (ready.write !== undefined) {
+    if (image.write !== undefined) {
       enter('write')
-      wroteToDisk = true
-      await ready.write()
+      await image.write()
     }
-    const { head, imageBytes } = ready
-    // The head buffer grows to a MiB (or the disk) so the GPT and ConfigDrive steps can edit it.
-    const fullHead = Buffer.alloc(Math.min(HEAD_BYTES, disk.sizeBytes))
-    head.copy(fullHead)
-    if (head.length < fullHead.length) await disk.read(fullHead.subarray(head.length), head.length)
 
-    // ── gpt: the backup GPT to the disk's end, the protective MBR to the disk's size ────────
+    // ── gpt: the disk's last MiB zeroed, the backup GPT at the disk's end (the primary is in the head) ──
     enter('gpt')
-    wroteToDisk = true
-    const partitionTable = await relocateBackupGpt(fullHead, disk, { imageBytes })
-    logger?.info({ partitionTable }, 'partition table')
-    afterGpt = { head: Buffer.from(fullHead), imageBytes }
+    signal?.throwIfAborted()
+    await applyPlannedWrites(disk, plan.writes.slice(0, plan.gptWrites), (cause) => errors.gptMoveFailed(cause))
+    gptApplied = true
 
-    // ── configdrive ─────────────────────────────────────────────────────────────────────────
+    // ── configdrive: the filesystem written into config-2, read back ───────────────────────
     enter('configdrive')
-    const written = await writeConfigDrive(request, fullHead, disk, options.configDrive)
-    const configDrive = written.result
+    await applyPlannedWrites(disk, plan.writes.slice(plan.gptWrites), (cause) => errors.configDriveFailed(cause))
+    const configDrive = plan.configDrive.result
     logger?.info({ configDrive }, 'config drive')
 
     // ── finish: the head goes last; then the kernel re-reads the table and mounts config-2 ──
     enter('finish')
     signal?.throwIfAborted()
-    await writeHeadLast(disk, fullHead, request.imageType)
+    await writeHeadLast(disk, plan.head, request.imageType)
     // The disk is let go of first: while it is open with O_EXCL, the kernel refuses to re-read its
     // partition table (EBUSY) and to mount any of its partitions.
     diskClosed = true
     await disk.close()
     const mountCheck = await checkConfigDriveMount(
-      { disk: { path: disk.path, kind: disk.kind }, partition: configDrive.partition, filesystem: configDrive.filesystem, files: written.files },
+      { disk: { path: disk.path, kind: disk.kind }, partition: configDrive.partition, filesystem: configDrive.filesystem, files: plan.configDrive.files },
       { ...options.mountCheck, logger },
     )
     const note = mountCheckNote(mountCheck)
@@ -171,27 +182,26 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
 
     return {
       code: 'INSTALLED',
-      message: installedMessage({ diskPath: disk.path, bytes, imageType: request.imageType, mode: fetched.mode, checksumType: request.checksum?.type }),
+      message: installedMessage({ diskPath: disk.path, bytes, imageBytes, imageType: request.imageType, mode: fetched.mode, checksumType: request.checksum?.type }),
       bytes,
       digest: request.checksum === undefined ? undefined : { type: request.checksum.type, hex: digestHex ?? '' },
       mode: fetched.mode,
       imageBytes,
       disk: { path: disk.path, sizeBytes: disk.sizeBytes, logicalSectorBytes: disk.logicalSectorBytes },
-      partitionTable,
+      partitionTable: plan.partitionTable,
       configDrive: { ...configDrive, mountCheck },
     }
   } catch (err) {
     for (const name of current) step(name, 'error')
-    await writer?.settle()
-    const failure = toInstallError(err, signal, touched())
+    const failure = toInstallError(err, signal, disk.touched)
     logger?.error({ code: failure.code, cause: describeCause(err) }, failure.message)
     // Only the mount check fails after the disk was let go of: take it again to undo.
     const target = diskClosed ? await reopenDisk(disk, logger) : disk
     if (target !== undefined) {
-      if (failure.code === 'CONFIGDRIVE_FAILED' && afterGpt !== undefined && signal?.aborted !== true) {
+      if (failure.code === 'CONFIGDRIVE_FAILED' && gptApplied && plan !== undefined && signal?.aborted !== true) {
         // The image is verified and whole: leave it bootable as written, without a ConfigDrive.
-        await keepImageWithoutConfigDrive(target, afterGpt, request, logger)
-      } else if (touched()) {
+        await keepImageWithoutConfigDrive(target, plan, request, logger)
+      } else if (disk.touched) {
         await makeUnbootable(target, logger)
       }
       if (diskClosed) await closeAndReread(target, logger)
@@ -219,20 +229,17 @@ async function reopenDisk (disk: Disk, logger: Logger | undefined): Promise<Disk
 }
 
 /**
- * Memory mode: everything is checked on the image in memory, then a write function is handed back.
- * raw: type, head, EFI; qcow2: type, header and tables, virtual size, head, EFI.
+ * Memory mode: the image in memory, its type and size checked (qcow2: header, features and every
+ * table, by openQcow2), read through the guest view; its write comes after verify.
  */
-async function checkInMemory (request: InstallRequest, memory: MemoryImage, disk: Disk, context: { signal: AbortSignal | undefined; emit: InstallEventListener }): Promise<ReadyImage> {
+function openInMemory (request: InstallRequest, memory: MemoryImage, disk: Disk, context: { signal: AbortSignal | undefined; emit: InstallEventListener }): ImageToInstall {
   const { signal, emit } = context
   checkDeclaredType(request, memory.view(0, 8))
   if (request.imageType === 'raw') {
     if (memory.sizeBytes > disk.sizeBytes) throw errors.imageTooBigForDisk(memory.sizeBytes, disk.path, disk.sizeBytes)
-    const head = memory.read(0, HEAD_BYTES)
-    checkHead(head, disk)
-    await checkEfiBootloader(request.efiBootloaderPath, head, imageIo({ sizeBytes: memory.sizeBytes, read: (o, l) => memory.read(o, l) }, disk.logicalSectorBytes), memory.sizeBytes)
     return {
       imageBytes: memory.sizeBytes,
-      head,
+      read: async (data, offset) => { data.set(memory.read(offset, data.length)) },
       write: async () => {
         await writeRawFromMemory(disk, memory, { signal, onProgress: (bytes) => emit({ type: 'progress', step: 'write', bytes, totalBytes: memory.sizeBytes }) })
         memory.clear()
@@ -241,13 +248,9 @@ async function checkInMemory (request: InstallRequest, memory: MemoryImage, disk
   }
   const image: Qcow2Image = openQcow2(memory)
   if (image.virtualSizeBytes > disk.sizeBytes) throw errors.imageTooBigForDisk(image.virtualSizeBytes, disk.path, disk.sizeBytes)
-  const guest = { sizeBytes: image.virtualSizeBytes, read: (offset: number, length: number) => readQcow2Guest(image, memory, offset, Math.max(0, Math.min(length, image.virtualSizeBytes - offset))) }
-  const head = guest.read(0, HEAD_BYTES)
-  checkHead(head, disk)
-  await checkEfiBootloader(request.efiBootloaderPath, head, imageIo(guest, disk.logicalSectorBytes), image.virtualSizeBytes)
   return {
     imageBytes: image.virtualSizeBytes,
-    head,
+    read: async (data, offset) => { data.set(readQcow2Guest(image, memory, offset, data.length)) },
     write: async () => {
       await writeQcow2(image, memory, disk, { signal, onProgress: (bytes) => emit({ type: 'progress', step: 'write', bytes, totalBytes: image.virtualSizeBytes }) })
       try {
@@ -257,6 +260,19 @@ async function checkInMemory (request: InstallRequest, memory: MemoryImage, disk
       }
       memory.clear()
     },
+  }
+}
+
+/** Stream mode: the image is on the disk but for its head, held in memory. */
+function streamedImage (head: Buffer, disk: Disk, imageBytes: number): ImageToInstall {
+  return {
+    imageBytes,
+    read: async (data, offset) => {
+      const inHead = Math.max(0, Math.min(data.length, head.length - offset))
+      if (inHead > 0) data.set(head.subarray(offset, offset + inHead))
+      if (inHead < data.length) await disk.read(data.subarray(inHead), offset + inHead)
+    },
+    write: undefined,
   }
 }
 
@@ -271,11 +287,11 @@ async function writeHeadLast (disk: Disk, head: Buffer, imageType: string): Prom
   }
 }
 
-/** The ConfigDrive failed: the backup GPT is rewritten from the head as it was before that step, and the head written. */
-async function keepImageWithoutConfigDrive (disk: Disk, afterGpt: { head: Buffer; imageBytes: number }, request: InstallRequest, logger: Logger | undefined): Promise<void> {
+/** The ConfigDrive failed: the GPT step's writes again (the backup GPT without config-2), then the head as it was after that step. */
+async function keepImageWithoutConfigDrive (disk: Disk, plan: TablePlan, request: InstallRequest, logger: Logger | undefined): Promise<void> {
   try {
-    await relocateBackupGpt(afterGpt.head, disk, { imageBytes: afterGpt.imageBytes })
-    await writeHeadLast(disk, afterGpt.head, request.imageType)
+    await applyPlannedWrites(disk, plan.writes.slice(0, plan.gptWrites), (cause) => errors.gptMoveFailed(cause))
+    await writeHeadLast(disk, plan.headAfterGpt, request.imageType)
   } catch (err) {
     logger?.error({ err }, 'could not leave the image in place without a ConfigDrive')
     await makeUnbootable(disk, logger)

@@ -11,7 +11,7 @@ export type ChecksumType = 'md5' | 'sha1' | 'sha256' | 'sha512'
 /** The message table: one entry per code, the `template` as shown in docs/result-messages.md. */
 export const resultMessages = {
   // Success.
-  INSTALLED: { ovh: false, template: 'Image installed on DISK: N bytes of TYPE written MODE, CHECK.', when: 'the install succeeded; MODE is `from memory` or `while streaming`, CHECK is `sha512 verified` (the type given) or `no checksum given`' },
+  INSTALLED: { ovh: false, template: 'Image installed on DISK: N bytes of TYPE written MODE, CHECK.', when: 'the install succeeded; MODE is `from memory` or `while streaming`, CHECK is `sha512 verified` (the type given) or `no checksum given`; for a qcow2, `N bytes of qcow2` (the file) is followed by `(N bytes of disk)` (its virtual size, what was written)' },
   // OVH's messages, word for word.
   DOWNLOAD_FAILED: { ovh: true, template: 'Could not download image located: `URL`.', when: 'the download failed (network error, HTTP error, body shorter or longer than announced); the URL is shown without credentials, the cause goes to the log' },
   QCOW2_TOO_BIG: { ovh: true, template: 'Could not download, qcow2 image is too big to download in memory.', when: 'the qcow2 does not fit in the memory budget (RAM − 3 GiB, or --memory-limit)' },
@@ -21,7 +21,10 @@ export const resultMessages = {
   CHECKSUM_MISMATCH: { ovh: true, template: 'Bad TYPE for downloaded file, got: HEX while expecting HEX.', when: 'the digest of the downloaded bytes is not the one given' },
   GPT_MOVE_FAILED: { ovh: true, template: 'Can not move backup GPT data structures to the end of disk.', when: 'the GPT could not be repaired after writing' },
   CONFIGDRIVE_FAILED: { ovh: true, template: 'Could not create configdrive on disk.', when: 'the ConfigDrive partition could not be made or written, or, mounted read-only at the end of the install, it lacks a file written or holds other bytes' },
+  NO_PARTITION_TABLE: { ovh: true, template: 'image provided format is not of type raw because no partition table was found. It seems to contain: `WHAT`', when: 'a raw image with neither a GPT nor an MBR (OVH\'s current guide); WHAT says what its first MiB looks like: `zeros`, `gzip data`, `xz data`, `zstd data`, `an ISO 9660 filesystem`, `an ext2/ext3/ext4 filesystem`, `text (an HTML page)`…; refused before any write' },
   // The agent's own, in the same style.
+  QCOW2_NO_PARTITION_TABLE: { ovh: false, template: 'Bad format image, the qcow2\'s virtual disk has no partition table, it seems to contain: `WHAT`.', when: 'the guest disk of a qcow2 has neither a GPT nor an MBR (WHAT as for NO_PARTITION_TABLE; `nothing (0 bytes)` for a virtual size of 0); refused before any write' },
+  PARTITION_TABLE_INVALID: { ovh: false, template: 'Bad format image, its partition table is not valid: REASON.', when: 'the image\'s GPT or MBR cannot be installed as it is: headers or entries that fail their checks with no valid backup in the image, a partition outside the usable LBAs or past the disk\'s end, two partitions that overlap; refused before any write' },
   PAYLOAD_MISSING_FIELD: { ovh: false, template: 'Missing FIELD, it is required.', when: 'a required payload field is absent or empty' },
   PAYLOAD_BAD_FIELD: { ovh: false, template: 'Bad FIELD, expected: WHAT.', when: 'a payload field has a value the agent cannot use; the message names the field' },
   IMAGE_TYPE_MISMATCH: { ovh: false, template: 'Bad format image, expected: TYPE, got: OTHER.', when: 'the bytes of the image are not of the declared imageType (a qcow2 declared raw, or a raw declared qcow2): nothing is written' },
@@ -99,6 +102,11 @@ export const errors = {
     new InstallError('QCOW2_UNSUPPORTED', `Bad format image, qcow2 feature not supported: ${feature}.`),
   qcow2Damaged: (reason: string, cause?: unknown) =>
     new InstallError('QCOW2_DAMAGED', `Bad format image, qcow2 file is damaged: ${reason}.`, { cause }),
+  noPartitionTable: (imageType: string, what: string) => imageType === 'qcow2'
+    ? new InstallError('QCOW2_NO_PARTITION_TABLE', `Bad format image, the qcow2's virtual disk has no partition table, it seems to contain: \`${what}\`.`)
+    : new InstallError('NO_PARTITION_TABLE', `image provided format is not of type raw because no partition table was found. It seems to contain: \`${what}\``),
+  partitionTableInvalid: (reason: string, cause?: unknown) =>
+    new InstallError('PARTITION_TABLE_INVALID', `Bad format image, its partition table is not valid: ${reason.replace(/\.$/, '')}.`, { cause }),
   sectorSizeMismatch: (imageSectorBytes: number, diskPath: string, diskSectorBytes: number) =>
     new InstallError('SECTOR_SIZE_MISMATCH', `Bad format image, its partition table uses ${imageSectorBytes}-byte sectors but disk ${diskPath} has ${diskSectorBytes}-byte sectors.`),
   rawWriteFailed: (cause?: unknown) =>
@@ -142,10 +150,12 @@ export const errors = {
 export type InstallMode = 'memory' | 'stream'
 
 /** The one success message. */
-export function installedMessage (info: { diskPath: string; bytes: number; imageType: string; mode: InstallMode; checksumType: ChecksumType | undefined }): string {
+export function installedMessage (info: { diskPath: string; bytes: number; imageBytes: number; imageType: string; mode: InstallMode; checksumType: ChecksumType | undefined }): string {
   const mode = info.mode === 'memory' ? 'from memory' : 'while streaming'
   const check = info.checksumType === undefined ? 'no checksum given' : `${info.checksumType} verified`
-  return `Image installed on ${info.diskPath}: ${info.bytes} bytes of ${info.imageType} written ${mode}, ${check}.`
+  // A qcow2's file and the disk it holds differ in size: both are said.
+  const disk = info.imageType === 'qcow2' ? ` (${info.imageBytes} bytes of disk)` : ''
+  return `Image installed on ${info.diskPath}: ${info.bytes} bytes of ${info.imageType}${disk} written ${mode}, ${check}.`
 }
 
 /** Callers match on `code`, not on `instanceof` (errors may cross module copies or workers). */

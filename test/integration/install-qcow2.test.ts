@@ -47,7 +47,7 @@ for (const [name, file] of Object.entries(fixtures)) {
     const result = await runInstall({ request: request(server.url(), file), diskPath: disk, downloadTuning: fast })
     t.equal(result.mode, 'memory')
     t.equal(result.imageBytes, raw.length, 'the virtual size')
-    t.equal(result.message, `Image installed on ${disk}: ${file.length} bytes of qcow2 written from memory, sha256 verified.`)
+    t.equal(result.message, `Image installed on ${disk}: ${file.length} bytes of qcow2 (${raw.length} bytes of disk) written from memory, sha256 verified.`)
     const converted = join(tmp.path, `${name}.converted.raw`)
     execFileSync('qemu-img', ['convert', '-O', 'raw', join(tmp.path, `${name}.qcow2`), converted])
     const reference = readFileSync(converted)

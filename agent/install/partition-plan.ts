@@ -1,0 +1,62 @@
+import type { Disk } from '../disk/disk.js'
+import { relocateBackupGpt, type RelocateResult } from '../disk/partition-table.js'
+import type { PlannedDisk, PlannedWrite } from '../disk/planned-disk.js'
+import type { InstallRequest } from '../payload/install-request.js'
+import { writeConfigDrive, type ConfigDriveStepOptions, type PreparedConfigDrive, type WrittenConfigDrive } from './config-drive-step.js'
+
+/**
+ * The partition-table and ConfigDrive steps, made in the verify step on a PlannedDisk (the image
+ * as it will lie on the disk, nothing of the old disk) so that each of their checks passes or fails
+ * before the first write: the GPT moved to the disk's end (or repaired from the image's own
+ * backup), the config-2 partition placed (room, a free slot, or a reused one within bounds), the
+ * ConfigDrive filesystem written into it. What they wrote is then applied to the disk after the
+ * image, in order, and the head (holding the new primary GPT and MBR) goes last.
+ */
+export interface TablePlan {
+  /** The image's first MiB as it will be written last. */
+  head: Buffer
+  /** Writes past the head, in order: the disk's last MiB zeroed, the backup GPT, the ConfigDrive. */
+  writes: PlannedWrite[]
+  /** The first `gptWrites` of `writes`, with `headAfterGpt`, are the image without its ConfigDrive. */
+  gptWrites: number
+  headAfterGpt: Buffer
+  partitionTable: RelocateResult
+  configDrive: WrittenConfigDrive
+}
+
+export async function planPartitionTables (request: InstallRequest, head: Buffer, planned: PlannedDisk, options: { prepared: PreparedConfigDrive; configDrive?: ConfigDriveStepOptions }): Promise<TablePlan> {
+  const partitionTable = await relocateBackupGpt(head, planned, { imageBytes: planned.imageBytes })
+  const gptWrites = planned.writes.length
+  const headAfterGpt = Buffer.from(head)
+  const configDrive = await writeConfigDrive(request, head, planned, { ...options.configDrive, prepared: options.prepared })
+  return { head, writes: planned.writes, gptWrites, headAfterGpt, partitionTable, configDrive }
+}
+
+/**
+ * Applies planned writes to the disk, syncs, reads each back and compares: an I/O failure is the
+ * step's message (`failed`), never a half-done table reported as written.
+ */
+export async function applyPlannedWrites (disk: Disk, writes: readonly PlannedWrite[], failed: (cause: unknown) => Error): Promise<void> {
+  try {
+    for (const write of writes) await disk.write(write.data, write.offset)
+    await disk.sync()
+    // Later writes may cover earlier ones: compare each range with what the plan left there.
+    const final = new Map<PlannedWrite, Buffer>()
+    for (const [index, write] of writes.entries()) {
+      const expected = Buffer.from(write.data)
+      for (const later of writes.slice(index + 1)) {
+        const from = Math.max(write.offset, later.offset)
+        const to = Math.min(write.offset + write.data.length, later.offset + later.data.length)
+        if (from < to) later.data.copy(expected, from - write.offset, from - later.offset, to - later.offset)
+      }
+      final.set(write, expected)
+    }
+    for (const [write, expected] of final) {
+      const back = Buffer.alloc(expected.length)
+      await disk.read(back, write.offset)
+      if (!back.equals(expected)) throw new Error(`${expected.length} bytes written at ${write.offset} read back different`)
+    }
+  } catch (err) {
+    throw failed(err)
+  }
+}
