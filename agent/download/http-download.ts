@@ -185,7 +185,7 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
         const logged = { url: job.shownUrl, attempt, maxAttempts: job.maxAttempts, statusCode: failure.statusCode, code: failure.code, reason: failure.message, bytes: run.bytes }
         if (!failure.retryable || failuresInARow >= job.maxAttempts || attempt >= job.maxAttempts * MAX_ATTEMPTS_FACTOR) {
           logger?.error(logged, 'download failed')
-          throw errors.downloadFailed(job.shownUrl, failure)
+          throw failure.refusal !== undefined ? errors.downloadRefused(job.shownUrl, failure.refusal, failure) : errors.downloadFailed(job.shownUrl, failure)
         }
         const delayMs = retryDelayMs({ attempt: failuresInARow, baseDelayMs: job.retryBaseDelayMs, maxDelayMs: job.maxRetryDelayMs, retryAfterMs: failure.retryAfterMs })
         logger?.warn({ ...logged, retryAfterMs: failure.retryAfterMs, delayMs }, 'download attempt failed; retrying')
@@ -405,6 +405,7 @@ function isFramingError (err: unknown): boolean {
 /** Decides what a response means for the run: a body to take, or why this attempt failed. */
 function planBody (answer: Answer, run: Run, resumeFromBytes: number): BodyPlan {
   const { statusCode, headers } = answer
+  if (statusCode === 200 || statusCode === 206) refuseEncoding(answer)
   const contentLength = parseContentLength(headerValue(headers, 'content-length'))
 
   if (statusCode === 200) {
@@ -438,6 +439,22 @@ function planBody (answer: Answer, run: Run, resumeFromBytes: number): BodyPlan 
   }
   const retryAfterMs = honoursRetryAfter(statusCode) ? parseRetryAfterMs(headerValue(headers, 'retry-after'), Date.now()) : undefined
   throw new AttemptFailure(statusLine(answer), { retryable: isRetryableStatus(statusCode), statusCode, retryAfterMs })
+}
+
+/**
+ * The bytes as sent are the image: we ask for `accept-encoding: identity`, but a server may
+ * answer with an encoding anyway (S3 does for an object stored with `Content-Encoding: gzip`),
+ * and undici's request API does not decode. Such a body written as the image would be garbage
+ * with a matching digest, so any coding but identity is refused before a byte reaches the sink.
+ */
+function refuseEncoding (answer: Answer): void {
+  const value = answer.headers['content-encoding']
+  if (value === undefined) return
+  const codings = (Array.isArray(value) ? value.join(',') : value).split(',').map((c) => c.trim()).filter((c) => c !== '')
+  if (codings.every((c) => c.toLowerCase() === 'identity')) return
+  // A token as the server wrote it (RFC 9110 §8.4.1), shortened: printable, never the whole header.
+  const shown = codings.join(', ').replace(/[^\x21-\x7e, ]/g, '').slice(0, 40) || 'an unreadable coding'
+  throw new AttemptFailure(`Content-Encoding ${shown} instead of identity`, { retryable: false, statusCode: answer.statusCode, refusal: `Content-Encoding ${shown}, expected: identity` })
 }
 
 /** A 206's own ETag or Last-Modified, when it sends one, must be the one resumed. */

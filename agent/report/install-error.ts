@@ -22,6 +22,7 @@ export const resultMessages = {
   GPT_MOVE_FAILED: { ovh: true, template: 'Can not move backup GPT data structures to the end of disk.', when: 'the GPT could not be repaired after writing' },
   CONFIGDRIVE_FAILED: { ovh: true, template: 'Could not create configdrive on disk.', when: 'the ConfigDrive partition could not be made or written, or, mounted read-only at the end of the install, it lacks a file written or holds other bytes' },
   // The agent's own, in the same style.
+  DOWNLOAD_REFUSED: { ovh: false, template: 'Could not download image located: `URL`, the server sent REASON.', when: 'the image server\'s answer cannot be the image as it is, whatever the retries: REASON is `Content-Encoding gzip, expected: identity` (any encoding but identity, as S3 sends for an object stored with that metadata); refused at once, no byte of that answer kept' },
   PAYLOAD_MISSING_FIELD: { ovh: false, template: 'Missing FIELD, it is required.', when: 'a required payload field is absent or empty' },
   PAYLOAD_BAD_FIELD: { ovh: false, template: 'Bad FIELD, expected: WHAT.', when: 'a payload field has a value the agent cannot use; the message names the field' },
   IMAGE_TYPE_MISMATCH: { ovh: false, template: 'Bad format image, expected: TYPE, got: OTHER.', when: 'the bytes of the image are not of the declared imageType (a qcow2 declared raw, or a raw declared qcow2): nothing is written' },
@@ -75,6 +76,8 @@ export class InstallError extends Error {
 export const errors = {
   downloadFailed: (safeUrl: string, cause?: unknown) =>
     new InstallError('DOWNLOAD_FAILED', `Could not download image located: \`${safeUrl}\`.`, { cause }),
+  downloadRefused: (safeUrl: string, reason: string, cause?: unknown) =>
+    new InstallError('DOWNLOAD_REFUSED', `Could not download image located: \`${safeUrl}\`, the server sent ${reason}.`, { cause }),
   qcow2TooBig: (cause?: unknown) =>
     new InstallError('QCOW2_TOO_BIG', 'Could not download, qcow2 image is too big to download in memory.', { cause }),
   qcow2WriteFailed: (cause?: unknown) =>
