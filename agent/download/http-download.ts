@@ -87,6 +87,9 @@ const MAX_ATTEMPTS_FACTOR = 10
 /** Request headers the download owns: a customer's own versions of them are dropped. */
 const OWN_HEADERS = new Set(['accept-encoding', 'range', 'if-range'])
 
+/** DOWNLOAD_REFUSED's REASON for a Content-Length that cannot frame the body. */
+const INVALID_CONTENT_LENGTH = 'an invalid Content-Length'
+
 /** Longest piece of a server's reason phrase or of an error message that goes to a log. */
 const MAX_LOGGED_TEXT = 120
 
@@ -372,8 +375,26 @@ async function send (job: Job, url: URL, rangeHeaders: string[]): Promise<Answer
     return { url, statusCode: response.statusCode, statusText: response.statusText, headers: response.headers, body: response.body, agent, framingErrors }
   } catch (err) {
     await agent.destroy().catch(noop)
+    if (isContentLengthParseError(err)) {
+      throw new AttemptFailure(`the answer's Content-Length could not be parsed (malformed, out of range, or given twice): ${shorten(err.message)}`, { retryable: false, refusal: INVALID_CONTENT_LENGTH }, err)
+    }
     throw err
   }
+}
+
+/**
+ * undici (llhttp) refuses a header block whose Content-Length it cannot take: malformed, past
+ * 2^64, or given twice (even equal). It then rejects the request, before any response, with
+ * UND_ERR_RES_CONTENT_LENGTH_MISMATCH (the code it also gives a body cut short; before a response
+ * there is no body, so here it is the header) or, for a bad first character, a code-less
+ * HTTPParserError whose reason names the header. Every attempt would get the same answer.
+ * (The one other way to get that code before a response: a header block cut off after its
+ * Content-Length, refused the same way.)
+ */
+function isContentLengthParseError (err: unknown): err is Error {
+  if (!(err instanceof Error)) return false
+  if (errorCode(err) === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return true
+  return err.name === 'HTTPParserError' && /content-length/i.test(err.message)
 }
 
 /** Drops a response we will not read (or stopped reading) and its connection. */
@@ -406,7 +427,7 @@ function isFramingError (err: unknown): boolean {
 function planBody (answer: Answer, run: Run, resumeFromBytes: number): BodyPlan {
   const { statusCode, headers } = answer
   if (statusCode === 200 || statusCode === 206) refuseEncoding(answer)
-  const contentLength = parseContentLength(headerValue(headers, 'content-length'))
+  const contentLength = statusCode === 200 || statusCode === 206 ? announcedLength(answer) : undefined
 
   if (statusCode === 200) {
     // The whole file: the server does not do ranges, or If-Range told it the file changed.
@@ -455,6 +476,23 @@ function refuseEncoding (answer: Answer): void {
   // A token as the server wrote it (RFC 9110 §8.4.1), shortened: printable, never the whole header.
   const shown = codings.join(', ').replace(/[^\x21-\x7e, ]/g, '').slice(0, 40) || 'an unreadable coding'
   throw new AttemptFailure(`Content-Encoding ${shown} instead of identity`, { retryable: false, statusCode: answer.statusCode, refusal: `Content-Encoding ${shown}, expected: identity` })
+}
+
+/**
+ * The Content-Length of a body we would take: undefined when absent (the body's end is its end);
+ * refused when present but not one safe integer. A value past 2^53 − 1 is no size a disk has and
+ * no number this code can count to; it used to read as "absent", so each attempt failed when the
+ * body ended early and was retried. Two values that differ cannot both frame the body.
+ */
+function announcedLength (answer: Answer): number | undefined {
+  const value = answer.headers['content-length']
+  if (value === undefined) return undefined
+  const values = Array.isArray(value) ? value : [value]
+  const lengths = new Set(values.map((v) => parseContentLength(v)))
+  const [length] = lengths
+  if (lengths.size === 1 && length !== undefined) return length
+  const shown = values.join(', ').replace(/[^\x20-\x7e]/g, '').slice(0, 60)
+  throw new AttemptFailure(`Content-Length ${shown} is not one size in bytes (at most ${Number.MAX_SAFE_INTEGER})`, { retryable: false, statusCode: answer.statusCode, refusal: INVALID_CONTENT_LENGTH })
 }
 
 /** A 206's own ETag or Last-Modified, when it sends one, must be the one resumed. */
