@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { Agent } from './undici-agent.js'
+import { ConnectionWatch } from './connection-watch.js'
 import { errors } from '../report/install-error.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
 import { AttemptFailure, SinkError } from './attempt-failure.js'
@@ -138,6 +139,8 @@ interface Answer {
   agent: Agent
   /** Garbage the connection reported after this response; see closeAfterBody(). */
   framingErrors: unknown[]
+  /** The bytes sent past this response on a connection the server closes; see closeAfterBody(). */
+  watch: ConnectionWatch
 }
 
 /** What one accepted response (200 or 206) brings. */
@@ -358,8 +361,9 @@ async function requestFollowingRedirects (job: Job, rangeHeaders: string[]): Pro
  * The customer's headers go to the original origin only, never to another one a redirect names.
  */
 async function send (job: Job, url: URL, rangeHeaders: string[]): Promise<Answer> {
+  const watch = new ConnectionWatch({ connect: { timeout: job.connectTimeoutMs } })
   const agent = new Agent({
-    connectTimeout: job.connectTimeoutMs,
+    connect: watch.connect,
     headersTimeout: job.idleTimeoutMs,
     bodyTimeout: job.idleTimeoutMs,
   })
@@ -372,7 +376,7 @@ async function send (job: Job, url: URL, rangeHeaders: string[]): Promise<Answer
     const response = await agent.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method: 'GET', headers, signal: job.signal })
     // Body errors reach us through iteration; one destroyed before it is read must not be "unhandled".
     response.body.on('error', noop)
-    return { url, statusCode: response.statusCode, statusText: response.statusText, headers: response.headers, body: response.body, agent, framingErrors }
+    return { url, statusCode: response.statusCode, statusText: response.statusText, headers: response.headers, body: response.body, agent, framingErrors, watch }
   } catch (err) {
     await agent.destroy().catch(noop)
     if (isContentLengthParseError(err)) {
@@ -405,15 +409,21 @@ async function dispose (answer: Answer): Promise<void> {
 
 /**
  * A body longer than its Content-Length is never a success. HTTP/1.1 frames the body by that
- * length, so the extra bytes reach the client where the next response would start; undici
- * reports them on the connection (a parser error, or "bad response" when no request waits).
- * Closing the agent waits for the connection's close, by which time what already arrived has
- * been reported. (Extra bytes that arrive later still are indistinguishable from a new message.)
+ * length, so the extra bytes reach the client where the next response would start. On a
+ * connection kept alive, undici reports them (a parser error, or "bad response" when no request
+ * waits); closing the agent waits for the connection's close, by which time what already arrived
+ * has been reported (extra bytes that arrive later still are indistinguishable from a new
+ * message). On a connection the server closes after the response (HTTP/1.0, `Connection: close`)
+ * undici stops at the announced length and drops the rest: the ConnectionWatch counts it, reading
+ * on until the server's close (at most 1 s).
  */
 async function closeAfterBody (answer: Answer): Promise<void> {
+  const excess = answer.watch.excessBytes()
   await answer.agent.close()
-  if (answer.framingErrors.length > 0) {
-    throw new AttemptFailure('the server sent more bytes than it announced', { retryable: false, statusCode: answer.statusCode }, answer.framingErrors[0])
+  const excessBytes = await excess
+  if (answer.framingErrors.length > 0 || excessBytes > 0) {
+    const more = excessBytes > 0 ? ` (${excessBytes} more at least)` : ''
+    throw new AttemptFailure(`the server sent more bytes than it announced${more}`, { retryable: false, statusCode: answer.statusCode }, answer.framingErrors[0])
   }
 }
 
