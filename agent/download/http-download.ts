@@ -8,6 +8,7 @@ import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { Agent } from './undici-agent.js'
 import { ConnectionWatch } from './connection-watch.js'
+import { LowSpeedWatch } from './low-speed-watch.js'
 import { errors } from '../report/install-error.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
 import { AttemptFailure, SinkError } from './attempt-failure.js'
@@ -52,6 +53,15 @@ export interface DownloadOptions {
   connectTimeoutMs?: number
   /** No byte for this long fails that attempt (headers or body); default 60_000 (60 s). undici's timers tick every ~0.5 s, so it fires up to ~1 s late. */
   idleTimeoutMs?: number
+  /**
+   * Low-speed limit (curl's --speed-limit): an attempt whose body brings less than this on average
+   * over lowSpeedTimeMs fails and is retried like a stall. Default 10_240 (10 KiB/s); 0 turns it off.
+   */
+  lowSpeedLimitBytesPerSecond?: number
+  /** The window of the low-speed limit (curl's --speed-time); default 60_000 (60 s). */
+  lowSpeedTimeMs?: number
+  /** The whole download (every attempt and wait) must end within this, else DOWNLOAD_FAILED, not retried; default none. */
+  deadlineMs?: number
   /** Default 6: the first try and 5 retries in a row; an attempt that delivered at least 1 MiB starts the count again (at most 10 × this many attempts in all). */
   maxAttempts?: number
   /** First backoff delay, doubled per attempt, with jitter; default 1000 (1 s). */
@@ -76,6 +86,15 @@ export interface DownloadResult {
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000 // 30 s
 const DEFAULT_IDLE_TIMEOUT_MS = 60_000 // 60 s without a byte
+/**
+ * Below 10 KiB/s for a whole minute no image arrives in useful time (2 GiB would take 2.4 days),
+ * while a slow but real link, even 1 Mbit/s (~120 KiB/s), stays ten times above it; averaged
+ * over 60 s, a few seconds of congestion do not trip it.
+ */
+const DEFAULT_LOW_SPEED_LIMIT_BYTES_PER_SECOND = 10 * 1024 // 10 KiB/s
+const DEFAULT_LOW_SPEED_TIME_MS = 60_000 // 60 s
+/** Node's timers take at most 2^31 − 1 ms (24.8 days); a longer one would fire at once. */
+export const MAX_DEADLINE_MS = 2 ** 31 - 1
 const DEFAULT_MAX_ATTEMPTS = 6 // the first try + 5 retries
 const DEFAULT_RETRY_BASE_DELAY_MS = 1000 // 1 s, doubled per attempt
 const DEFAULT_MAX_RETRY_DELAY_MS = 30_000 // 30 s
@@ -104,9 +123,16 @@ interface Job {
   foreignHeaders: string[]
   digestType: DigestType | undefined
   signal: AbortSignal | undefined
+  /** Aborted when deadlineMs has passed (undefined: no deadline). */
+  deadline: AbortSignal | undefined
+  /** For requests and waits: the caller's signal and the deadline. */
+  attemptSignal: AbortSignal | undefined
   logger: Logger | undefined
   connectTimeoutMs: number
   idleTimeoutMs: number
+  lowSpeedLimitBytesPerSecond: number
+  lowSpeedTimeMs: number
+  deadlineMs: number | undefined
   maxAttempts: number
   retryBaseDelayMs: number
   maxRetryDelayMs: number
@@ -176,6 +202,7 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
     let failuresInARow = 0
     for (let attempt = 1; ; attempt++) {
       if (isAborted(signal)) throw abortError(signal)
+      if (isAborted(job.deadline)) throw pastDeadline(job, run)
       const bytesBefore = run.bytes
       let complete = false
       try {
@@ -184,6 +211,7 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
       } catch (err) {
         if (err instanceof SinkError) throw err.error
         if (isAborted(signal)) throw abortError(signal)
+        if (isAborted(job.deadline)) throw pastDeadline(job, run)
         const failure = err instanceof AttemptFailure ? err : fromError(err)
         failure.attempt = attempt
         if (failure.restart) run.restart = true
@@ -196,9 +224,10 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
         const delayMs = retryDelayMs({ attempt: failuresInARow, baseDelayMs: job.retryBaseDelayMs, maxDelayMs: job.maxRetryDelayMs, retryAfterMs: failure.retryAfterMs })
         logger?.warn({ ...logged, retryAfterMs: failure.retryAfterMs, delayMs }, 'download attempt failed; retrying')
         try {
-          await sleep(delayMs, undefined, { signal })
+          await sleep(delayMs, undefined, { signal: job.attemptSignal })
         } catch (sleepErr) {
           if (isAborted(signal)) throw abortError(signal)
+          if (isAborted(job.deadline)) throw pastDeadline(job, run)
           throw sleepErr
         }
       }
@@ -230,6 +259,15 @@ function prepare (options: DownloadOptions): Job {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') refuse(`${url.protocol} URLs are not supported, only http and https`)
   const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS
   if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) throw new RangeError(`maxAttempts must be a positive integer, got ${maxAttempts}`)
+  const lowSpeedLimitBytesPerSecond = options.lowSpeedLimitBytesPerSecond ?? DEFAULT_LOW_SPEED_LIMIT_BYTES_PER_SECOND
+  const lowSpeedTimeMs = options.lowSpeedTimeMs ?? DEFAULT_LOW_SPEED_TIME_MS
+  if (!(lowSpeedLimitBytesPerSecond >= 0)) throw new RangeError(`lowSpeedLimitBytesPerSecond must be 0 or more, got ${lowSpeedLimitBytesPerSecond}`)
+  if (!(lowSpeedTimeMs > 0)) throw new RangeError(`lowSpeedTimeMs must be positive, got ${lowSpeedTimeMs}`)
+  const { deadlineMs } = options
+  if (deadlineMs !== undefined && !(Number.isSafeInteger(deadlineMs) && deadlineMs > 0 && deadlineMs <= MAX_DEADLINE_MS)) throw new RangeError(`deadlineMs must be an integer from 1 to ${MAX_DEADLINE_MS}, got ${deadlineMs}`)
+  // The clock starts now, with the download: it covers every attempt and every wait.
+  const deadline = deadlineMs === undefined ? undefined : AbortSignal.timeout(deadlineMs)
+  const attemptSignal = deadline === undefined ? options.signal : options.signal === undefined ? deadline : AbortSignal.any([options.signal, deadline])
   return {
     url,
     shownUrl,
@@ -237,9 +275,14 @@ function prepare (options: DownloadOptions): Job {
     foreignHeaders: ['user-agent', userAgent, 'accept-encoding', 'identity'],
     digestType: options.digestType,
     signal: options.signal,
+    deadline,
+    attemptSignal,
     logger: options.logger,
     connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    lowSpeedLimitBytesPerSecond,
+    lowSpeedTimeMs,
+    deadlineMs,
     maxAttempts,
     retryBaseDelayMs: options.retryBaseDelayMs ?? DEFAULT_RETRY_BASE_DELAY_MS,
     maxRetryDelayMs: options.maxRetryDelayMs ?? DEFAULT_MAX_RETRY_DELAY_MS,
@@ -373,7 +416,7 @@ async function send (job: Job, url: URL, rangeHeaders: string[]): Promise<Answer
   })
   const headers = [...(url.origin === job.url.origin ? job.originHeaders : job.foreignHeaders), ...rangeHeaders]
   try {
-    const response = await agent.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method: 'GET', headers, signal: job.signal })
+    const response = await agent.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method: 'GET', headers, signal: job.attemptSignal })
     // Body errors reach us through iteration; one destroyed before it is read must not be "unhandled".
     response.body.on('error', noop)
     return { url, statusCode: response.statusCode, statusText: response.statusText, headers: response.headers, body: response.body, agent, framingErrors, watch }
@@ -537,8 +580,15 @@ async function startRun (job: Job, sink: DownloadSink, run: Run, plan: BodyPlan)
 async function streamBody (job: Job, sink: DownloadSink, run: Run, body: Answer['body'], expectedBytes: number | undefined): Promise<number> {
   const { onProgress } = job
   const hashChunk = run.hash?.chunks
+  const { lowSpeedLimitBytesPerSecond: limit, lowSpeedTimeMs } = job
+  const lowSpeed = limit > 0 ? new LowSpeedWatch({ limitBytesPerSecond: limit, windowMs: lowSpeedTimeMs, nowMs: Date.now() }) : undefined
   let received = 0
   for await (const chunk of body as AsyncIterable<Buffer>) {
+    const slowBytesPerSecond = lowSpeed?.arrived(Date.now(), chunk.length)
+    if (slowBytesPerSecond !== undefined) {
+      // The chunk is not taken: the next attempt resumes before it.
+      throw new AttemptFailure(`${Math.round(slowBytesPerSecond)} bytes/s over the last ${lowSpeedTimeMs / 1000} s, below the low-speed limit of ${limit} bytes/s`, { retryable: true })
+    }
     received += chunk.length
     if (expectedBytes !== undefined && received > expectedBytes) {
       throw new AttemptFailure(`the body is longer than the ${expectedBytes} bytes announced`, { retryable: false })
@@ -551,6 +601,7 @@ async function streamBody (job: Job, sink: DownloadSink, run: Run, body: Answer[
     } catch (err) {
       throw new SinkError(err)
     }
+    lowSpeed?.waiting(Date.now())
   }
   return received
 }
@@ -561,6 +612,13 @@ async function callSink (call: () => void | Promise<void>): Promise<void> {
   } catch (err) {
     throw new SinkError(err)
   }
+}
+
+/** deadlineMs has passed: the download fails, whatever attempt or wait was under way. */
+function pastDeadline (job: Job, run: Run): Error {
+  const failure = new AttemptFailure(`not done within the deadline of ${job.deadlineMs ?? 0} ms`, { retryable: false })
+  job.logger?.error({ url: job.shownUrl, reason: failure.message, bytes: run.bytes }, 'download failed')
+  return errors.downloadFailed(job.shownUrl, failure)
 }
 
 /** A network or protocol error as an attempt failure: its code and message, nothing else of it. */
