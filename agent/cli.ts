@@ -5,6 +5,8 @@ import { checkToken } from './api/bearer-auth.js'
 import type { Service } from './api/start-service.js'
 import { findAutoDisk, type BlockDeviceSources } from './disk/auto-disk.js'
 import { DEFAULT_STATE_DIR } from './install/job-state-store.js'
+import { MAX_DEADLINE_MS } from './download/index.js'
+import type { DownloadTuning } from './install/fetch-image.js'
 import type { DiskView } from './install/job-status.js'
 import { runInstall, type InstallResult } from './install/run-install.js'
 import { parseInstallRequest } from './payload/parse-install-request.js'
@@ -21,6 +23,7 @@ export const EXIT_USAGE = 2
 const USAGE = `Usage:
   byoi-agent install --payload FILE --disk PATH [--json] [--stream] [--memory-limit BYTES]
                      [--config-drive iso9660|fat] [--log-level LEVEL]
+                     [--low-speed-limit BYTES --low-speed-time SECONDS] [--download-deadline SECONDS]
 
   --payload FILE        the install/start (or reinstall) JSON body; - reads standard input
   --disk PATH           the target: a block device or a regular file (virtual disk)
@@ -29,10 +32,16 @@ const USAGE = `Usage:
   --memory-limit BYTES  memory budget for the image (default: total RAM - 3 GiB); e.g. 4GiB
   --config-drive FS     force the ConfigDrive filesystem (default: iso9660 on 512-byte disks, fat on 4Kn)
   --log-level LEVEL     pino level for the JSON log on standard error (default: warn; serve: info)
+  --low-speed-limit BYTES  a download attempt bringing less than this per second, averaged over
+                        --low-speed-time, fails and is retried (default: 10KiB; 0: no limit)
+  --low-speed-time SECONDS  the window of --low-speed-limit (default: 60)
+  --download-deadline SECONDS  the whole download, retries included, must end within this
+                        (default: none)
 
   byoi-agent serve --listen HOST:PORT --disk PATH|auto --token-file FILE [--report-url URL]
                    [--tls-cert FILE --tls-key FILE] [--state-dir DIR] [--memory-limit BYTES]
                    [--stream] [--config-drive iso9660|fat] [--log-level LEVEL]
+                   [--low-speed-limit BYTES --low-speed-time SECONDS] [--download-deadline SECONDS]
 
   --listen HOST:PORT    address to listen on, e.g. 0.0.0.0:8443 or [::]:8443 (port 0 picks a free port)
   --disk PATH|auto      the target; auto: the first whole, non-removable, non-virtual disk not in use
@@ -51,6 +60,9 @@ const OPTIONS = {
   'memory-limit': { type: 'string' },
   'config-drive': { type: 'string' },
   'log-level': { type: 'string' },
+  'low-speed-limit': { type: 'string' },
+  'low-speed-time': { type: 'string' },
+  'download-deadline': { type: 'string' },
   listen: { type: 'string' },
   'token-file': { type: 'string' },
   'report-url': { type: 'string' },
@@ -63,9 +75,11 @@ const OPTIONS = {
 type OptionName = keyof typeof OPTIONS
 type CliValues = { [K in OptionName]?: typeof OPTIONS[K]['type'] extends 'boolean' ? boolean : string }
 
+const DOWNLOAD_OPTIONS = ['low-speed-limit', 'low-speed-time', 'download-deadline'] as const
+
 const COMMAND_OPTIONS: Record<'install' | 'serve', readonly string[]> = {
-  install: ['payload', 'disk', 'json', 'stream', 'memory-limit', 'config-drive', 'log-level'],
-  serve: ['listen', 'disk', 'token-file', 'report-url', 'tls-cert', 'tls-key', 'state-dir', 'memory-limit', 'stream', 'config-drive', 'log-level'],
+  install: ['payload', 'disk', 'json', 'stream', 'memory-limit', 'config-drive', 'log-level', ...DOWNLOAD_OPTIONS],
+  serve: ['listen', 'disk', 'token-file', 'report-url', 'tls-cert', 'tls-key', 'state-dir', 'memory-limit', 'stream', 'config-drive', 'log-level', ...DOWNLOAD_OPTIONS],
 }
 
 export interface CliIo {
@@ -171,7 +185,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   if (values.disk === undefined) return usage('Missing --disk PATH.')
   const common = commonOptions(values, 'warn')
   if (typeof common === 'string') return usage(common)
-  const { memoryLimitBytes, configDriveFs, level } = common
+  const { memoryLimitBytes, configDriveFs, level, downloadTuning } = common
 
   let text: string
   try {
@@ -198,6 +212,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
       memoryLimitBytes,
       stream: values.stream === true,
       configDrive: configDriveFs === undefined ? undefined : { force: configDriveFs },
+      downloadTuning,
       signal: io.signal,
       logger,
       onEvent: (event) => {
@@ -231,7 +246,7 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
   if (values['token-file'] === undefined) return usage('Missing --token-file FILE.')
   const common = commonOptions(values, 'info')
   if (typeof common === 'string') return usage(common)
-  const { memoryLimitBytes, configDriveFs, level } = common
+  const { memoryLimitBytes, configDriveFs, level, downloadTuning } = common
   const reportUrl = values['report-url']
   if (reportUrl !== undefined && !isHttpUrl(reportUrl)) return usage(`Bad --report-url ${safeUrl(reportUrl)}: expected an http or https URL.`)
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) return usage('--tls-cert and --tls-key go together.')
@@ -287,6 +302,7 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
         stream: values.stream === true,
         memoryLimitBytes,
         configDrive: configDriveFs === undefined ? undefined : { force: configDriveFs },
+        downloadTuning,
       },
     })
   } catch (err) {
@@ -326,7 +342,7 @@ function isHttpUrl (text: string): boolean {
 }
 
 /** The options install and serve share, checked once: the values, or what is wrong with them. */
-function commonOptions (values: { 'memory-limit'?: string; 'config-drive'?: string; 'log-level'?: string }, defaultLevel: string): string | { memoryLimitBytes: number | undefined; configDriveFs: 'iso9660' | 'fat' | undefined; level: LogLevel } {
+function commonOptions (values: CliValues, defaultLevel: string): string | { memoryLimitBytes: number | undefined; configDriveFs: 'iso9660' | 'fat' | undefined; level: LogLevel; downloadTuning: DownloadTuning } {
   let memoryLimitBytes: number | undefined
   if (values['memory-limit'] !== undefined) {
     memoryLimitBytes = parseByteSize(values['memory-limit'])
@@ -336,5 +352,27 @@ function commonOptions (values: { 'memory-limit'?: string; 'config-drive'?: stri
   if (configDriveFs !== undefined && configDriveFs !== 'iso9660' && configDriveFs !== 'fat') return `Bad --config-drive ${configDriveFs}: expected iso9660 or fat.`
   const level = values['log-level'] ?? defaultLevel
   if (!isLogLevel(level)) return `Bad --log-level ${level}.`
-  return { memoryLimitBytes, configDriveFs, level }
+  const downloadTuning: DownloadTuning = {}
+  if (values['low-speed-limit'] !== undefined) {
+    downloadTuning.lowSpeedLimitBytesPerSecond = parseByteSize(values['low-speed-limit'])
+    if (downloadTuning.lowSpeedLimitBytesPerSecond === undefined) return `Bad --low-speed-limit ${values['low-speed-limit']}: expected bytes per second, e.g. 10240 or 10KiB (0: no limit).`
+  }
+  if (values['low-speed-time'] !== undefined) {
+    const seconds = parseSeconds(values['low-speed-time'])
+    if (seconds === undefined) return `Bad --low-speed-time ${values['low-speed-time']}: expected a whole number of seconds, at least 1.`
+    downloadTuning.lowSpeedTimeMs = seconds * 1000
+  }
+  if (values['download-deadline'] !== undefined) {
+    const seconds = parseSeconds(values['download-deadline'])
+    if (seconds === undefined || seconds * 1000 > MAX_DEADLINE_MS) return `Bad --download-deadline ${values['download-deadline']}: expected a whole number of seconds, from 1 to ${Math.floor(MAX_DEADLINE_MS / 1000)}.`
+    downloadTuning.deadlineMs = seconds * 1000
+  }
+  return { memoryLimitBytes, configDriveFs, level, downloadTuning }
+}
+
+/** A whole number of seconds, 1 or more, that stays a safe integer in ms. */
+function parseSeconds (text: string): number | undefined {
+  if (!/^\s*\d+\s*$/.test(text)) return undefined
+  const seconds = Number(text)
+  return seconds >= 1 && Number.isSafeInteger(seconds * 1000) ? seconds : undefined
 }

@@ -10,6 +10,11 @@ export interface AttemptFailureDetails {
   statusCode?: number
   /** What Retry-After asked for, in ms. */
   retryAfterMs?: number
+  /**
+   * The server's answer cannot be the image, whatever the retries: what it sent, for the
+   * customer's message (DOWNLOAD_REFUSED: "the server sent REASON"); implies not retryable.
+   */
+  refusal?: string
 }
 
 export class AttemptFailure extends Error {
@@ -17,6 +22,7 @@ export class AttemptFailure extends Error {
   readonly restart: boolean
   readonly statusCode: number | undefined
   readonly retryAfterMs: number | undefined
+  readonly refusal: string | undefined
   /** The error code of the network failure behind it (errno or undici's `UND_ERR_*`), if any. */
   code: string | undefined
   /** Which attempt this was, 1-based; set by the retry loop. */
@@ -25,10 +31,11 @@ export class AttemptFailure extends Error {
   constructor (message: string, details: AttemptFailureDetails, cause?: unknown) {
     super(message, cause === undefined ? undefined : { cause })
     this.name = 'AttemptFailure'
-    this.retryable = details.retryable
+    this.retryable = details.retryable && details.refusal === undefined
     this.restart = details.restart ?? false
     this.statusCode = details.statusCode
     this.retryAfterMs = details.retryAfterMs
+    this.refusal = details.refusal
     this.code = undefined
     this.attempt = undefined
   }

@@ -7,6 +7,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { Agent } from './undici-agent.js'
+import { ConnectionWatch } from './connection-watch.js'
+import { LowSpeedWatch } from './low-speed-watch.js'
 import { errors } from '../report/install-error.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
 import { AttemptFailure, SinkError } from './attempt-failure.js'
@@ -51,6 +53,15 @@ export interface DownloadOptions {
   connectTimeoutMs?: number
   /** No byte for this long fails that attempt (headers or body); default 60_000 (60 s). undici's timers tick every ~0.5 s, so it fires up to ~1 s late. */
   idleTimeoutMs?: number
+  /**
+   * Low-speed limit (curl's --speed-limit): an attempt whose body brings less than this on average
+   * over lowSpeedTimeMs fails and is retried like a stall. Default 10_240 (10 KiB/s); 0 turns it off.
+   */
+  lowSpeedLimitBytesPerSecond?: number
+  /** The window of the low-speed limit (curl's --speed-time); default 60_000 (60 s). */
+  lowSpeedTimeMs?: number
+  /** The whole download (every attempt and wait) must end within this, else DOWNLOAD_FAILED, not retried; default none. */
+  deadlineMs?: number
   /** Default 6: the first try and 5 retries in a row; an attempt that delivered at least 1 MiB starts the count again (at most 10 × this many attempts in all). */
   maxAttempts?: number
   /** First backoff delay, doubled per attempt, with jitter; default 1000 (1 s). */
@@ -75,6 +86,15 @@ export interface DownloadResult {
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000 // 30 s
 const DEFAULT_IDLE_TIMEOUT_MS = 60_000 // 60 s without a byte
+/**
+ * Below 10 KiB/s for a whole minute no image arrives in useful time (2 GiB would take 2.4 days),
+ * while a slow but real link, even 1 Mbit/s (~120 KiB/s), stays ten times above it; averaged
+ * over 60 s, a few seconds of congestion do not trip it.
+ */
+const DEFAULT_LOW_SPEED_LIMIT_BYTES_PER_SECOND = 10 * 1024 // 10 KiB/s
+const DEFAULT_LOW_SPEED_TIME_MS = 60_000 // 60 s
+/** Node's timers take at most 2^31 − 1 ms (24.8 days); a longer one would fire at once. */
+export const MAX_DEADLINE_MS = 2 ** 31 - 1
 const DEFAULT_MAX_ATTEMPTS = 6 // the first try + 5 retries
 const DEFAULT_RETRY_BASE_DELAY_MS = 1000 // 1 s, doubled per attempt
 const DEFAULT_MAX_RETRY_DELAY_MS = 30_000 // 30 s
@@ -86,6 +106,9 @@ const MAX_ATTEMPTS_FACTOR = 10
 
 /** Request headers the download owns: a customer's own versions of them are dropped. */
 const OWN_HEADERS = new Set(['accept-encoding', 'range', 'if-range'])
+
+/** DOWNLOAD_REFUSED's REASON for a Content-Length that cannot frame the body. */
+const INVALID_CONTENT_LENGTH = 'an invalid Content-Length'
 
 /** Longest piece of a server's reason phrase or of an error message that goes to a log. */
 const MAX_LOGGED_TEXT = 120
@@ -100,9 +123,16 @@ interface Job {
   foreignHeaders: string[]
   digestType: DigestType | undefined
   signal: AbortSignal | undefined
+  /** Aborted when deadlineMs has passed (undefined: no deadline). */
+  deadline: AbortSignal | undefined
+  /** For requests and waits: the caller's signal and the deadline. */
+  attemptSignal: AbortSignal | undefined
   logger: Logger | undefined
   connectTimeoutMs: number
   idleTimeoutMs: number
+  lowSpeedLimitBytesPerSecond: number
+  lowSpeedTimeMs: number
+  deadlineMs: number | undefined
   maxAttempts: number
   retryBaseDelayMs: number
   maxRetryDelayMs: number
@@ -135,6 +165,8 @@ interface Answer {
   agent: Agent
   /** Garbage the connection reported after this response; see closeAfterBody(). */
   framingErrors: unknown[]
+  /** The bytes sent past this response on a connection the server closes; see closeAfterBody(). */
+  watch: ConnectionWatch
 }
 
 /** What one accepted response (200 or 206) brings. */
@@ -170,6 +202,7 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
     let failuresInARow = 0
     for (let attempt = 1; ; attempt++) {
       if (isAborted(signal)) throw abortError(signal)
+      if (isAborted(job.deadline)) throw pastDeadline(job, run)
       const bytesBefore = run.bytes
       let complete = false
       try {
@@ -178,6 +211,7 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
       } catch (err) {
         if (err instanceof SinkError) throw err.error
         if (isAborted(signal)) throw abortError(signal)
+        if (isAborted(job.deadline)) throw pastDeadline(job, run)
         const failure = err instanceof AttemptFailure ? err : fromError(err)
         failure.attempt = attempt
         if (failure.restart) run.restart = true
@@ -185,14 +219,15 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
         const logged = { url: job.shownUrl, attempt, maxAttempts: job.maxAttempts, statusCode: failure.statusCode, code: failure.code, reason: failure.message, bytes: run.bytes }
         if (!failure.retryable || failuresInARow >= job.maxAttempts || attempt >= job.maxAttempts * MAX_ATTEMPTS_FACTOR) {
           logger?.error(logged, 'download failed')
-          throw errors.downloadFailed(job.shownUrl, failure)
+          throw failure.refusal !== undefined ? errors.downloadRefused(job.shownUrl, failure.refusal, failure) : errors.downloadFailed(job.shownUrl, failure)
         }
         const delayMs = retryDelayMs({ attempt: failuresInARow, baseDelayMs: job.retryBaseDelayMs, maxDelayMs: job.maxRetryDelayMs, retryAfterMs: failure.retryAfterMs })
         logger?.warn({ ...logged, retryAfterMs: failure.retryAfterMs, delayMs }, 'download attempt failed; retrying')
         try {
-          await sleep(delayMs, undefined, { signal })
+          await sleep(delayMs, undefined, { signal: job.attemptSignal })
         } catch (sleepErr) {
           if (isAborted(signal)) throw abortError(signal)
+          if (isAborted(job.deadline)) throw pastDeadline(job, run)
           throw sleepErr
         }
       }
@@ -224,6 +259,15 @@ function prepare (options: DownloadOptions): Job {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') refuse(`${url.protocol} URLs are not supported, only http and https`)
   const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS
   if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) throw new RangeError(`maxAttempts must be a positive integer, got ${maxAttempts}`)
+  const lowSpeedLimitBytesPerSecond = options.lowSpeedLimitBytesPerSecond ?? DEFAULT_LOW_SPEED_LIMIT_BYTES_PER_SECOND
+  const lowSpeedTimeMs = options.lowSpeedTimeMs ?? DEFAULT_LOW_SPEED_TIME_MS
+  if (!(lowSpeedLimitBytesPerSecond >= 0)) throw new RangeError(`lowSpeedLimitBytesPerSecond must be 0 or more, got ${lowSpeedLimitBytesPerSecond}`)
+  if (!(lowSpeedTimeMs > 0)) throw new RangeError(`lowSpeedTimeMs must be positive, got ${lowSpeedTimeMs}`)
+  const { deadlineMs } = options
+  if (deadlineMs !== undefined && !(Number.isSafeInteger(deadlineMs) && deadlineMs > 0 && deadlineMs <= MAX_DEADLINE_MS)) throw new RangeError(`deadlineMs must be an integer from 1 to ${MAX_DEADLINE_MS}, got ${deadlineMs}`)
+  // The clock starts now, with the download: it covers every attempt and every wait.
+  const deadline = deadlineMs === undefined ? undefined : AbortSignal.timeout(deadlineMs)
+  const attemptSignal = deadline === undefined ? options.signal : options.signal === undefined ? deadline : AbortSignal.any([options.signal, deadline])
   return {
     url,
     shownUrl,
@@ -231,9 +275,14 @@ function prepare (options: DownloadOptions): Job {
     foreignHeaders: ['user-agent', userAgent, 'accept-encoding', 'identity'],
     digestType: options.digestType,
     signal: options.signal,
+    deadline,
+    attemptSignal,
     logger: options.logger,
     connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    lowSpeedLimitBytesPerSecond,
+    lowSpeedTimeMs,
+    deadlineMs,
     maxAttempts,
     retryBaseDelayMs: options.retryBaseDelayMs ?? DEFAULT_RETRY_BASE_DELAY_MS,
     maxRetryDelayMs: options.maxRetryDelayMs ?? DEFAULT_MAX_RETRY_DELAY_MS,
@@ -355,8 +404,9 @@ async function requestFollowingRedirects (job: Job, rangeHeaders: string[]): Pro
  * The customer's headers go to the original origin only, never to another one a redirect names.
  */
 async function send (job: Job, url: URL, rangeHeaders: string[]): Promise<Answer> {
+  const watch = new ConnectionWatch({ connect: { timeout: job.connectTimeoutMs } })
   const agent = new Agent({
-    connectTimeout: job.connectTimeoutMs,
+    connect: watch.connect,
     headersTimeout: job.idleTimeoutMs,
     bodyTimeout: job.idleTimeoutMs,
   })
@@ -366,14 +416,32 @@ async function send (job: Job, url: URL, rangeHeaders: string[]): Promise<Answer
   })
   const headers = [...(url.origin === job.url.origin ? job.originHeaders : job.foreignHeaders), ...rangeHeaders]
   try {
-    const response = await agent.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method: 'GET', headers, signal: job.signal })
+    const response = await agent.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method: 'GET', headers, signal: job.attemptSignal })
     // Body errors reach us through iteration; one destroyed before it is read must not be "unhandled".
     response.body.on('error', noop)
-    return { url, statusCode: response.statusCode, statusText: response.statusText, headers: response.headers, body: response.body, agent, framingErrors }
+    return { url, statusCode: response.statusCode, statusText: response.statusText, headers: response.headers, body: response.body, agent, framingErrors, watch }
   } catch (err) {
     await agent.destroy().catch(noop)
+    if (isContentLengthParseError(err)) {
+      throw new AttemptFailure(`the answer's Content-Length could not be parsed (malformed, out of range, or given twice): ${shorten(err.message)}`, { retryable: false, refusal: INVALID_CONTENT_LENGTH }, err)
+    }
     throw err
   }
+}
+
+/**
+ * undici (llhttp) refuses a header block whose Content-Length it cannot take: malformed, past
+ * 2^64, or given twice (even equal). It then rejects the request, before any response, with
+ * UND_ERR_RES_CONTENT_LENGTH_MISMATCH (the code it also gives a body cut short; before a response
+ * there is no body, so here it is the header) or, for a bad first character, a code-less
+ * HTTPParserError whose reason names the header. Every attempt would get the same answer.
+ * (The one other way to get that code before a response: a header block cut off after its
+ * Content-Length, refused the same way.)
+ */
+function isContentLengthParseError (err: unknown): err is Error {
+  if (!(err instanceof Error)) return false
+  if (errorCode(err) === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') return true
+  return err.name === 'HTTPParserError' && /content-length/i.test(err.message)
 }
 
 /** Drops a response we will not read (or stopped reading) and its connection. */
@@ -384,15 +452,21 @@ async function dispose (answer: Answer): Promise<void> {
 
 /**
  * A body longer than its Content-Length is never a success. HTTP/1.1 frames the body by that
- * length, so the extra bytes reach the client where the next response would start; undici
- * reports them on the connection (a parser error, or "bad response" when no request waits).
- * Closing the agent waits for the connection's close, by which time what already arrived has
- * been reported. (Extra bytes that arrive later still are indistinguishable from a new message.)
+ * length, so the extra bytes reach the client where the next response would start. On a
+ * connection kept alive, undici reports them (a parser error, or "bad response" when no request
+ * waits); closing the agent waits for the connection's close, by which time what already arrived
+ * has been reported (extra bytes that arrive later still are indistinguishable from a new
+ * message). On a connection the server closes after the response (HTTP/1.0, `Connection: close`)
+ * undici stops at the announced length and drops the rest: the ConnectionWatch counts it, reading
+ * on until the server's close (at most 1 s).
  */
 async function closeAfterBody (answer: Answer): Promise<void> {
+  const excess = answer.watch.excessBytes()
   await answer.agent.close()
-  if (answer.framingErrors.length > 0) {
-    throw new AttemptFailure('the server sent more bytes than it announced', { retryable: false, statusCode: answer.statusCode }, answer.framingErrors[0])
+  const excessBytes = await excess
+  if (answer.framingErrors.length > 0 || excessBytes > 0) {
+    const more = excessBytes > 0 ? ` (${excessBytes} more at least)` : ''
+    throw new AttemptFailure(`the server sent more bytes than it announced${more}`, { retryable: false, statusCode: answer.statusCode }, answer.framingErrors[0])
   }
 }
 
@@ -405,7 +479,8 @@ function isFramingError (err: unknown): boolean {
 /** Decides what a response means for the run: a body to take, or why this attempt failed. */
 function planBody (answer: Answer, run: Run, resumeFromBytes: number): BodyPlan {
   const { statusCode, headers } = answer
-  const contentLength = parseContentLength(headerValue(headers, 'content-length'))
+  if (statusCode === 200 || statusCode === 206) refuseEncoding(answer)
+  const contentLength = statusCode === 200 || statusCode === 206 ? announcedLength(answer) : undefined
 
   if (statusCode === 200) {
     // The whole file: the server does not do ranges, or If-Range told it the file changed.
@@ -440,6 +515,39 @@ function planBody (answer: Answer, run: Run, resumeFromBytes: number): BodyPlan 
   throw new AttemptFailure(statusLine(answer), { retryable: isRetryableStatus(statusCode), statusCode, retryAfterMs })
 }
 
+/**
+ * The bytes as sent are the image: we ask for `accept-encoding: identity`, but a server may
+ * answer with an encoding anyway (S3 does for an object stored with `Content-Encoding: gzip`),
+ * and undici's request API does not decode. Such a body written as the image would be garbage
+ * with a matching digest, so any coding but identity is refused before a byte reaches the sink.
+ */
+function refuseEncoding (answer: Answer): void {
+  const value = answer.headers['content-encoding']
+  if (value === undefined) return
+  const codings = (Array.isArray(value) ? value.join(',') : value).split(',').map((c) => c.trim()).filter((c) => c !== '')
+  if (codings.every((c) => c.toLowerCase() === 'identity')) return
+  // A token as the server wrote it (RFC 9110 §8.4.1), shortened: printable, never the whole header.
+  const shown = codings.join(', ').replace(/[^\x21-\x7e, ]/g, '').slice(0, 40) || 'an unreadable coding'
+  throw new AttemptFailure(`Content-Encoding ${shown} instead of identity`, { retryable: false, statusCode: answer.statusCode, refusal: `Content-Encoding ${shown}, expected: identity` })
+}
+
+/**
+ * The Content-Length of a body we would take: undefined when absent (the body's end is its end);
+ * refused when present but not one safe integer. A value past 2^53 − 1 is no size a disk has and
+ * no number this code can count to; it used to read as "absent", so each attempt failed when the
+ * body ended early and was retried. Two values that differ cannot both frame the body.
+ */
+function announcedLength (answer: Answer): number | undefined {
+  const value = answer.headers['content-length']
+  if (value === undefined) return undefined
+  const values = Array.isArray(value) ? value : [value]
+  const lengths = new Set(values.map((v) => parseContentLength(v)))
+  const [length] = lengths
+  if (lengths.size === 1 && length !== undefined) return length
+  const shown = values.join(', ').replace(/[^\x20-\x7e]/g, '').slice(0, 60)
+  throw new AttemptFailure(`Content-Length ${shown} is not one size in bytes (at most ${Number.MAX_SAFE_INTEGER})`, { retryable: false, statusCode: answer.statusCode, refusal: INVALID_CONTENT_LENGTH })
+}
+
 /** A 206's own ETag or Last-Modified, when it sends one, must be the one resumed. */
 function sameValidator (validator: string | undefined, headers: ResponseHeaders): boolean {
   if (validator === undefined) return true
@@ -472,8 +580,15 @@ async function startRun (job: Job, sink: DownloadSink, run: Run, plan: BodyPlan)
 async function streamBody (job: Job, sink: DownloadSink, run: Run, body: Answer['body'], expectedBytes: number | undefined): Promise<number> {
   const { onProgress } = job
   const hashChunk = run.hash?.chunks
+  const { lowSpeedLimitBytesPerSecond: limit, lowSpeedTimeMs } = job
+  const lowSpeed = limit > 0 ? new LowSpeedWatch({ limitBytesPerSecond: limit, windowMs: lowSpeedTimeMs, nowMs: Date.now() }) : undefined
   let received = 0
   for await (const chunk of body as AsyncIterable<Buffer>) {
+    const slowBytesPerSecond = lowSpeed?.arrived(Date.now(), chunk.length)
+    if (slowBytesPerSecond !== undefined) {
+      // The chunk is not taken: the next attempt resumes before it.
+      throw new AttemptFailure(`${Math.round(slowBytesPerSecond)} bytes/s over the last ${lowSpeedTimeMs / 1000} s, below the low-speed limit of ${limit} bytes/s`, { retryable: true })
+    }
     received += chunk.length
     if (expectedBytes !== undefined && received > expectedBytes) {
       throw new AttemptFailure(`the body is longer than the ${expectedBytes} bytes announced`, { retryable: false })
@@ -486,6 +601,7 @@ async function streamBody (job: Job, sink: DownloadSink, run: Run, body: Answer[
     } catch (err) {
       throw new SinkError(err)
     }
+    lowSpeed?.waiting(Date.now())
   }
   return received
 }
@@ -496,6 +612,13 @@ async function callSink (call: () => void | Promise<void>): Promise<void> {
   } catch (err) {
     throw new SinkError(err)
   }
+}
+
+/** deadlineMs has passed: the download fails, whatever attempt or wait was under way. */
+function pastDeadline (job: Job, run: Run): Error {
+  const failure = new AttemptFailure(`not done within the deadline of ${job.deadlineMs ?? 0} ms`, { retryable: false })
+  job.logger?.error({ url: job.shownUrl, reason: failure.message, bytes: run.bytes }, 'download failed')
+  return errors.downloadFailed(job.shownUrl, failure)
 }
 
 /** A network or protocol error as an attempt failure: its code and message, nothing else of it. */

@@ -86,7 +86,7 @@ export function parseContentRange (value: string | undefined): ContentRange | un
   return { start, end, totalBytes }
 }
 
-/** `Content-Length` as a safe integer, or undefined (absent or not a number: the body's end is its end). */
+/** `Content-Length` as a safe integer, or undefined (absent, or not a safe integer: the download refuses that). */
 export function parseContentLength (value: string | undefined): number | undefined {
   if (value === undefined) return undefined
   return toSafeInteger(value.trim())

@@ -9,7 +9,7 @@ import { errors, type InstallMode } from '../report/install-error.js'
 import type { InstallEventListener } from '../report/progress.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
 
-export type DownloadTuning = Pick<DownloadOptions, 'connectTimeoutMs' | 'idleTimeoutMs' | 'maxAttempts' | 'retryBaseDelayMs' | 'maxRedirects'>
+export type DownloadTuning = Pick<DownloadOptions, 'connectTimeoutMs' | 'idleTimeoutMs' | 'lowSpeedLimitBytesPerSecond' | 'lowSpeedTimeMs' | 'deadlineMs' | 'maxAttempts' | 'retryBaseDelayMs' | 'maxRedirects'>
 
 export interface FetchOptions {
   request: InstallRequest

@@ -25,6 +25,7 @@ export const resultMessages = {
   // The agent's own, in the same style.
   QCOW2_NO_PARTITION_TABLE: { ovh: false, template: 'Bad format image, the qcow2\'s virtual disk has no partition table, it seems to contain: `WHAT`.', when: 'the guest disk of a qcow2 has neither a GPT nor an MBR (WHAT as for NO_PARTITION_TABLE; `nothing (0 bytes)` for a virtual size of 0); refused before any write' },
   PARTITION_TABLE_INVALID: { ovh: false, template: 'Bad format image, its partition table is not valid: REASON.', when: 'the image\'s GPT or MBR cannot be installed as it is: headers or entries that fail their checks with no valid backup in the image, a partition outside the usable LBAs or past the disk\'s end, two partitions that overlap; refused before any write' },
+  DOWNLOAD_REFUSED: { ovh: false, template: 'Could not download image located: `URL`, the server sent REASON.', when: 'the image server\'s answer cannot be the image as it is, whatever the retries: REASON is `Content-Encoding gzip, expected: identity` (any encoding but identity, as S3 sends for an object stored with that metadata) or `an invalid Content-Length` (malformed, not a safe integer, or given twice with different values; one that is valid but larger than the disk is IMAGE_TOO_BIG_FOR_DISK); refused at once, no byte of that answer kept' },
   PAYLOAD_MISSING_FIELD: { ovh: false, template: 'Missing FIELD, it is required.', when: 'a required payload field is absent or empty' },
   PAYLOAD_BAD_FIELD: { ovh: false, template: 'Bad FIELD, expected: WHAT.', when: 'a payload field has a value the agent cannot use; the message names the field' },
   IMAGE_TYPE_MISMATCH: { ovh: false, template: 'Bad format image, expected: TYPE, got: OTHER.', when: 'the bytes of the image are not of the declared imageType (a qcow2 declared raw, or a raw declared qcow2): nothing is written' },
@@ -78,6 +79,8 @@ export class InstallError extends Error {
 export const errors = {
   downloadFailed: (safeUrl: string, cause?: unknown) =>
     new InstallError('DOWNLOAD_FAILED', `Could not download image located: \`${safeUrl}\`.`, { cause }),
+  downloadRefused: (safeUrl: string, reason: string, cause?: unknown) =>
+    new InstallError('DOWNLOAD_REFUSED', `Could not download image located: \`${safeUrl}\`, the server sent ${reason}.`, { cause }),
   qcow2TooBig: (cause?: unknown) =>
     new InstallError('QCOW2_TOO_BIG', 'Could not download, qcow2 image is too big to download in memory.', { cause }),
   qcow2WriteFailed: (cause?: unknown) =>

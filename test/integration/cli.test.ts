@@ -6,6 +6,7 @@ import { PassThrough, Readable } from 'node:stream'
 import { EXIT_INSTALL_FAILED, EXIT_OK, EXIT_USAGE, runCli } from '../../agent/cli.js'
 import { blkidAt, makeDirtyDisk, readRange, tempDir } from '../helpers/disk-files.js'
 import { gptDataRange, makeGptImage, sha, startImageServer } from '../helpers/image-server.js'
+import { serveFile, startScriptedServer } from '../helpers/scripted-server.js'
 
 const MiB = 1024 * 1024
 const image = makeGptImage(3 * MiB)
@@ -108,7 +109,7 @@ t.test('a refused payload: exit 1 with the field named', async (t) => {
 })
 
 t.test('bad usage: exit 2 and the usage on stderr', async (t) => {
-  for (const args of [[], ['frobnicate'], ['install'], ['install', '--payload', 'x'], ['install', '--disk', 'x'], ['install', '--payload', 'x', '--disk', 'y', '--memory-limit', 'lots'], ['install', '--payload', 'x', '--disk', 'y', '--config-drive', 'ext4'], ['install', '--bogus'], ['install', '--payload', join(tmp.path, 'missing.json'), '--disk', 'y']]) {
+  for (const args of [[], ['frobnicate'], ['install'], ['install', '--payload', 'x'], ['install', '--disk', 'x'], ['install', '--payload', 'x', '--disk', 'y', '--memory-limit', 'lots'], ['install', '--payload', 'x', '--disk', 'y', '--config-drive', 'ext4'], ['install', '--bogus'], ['install', '--payload', join(tmp.path, 'missing.json'), '--disk', 'y'], ['install', '--payload', 'x', '--disk', 'y', '--low-speed-limit', 'slow'], ['install', '--payload', 'x', '--disk', 'y', '--low-speed-time', '0'], ['install', '--payload', 'x', '--disk', 'y', '--download-deadline', '1.5'], ['install', '--payload', 'x', '--disk', 'y', '--download-deadline', '9999999']]) {
     const run = await cli(args)
     t.equal(run.code, EXIT_USAGE, args.join(' '))
     t.match(run.stderr, /Usage:/)
@@ -117,6 +118,19 @@ t.test('bad usage: exit 2 and the usage on stderr', async (t) => {
   const help = await cli(['--help'])
   t.equal(help.code, EXIT_OK)
   t.match(help.stdout, /byoi-agent install --payload FILE --disk PATH/)
+})
+
+t.test('--download-deadline reaches the download', async (t) => {
+  // A server that sends the first bytes and then nothing: only the idle timeout (60 s) would end it.
+  const server = await startScriptedServer((req, res) => serveFile(req, res, image, { stallAfterBytes: 1000 }))
+  t.teardown(server.close)
+  const disk = join(tmp.path, 'deadline.img')
+  makeDirtyDisk(disk, 16 * MiB)
+  const run = await cli(['install', '--payload', '-', '--disk', disk, '--json', '--download-deadline', '1', '--log-level', 'error'], payload(server.url()))
+  t.equal(run.code, EXIT_INSTALL_FAILED)
+  t.match(JSON.parse(run.stdout), { status: 'error', code: 'DOWNLOAD_FAILED' })
+  t.match(run.stderr, /not done within the deadline of 1000 ms/)
+  t.equal(server.requests.length, 1)
 })
 
 t.test('secrets never reach the log, the progress or the result', async (t) => {

@@ -34,7 +34,7 @@ t.test('the agent\'s partition-table messages', async (t) => {
 
 t.test('every constructor makes an InstallError whose code is in the table', async (t) => {
   const made = [
-    errors.downloadFailed('u'), errors.qcow2TooBig(), errors.qcow2WriteFailed(), errors.badImageFormat(), errors.badChecksumType(),
+    errors.downloadFailed('u'), errors.downloadRefused('u', 'r'), errors.qcow2TooBig(), errors.qcow2WriteFailed(), errors.badImageFormat(), errors.badChecksumType(),
     errors.checksumMismatch('md5', 'a', 'b'), errors.gptMoveFailed(), errors.configDriveFailed(), errors.payloadMissingField('f'),
     errors.payloadBadField('f', 'x'), errors.rawWriteFailed(), errors.imageTypeMismatch('raw', 'qcow2'), errors.qcow2Unsupported('backing file'), errors.qcow2Damaged('x'), errors.sectorSizeMismatch(512, '/d', 4096), errors.efiBootloaderNotFound('\\EFI\\x', 'not-in-esp'), errors.imageTooBigForDisk(2, '/d', 1), errors.diskUnavailable('/d', 'r'),
     errors.noPartitionTable('raw', 'zeros'), errors.noPartitionTable('qcow2', 'zeros'), errors.partitionTableInvalid('r'),
