@@ -12,6 +12,7 @@ import { errors, isInstallError, type InstallError } from './report/install-erro
 import type { InstallEvent } from './report/progress.js'
 import { formatProgress, parseByteSize } from './report/progress-text.js'
 import { safeUrl } from './report/redact.js'
+import { parseReportUrl } from './report/report-url.js'
 import { createServiceLogger, isLogLevel, type LogLevel } from './report/service-logger.js'
 
 export const EXIT_OK = 0
@@ -233,7 +234,10 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
   if (typeof common === 'string') return usage(common)
   const { memoryLimitBytes, configDriveFs, level } = common
   const reportUrl = values['report-url']
-  if (reportUrl !== undefined && !isHttpUrl(reportUrl)) return usage(`Bad --report-url ${safeUrl(reportUrl)}: expected an http or https URL.`)
+  if (reportUrl !== undefined) {
+    const target = parseReportUrl(reportUrl)
+    if (typeof target === 'string') return usage(`Bad --report-url ${safeUrl(reportUrl)}: ${target}.`)
+  }
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) return usage('--tls-cert and --tls-key go together.')
 
   let token: string
@@ -316,14 +320,6 @@ function parseListen (text: string | undefined): { host: string; port: number } 
   return { host, port }
 }
 
-function isHttpUrl (text: string): boolean {
-  try {
-    const { protocol } = new URL(text)
-    return protocol === 'http:' || protocol === 'https:'
-  } catch {
-    return false
-  }
-}
 
 /** The options install and serve share, checked once: the values, or what is wrong with them. */
 function commonOptions (values: { 'memory-limit'?: string; 'config-drive'?: string; 'log-level'?: string }, defaultLevel: string): string | { memoryLimitBytes: number | undefined; configDriveFs: 'iso9660' | 'fat' | undefined; level: LogLevel } {

@@ -160,3 +160,12 @@ t.test('a port in use: exit 1', async (t) => {
   first.stop()
   t.equal(await first.code, EXIT_OK)
 })
+
+t.test('--report-url with a malformed %-escape in its user info: a usage error naming --report-url, no stack trace', async (t) => {
+  const run = serve([...base('bad-report-url'), '--disk', join(tmp.path, 'd.img'), '--report-url', 'http://us%zzer:pw-secret-789@127.0.0.1/r'])
+  t.equal(await run.code, EXIT_USAGE)
+  t.match(run.stderr(), /^Bad --report-url http:\/\/127\.0\.0\.1\/r: /)
+  t.match(run.stderr(), /Usage:/)
+  t.notMatch(run.stderr(), /URI malformed|"stack"|pw-secret-789/, 'no stack trace, no password')
+  t.equal(run.stdout(), '')
+})
