@@ -8,6 +8,7 @@ import { DEFAULT_STATE_DIR } from './install/job-state-store.js'
 import type { DiskView } from './install/job-status.js'
 import { runInstall, type InstallResult } from './install/run-install.js'
 import { parseInstallRequest } from './payload/parse-install-request.js'
+import { parsePayloadJson } from './payload/payload-json.js'
 import { errors, isInstallError, type InstallError } from './report/install-error.js'
 import type { InstallEvent } from './report/progress.js'
 import { formatProgress, parseByteSize } from './report/progress-text.js'
@@ -186,13 +187,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   let outcome: Outcome
   const notes: string[] = []
   try {
-    let body: unknown
-    try {
-      body = JSON.parse(text)
-    } catch {
-      throw errors.payloadBadField('payload', 'a JSON document')
-    }
-    const request = parseInstallRequest(body)
+    const request = parseInstallRequest(parsePayloadJson(text, 'payload'))
     const result = await runInstall({
       request,
       diskPath: values.disk,

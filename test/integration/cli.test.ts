@@ -137,3 +137,15 @@ t.test('secrets never reach the log, the progress or the result', async (t) => {
   }
   t.match(failed.stderr, /"level":50/, 'the failure was logged')
 })
+
+t.test('a payload starting with a UTF-8 BOM is read as the service reads it', async (t) => {
+  const server = await startImageServer({ image })
+  t.teardown(server.close)
+  const disk = join(tmp.path, 'bom.img')
+  makeDirtyDisk(disk, 16 * MiB)
+  const file = join(tmp.path, 'bom.json')
+  writeFileSync(file, `\ufeff${payload(server.url())}`)
+  const run = await cli(['install', '--payload', file, '--disk', disk])
+  t.equal(run.code, EXIT_OK, run.stdout)
+  t.match(run.stdout, /^Image installed on /)
+})
