@@ -168,6 +168,9 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   const given = new Set(parsed.tokens.flatMap((token) => token.kind === 'option' ? [token.name] : []))
   const foreign = [...given].find((name) => name !== 'help' && !COMMAND_OPTIONS[command].includes(name))
   if (foreign !== undefined) return usage(`--${foreign} is not an option of ${command}.`)
+  // An empty value (`--disk ""`, often an unset shell variable) is bad usage, not a path.
+  const empty = (Object.keys(OPTIONS) as OptionName[]).find((name) => values[name] === '')
+  if (empty !== undefined) return usage(`Bad --${empty}: expected ${empty === 'disk' ? 'a path' : 'a value'}, got an empty string.`)
   if (command === 'serve') return runServe(values, { io, usage })
   if (values.payload === undefined) return usage('Missing --payload FILE.')
   if (values.disk === undefined) return usage('Missing --disk PATH.')

@@ -169,3 +169,9 @@ t.test('--report-url with a malformed %-escape in its user info: a usage error n
   t.notMatch(run.stderr(), /URI malformed|"stack"|pw-secret-789/, 'no stack trace, no password')
   t.equal(run.stdout(), '')
 })
+
+t.test('--disk "": a usage error (exit 2) for serve', async (t) => {
+  const run = serve([...base('empty-disk'), '--disk', ''])
+  t.equal(await run.code, EXIT_USAGE)
+  t.match(run.stderr(), /^Bad --disk: expected a path/)
+})

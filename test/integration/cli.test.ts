@@ -149,3 +149,10 @@ t.test('a payload starting with a UTF-8 BOM is read as the service reads it', as
   t.equal(run.code, EXIT_OK, run.stdout)
   t.match(run.stdout, /^Image installed on /)
 })
+
+t.test('--disk "": a usage error (exit 2)', async (t) => {
+  const run = await cli(['install', '--payload', '-', '--disk', ''], '{}')
+  t.equal(run.code, EXIT_USAGE)
+  t.match(run.stderr, /^Bad --disk: expected a path/)
+  t.equal(run.stdout, '')
+})
