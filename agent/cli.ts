@@ -1,10 +1,10 @@
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { pino, type Logger } from 'pino'
 import { checkToken } from './api/bearer-auth.js'
 import type { Service } from './api/start-service.js'
 import { findAutoDisk, type BlockDeviceSources } from './disk/auto-disk.js'
-import { DEFAULT_STATE_DIR } from './install/job-state-store.js'
+import { DEFAULT_STATE_DIR, prepareStateDir } from './install/job-state-store.js'
 import type { DiskView } from './install/job-status.js'
 import { runInstall, type InstallResult } from './install/run-install.js'
 import { parseInstallRequest } from './payload/parse-install-request.js'
@@ -251,8 +251,17 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
   }
   const tokenProblem = checkToken(token)
   if (tokenProblem !== undefined) return usage(`Bad --token-file ${values['token-file']}: ${tokenProblem}.`)
+  await warnIfOpenToOthers(values['token-file'], io.stderr)
+  const stateDir = values['state-dir'] ?? DEFAULT_STATE_DIR
+  let stateDirMode: number | undefined
+  try {
+    stateDirMode = (await prepareStateDir(stateDir)).previousMode
+  } catch (err) {
+    return usage(`Bad --state-dir ${stateDir}: ${(err as Error).message}.`)
+  }
 
   const logger = createServiceLogger({ level, destination: io.stderr })
+  if (stateDirMode !== undefined) logger.warn({ stateDir, mode: octal(stateDirMode) }, `--state-dir ${stateDir} had mode ${octal(stateDirMode)}: set to 0700`)
   let disk: DiskView
   if (values.disk === 'auto') {
     let failure = ''
@@ -281,7 +290,7 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
       port: listen.port,
       token,
       disk,
-      stateDir: values['state-dir'] ?? DEFAULT_STATE_DIR,
+      stateDir,
       logger,
       reportUrl,
       tls,
@@ -306,6 +315,20 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
   })
   await service.close()
   return EXIT_OK
+}
+
+function octal (mode: number): string {
+  return `0${mode.toString(8).padStart(3, '0')}`
+}
+
+/**
+ * A secret file that group or others may read or write gets a warning, as ssh gives for a key
+ * (the file is still used: the rescue system may have made it so). Only its name and mode are shown.
+ */
+async function warnIfOpenToOthers (file: string, stderr: CliIo['stderr']): Promise<void> {
+  const mode = (await stat(file).catch(() => undefined))?.mode
+  if (mode === undefined || (mode & 0o077) === 0) return
+  stderr.write(`Warning: --token-file ${file} is accessible by group or others (mode ${octal(mode & 0o7777)}); make it private: chmod 600 ${file}\n`)
 }
 
 /** `HOST:PORT`, `[IPv6]:PORT`; port 0 to 65535. */

@@ -8,7 +8,7 @@
  * written); a failure is logged and never reaches the install.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
+import { chmod, lstat, mkdir, open, readFile, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { asInstallStatus, type InstallStatus } from './job-status.js'
@@ -22,6 +22,26 @@ interface StateFile {
   version: number
   savedAt: string
   status: InstallStatus
+}
+
+/**
+ * Makes the state folder ready before anything is kept there: created 0700 when missing; an
+ * existing one must be a real folder (not a symbolic link) owned by this process's user, and its
+ * mode is set to 0700 if it was anything else (e.g. 0777). Owned by another user it is refused:
+ * that user could read the state or swap it. Returns the mode it had when it was changed (for
+ * the log); throws an Error saying what is wrong.
+ */
+export async function prepareStateDir (dir: string): Promise<{ previousMode: number | undefined }> {
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  const stat = await lstat(dir)
+  if (stat.isSymbolicLink()) throw new Error('a symbolic link, expected a folder')
+  if (!stat.isDirectory()) throw new Error('not a folder')
+  const uid = process.getuid?.()
+  if (uid !== undefined && stat.uid !== uid) throw new Error(`owned by uid ${stat.uid}, not by this agent (uid ${uid})`)
+  const mode = stat.mode & 0o7777
+  if (mode === 0o700) return { previousMode: undefined }
+  await chmod(dir, 0o700)
+  return { previousMode: mode }
 }
 
 export class JobStateStore {

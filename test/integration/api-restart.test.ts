@@ -22,7 +22,7 @@ const image = makeGptImage(8 * MiB)
 const tmp = tempDir()
 t.teardown(tmp.remove)
 const tokenFile = join(tmp.path, 'token')
-writeFileSync(tokenFile, `${TOKEN}\n`)
+writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 })
 const MAIN = fileURLToPath(new URL('../../agent/main.ts', import.meta.url))
 
 interface Agent { child: ChildProcess; url: string; stderr: () => string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> }
