@@ -25,6 +25,8 @@ export interface SequentialWriterOptions {
    * reaches the disk: the place to refuse an image by what its first MiB says. Again after a rewind.
    */
   onHead?: (head: Buffer) => void | Promise<void>
+  /** Awaited before the first byte is sent to the disk (and never again): the install records that writing may have begun. */
+  beforeFirstWrite?: () => Promise<void>
 }
 
 /**
@@ -116,6 +118,7 @@ export class SequentialWriter {
 
   private async flushSlab (): Promise<void> {
     if (this.slabUsed === 0) return
+    if (!this.touched) await this.options.beforeFirstWrite?.()
     const slab = this.slab
     const length = this.slabUsed
     // The slab's disk offset: everything accepted before it, past the head.

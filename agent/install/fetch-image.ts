@@ -23,6 +23,8 @@ export interface FetchOptions {
   onStreamStart: (writer: SequentialWriter) => void
   /** Checks of the image's first MiB, run before any byte of a streamed image reaches the disk. */
   checkHead: (head: Buffer) => void
+  /** Awaited before a streamed image's first byte reaches the disk (see InstallOptions.beforeFirstWrite). */
+  beforeFirstWrite?: () => Promise<void>
   downloadTuning?: DownloadTuning
 }
 
@@ -52,6 +54,7 @@ export async function fetchImage (options: FetchOptions): Promise<FetchedImage> 
     tooBig: (bytes) => errors.imageTooBigForDisk(bytes, disk.path, disk.sizeBytes),
     writeFailed: (cause) => errors.rawWriteFailed(cause),
     onHead: options.checkHead,
+    beforeFirstWrite: options.beforeFirstWrite,
   })
   /** The run's digest: the sink hashes from its own shared memory (the memory image's slabs, or the writer's). */
   let digest: RunningDigest | undefined

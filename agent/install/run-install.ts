@@ -37,6 +37,13 @@ export interface InstallOptions {
   onEvent?: InstallEventListener
   /** Download tuning (tests shorten the timeouts and the backoff). */
   downloadTuning?: DownloadTuning
+  /**
+   * Awaited once, before the first byte reaches the disk (the streamed image's first slab, the
+   * memory-mode write, or the GPT step, whichever comes first), with the disk as opened. The
+   * service and the CLI record there, synced, that the disk may be part-written, so that after a
+   * `kill -9` the next start makes it unbootable. A rejection fails the install before any write.
+   */
+  beforeFirstWrite?: (disk: { path: string; sizeBytes: number }) => Promise<void>
 }
 
 export interface InstallResult {
@@ -86,6 +93,8 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
   }
   logger?.info({ disk: disk.path, kind: disk.kind, sizeBytes: disk.sizeBytes, logicalSectorBytes: disk.logicalSectorBytes }, 'target disk')
 
+  let firstWrite: Promise<void> | undefined
+  const beforeFirstWrite = async (): Promise<void> => { await (firstWrite ??= options.beforeFirstWrite?.({ path: disk.path, sizeBytes: disk.sizeBytes }) ?? Promise.resolve()) }
   let writer: SequentialWriter | undefined
   let wroteToDisk = false
   /** Let go of before the partition table is re-read and config-2 mounted (the kernel refuses both while it is held). */
@@ -108,6 +117,7 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
       onStreamStart: (started) => { writer = started; enter('download', 'write') },
       // A streamed image's first MiB is checked before anything reaches the disk.
       checkHead: (head) => { checkDeclaredType(request, head); checkHead(head, disk) },
+      beforeFirstWrite,
       downloadTuning: options.downloadTuning,
     })
     const { bytes, digestHex } = fetched.download
@@ -129,6 +139,7 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
     // ── write (memory mode) ────────────────────────────────────────────────────────────────
     if (ready.write !== undefined) {
       enter('write')
+      await beforeFirstWrite()
       wroteToDisk = true
       await ready.write()
     }
@@ -140,6 +151,7 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
 
     // ── gpt: the backup GPT to the disk's end, the protective MBR to the disk's size ────────
     enter('gpt')
+    await beforeFirstWrite()
     wroteToDisk = true
     const partitionTable = await relocateBackupGpt(fullHead, disk, { imageBytes })
     logger?.info({ partitionTable }, 'partition table')
@@ -298,15 +310,18 @@ function toInstallError (err: unknown, signal: AbortSignal | undefined, touched:
 /**
  * After writing began, a failure zeroes the first and the last MiB of the disk: no MBR, no primary
  * GPT, no backup GPT (an old one at the end could otherwise bring back a stale table), so neither
- * BIOS nor UEFI firmware can boot what is half-written or unverified.
+ * BIOS nor UEFI firmware can boot what is half-written or unverified. Returns whether it was done
+ * (a failure is logged).
  */
-export async function makeUnbootable (disk: Disk, logger?: Logger): Promise<void> {
+export async function makeUnbootable (disk: Disk, logger?: Logger): Promise<boolean> {
   const span = Math.min(HEAD_BYTES, disk.sizeBytes)
   try {
     await disk.zero(0, span)
     await disk.zero(disk.sizeBytes - span, span)
     await disk.sync()
+    return true
   } catch (err) {
     logger?.error({ err }, 'could not zero the first and last MiB of the disk')
+    return false
   }
 }
