@@ -1,11 +1,13 @@
-import { readFile, stat } from 'node:fs/promises'
+import { createHash, randomUUID } from 'node:crypto'
+import { readFile, realpath, stat } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { pino, type Logger } from 'pino'
 import { checkToken } from './api/bearer-auth.js'
 import type { Service } from './api/start-service.js'
 import { findAutoDisk, type BlockDeviceSources } from './disk/auto-disk.js'
-import { DEFAULT_STATE_DIR, prepareStateDir } from './install/job-state-store.js'
-import type { DiskView } from './install/job-status.js'
+import { settleInterruptedInstall } from './install/interrupted-install.js'
+import { DEFAULT_STATE_DIR, JobStateStore, prepareStateDir, type DiskWriteRecord } from './install/job-state-store.js'
+import { interruptedStatus, JobStatusTracker, type DiskView } from './install/job-status.js'
 import { runInstall, type InstallResult } from './install/run-install.js'
 import { parseInstallRequest } from './payload/parse-install-request.js'
 import { parsePayloadJson } from './payload/payload-json.js'
@@ -22,7 +24,7 @@ export const EXIT_USAGE = 2
 
 const USAGE = `Usage:
   byoi-agent install --payload FILE --disk PATH [--json] [--stream] [--memory-limit BYTES]
-                     [--config-drive iso9660|fat] [--log-level LEVEL]
+                     [--config-drive iso9660|fat] [--state-dir DIR] [--log-level LEVEL]
 
   --payload FILE        the install/start (or reinstall) JSON body; - reads standard input
   --disk PATH           the target: a block device or a regular file (virtual disk)
@@ -31,6 +33,9 @@ const USAGE = `Usage:
   --memory-limit BYTES  memory budget for the image (default: total RAM - 3 GiB); e.g. 4GiB
   --config-drive FS     force the ConfigDrive filesystem (default: iso9660 on 512-byte disks, fat on 4Kn)
   --log-level LEVEL     pino level for the JSON log on standard error (default: warn; serve: info)
+  --state-dir DIR       install: where the install's state is kept per disk (default: /run/byoi-agent/install);
+                        an install killed while writing is found there by the next install on that disk,
+                        which first zeroes the disk's first and last MiB
 
   byoi-agent serve --listen HOST:PORT --disk PATH|auto --token-file FILE [--report-url URL]
                    [--tls-cert FILE --tls-key FILE] [--state-dir DIR] [--memory-limit BYTES]
@@ -66,7 +71,7 @@ type OptionName = keyof typeof OPTIONS
 type CliValues = { [K in OptionName]?: typeof OPTIONS[K]['type'] extends 'boolean' ? boolean : string }
 
 const COMMAND_OPTIONS: Record<'install' | 'serve', readonly string[]> = {
-  install: ['payload', 'disk', 'json', 'stream', 'memory-limit', 'config-drive', 'log-level'],
+  install: ['payload', 'disk', 'json', 'stream', 'memory-limit', 'config-drive', 'log-level', 'state-dir'],
   serve: ['listen', 'disk', 'token-file', 'report-url', 'tls-cert', 'tls-key', 'state-dir', 'memory-limit', 'stream', 'config-drive', 'log-level'],
 }
 
@@ -186,6 +191,8 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   }
 
   const logger: Logger = pino({ level, base: { name: 'byoi-agent' } }, io.stderr)
+  const journal = await openInstallJournal({ diskPath: values.disk, stateDir: values['state-dir'], logger, stderr: io.stderr })
+  if (typeof journal === 'string') return usage(journal)
   const view = progressView(io.stderr)
   let outcome: Outcome
   const notes: string[] = []
@@ -201,8 +208,10 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
       logger,
       onEvent: (event) => {
         if (event.type === 'note') notes.push(event.message)
+        journal?.onEvent(event)
         view.onEvent(event)
       },
+      beforeFirstWrite: journal?.beforeFirstWrite,
     })
     outcome = outcomeOf(result, notes)
   } catch (err) {
@@ -212,6 +221,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   } finally {
     view.close()
   }
+  await journal?.finish({ code: outcome.code as InstallError['code'] | 'INSTALLED', message: outcome.message })
   io.stdout.write(values.json === true ? `${JSON.stringify(outcome)}\n` : `${outcome.message}\n`)
   return outcome.status === 'done' ? EXIT_OK : EXIT_INSTALL_FAILED
 }
@@ -315,6 +325,73 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
   })
   await service.close()
   return EXIT_OK
+}
+
+/** The CLI's default state folder: beside the service's, one state file per disk. */
+const DEFAULT_INSTALL_STATE_DIR = `${DEFAULT_STATE_DIR}/install`
+
+interface InstallJournal {
+  onEvent: (event: InstallEvent) => void
+  beforeFirstWrite: (disk: { path: string; sizeBytes: number }) => Promise<void>
+  finish: (result: { code: InstallError['code'] | 'INSTALLED'; message: string }) => Promise<void>
+}
+
+/**
+ * `install`'s state, as the service keeps it, in one file per disk (named from the disk's
+ * resolved path): saved when the install starts, on each step, synced before the first write,
+ * and at the end. First, a previous install on this disk that was killed (its process gone) is
+ * settled as `serve` does at start: its disk made unbootable if it had begun writing, and said so
+ * on standard error. Returns a usage problem for a bad --state-dir; undefined (logged) when the
+ * default folder cannot be used (not root): the install goes on without a state.
+ */
+async function openInstallJournal (options: { diskPath: string; stateDir: string | undefined; logger: Logger; stderr: CliIo['stderr'] }): Promise<InstallJournal | string | undefined> {
+  const { logger } = options
+  const dir = options.stateDir ?? DEFAULT_INSTALL_STATE_DIR
+  try {
+    await prepareStateDir(dir)
+  } catch (err) {
+    if (options.stateDir !== undefined) return `Bad --state-dir ${dir}: ${(err as Error).message}.`
+    logger.warn({ err, stateDir: dir }, 'no install state kept: a kill during the install cannot be told to the next one')
+    return undefined
+  }
+  const resolved = await realpath(options.diskPath).catch(() => options.diskPath)
+  const store = new JobStateStore(dir, logger, `disk-${createHash('sha256').update(resolved).digest('hex').slice(0, 16)}.json`)
+  const saved = await store.loadState()
+  if (saved?.status.state === 'running' && !isAlive(saved.pid)) {
+    const { error, note } = await settleInterruptedInstall(saved, logger)
+    options.stderr.write(`A previous install on ${saved.diskWrite?.path ?? saved.status.disk.path} did not finish: ${error.message}
+${note === undefined ? '' : `${note}
+`}`)
+    await store.saveNow(interruptedStatus(saved.status, { code: error.code, message: error.message }, Date.now(), note), null)
+  }
+  const tracker = new JobStatusTracker(randomUUID(), { path: resolved, auto: false, sizeBytes: null, model: null }, Date.now())
+  let diskWrite: DiskWriteRecord | null = null
+  store.save(tracker.snapshot(), diskWrite)
+  return {
+    onEvent: (event) => {
+      if (tracker.apply(event, Date.now())?.type === 'step') store.save(tracker.snapshot(), diskWrite)
+    },
+    beforeFirstWrite: async (disk) => {
+      diskWrite = { path: disk.path, sizeBytes: disk.sizeBytes, at: new Date().toISOString() }
+      if (!await store.saveNow(tracker.snapshot(), diskWrite)) logger.error({ disk: disk.path }, 'could not record that writing begins')
+    },
+    finish: async (result) => {
+      tracker.finish(result, Date.now())
+      await store.saveNow(tracker.snapshot(), diskWrite)
+    },
+  }
+}
+
+
+/** Whether the process that saved a state still runs (an install under way in another shell). */
+function isAlive (pid: number | undefined): boolean {
+  if (pid === undefined || pid === process.pid) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
 }
 
 function octal (mode: number): string {
