@@ -179,7 +179,8 @@ t.test('install killed (SIGKILL) while writing over an old GPT: the next install
   const child = spawn(process.execPath, [...process.execArgv, main, 'install', '--payload', file, '--disk', disk, '--stream', '--state-dir', stateDir], { stdio: 'ignore' })
   const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)))
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-  await waitFor('image bytes on the disk past the head', () => readRange(disk, MiB, 2 * MiB).equals(big.subarray(MiB, 3 * MiB)))
+  // The child compiles the agent through the test's TypeScript loader first: slow on a loaded machine.
+  await waitFor('image bytes on the disk past the head', () => readRange(disk, MiB, 2 * MiB).equals(big.subarray(MiB, 3 * MiB)), 120_000)
   child.kill('SIGKILL')
   t.equal(await exited, 'SIGKILL')
   t.ok(readRange(disk, 0, MiB).equals(oldHead), 'killed: the old partition table heads a part-written disk')
@@ -219,7 +220,7 @@ t.test('install killed while downloading into memory: the next install says the 
     } catch {
       return false
     }
-  })
+  }, 120_000)
   child.kill('SIGKILL')
   t.equal(await exited, 'SIGKILL')
   const next = await cli(['install', '--payload', '-', '--disk', disk, '--state-dir', stateDir], payload(images.url('/gone.raw')))
