@@ -1,19 +1,23 @@
-import { readFile } from 'node:fs/promises'
+import { createHash, randomUUID } from 'node:crypto'
+import { readFile, realpath, stat } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { pino, type Logger } from 'pino'
 import { checkToken } from './api/bearer-auth.js'
 import type { Service } from './api/start-service.js'
 import { findAutoDisk, type BlockDeviceSources } from './disk/auto-disk.js'
-import { DEFAULT_STATE_DIR } from './install/job-state-store.js'
 import { MAX_DEADLINE_MS } from './download/index.js'
 import type { DownloadTuning } from './install/fetch-image.js'
-import type { DiskView } from './install/job-status.js'
+import { settleInterruptedInstall } from './install/interrupted-install.js'
+import { DEFAULT_STATE_DIR, JobStateStore, prepareStateDir, type DiskWriteRecord } from './install/job-state-store.js'
+import { interruptedStatus, JobStatusTracker, type DiskView } from './install/job-status.js'
 import { runInstall, type InstallResult } from './install/run-install.js'
 import { parseInstallRequest } from './payload/parse-install-request.js'
+import { parsePayloadJson } from './payload/payload-json.js'
 import { errors, isInstallError, type InstallError } from './report/install-error.js'
 import type { InstallEvent } from './report/progress.js'
 import { formatProgress, parseByteSize } from './report/progress-text.js'
 import { safeUrl } from './report/redact.js'
+import { parseReportUrl } from './report/report-url.js'
 import { createServiceLogger, isLogLevel, type LogLevel } from './report/service-logger.js'
 
 export const EXIT_OK = 0
@@ -22,7 +26,7 @@ export const EXIT_USAGE = 2
 
 const USAGE = `Usage:
   byoi-agent install --payload FILE --disk PATH [--json] [--stream] [--memory-limit BYTES]
-                     [--config-drive iso9660|fat] [--log-level LEVEL]
+                     [--config-drive iso9660|fat] [--state-dir DIR] [--log-level LEVEL]
                      [--low-speed-limit BYTES --low-speed-time SECONDS] [--download-deadline SECONDS]
 
   --payload FILE        the install/start (or reinstall) JSON body; - reads standard input
@@ -37,6 +41,9 @@ const USAGE = `Usage:
   --low-speed-time SECONDS  the window of --low-speed-limit (default: 60)
   --download-deadline SECONDS  the whole download, retries included, must end within this
                         (default: none)
+  --state-dir DIR       install: where the install's state is kept per disk (default: /run/byoi-agent/install);
+                        an install killed while writing is found there by the next install on that disk,
+                        which first zeroes the disk's first and last MiB
 
   byoi-agent serve --listen HOST:PORT --disk PATH|auto --token-file FILE [--report-url URL]
                    [--tls-cert FILE --tls-key FILE] [--state-dir DIR] [--memory-limit BYTES]
@@ -78,7 +85,7 @@ type CliValues = { [K in OptionName]?: typeof OPTIONS[K]['type'] extends 'boolea
 const DOWNLOAD_OPTIONS = ['low-speed-limit', 'low-speed-time', 'download-deadline'] as const
 
 const COMMAND_OPTIONS: Record<'install' | 'serve', readonly string[]> = {
-  install: ['payload', 'disk', 'json', 'stream', 'memory-limit', 'config-drive', 'log-level', ...DOWNLOAD_OPTIONS],
+  install: ['payload', 'disk', 'json', 'stream', 'memory-limit', 'config-drive', 'log-level', 'state-dir', ...DOWNLOAD_OPTIONS],
   serve: ['listen', 'disk', 'token-file', 'report-url', 'tls-cert', 'tls-key', 'state-dir', 'memory-limit', 'stream', 'config-drive', 'log-level', ...DOWNLOAD_OPTIONS],
 }
 
@@ -180,6 +187,9 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   const given = new Set(parsed.tokens.flatMap((token) => token.kind === 'option' ? [token.name] : []))
   const foreign = [...given].find((name) => name !== 'help' && !COMMAND_OPTIONS[command].includes(name))
   if (foreign !== undefined) return usage(`--${foreign} is not an option of ${command}.`)
+  // An empty value (`--disk ""`, often an unset shell variable) is bad usage, not a path.
+  const empty = (Object.keys(OPTIONS) as OptionName[]).find((name) => values[name] === '')
+  if (empty !== undefined) return usage(`Bad --${empty}: expected ${empty === 'disk' ? 'a path' : 'a value'}, got an empty string.`)
   if (command === 'serve') return runServe(values, { io, usage })
   if (values.payload === undefined) return usage('Missing --payload FILE.')
   if (values.disk === undefined) return usage('Missing --disk PATH.')
@@ -195,17 +205,13 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   }
 
   const logger: Logger = pino({ level, base: { name: 'byoi-agent' } }, io.stderr)
+  const journal = await openInstallJournal({ diskPath: values.disk, stateDir: values['state-dir'], logger, stderr: io.stderr })
+  if (typeof journal === 'string') return usage(journal)
   const view = progressView(io.stderr)
   let outcome: Outcome
   const notes: string[] = []
   try {
-    let body: unknown
-    try {
-      body = JSON.parse(text)
-    } catch {
-      throw errors.payloadBadField('payload', 'a JSON document')
-    }
-    const request = parseInstallRequest(body)
+    const request = parseInstallRequest(parsePayloadJson(text, 'payload'))
     const result = await runInstall({
       request,
       diskPath: values.disk,
@@ -217,8 +223,10 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
       logger,
       onEvent: (event) => {
         if (event.type === 'note') notes.push(event.message)
+        journal?.onEvent(event)
         view.onEvent(event)
       },
+      beforeFirstWrite: journal?.beforeFirstWrite,
     })
     outcome = outcomeOf(result, notes)
   } catch (err) {
@@ -228,6 +236,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   } finally {
     view.close()
   }
+  await journal?.finish({ code: outcome.code as InstallError['code'] | 'INSTALLED', message: outcome.message })
   io.stdout.write(values.json === true ? `${JSON.stringify(outcome)}\n` : `${outcome.message}\n`)
   return outcome.status === 'done' ? EXIT_OK : EXIT_INSTALL_FAILED
 }
@@ -248,7 +257,10 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
   if (typeof common === 'string') return usage(common)
   const { memoryLimitBytes, configDriveFs, level, downloadTuning } = common
   const reportUrl = values['report-url']
-  if (reportUrl !== undefined && !isHttpUrl(reportUrl)) return usage(`Bad --report-url ${safeUrl(reportUrl)}: expected an http or https URL.`)
+  if (reportUrl !== undefined) {
+    const target = parseReportUrl(reportUrl)
+    if (typeof target === 'string') return usage(`Bad --report-url ${safeUrl(reportUrl)}: ${target}.`)
+  }
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) return usage('--tls-cert and --tls-key go together.')
 
   let token: string
@@ -264,8 +276,17 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
   }
   const tokenProblem = checkToken(token)
   if (tokenProblem !== undefined) return usage(`Bad --token-file ${values['token-file']}: ${tokenProblem}.`)
+  await warnIfOpenToOthers(values['token-file'], io.stderr)
+  const stateDir = values['state-dir'] ?? DEFAULT_STATE_DIR
+  let stateDirMode: number | undefined
+  try {
+    stateDirMode = (await prepareStateDir(stateDir)).previousMode
+  } catch (err) {
+    return usage(`Bad --state-dir ${stateDir}: ${(err as Error).message}.`)
+  }
 
   const logger = createServiceLogger({ level, destination: io.stderr })
+  if (stateDirMode !== undefined) logger.warn({ stateDir, mode: octal(stateDirMode) }, `--state-dir ${stateDir} had mode ${octal(stateDirMode)}: set to 0700`)
   let disk: DiskView
   if (values.disk === 'auto') {
     let failure = ''
@@ -294,7 +315,7 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
       port: listen.port,
       token,
       disk,
-      stateDir: values['state-dir'] ?? DEFAULT_STATE_DIR,
+      stateDir,
       logger,
       reportUrl,
       tls,
@@ -322,6 +343,87 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
   return EXIT_OK
 }
 
+/** The CLI's default state folder: beside the service's, one state file per disk. */
+const DEFAULT_INSTALL_STATE_DIR = `${DEFAULT_STATE_DIR}/install`
+
+interface InstallJournal {
+  onEvent: (event: InstallEvent) => void
+  beforeFirstWrite: (disk: { path: string; sizeBytes: number }) => Promise<void>
+  finish: (result: { code: InstallError['code'] | 'INSTALLED'; message: string }) => Promise<void>
+}
+
+/**
+ * `install`'s state, as the service keeps it, in one file per disk (named from the disk's
+ * resolved path): saved when the install starts, on each step, synced before the first write,
+ * and at the end. First, a previous install on this disk that was killed (its process gone) is
+ * settled as `serve` does at start: its disk made unbootable if it had begun writing, and said so
+ * on standard error. Returns a usage problem for a bad --state-dir; undefined (logged) when the
+ * default folder cannot be used (not root): the install goes on without a state.
+ */
+async function openInstallJournal (options: { diskPath: string; stateDir: string | undefined; logger: Logger; stderr: CliIo['stderr'] }): Promise<InstallJournal | string | undefined> {
+  const { logger } = options
+  const dir = options.stateDir ?? DEFAULT_INSTALL_STATE_DIR
+  try {
+    await prepareStateDir(dir)
+  } catch (err) {
+    if (options.stateDir !== undefined) return `Bad --state-dir ${dir}: ${(err as Error).message}.`
+    logger.warn({ err, stateDir: dir }, 'no install state kept: a kill during the install cannot be told to the next one')
+    return undefined
+  }
+  const resolved = await realpath(options.diskPath).catch(() => options.diskPath)
+  const store = new JobStateStore(dir, logger, `disk-${createHash('sha256').update(resolved).digest('hex').slice(0, 16)}.json`)
+  const saved = await store.loadState()
+  if (saved?.status.state === 'running' && !isAlive(saved.pid)) {
+    const { error, note } = await settleInterruptedInstall(saved, logger)
+    options.stderr.write(`A previous install on ${saved.diskWrite?.path ?? saved.status.disk.path} did not finish: ${error.message}
+${note === undefined ? '' : `${note}
+`}`)
+    await store.saveNow(interruptedStatus(saved.status, { code: error.code, message: error.message }, Date.now(), note), null)
+  }
+  const tracker = new JobStatusTracker(randomUUID(), { path: resolved, auto: false, sizeBytes: null, model: null }, Date.now())
+  let diskWrite: DiskWriteRecord | null = null
+  store.save(tracker.snapshot(), diskWrite)
+  return {
+    onEvent: (event) => {
+      if (tracker.apply(event, Date.now())?.type === 'step') store.save(tracker.snapshot(), diskWrite)
+    },
+    beforeFirstWrite: async (disk) => {
+      diskWrite = { path: disk.path, sizeBytes: disk.sizeBytes, at: new Date().toISOString() }
+      if (!await store.saveNow(tracker.snapshot(), diskWrite)) logger.error({ disk: disk.path }, 'could not record that writing begins')
+    },
+    finish: async (result) => {
+      tracker.finish(result, Date.now())
+      await store.saveNow(tracker.snapshot(), diskWrite)
+    },
+  }
+}
+
+
+/** Whether the process that saved a state still runs (an install under way in another shell). */
+function isAlive (pid: number | undefined): boolean {
+  if (pid === undefined || pid === process.pid) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+function octal (mode: number): string {
+  return `0${mode.toString(8).padStart(3, '0')}`
+}
+
+/**
+ * A secret file that group or others may read or write gets a warning, as ssh gives for a key
+ * (the file is still used: the rescue system may have made it so). Only its name and mode are shown.
+ */
+async function warnIfOpenToOthers (file: string, stderr: CliIo['stderr']): Promise<void> {
+  const mode = (await stat(file).catch(() => undefined))?.mode
+  if (mode === undefined || (mode & 0o077) === 0) return
+  stderr.write(`Warning: --token-file ${file} is accessible by group or others (mode ${octal(mode & 0o7777)}); make it private: chmod 600 ${file}\n`)
+}
+
 /** `HOST:PORT`, `[IPv6]:PORT`; port 0 to 65535. */
 function parseListen (text: string | undefined): { host: string; port: number } | undefined {
   if (text === undefined) return undefined
@@ -332,14 +434,6 @@ function parseListen (text: string | undefined): { host: string; port: number } 
   return { host, port }
 }
 
-function isHttpUrl (text: string): boolean {
-  try {
-    const { protocol } = new URL(text)
-    return protocol === 'http:' || protocol === 'https:'
-  } catch {
-    return false
-  }
-}
 
 /** The options install and serve share, checked once: the values, or what is wrong with them. */
 function commonOptions (values: CliValues, defaultLevel: string): string | { memoryLimitBytes: number | undefined; configDriveFs: 'iso9660' | 'fat' | undefined; level: LogLevel; downloadTuning: DownloadTuning } {

@@ -48,7 +48,7 @@ function fastifyErrorAnswer (code: string | undefined, options: { bodyLimitBytes
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return { statusCode: 415, error: errors.unsupportedMediaType() }
     case 'FST_ERR_CTP_BODY_TOO_LARGE': return { statusCode: 413, error: errors.bodyTooLarge(options.bodyLimitBytes) }
     case 'FST_ERR_CTP_EMPTY_JSON_BODY': return { statusCode: 400, error: errors.payloadMissingField('request body') }
-    // secure-json-parse also refuses __proto__ and constructor.prototype keys here.
+    // Not reached with payload/payload-json as the parser; kept for any other JSON parser.
     case 'FST_ERR_CTP_INVALID_JSON_BODY': return { statusCode: 400, error: errors.payloadBadField('request body', 'a JSON document without __proto__ or constructor.prototype keys') }
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH': return { statusCode: 400, error: errors.badRequest('the Content-Length does not match the body') }
     case 'FST_ERR_BAD_URL': return { statusCode: 400, error: errors.badRequest('the URL is malformed') }

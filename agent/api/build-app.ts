@@ -9,6 +9,7 @@ import type { Server as HttpsServer } from 'node:https'
 import { fastify, LogController, type FastifyError, type FastifyHttpsOptions, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Logger } from 'pino'
 import type { InstallJobs } from '../install/job-runner.js'
+import { parsePayloadJson } from '../payload/payload-json.js'
 import { errors } from '../report/install-error.js'
 import { clientErrorHandler, handleError, toApiError, sendError } from './api-errors.js'
 import { bearerAuthHook, bearerTokenCheck } from './bearer-auth.js'
@@ -69,14 +70,21 @@ export function buildApp (deps: AppDeps): FastifyInstance {
   // `POST /install/cancel` sent with a JSON content type is fine; /install/start then says
   // which body it expected.
   app.removeAllContentTypeParsers()
-  const json = app.getDefaultJsonParser('error', 'error')
+  // The JSON is read as `byoi-agent install` reads a payload file (payload/payload-json).
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: bodyLimitBytes }, (request, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8')
     if (text.trim() === '') {
       done(null, undefined)
       return
     }
-    json(request, text, done)
+    let parsed: unknown
+    try {
+      parsed = parsePayloadJson(text, 'request body')
+    } catch (err) {
+      done(err as Error, undefined)
+      return
+    }
+    done(null, parsed)
   })
 
   app.setErrorHandler((err: FastifyError, request, reply) => handleError(err, request, reply, { bodyLimitBytes }))

@@ -15,7 +15,8 @@ import type { InstallEvent } from '../report/progress.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
 import type { ReportSink } from '../report/report-poster.js'
 import { copyStatus, freezeStatus, idleStatus, interruptedStatus, JobStatusTracker, type DiskView, type InstallStatus, type ProgressView, type ResultView, type StepView } from './job-status.js'
-import type { JobStateStore } from './job-state-store.js'
+import { settleInterruptedInstall } from './interrupted-install.js'
+import type { DiskWriteRecord, JobStateStore } from './job-state-store.js'
 import { runInstall, type InstallOptions, type InstallResult } from './run-install.js'
 
 /** A change, as subscribers (and the event stream) get it. */
@@ -71,6 +72,8 @@ interface RunningJob {
   /** The latest progress change not yet sent to subscribers (throttled). */
   unsentProgress: ProgressView | undefined
   ended: Promise<void>
+  /** Set, and saved synced, just before the install's first write to the disk. */
+  diskWrite: DiskWriteRecord | null
 }
 
 export class JobRunner implements InstallJobs {
@@ -95,15 +98,17 @@ export class JobRunner implements InstallJobs {
 
   /**
    * A runner over the state saved in `options.store`: the last result is shown again; a job that
-   * was running when the agent stopped is reported (status and report URL) as INTERRUPTED.
+   * was running when the agent stopped is reported (status and report URL) as INTERRUPTED, once
+   * the disk it had begun writing (the one recorded, not today's --disk) is made unbootable.
    */
   static async open (options: JobRunnerOptions): Promise<JobRunner> {
-    const saved = await options.store?.load()
+    const state = await options.store?.loadState()
+    const saved = state?.status
     const runner = new JobRunner(options, idleStatus(options.disk))
-    if (saved === undefined || saved.state === 'idle') return runner
+    if (state === undefined || saved === undefined || saved.state === 'idle') return runner
     if (saved.state === 'running') {
-      const failure = errors.interrupted()
-      const status = interruptedStatus(saved, { code: failure.code, message: failure.message }, runner.now())
+      const { error: failure, note } = await settleInterruptedInstall(state, options.logger)
+      const status = interruptedStatus(saved, { code: failure.code, message: failure.message }, runner.now(), note)
       options.logger.error({ jobId: status.jobId, code: failure.code, disk: status.disk.path }, failure.message)
       runner.last = status
       options.store?.save(copyStatus(status))
@@ -135,7 +140,7 @@ export class JobRunner implements InstallJobs {
     const jobId = randomUUID()
     const tracker = new JobStatusTracker(jobId, this.options.disk, this.now())
     const logger = this.options.logger.child({ jobId })
-    const job: RunningJob = { tracker, controller: new AbortController(), logger, lastProgressSentAt: 0, unsentProgress: undefined, ended: Promise.resolve() }
+    const job: RunningJob = { tracker, controller: new AbortController(), logger, lastProgressSentAt: 0, unsentProgress: undefined, ended: Promise.resolve(), diskWrite: null }
     this.current = job
     this.shown = undefined
     logger.info({
@@ -192,6 +197,7 @@ export class JobRunner implements InstallJobs {
         signal: job.controller.signal,
         logger,
         onEvent: (event) => this.onEvent(job, event),
+        beforeFirstWrite: async (disk) => await this.recordDiskWrite(job, disk),
       })
       result = { code: installed.code, message: installed.message }
       logger.info({ code: installed.code, bytes: installed.bytes, mode: installed.mode }, installed.message)
@@ -207,7 +213,7 @@ export class JobRunner implements InstallJobs {
     this.last = status
     this.current = undefined
     this.shown = undefined
-    this.options.store?.save(copyStatus(status))
+    this.options.store?.save(copyStatus(status), job.diskWrite)
     const state = status.state === 'done' ? 'done' : 'error'
     this.report({ event: 'result', jobId: tracker.jobId, state, result, status })
     this.notify({ type: 'result', jobId: tracker.jobId, state, result })
@@ -250,7 +256,19 @@ export class JobRunner implements InstallJobs {
   }
 
   private save (job: RunningJob): void {
-    this.options.store?.save(job.tracker.snapshot())
+    this.options.store?.save(job.tracker.snapshot(), job.diskWrite)
+  }
+
+  /**
+   * runInstall's beforeFirstWrite: the disk about to be written is recorded and the state synced
+   * before the install goes on, so an agent killed from here on is known, at the next start, to
+   * have left a part-written disk. A failed save is logged and the install goes on, as with every
+   * save (the state never fails an install); an agent killed after that cannot tell.
+   */
+  private async recordDiskWrite (job: RunningJob, disk: { path: string; sizeBytes: number }): Promise<void> {
+    job.diskWrite = { path: disk.path, sizeBytes: disk.sizeBytes, at: new Date(this.now()).toISOString() }
+    const store = this.options.store
+    if (store !== undefined && !await store.saveNow(job.tracker.snapshot(), job.diskWrite)) job.logger.error({ disk: disk.path }, 'could not record that writing begins; a kill from now on cannot be told at the next start')
   }
 
   private report (message: WithoutDelivery<ReportMessage>): void {

@@ -183,7 +183,7 @@ export class JobStatusTracker {
  * A status read back after a restart. A job that was `running` when the agent stopped is over:
  * reported as an error with `result`, its unfinished steps marked `error`.
  */
-export function interruptedStatus (saved: InstallStatus, result: ResultView, nowMs: number): InstallStatus {
+export function interruptedStatus (saved: InstallStatus, result: ResultView, nowMs: number, note?: string): InstallStatus {
   const at = new Date(nowMs).toISOString()
   const status = copyStatus(saved)
   for (const step of status.steps) {
@@ -192,6 +192,7 @@ export function interruptedStatus (saved: InstallStatus, result: ResultView, now
     step.endedAt = at
   }
   if (status.progress !== null) status.progress = { ...status.progress, bytesPerSecond: 0, etaSeconds: null }
+  if (note !== undefined && status.notes.length < MAX_NOTES) status.notes.push(note)
   return { ...status, state: 'error', endedAt: at, result: { ...result } }
 }
 

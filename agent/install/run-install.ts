@@ -40,10 +40,13 @@ export interface InstallOptions {
   /** Download tuning (tests shorten the timeouts and the backoff). */
   downloadTuning?: DownloadTuning
   /**
-   * Awaited once, before the first byte reaches the disk (whichever step writes first): the service
-   * records there, durably, that the disk may be half-written (see Disk.beforeFirstWrite).
+   * Awaited once, before the first byte reaches the disk (whichever step writes first: the streamed
+   * image's first slab, the memory-mode write, the GPT step; see Disk.beforeFirstWrite), with the
+   * disk as opened. The service and the CLI record there, synced, that the disk may be part-written,
+   * so that after a `kill -9` the next start makes it unbootable. A rejection fails the install
+   * before any write.
    */
-  beforeFirstWrite?: () => Promise<void>
+  beforeFirstWrite?: (disk: { path: string; sizeBytes: number }) => Promise<void>
 }
 
 export interface InstallResult {
@@ -95,7 +98,8 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
     for (const name of current) step(name, 'error')
     throw err
   }
-  disk.beforeFirstWrite = options.beforeFirstWrite
+  const recordFirstWrite = options.beforeFirstWrite
+  if (recordFirstWrite !== undefined) disk.beforeFirstWrite = async () => { await recordFirstWrite({ path: disk.path, sizeBytes: disk.sizeBytes }) }
   logger?.info({ disk: disk.path, kind: disk.kind, sizeBytes: disk.sizeBytes, logicalSectorBytes: disk.logicalSectorBytes }, 'target disk')
 
   /** Let go of before the partition table is re-read and config-2 mounted (the kernel refuses both while it is held). */
@@ -314,15 +318,18 @@ function toInstallError (err: unknown, signal: AbortSignal | undefined, touched:
 /**
  * After writing began, a failure zeroes the first and the last MiB of the disk: no MBR, no primary
  * GPT, no backup GPT (an old one at the end could otherwise bring back a stale table), so neither
- * BIOS nor UEFI firmware can boot what is half-written or unverified.
+ * BIOS nor UEFI firmware can boot what is half-written or unverified. Returns whether it was done
+ * (a failure is logged).
  */
-export async function makeUnbootable (disk: Disk, logger?: Logger): Promise<void> {
+export async function makeUnbootable (disk: Disk, logger?: Logger): Promise<boolean> {
   const span = Math.min(HEAD_BYTES, disk.sizeBytes)
   try {
     await disk.zero(0, span)
     await disk.zero(disk.sizeBytes - span, span)
     await disk.sync()
+    return true
   } catch (err) {
     logger?.error({ err }, 'could not zero the first and last MiB of the disk')
+    return false
   }
 }

@@ -39,7 +39,8 @@ export const resultMessages = {
   CANCELLED: { ovh: false, template: 'Install cancelled, the disk was left unbootable.', when: 'the install was aborted (signal or API cancel) after writing began; before writing, the disk is untouched and the message says so' },
   CANCELLED_UNTOUCHED: { ovh: false, template: 'Install cancelled, the disk was not modified.', when: 'the install was aborted before any byte was written' },
   INTERNAL_ERROR: { ovh: false, template: 'Install failed on an internal error, the disk was left unbootable.', when: 'an unexpected error; details in the log' },
-  INTERRUPTED: { ovh: false, template: 'Install interrupted: the agent restarted during the install, the disk may be unbootable.', when: '`serve`: the state saved in --state-dir says an install was running when the agent stopped; reported as the result of that job after the restart' },
+  INTERRUPTED: { ovh: false, template: 'Install interrupted: the agent stopped during the install, the disk OUTCOME.', when: 'the state saved in --state-dir says an install was writing to the disk when the agent stopped (killed, out of memory); at the next start (`serve`, `install`, `recover`) OUTCOME is `was left unbootable` (its first and last MiB zeroed then) or `could not be made unbootable: REASON`' },
+  INTERRUPTED_UNTOUCHED: { ovh: false, template: 'Install interrupted: the agent stopped during the install, the disk was not modified.', when: 'the same, but the install had not begun writing (e.g. it was downloading into memory): the disk was left as it was' },
   // The HTTP service's refusals (`serve`, docs/api.md): nothing was installed or changed.
   BUSY: { ovh: false, template: 'An install is already running, job JOB.', when: '`POST /install/start` (HTTP 409) while a job runs; JOB is its id' },
   NOT_RUNNING: { ovh: false, template: 'No install is running.', when: '`POST /install/cancel` (HTTP 409) when no job runs' },
@@ -128,8 +129,10 @@ export const errors = {
     new InstallError('CANCELLED_UNTOUCHED', 'Install cancelled, the disk was not modified.'),
   internalError: (cause?: unknown) =>
     new InstallError('INTERNAL_ERROR', 'Install failed on an internal error, the disk was left unbootable.', { cause }),
-  interrupted: () =>
-    new InstallError('INTERRUPTED', 'Install interrupted: the agent restarted during the install, the disk may be unbootable.'),
+  interrupted: (zeroFailure?: string) =>
+    new InstallError('INTERRUPTED', `Install interrupted: the agent stopped during the install, the disk ${zeroFailure === undefined ? 'was left unbootable' : `could not be made unbootable: ${zeroFailure}`}.`),
+  interruptedUntouched: () =>
+    new InstallError('INTERRUPTED_UNTOUCHED', 'Install interrupted: the agent stopped during the install, the disk was not modified.'),
   busy: (jobId: string) =>
     new InstallError('BUSY', `An install is already running, job ${jobId}.`),
   notRunning: () =>

@@ -10,6 +10,7 @@
 import type { Logger } from 'pino'
 import { Agent, request } from 'undici'
 import { safeUrl } from './redact.js'
+import { parseReportUrl } from './report-url.js'
 
 export interface ReportPosterOptions {
   url: string
@@ -58,18 +59,11 @@ export class ReportPoster implements ReportSink {
   failed = 0
 
   constructor (private readonly options: ReportPosterOptions) {
-    const url = new URL(options.url)
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`the report URL must be http or https, not ${url.protocol}`)
+    const target = parseReportUrl(options.url)
+    if (typeof target === 'string') throw new Error(`bad report URL ${safeUrl(options.url)}: ${target}`)
     this.headers = { 'content-type': 'application/json', 'user-agent': 'byoi-agent' }
-    // Credentials in the URL become a Basic header; the URL itself is used without them.
-    if (url.username !== '' || url.password !== '') {
-      const user = decodeURIComponent(url.username)
-      const password = decodeURIComponent(url.password)
-      this.headers['authorization'] = `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
-      url.username = ''
-      url.password = ''
-    }
-    this.url = url
+    if (target.authorization !== undefined) this.headers['authorization'] = target.authorization
+    this.url = target.url
     this.shownUrl = safeUrl(options.url)
     this.maxAttempts = Math.max(1, options.maxAttempts ?? 5)
     this.baseDelayMs = options.baseDelayMs ?? 500 // 500 ms

@@ -3,7 +3,7 @@
  * token file, and the shutdown on the signal.
  */
 import t from 'tap'
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
 import { request } from 'undici'
@@ -17,7 +17,7 @@ import { AUTH, TOKEN } from '../unit/api/api-test-helpers.js'
 const tmp = tempDir()
 t.teardown(tmp.remove)
 const tokenFile = join(tmp.path, 'token')
-writeFileSync(tokenFile, `${TOKEN}\n`)
+writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 })
 
 interface Run { code: Promise<number>; stdout: () => string; stderr: () => string; service: Promise<Service>; stop: () => void }
 
@@ -159,4 +159,56 @@ t.test('a port in use: exit 1', async (t) => {
   t.match(second.stderr(), /Cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/)
   first.stop()
   t.equal(await first.code, EXIT_OK)
+})
+
+t.test('--report-url with a malformed %-escape in its user info: a usage error naming --report-url, no stack trace', async (t) => {
+  const run = serve([...base('bad-report-url'), '--disk', join(tmp.path, 'd.img'), '--report-url', 'http://us%zzer:pw-secret-789@127.0.0.1/r'])
+  t.equal(await run.code, EXIT_USAGE)
+  t.match(run.stderr(), /^Bad --report-url http:\/\/127\.0\.0\.1\/r: /)
+  t.match(run.stderr(), /Usage:/)
+  t.notMatch(run.stderr(), /URI malformed|"stack"|pw-secret-789/, 'no stack trace, no password')
+  t.equal(run.stdout(), '')
+})
+
+t.test('an existing --state-dir open to others is made 0700; one owned by another user is refused', async (t) => {
+  const open = join(tmp.path, 'open-state')
+  mkdirSync(open)
+  chmodSync(open, 0o777)
+  const run = serve(['--listen', '127.0.0.1:0', '--token-file', tokenFile, '--state-dir', open, '--disk', join(tmp.path, 'd.img')])
+  await run.service
+  t.equal(statSync(open).mode & 0o777, 0o700, 'mode 0700')
+  run.stop()
+  t.equal(await run.code, EXIT_OK)
+  if (process.getuid?.() !== 0) return
+  const foreign = join(tmp.path, 'foreign-state')
+  mkdirSync(foreign, { mode: 0o700 })
+  chownSync(foreign, 65534, 65534)
+  const refused = serve(['--listen', '127.0.0.1:0', '--token-file', tokenFile, '--state-dir', foreign, '--disk', join(tmp.path, 'd.img')])
+  t.equal(await refused.code, EXIT_USAGE)
+  t.match(refused.stderr(), /^Bad --state-dir .*foreign-state: owned by uid 65534, not by this agent \(uid 0\)/)
+})
+
+t.test('a token file readable by others: a warning on stderr, never the token', async (t) => {
+  const loose = join(tmp.path, 'loose-token')
+  writeFileSync(loose, `${TOKEN}\n`, { mode: 0o644 })
+  chmodSync(loose, 0o644)
+  const run = serve(['--listen', '127.0.0.1:0', '--token-file', loose, '--state-dir', join(tmp.path, 'loose-state'), '--disk', join(tmp.path, 'd.img')])
+  await run.service
+  run.stop()
+  t.equal(await run.code, EXIT_OK)
+  t.match(run.stderr(), new RegExp(`Warning: --token-file ${loose} is accessible by group or others \\(mode 0644\\)`))
+  t.notMatch(run.stderr(), TOKEN)
+  const tight = join(tmp.path, 'tight-token')
+  writeFileSync(tight, `${TOKEN}\n`, { mode: 0o600 })
+  const quiet = serve(['--listen', '127.0.0.1:0', '--token-file', tight, '--state-dir', join(tmp.path, 'tight-state'), '--disk', join(tmp.path, 'd.img')])
+  await quiet.service
+  quiet.stop()
+  t.equal(await quiet.code, EXIT_OK)
+  t.notMatch(quiet.stderr(), /Warning: --token-file/)
+})
+
+t.test('--disk "": a usage error (exit 2) for serve', async (t) => {
+  const run = serve([...base('empty-disk'), '--disk', ''])
+  t.equal(await run.code, EXIT_USAGE)
+  t.match(run.stderr(), /^Bad --disk: expected a path/)
 })

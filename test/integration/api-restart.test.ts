@@ -4,7 +4,7 @@
  * for its end (the event stream gets the result), and exits 0.
  */
 import t from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -22,7 +22,7 @@ const image = makeGptImage(8 * MiB)
 const tmp = tempDir()
 t.teardown(tmp.remove)
 const tokenFile = join(tmp.path, 'token')
-writeFileSync(tokenFile, `${TOKEN}\n`)
+writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 })
 const MAIN = fileURLToPath(new URL('../../agent/main.ts', import.meta.url))
 
 interface Agent { child: ChildProcess; url: string; stderr: () => string; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> }
@@ -60,11 +60,12 @@ async function startInstall (url: string, imageUrl: string): Promise<string> {
   return (await answer.body.json() as { jobId: string }).jobId
 }
 
-t.test('killed mid-install: the next agent reports INTERRUPTED from the saved state', async (t) => {
+t.test('killed while downloading into memory: the next agent reports INTERRUPTED_UNTOUCHED, the disk as it was', async (t) => {
   const images = await startScriptedServer((req, res) => serveFile(req, res, image, { stallAfterBytes: 2 * MiB }))
   t.teardown(images.close)
   const disk = join(tmp.path, 'killed.img')
   makeDirtyDisk(disk, DISK_BYTES)
+  const untouched = readRange(disk, 0, DISK_BYTES)
   const stateDir = join(tmp.path, 'killed-state')
   const agent = await spawnAgent(['--disk', disk, '--state-dir', stateDir])
   const jobId = await startInstall(agent.url, images.url())
@@ -93,9 +94,10 @@ t.test('killed mid-install: the next agent reports INTERRUPTED from the saved st
     reportUrl: receiver.url,
   })
   t.teardown(service.close)
-  const message = 'Install interrupted: the agent restarted during the install, the disk may be unbootable.'
+  const message = 'Install interrupted: the agent stopped during the install, the disk was not modified.'
   const status = await statusOf(service.url)
-  t.match(status, { state: 'error', jobId, result: { code: 'INTERRUPTED', message } })
+  t.match(status, { state: 'error', jobId, result: { code: 'INTERRUPTED_UNTOUCHED', message }, notes: [] })
+  t.ok(readRange(disk, 0, DISK_BYTES).equals(untouched), 'the disk is exactly as it was')
   t.equal(status.steps[0]?.status, 'done')
   t.equal(status.steps[1]?.status, 'error', 'the step under way ended in error')
   t.ok(status.steps.slice(2).every((s) => s.status === 'todo'))
@@ -109,12 +111,48 @@ t.test('killed mid-install: the next agent reports INTERRUPTED from the saved st
   t.equal(seen.statusCode, 204)
   await seen.body.dump()
   await waitFor('the report', () => receiver.messages.length > 0)
-  t.match(receiver.messages[0], { event: 'result', jobId, state: 'error', result: { code: 'INTERRUPTED', message } })
+  t.match(receiver.messages[0], { event: 'result', jobId, state: 'error', result: { code: 'INTERRUPTED_UNTOUCHED', message } })
   // A new install may start after it.
   const next = await startInstall(service.url, images.url())
   t.not(next, jobId)
   await request(`${service.url}/install/cancel`, { method: 'POST', headers: AUTH }).then(async (r) => r.body.dump())
   await service.runner.idle()
+})
+
+t.test('killed while writing (stream mode) over an old GPT: the next agent zeroes the first and last MiB, then reports INTERRUPTED', async (t) => {
+  const big = makeGptImage(12 * MiB)
+  // Past the head (1 MiB) and two 2 MiB slabs: some of the image is on the disk, the head is not.
+  const images = await startScriptedServer((req, res) => serveFile(req, res, big, { stallAfterBytes: 7 * MiB }))
+  t.teardown(images.close)
+  const disk = join(tmp.path, 'writing.img')
+  makeDirtyDisk(disk, DISK_BYTES)
+  execFileSync('sgdisk', ['-o', '-n', '1:2048:+4M', '-c', '1:old-os', disk], { stdio: 'ignore' })
+  const oldHead = readRange(disk, 0, MiB)
+  const stateDir = join(tmp.path, 'writing-state')
+  const agent = await spawnAgent(['--disk', disk, '--state-dir', stateDir, '--stream'])
+  const jobId = await startInstall(agent.url, images.url())
+  const written = { offset: MiB, length: 2 * MiB }
+  await waitFor('image bytes on the disk past the head', () => readRange(disk, written.offset, written.length).equals(big.subarray(written.offset, written.offset + written.length)))
+  const saved = JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8')) as { diskWrite: unknown }
+  t.match(saved.diskWrite, { path: disk, sizeBytes: DISK_BYTES }, 'the write was recorded before it began')
+  agent.child.kill('SIGKILL')
+  t.match(await agent.exited, { signal: 'SIGKILL' })
+  t.ok(readRange(disk, 0, MiB).equals(oldHead), 'killed: the old partition table still heads a part-written disk')
+  t.match(execFileSync('sgdisk', ['-p', disk], { encoding: 'utf8' }), /old-os/)
+
+  const restarted = await spawnAgent(['--disk', disk, '--state-dir', stateDir])
+  const status = await statusOf(restarted.url)
+  t.match(status, { state: 'error', jobId, result: { code: 'INTERRUPTED', message: 'Install interrupted: the agent stopped during the install, the disk was left unbootable.' } })
+  t.same(status.notes, [`The install was interrupted after it began writing to ${disk}: its first and last MiB were zeroed when the agent started again, so the partly written disk cannot boot.`])
+  t.ok(readRange(disk, 0, MiB).equals(Buffer.alloc(MiB)), 'the first MiB is zero')
+  t.ok(readRange(disk, DISK_BYTES - MiB, MiB).equals(Buffer.alloc(MiB)), 'the last MiB is zero')
+  restarted.child.kill('SIGTERM')
+  t.same(await restarted.exited, { code: 0, signal: null })
+  // Saved as over: a third start does not zero again nor report twice.
+  const third = await spawnAgent(['--disk', disk, '--state-dir', stateDir])
+  t.match(await statusOf(third.url), { state: 'error', jobId, result: { code: 'INTERRUPTED' } })
+  third.child.kill('SIGTERM')
+  await third.exited
 })
 
 t.test('SIGTERM: the running install is cancelled and waited for, the stream gets the result, exit 0', async (t) => {

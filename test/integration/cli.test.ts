@@ -1,12 +1,14 @@
 import t from 'tap'
-import { execFileSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { PassThrough, Readable } from 'node:stream'
 import { EXIT_INSTALL_FAILED, EXIT_OK, EXIT_USAGE, runCli } from '../../agent/cli.js'
 import { blkidAt, makeDirtyDisk, readRange, tempDir } from '../helpers/disk-files.js'
 import { gptDataRange, makeGptImage, sha, startImageServer } from '../helpers/image-server.js'
 import { serveFile, startScriptedServer } from '../helpers/scripted-server.js'
+import { waitFor } from '../unit/api/api-test-helpers.js'
 
 const MiB = 1024 * 1024
 const image = makeGptImage(3 * MiB)
@@ -150,4 +152,92 @@ t.test('secrets never reach the log, the progress or the result', async (t) => {
     for (const secret of ['dXNlcjpzZWNyZXQtcGFzcw==', 'd3Jvbmc6c2VjcmV0', 'url-secret-456', 'sig-secret-123']) t.notMatch(text, secret)
   }
   t.match(failed.stderr, /"level":50/, 'the failure was logged')
+})
+
+t.test('a payload starting with a UTF-8 BOM is read as the service reads it', async (t) => {
+  const server = await startImageServer({ image })
+  t.teardown(server.close)
+  const disk = join(tmp.path, 'bom.img')
+  makeDirtyDisk(disk, 16 * MiB)
+  const file = join(tmp.path, 'bom.json')
+  writeFileSync(file, `\ufeff${payload(server.url())}`)
+  const run = await cli(['install', '--payload', file, '--disk', disk])
+  t.equal(run.code, EXIT_OK, run.stdout)
+  t.match(run.stdout, /^Image installed on /)
+})
+
+t.test('--disk "": a usage error (exit 2)', async (t) => {
+  const run = await cli(['install', '--payload', '-', '--disk', ''], '{}')
+  t.equal(run.code, EXIT_USAGE)
+  t.match(run.stderr, /^Bad --disk: expected a path/)
+  t.equal(run.stdout, '')
+})
+
+t.test('install killed (SIGKILL) while writing over an old GPT: the next install on that disk zeroes its first and last MiB and says so', async (t) => {
+  const big = makeGptImage(12 * MiB)
+  const images = await startScriptedServer((req, res) => {
+    if (req.url === '/gone.raw') res.writeHead(404).end()
+    else serveFile(req, res, big, { stallAfterBytes: 7 * MiB })
+  })
+  t.teardown(images.close)
+  const DISK_BYTES = 32 * MiB
+  const disk = join(tmp.path, 'killed-cli.img')
+  makeDirtyDisk(disk, DISK_BYTES)
+  execFileSync('sgdisk', ['-o', '-n', '1:2048:+4M', '-c', '1:old-os', disk], { stdio: 'ignore' })
+  const oldHead = readRange(disk, 0, MiB)
+  const stateDir = join(tmp.path, 'cli-state')
+  const file = join(tmp.path, 'killed.json')
+  writeFileSync(file, JSON.stringify({ templateName: 'byoi_64', userMetadata: [{ key: 'imageURL', value: images.url() }, { key: 'imageType', value: 'raw' }] }))
+  const main = fileURLToPath(new URL('../../agent/main.ts', import.meta.url))
+  const child = spawn(process.execPath, [...process.execArgv, main, 'install', '--payload', file, '--disk', disk, '--stream', '--state-dir', stateDir], { stdio: 'ignore' })
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)))
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  // The child compiles the agent through the test's TypeScript loader first: slow on a loaded machine.
+  await waitFor('image bytes on the disk past the head', () => readRange(disk, MiB, 2 * MiB).equals(big.subarray(MiB, 3 * MiB)), 120_000)
+  child.kill('SIGKILL')
+  t.equal(await exited, 'SIGKILL')
+  t.ok(readRange(disk, 0, MiB).equals(oldHead), 'killed: the old partition table heads a part-written disk')
+
+  // The next install fails before writing (404), yet the interrupted disk no longer boots.
+  const next = await cli(['install', '--payload', '-', '--disk', disk, '--state-dir', stateDir], payload(images.url('/gone.raw')))
+  t.equal(next.code, EXIT_INSTALL_FAILED)
+  t.match(next.stderr, `A previous install on ${disk} did not finish: Install interrupted: the agent stopped during the install, the disk was left unbootable.`)
+  t.ok(readRange(disk, 0, MiB).equals(Buffer.alloc(MiB)), 'the first MiB is zero')
+  t.ok(readRange(disk, DISK_BYTES - MiB, MiB).equals(Buffer.alloc(MiB)), 'the last MiB is zero')
+  // Settled once: a third install does not say it again.
+  const third = await cli(['install', '--payload', '-', '--disk', disk, '--state-dir', stateDir], payload(images.url('/gone.raw')))
+  t.notMatch(third.stderr, /A previous install/)
+})
+
+t.test('install killed while downloading into memory: the next install says the disk was not modified, and it is not', async (t) => {
+  const big = makeGptImage(12 * MiB)
+  const images = await startScriptedServer((req, res) => {
+    if (req.url === '/gone.raw') res.writeHead(404).end()
+    else serveFile(req, res, big, { stallAfterBytes: 7 * MiB })
+  })
+  t.teardown(images.close)
+  const disk = join(tmp.path, 'killed-memory.img')
+  makeDirtyDisk(disk, 32 * MiB)
+  const before = readRange(disk, 0, 32 * MiB)
+  const stateDir = join(tmp.path, 'cli-memory-state')
+  const file = join(tmp.path, 'killed-memory.json')
+  writeFileSync(file, JSON.stringify({ templateName: 'byoi_64', userMetadata: [{ key: 'imageURL', value: images.url() }, { key: 'imageType', value: 'raw' }] }))
+  const main = fileURLToPath(new URL('../../agent/main.ts', import.meta.url))
+  const child = spawn(process.execPath, [...process.execArgv, main, 'install', '--payload', file, '--disk', disk, '--state-dir', stateDir], { stdio: 'ignore' })
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)))
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  await waitFor('the download under way, saved', () => {
+    try {
+      const state = JSON.parse(readFileSync(join(stateDir, readdirSync(stateDir).find((f) => f.endsWith('.json')) ?? 'none'), 'utf8')) as { status: { steps: Array<{ status: string }> } }
+      return state.status.steps[1]?.status === 'doing'
+    } catch {
+      return false
+    }
+  }, 120_000)
+  child.kill('SIGKILL')
+  t.equal(await exited, 'SIGKILL')
+  const next = await cli(['install', '--payload', '-', '--disk', disk, '--state-dir', stateDir], payload(images.url('/gone.raw')))
+  t.equal(next.code, EXIT_INSTALL_FAILED)
+  t.match(next.stderr, `A previous install on ${disk} did not finish: Install interrupted: the agent stopped during the install, the disk was not modified.`)
+  t.ok(readRange(disk, 0, 32 * MiB).equals(before), 'the disk is exactly as it was')
 })

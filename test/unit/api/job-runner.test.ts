@@ -163,7 +163,7 @@ t.test('state: saved on each step change and at the end; read back by the next r
   t.match(again.status(), { state: 'done', jobId })
 })
 
-t.test('state: a job saved as running is reported INTERRUPTED after a restart, and posted', async (t) => {
+t.test('state: a job saved as running, not yet writing, is reported INTERRUPTED_UNTOUCHED after a restart, and posted', async (t) => {
   const dir = newStateDir()
   const install = new ManualInstall()
   const store = new JobStateStore(dir)
@@ -176,13 +176,13 @@ t.test('state: a job saved as running is reported INTERRUPTED after a restart, a
 
   const reports = new RecordingReports()
   const restarted = await JobRunner.open({ disk: FAKE_DISK, logger: quietLogger(), install: install.fn, store: new JobStateStore(dir), reporter: reports })
-  const message = 'Install interrupted: the agent restarted during the install, the disk may be unbootable.'
-  t.match(restarted.status(), { state: 'error', jobId, result: { code: 'INTERRUPTED', message } })
+  const message = 'Install interrupted: the agent stopped during the install, the disk was not modified.'
+  t.match(restarted.status(), { state: 'error', jobId, result: { code: 'INTERRUPTED_UNTOUCHED', message } })
   t.same(restarted.status().steps.map((s) => s.status), ['done', 'error', 'todo', 'todo', 'todo', 'todo', 'todo'])
-  t.match(reports.posts, [{ body: { event: 'result', jobId, state: 'error', result: { code: 'INTERRUPTED', message } }, keep: true }])
+  t.match(reports.posts, [{ body: { event: 'result', jobId, state: 'error', result: { code: 'INTERRUPTED_UNTOUCHED', message } }, keep: true }])
   await restarted.close()
   const third = await JobRunner.open({ disk: FAKE_DISK, logger: quietLogger(), install: install.fn, store: new JobStateStore(dir) })
-  t.match(third.status(), { state: 'error', result: { code: 'INTERRUPTED' } }, 'the interrupted result was saved')
+  t.match(third.status(), { state: 'error', result: { code: 'INTERRUPTED_UNTOUCHED' } }, 'the interrupted result was saved')
   // A new install may start.
   third.start(request)
   install.succeed()

@@ -39,7 +39,7 @@ t.test('every constructor makes an InstallError whose code is in the table', asy
     errors.payloadBadField('f', 'x'), errors.rawWriteFailed(), errors.imageTypeMismatch('raw', 'qcow2'), errors.qcow2Unsupported('backing file'), errors.qcow2Damaged('x'), errors.sectorSizeMismatch(512, '/d', 4096), errors.efiBootloaderNotFound('\\EFI\\x', 'not-in-esp'), errors.imageTooBigForDisk(2, '/d', 1), errors.diskUnavailable('/d', 'r'),
     errors.noPartitionTable('raw', 'zeros'), errors.noPartitionTable('qcow2', 'zeros'), errors.partitionTableInvalid('r'),
     errors.cancelled(), errors.cancelledUntouched(), errors.internalError(new Error('x')),
-    errors.interrupted(), errors.busy('j'), errors.notRunning(), errors.shuttingDown(), errors.unauthorized(), errors.notFound(),
+    errors.interrupted(), errors.interruptedUntouched(), errors.busy('j'), errors.notRunning(), errors.shuttingDown(), errors.unauthorized(), errors.notFound(),
     errors.unsupportedMediaType(), errors.bodyTooLarge(1), errors.badRequest('r'), errors.serviceError(new Error('x')),
   ]
   const codes = new Set(made.map((e) => e.code))
