@@ -41,7 +41,7 @@ function entriesOf (image: Buffer, lba: number): number {
 
 function nastyLba (random: Random, image: Buffer, original: bigint): bigint {
   const sectors = BigInt(image.length / SECTOR)
-  return random.pick([0n, 1n, 2n, 33n, 34n, original - 1n, original + 1n, sectors - 1n, sectors, sectors + 1n, sectors * 2n, 131072n, 131071n, 2n ** 32n, 2n ** 63n, 2n ** 64n - 1n])
+  return BigInt.asUintN(64, random.pick([0n, 1n, 2n, 33n, 34n, original - 1n, original + 1n, sectors - 1n, sectors, sectors + 1n, sectors * 2n, 131072n, 131071n, 2n ** 32n, 2n ** 63n, 2n ** 64n - 1n]))
 }
 
 function writeUtf16Name (entry: Buffer, name: string): void {
