@@ -11,7 +11,7 @@ export interface RunInfo {
   maxRssBytes: number
 }
 
-interface Group { count: number; first: CaseRecord; detail: string; families: Set<string> }
+interface Group { count: number; first: CaseRecord; detail: string; kinds: Map<string, number> }
 
 function table (header: string[], rows: string[][]): string {
   return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n')
@@ -20,21 +20,19 @@ function table (header: string[], rows: string[][]): string {
 const mib = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(0)} MiB`
 const escape = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/g, ' ')
 
-/** Every break kind, crash and hang, grouped, with the first case that showed it. */
+/** Every break kind, crash and hang, grouped by family and kind, with the first case that showed it and the kinds of case that did. */
 export function groupFindings (records: CaseRecord[]): Map<string, Group> {
   const groups = new Map<string, Group>()
   const add = (key: string, record: CaseRecord, detail: string): void => {
-    const group = groups.get(key)
-    if (group === undefined) groups.set(key, { count: 1, first: record, detail, families: new Set([record.family]) })
-    else {
-      group.count++
-      group.families.add(record.family)
-    }
+    const group = groups.get(key) ?? { count: 0, first: record, detail, kinds: new Map<string, number>() }
+    group.count++
+    group.kinds.set(record.kind, (group.kinds.get(record.kind) ?? 0) + 1)
+    groups.set(key, group)
   }
   for (const r of records) {
-    if (r.verdict.crash !== undefined) add(`crash (${r.family}: ${r.kind})`, r, r.verdict.crash)
-    if (r.verdict.hang !== undefined) add(`hang (${r.family}: ${r.kind}), ${r.verdict.hang}`, r, `${r.label}: did not end by the deadline, ${r.verdict.hang === 'aborted' ? 'ended once aborted' : 'worker terminated'}`)
-    for (const b of r.verdict.breaks) add(`${b.late === true ? 'late refusal, not a break: ' : ''}${r.family}: ${b.kind} (${r.kind})`, r, b.detail)
+    if (r.verdict.crash !== undefined) add(`${r.family}: crash`, r, r.verdict.crash)
+    if (r.verdict.hang !== undefined) add(`${r.family}: hang (${r.verdict.hang === 'aborted' ? 'ended once aborted' : 'worker terminated'})`, r, `did not end within the case deadline`)
+    for (const b of r.verdict.breaks) add(`${b.late === true ? 'late refusal, not a break: ' : ''}${r.family}: ${b.kind}`, r, b.detail)
   }
   return groups
 }
@@ -58,7 +56,10 @@ export function renderReport (records: CaseRecord[], info: RunInfo): string {
   const groups = [...groupFindings(records).entries()].sort((a, b) => b[1].count - a[1].count)
   const findings = groups.length === 0
     ? 'No crash, no hang, no invariant break.'
-    : table(['finding', 'cases', 'first case', 'what it saw', 'replay'], groups.map(([key, g]) => [escape(key), String(g.count), `\`${g.first.id}\` ${escape(g.first.label)} (${g.first.mode})`, escape(g.detail.slice(0, 200)), `\`${replayCommand(g.first.seed, g.first.id)}\``]))
+    : table(['finding', 'cases', 'of which', 'first case', 'what it saw', 'replay'], groups.map(([key, g]) => [
+      escape(key), String(g.count), escape([...g.kinds.entries()].sort((x, y) => y[1] - x[1]).map(([kind, n]) => `${kind} ×${n}`).join(', ')),
+      `\`${g.first.id}\` ${escape(g.first.label)} (${g.first.mode})`, escape(g.detail.slice(0, 160)), `\`${replayCommand(g.first.seed, g.first.id)}\``,
+    ]))
   const slowest = records.reduce<CaseRecord | undefined>((a, r) => (a === undefined || r.loopMaxMs > a.loopMaxMs ? r : a), undefined)
   return [
     `Seed ${info.seed}, ${info.budget}: ${records.length} cases in ${(info.elapsedMs / 1000).toFixed(0)} s on ${info.date}; the process's peak RSS (\`process.resourceUsage().maxRSS\`) ${mib(info.maxRssBytes)}.`,
