@@ -57,7 +57,7 @@ function layout (bytes: Buffer): { l1: number; l1Entries: number; l2: number[]; 
 function mutate (random: Random, fixture: Qcow2Fixture): { bytes: Buffer; what: string; kind: string } {
   const bytes = Buffer.from(fixture.bytes)
   const map = layout(bytes)
-  const kind = random.weighted<string>([[3, 'header'], [3, 'l1'], [5, 'l2'], [2, 'refcount'], [3, 'flips'], [1, 'truncate']])
+  const kind = random.weighted<string>([[3, 'header'], [3, 'l1'], [5, 'l2'], [1, 'l2-fill'], [1, 'grown'], [2, 'refcount'], [3, 'flips'], [1, 'truncate']])
   switch (kind) {
     case 'header': {
       const [at, width, name] = random.pick(HEADER_FIELDS)
@@ -84,6 +84,23 @@ function mutate (random: Random, fixture: Qcow2Fixture): { bytes: Buffer; what: 
       ])
       writeField(bytes, at, 8, value)
       return { bytes, what: `L2@${table}[${i}]${at % entryBytes === 8 ? '.bitmap' : ''}=0x${value.toString(16)}`, kind: 'L2 entry' }
+    }
+    case 'l2-fill': {
+      // Every entry of one L2 table the same (one compressed or data cluster for the whole range, or a compressed entry of the widest size).
+      const table = map.l2.length > 0 ? random.pick(map.l2) : map.l1
+      const entryBytes = map.extendedL2 ? 16 : 8
+      const entries = Math.min(map.clusterBytes / entryBytes, Math.floor((bytes.length - table) / entryBytes))
+      const used = Array.from({ length: entries }, (_, i) => bytes.readBigUInt64BE(table + i * entryBytes)).filter((e) => e !== 0n)
+      const value = random.chance(0.3) || used.length === 0 ? (1n << 62n) | ((1n << 62n) - 1n) : random.pick(used)
+      for (let i = 0; i < entries; i++) bytes.writeBigUInt64BE(value, table + i * entryBytes)
+      return { bytes, what: `L2@${table} all ${entries} entries=0x${value.toString(16)}`, kind: 'L2 table filled with one entry' }
+    }
+    case 'grown': {
+      // The virtual size grown to the disk's (64 MiB): most of it unallocated, read as zeros.
+      bytes.writeBigUInt64BE(64n * 1024n * 1024n, 24)
+      const l1Needed = Math.ceil((64 * 1024 * 1024) / (map.clusterBytes * (map.clusterBytes / (map.extendedL2 ? 16 : 8))))
+      if (random.chance(0.5) && l1Needed > map.l1Entries) bytes.writeUInt32BE(l1Needed, 36)
+      return { bytes, what: `size=64 MiB${bytes.readUInt32BE(36) !== map.l1Entries ? `, l1_size=${l1Needed}` : ''}`, kind: 'virtual size grown to the disk' }
     }
     case 'refcount': {
       const target = map.refcountBlocks.length > 0 && random.chance(0.6) ? random.pick(map.refcountBlocks) + random.int(0, 63) * 2 : map.refcountTable + random.int(0, 3) * 8

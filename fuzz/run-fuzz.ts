@@ -3,9 +3,11 @@
  * the time (`--seconds`, default 420) or case (`--cases`) budget is spent. Prints a summary and
  * rewrites its section of docs/fuzz.md (`--no-doc`: not). `--seed N` makes the same cases again;
  * `--case ID` (repeatable) runs only those (a replay). Not part of `make test`: a seeded slice of
- * it is (test/integration/fuzz-slice.test.ts). Exit status 1 if any crash, hang or break was seen.
+ * it is (test/integration/fuzz-slice.test.ts). Every case with a finding goes in full to
+ * build/fuzz/findings-seed-SEED.json. Exit status 1 if any crash, hang or break was seen.
  */
 import { randomInt } from 'node:crypto'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -66,6 +68,12 @@ const report = renderReport(records, {
   maxRssBytes: process.resourceUsage().maxRSS * 1024,
 })
 console.log(report)
+// Every case with a finding, in full, for replays (build/ is not committed).
+const findings = records.filter((r) => r.verdict.crash !== undefined || r.verdict.hang !== undefined || r.verdict.breaks.length > 0)
+const findingsFile = join(root, 'build', 'fuzz', `findings-seed-${seed}.json`)
+mkdirSync(dirname(findingsFile), { recursive: true })
+writeFileSync(findingsFile, JSON.stringify(findings.map((r) => ({ ...r, replay: replayCommand(seed, r.id) })), null, 2) + '\n')
+console.error(`${findings.length} case(s) with a finding: ${findingsFile}`)
 if (!values['no-doc'] && caseIds.length === 0) {
   rewriteMarked(join(root, 'docs', 'fuzz.md'), 'fuzz', report)
   console.error('docs/fuzz.md updated')
