@@ -18,6 +18,7 @@ help:
 	@echo "make deps   - Debian and npm packages (idempotent, as root)"
 	@echo "make build  - compile to dist/ (the byoi-agent binary)"
 	@echo "make bench  - the benchmarks in bench/, figures into docs/benchmarks.md"
+	@echo "make fuzz   - the hostile-input suite (FUZZ_SECONDS=420, SEED=, CASE= to replay), summary into docs/fuzz.md"
 	@echo "make e2e    - the QEMU matrix: rescue image, installs onto virtual disks, installed systems booted (docs/e2e.md)"
 	@echo "make e2e-ci - one full install-and-boot case (run by .ci/run)"
 	@echo "make rescue-image / make test-os-image - build/rescue/{vmlinuz,initramfs.img}, build/test-os/*"
@@ -90,3 +91,9 @@ validators: build
 # The API under load: install throughput with and without 50 status pollers; figures into docs/api.md.
 bench-api: deps build
 	node dist/bench/api-load.js --rounds 7
+
+.PHONY: fuzz
+# The hostile-input suite (docs/fuzz.md), not part of `make test` (a seeded slice of it is): FUZZ_SECONDS (default 420),
+# CASES (a case budget), SEED (the same cases again), CASE (a replay: one id, or several separated by commas), FAMILY.
+fuzz: deps build
+	node dist/fuzz/run-fuzz.js --seconds $(or $(FUZZ_SECONDS),420) $(if $(CASES),--cases $(CASES)) $(if $(SEED),--seed $(SEED)) $(if $(CASE),--case $(CASE)) $(if $(FAMILY),--family $(FAMILY))

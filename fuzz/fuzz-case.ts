@@ -1,0 +1,30 @@
+import type { ChecksumType } from '../agent/report/install-error.js'
+import type { Behaviour } from './behaviour.js'
+
+export type Family = 'http' | 'qcow2' | 'table'
+export const FAMILIES: readonly Family[] = ['http', 'qcow2', 'table']
+
+/** memory: the default; stream: `--stream`; over-budget: raw larger than a 1 MiB memory budget (switches to streaming). */
+export type InstallMode = 'memory' | 'stream' | 'over-budget'
+
+/** One hostile input: what is served, how, and how it is installed. */
+export interface FuzzCase {
+  /** `FAMILY-INDEX`, e.g. `http-17`: with the run's seed, enough to make it again. */
+  id: string
+  family: Family
+  index: number
+  /** What was done to the input, for the report. */
+  label: string
+  /** The kind of case (the label without its numbers), for grouping breaks. */
+  kind: string
+  imageType: 'raw' | 'qcow2'
+  /** The bytes the server holds. */
+  served: Buffer
+  /** The guest disk the served bytes stand for (raw: the same; qcow2: made by qemu-img when needed). */
+  guest: () => Buffer | undefined
+  behaviour: Behaviour
+  mode: InstallMode
+  checksumType: ChecksumType | undefined
+  /** The server's answer is not the file (longer than announced, a redirect loop…): an install is a break. */
+  mustFail: boolean
+}
