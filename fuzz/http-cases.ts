@@ -6,7 +6,8 @@ import type { FuzzCase, InstallMode } from './fuzz-case.js'
 import type { Random } from './random.js'
 
 /** What the suite passes as download tuning: short, so that failures end quickly. */
-export const FUZZ_TUNING = { connectTimeoutMs: 1000, idleTimeoutMs: 1500, maxAttempts: 3, retryBaseDelayMs: 10, maxRedirects: 3 }
+/** Short timeouts so hostile servers end quickly: a trickle fails each attempt after 2 s under 10 KiB/s, every download within 12 s (the case deadline is 20 s). */
+export const FUZZ_TUNING = { connectTimeoutMs: 1000, idleTimeoutMs: 1500, lowSpeedLimitBytesPerSecond: 10 * 1024, lowSpeedTimeMs: 2000, deadlineMs: 12_000, maxAttempts: 3, retryBaseDelayMs: 10, maxRedirects: 3 }
 
 export function pickChecksum (random: Random): ChecksumType | undefined {
   return random.weighted<ChecksumType | undefined>([[2, undefined], [2, 'sha512'], [1, 'sha256'], [1, 'md5'], [1, 'sha1']])

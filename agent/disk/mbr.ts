@@ -178,7 +178,8 @@ export interface NewMbrPartition {
 /**
  * Reuses a primary partition `isWanted` accepts, or adds one in the first free primary slot: the
  * last `maxBytes` of the free space after the last partition, start aligned to 1 MiB, ending at or
- * below sector 2^32 (2 TiB with 512-byte sectors), as ironic does with parted. Only the head changes.
+ * below sector 2^32 (2 TiB with 512-byte sectors), as ironic does with parted, and before the last
+ * sectors a backup GPT would take (33 of 512 bytes, 5 of 4 KiB). Only the head changes.
  */
 export async function addMbrPartition (head: Buffer, options: {
   sectorBytes: number
@@ -205,7 +206,11 @@ export async function addMbrPartition (head: Buffer, options: {
   if (free === undefined) throw new Error('all four primary partitions are in use')
   // The first MiB stays for the table and the boot loader, as every partitioner leaves it.
   const freeStartLba = used.reduce((max, r) => Math.max(max, r.startLba + r.sizeLba), Math.ceil(MIB / sectorBytes))
-  const freeEndLba = Math.min(diskSectors, MBR_MAX_SECTORS)
+  // The disk's last sectors stay free, as many as a backup GPT takes (header + 16 KiB of entries):
+  // a partition up to the very last sector is one that `sgdisk -v` (and a later conversion to GPT)
+  // finds overlapping the secondary table.
+  const gptTailSectors = 1 + Math.ceil(16384 / sectorBytes)
+  const freeEndLba = Math.min(diskSectors - gptTailSectors, MBR_MAX_SECTORS)
   const placement = placeAtEnd({ freeStartLba, freeEndLba, sectorBytes, maxBytes: options.maxBytes, minBytes: options.minBytes })
   if (placement === undefined) {
     const freeBytes = Math.max(0, freeEndLba - freeStartLba) * sectorBytes

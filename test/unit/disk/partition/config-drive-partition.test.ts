@@ -157,12 +157,15 @@ for (const primaries of [1, 2, 3]) {
     const disk = path('disk.img')
     growInto(image, disk, GiB)
     const added = await install(disk)
+    // It ends 33 sectors before the disk's end (room for a backup GPT).
     const start = (GiB - 64 * MiB) / 512
-    t.same(added, { table: 'mbr', number: primaries + 1, reused: false, offsetBytes: start * 512, sizeBytes: 64 * MiB })
+    const size = 64 * MiB / 512 - 33
+    t.same(added, { table: 'mbr', number: primaries + 1, reused: false, offsetBytes: start * 512, sizeBytes: size * 512 })
     const after = sfdiskDump(disk)
     t.equal(after.label, 'dos')
     t.same(after.partitions.slice(0, primaries).map(({ start, size, type }) => ({ start, size, type })), before.partitions.map(({ start, size, type }) => ({ start, size, type })), 'the image\'s partitions unchanged')
-    t.match(after.partitions[primaries], { node: `${disk}${primaries + 1}`, start, size: 64 * MiB / 512, type: '83' })
+    t.match(after.partitions[primaries], { node: `${disk}${primaries + 1}`, start, size, type: '83' })
+    t.match(run('sgdisk', ['-v', disk]), /No problems found/, 'sgdisk -v: nothing overlaps where a backup GPT would go')
     t.equal(after.partitions.length, primaries + 1)
     t.equal(readRange(disk, 440, 4).readUInt32LE(), 0x12345678, 'disk identifier kept')
     t.match(run('sfdisk', ['-V', disk]), /No errors detected/, 'sfdisk --verify: CHS and LBAs agree')
@@ -223,9 +226,9 @@ t.test('MBR with an extended partition: the container is not asked about, the 4t
   const asked: number[] = []
   const added = await install(disk, { isConfigDrive: async (offsetBytes) => { asked.push(offsetBytes); return false } })
   t.same(asked, [MiB, 83968 * 512], 'the two primaries, not the extended container')
-  t.same(added, { table: 'mbr', number: 4, reused: false, offsetBytes: GiB - 64 * MiB, sizeBytes: 64 * MiB })
+  t.same(added, { table: 'mbr', number: 4, reused: false, offsetBytes: GiB - 64 * MiB, sizeBytes: 64 * MiB - 33 * 512 })
   const partitions = sfdiskDump(disk).partitions
   t.same(partitions.map((p) => [p.node.slice(disk.length), p.start, p.size, p.type]), [
-    ['1', 2048, 16384, '83'], ['2', 18432, 65536, '5'], ['3', 83968, 16384, '83'], ['4', (GiB - 64 * MiB) / 512, 131072, '83'], ['5', 20480, 16384, '83'],
+    ['1', 2048, 16384, '83'], ['2', 18432, 65536, '5'], ['3', 83968, 16384, '83'], ['4', (GiB - 64 * MiB) / 512, 131072 - 33, '83'], ['5', 20480, 16384, '83'],
   ])
 })

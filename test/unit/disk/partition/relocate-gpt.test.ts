@@ -134,7 +134,7 @@ t.test('a damaged primary without a valid backup: GPT_MOVE_FAILED, nothing writt
   const io = new MemoryIo(data)
   const err = await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES }).catch((e: unknown) => e)
   t.match(err, { code: 'GPT_MOVE_FAILED', message: 'Can not move backup GPT data structures to the end of disk.' })
-  t.match((err as Error).cause, { message: /primary GPT is not valid \(GPT header at LBA 1 fails its CRC\) and no valid backup was found \(LBA 131071: GPT header at LBA 131071 fails its CRC; LBA 524287: no GPT signature at LBA 524287\)/ })
+  t.match((err as Error).cause, { message: /primary GPT is not valid \(GPT header at LBA 1 fails its CRC\) and no valid backup was found \(LBA 131071: GPT header at LBA 131071 fails its CRC\)/ })
   t.same(io.writes, [])
   t.ok(head.equals(before))
 })
