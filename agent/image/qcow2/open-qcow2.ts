@@ -1,9 +1,9 @@
 import type { ByteSource } from '../memory-image.js'
 import { parseQcow2Header } from './header.js'
-import { readL1Table, validateL2Tables } from './tables.js'
+import { readL1Table, validateL2Tables, type Qcow2Mapping } from './tables.js'
 
 /** A qcow2 image checked by openQcow2, ready for writeQcow2. */
-export interface Qcow2Image {
+export interface Qcow2Image extends Qcow2Mapping {
   readonly version: 2 | 3
   /** The guest disk's size: what gets installed. */
   readonly virtualSizeBytes: number
@@ -17,8 +17,6 @@ export interface Qcow2Image {
   readonly dirty: boolean
   /** The size of the qcow2 file the image was opened from. */
   readonly fileBytes: number
-  /** The L2 table offset of each active L1 entry covering the guest disk (0: none). */
-  readonly l2TableOffsets: Float64Array
 }
 
 /**
@@ -37,8 +35,7 @@ export function openQcow2 (source: ByteSource): Qcow2Image {
     extendedL2: header.extendedL2,
     fileBytes: source.sizeBytes,
   }
-  const l2TableOffsets = readL1Table(geometry, source, header.l1TableOffset)
-  validateL2Tables(geometry, source, l2TableOffsets)
+  const mapping = validateL2Tables(geometry, source, readL1Table(geometry, source, header.l1TableOffset))
   return {
     version: header.version,
     virtualSizeBytes: header.virtualSizeBytes,
@@ -49,6 +46,6 @@ export function openQcow2 (source: ByteSource): Qcow2Image {
     snapshots: header.snapshots,
     dirty: header.dirty,
     fileBytes: source.sizeBytes,
-    l2TableOffsets,
+    ...mapping,
   }
 }

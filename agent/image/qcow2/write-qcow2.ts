@@ -269,7 +269,7 @@ export async function writeQcow2 (image: Qcow2Image, source: ByteSource, target:
   const writer = new Qcow2Writer(image, source, target, options)
   try {
     options.signal?.throwIfAborted()
-    for (const extent of guestExtents(image, source, image.l2TableOffsets, writer.end, { maxDataBytes: MAX_DATA_WRITE_BYTES })) {
+    for (const extent of guestExtents(image, source, { start: 0, end: writer.end }, { maxDataBytes: MAX_DATA_WRITE_BYTES })) {
       options.signal?.throwIfAborted()
       await writer.add(extent)
     }

@@ -48,7 +48,7 @@ function fixture (name: string, create: string[], writes: string[], convert?: st
   const usedL2Bytes = Math.min(image.clusterBytes, (4 * MiB / image.clusterBytes) * (image.extendedL2 ? 16 : 8))
   for (const l2 of new Set(image.l2TableOffsets)) if (l2 !== 0) regions.push({ name: `L2@${l2}`, start: l2, length: usedL2Bytes })
   // The compressed streams, for the decoders.
-  const compressed = [...guestExtents(image, source, image.l2TableOffsets, image.virtualSizeBytes, { maxDataBytes: MiB })].filter((e) => e.kind === 'compressed')
+  const compressed = [...guestExtents(image, source, { start: 0, end: image.virtualSizeBytes }, { maxDataBytes: MiB })].filter((e) => e.kind === 'compressed')
   if (compressed.length > 0) {
     const start = Math.min(...compressed.map((e) => e.hostOffset))
     const end = Math.max(...compressed.map((e) => e.kind === 'compressed' ? e.hostOffset + e.compressedBytes : 0))
