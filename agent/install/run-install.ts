@@ -122,7 +122,7 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
     } else {
       const head = fetched.streamedHead ?? Buffer.alloc(0)
       // Stream mode: the rest is on the disk already; the EFI check reads it there.
-      await checkEfiBootloader(request.efiBootloaderPath, head, disk, bytes)
+      await checkEfiBootloader(request.efiBootloaderPath, head, disk, { imageBytes: bytes, signal })
       ready = { imageBytes: bytes, head, write: undefined }
     }
 
@@ -229,7 +229,7 @@ async function checkInMemory (request: InstallRequest, memory: MemoryImage, disk
     if (memory.sizeBytes > disk.sizeBytes) throw errors.imageTooBigForDisk(memory.sizeBytes, disk.path, disk.sizeBytes)
     const head = memory.read(0, HEAD_BYTES)
     checkHead(head, disk)
-    await checkEfiBootloader(request.efiBootloaderPath, head, imageIo({ sizeBytes: memory.sizeBytes, read: (o, l) => memory.read(o, l) }, disk.logicalSectorBytes), memory.sizeBytes)
+    await checkEfiBootloader(request.efiBootloaderPath, head, imageIo({ sizeBytes: memory.sizeBytes, read: (o, l) => memory.read(o, l) }, disk.logicalSectorBytes), { imageBytes: memory.sizeBytes, signal })
     return {
       imageBytes: memory.sizeBytes,
       head,
@@ -244,7 +244,7 @@ async function checkInMemory (request: InstallRequest, memory: MemoryImage, disk
   const guest = { sizeBytes: image.virtualSizeBytes, read: (offset: number, length: number) => readQcow2Guest(image, memory, offset, Math.max(0, Math.min(length, image.virtualSizeBytes - offset))) }
   const head = guest.read(0, HEAD_BYTES)
   checkHead(head, disk)
-  await checkEfiBootloader(request.efiBootloaderPath, head, imageIo(guest, disk.logicalSectorBytes), image.virtualSizeBytes)
+  await checkEfiBootloader(request.efiBootloaderPath, head, imageIo(guest, disk.logicalSectorBytes), { imageBytes: image.virtualSizeBytes, signal })
   return {
     imageBytes: image.virtualSizeBytes,
     head,
