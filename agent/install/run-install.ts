@@ -239,7 +239,7 @@ async function checkInMemory (request: InstallRequest, memory: MemoryImage, disk
       },
     }
   }
-  const image: Qcow2Image = openQcow2(memory)
+  const image: Qcow2Image = await openQcow2(memory, { signal })
   if (image.virtualSizeBytes > disk.sizeBytes) throw errors.imageTooBigForDisk(image.virtualSizeBytes, disk.path, disk.sizeBytes)
   const guest = { sizeBytes: image.virtualSizeBytes, read: (offset: number, length: number) => readQcow2Guest(image, memory, offset, Math.max(0, Math.min(length, image.virtualSizeBytes - offset))) }
   const head = guest.read(0, HEAD_BYTES)

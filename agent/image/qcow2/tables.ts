@@ -1,5 +1,6 @@
 import type { ByteSource } from '../memory-image.js'
 import { errors } from '../../report/install-error.js'
+import type { TimeSlice } from '../../time-slice.js'
 
 /**
  * Address translation (spec: "Cluster mapping"): the active L1 table, the L2 tables it points to,
@@ -45,16 +46,20 @@ export function subclusterBytes (geometry: Qcow2Geometry): number {
   return geometry.extendedL2 ? geometry.clusterBytes / 32 : geometry.clusterBytes
 }
 
+/** Table entries checked between two calls to the TimeSlice. */
+const ENTRIES_PER_STEP = 4096
+
 /**
  * Reads the active L1 entries that cover the virtual disk: the L2 table offset of each (0: none).
  * Entries past the virtual disk (qemu's VM state area) are never installed, so never read.
  */
-export function readL1Table (geometry: Qcow2Geometry, source: ByteSource, l1TableOffset: number): Float64Array {
+export async function readL1Table (geometry: Qcow2Geometry, source: ByteSource, l1TableOffset: number, slice: TimeSlice): Promise<Float64Array> {
   const entries = Math.ceil(geometry.virtualSizeBytes / l1EntryCoverBytes(geometry))
   const table = source.view(l1TableOffset, entries * 8)
   if (table.length < entries * 8) throw errors.qcow2Damaged(`L1 table at ${l1TableOffset} lies beyond the end of the file`)
   const offsets = new Float64Array(entries)
   for (let i = 0; i < entries; i++) {
+    if (i % ENTRIES_PER_STEP === ENTRIES_PER_STEP - 1) await slice.next()
     const high = table.readUInt32BE(i * 8) & OFFSET_MASK_HIGH
     const low = table.readUInt32BE(i * 8 + 4) & OFFSET_MASK_LOW
     if (high === 0 && low === 0) continue
@@ -169,15 +174,18 @@ export interface Qcow2Mapping {
  * A table shared by several L1 entries is checked once, so the work is bounded by the file size
  * (at most one pass over each cluster of the file), never by the virtual size. Returns the mapping,
  * with the L1 ranges that read as zeros marked (a shared empty table then costs one step per L1
- * entry in every later walk, not one per guest cluster).
+ * entry in every later walk, not one per guest cluster). Every ENTRIES_PER_STEP entries (L1 or L2)
+ * go through the TimeSlice.
  */
-export function validateL2Tables (geometry: Qcow2Geometry, source: ByteSource, l2Offsets: Float64Array): Qcow2Mapping {
+export async function validateL2Tables (geometry: Qcow2Geometry, source: ByteSource, l2Offsets: Float64Array, slice: TimeSlice): Promise<Qcow2Mapping> {
   const entriesPerTable = l2EntriesPerTable(geometry)
   const cover = l1EntryCoverBytes(geometry)
   /** Each table checked so far, and whether its entries read as zeros. */
   const checked = new Map<number, boolean>()
   const zeroL1Ranges = new Uint8Array(l2Offsets.length)
+  let steps = 0
   for (let l1Index = 0; l1Index < l2Offsets.length; l1Index++) {
+    if (++steps % ENTRIES_PER_STEP === 0) await slice.next()
     const l2Offset = l2Offsets[l1Index] ?? 0
     if (l2Offset === 0) {
       zeroL1Ranges[l1Index] = 1
@@ -196,6 +204,7 @@ export function validateL2Tables (geometry: Qcow2Geometry, source: ByteSource, l
     const used = Math.ceil(guestBytes / geometry.clusterBytes)
     let readsZeros = true
     for (let index = 0; index < used && index < entriesPerTable; index++) {
+      if (++steps % ENTRIES_PER_STEP === 0) await slice.next()
       const guestOffset = base + index * geometry.clusterBytes
       const entry = decodeL2Entry(geometry, table, index, guestOffset)
       if (entry.kind === 'compressed') {
