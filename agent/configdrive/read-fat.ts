@@ -2,6 +2,7 @@ import {
   ATTR_DIRECTORY, ATTR_LONG_NAME, ATTR_VOLUME_ID, DIR_ENTRY_BYTES, ENTRY_END, ENTRY_FREE, ENTRY_KANJI_E5,
   LFN_CHAR_OFFSETS, LFN_LAST_SLOT, shortNameChecksum,
 } from './fat-names.js'
+import { TimeSlice } from '../time-slice.js'
 
 /**
  * A reader of FAT12/16/32 filesystems (Microsoft's FAT specification; the checks Linux makes in
@@ -9,8 +10,9 @@ import {
  * write: does the image's EFI system partition hold the `efiBootloaderPath` binary, and is an
  * existing partition already labelled config-2. Every read goes through `read`, at byte offsets
  * from the start of the filesystem. Input is untrusted: every field is checked before use, chain
- * walks stop after as many steps as there are clusters, and a directory is read up to the 65,536
- * entries the FAT spec allows.
+ * walks stop after as many steps as there are clusters (and at a cluster seen before), a directory
+ * is read up to the 65,536 entries the FAT spec allows, and every step of a chain goes through a
+ * TimeSlice (the event loop gets its turns, an abort ends the walk).
  */
 
 export type ReadAt = (offset: number, length: number) => Promise<Buffer>
@@ -192,10 +194,11 @@ class FatEntries {
  * link and on a cluster seen before (a loop), so hostile input can not make it spin; callers stop
  * pulling after the bytes they need.
  */
-async function * clusterChain (fat: FatEntries, volume: FatVolume, first: number): AsyncGenerator<number> {
+async function * clusterChain (fat: FatEntries, volume: FatVolume, first: number, slice: TimeSlice): AsyncGenerator<number> {
   let cluster = first
   const seen = new Set<number>()
   for (let steps = 0; steps <= volume.clusterCount; steps++) {
+    await slice.next()
     if (cluster < FIRST_CLUSTER || cluster >= volume.clusterCount + FIRST_CLUSTER) {
       throw new FatFormatError(`damaged FAT filesystem: cluster ${cluster} is out of range`)
     }
@@ -210,7 +213,7 @@ async function * clusterChain (fat: FatEntries, volume: FatVolume, first: number
 }
 
 /** The raw bytes of a directory: the FAT12/16 root region, or a cluster chain. */
-async function readDirectory (read: ReadAt, volume: FatVolume, fat: FatEntries, firstCluster: number | 'root'): Promise<Buffer> {
+async function readDirectory (read: ReadAt, volume: FatVolume, fat: FatEntries, firstCluster: number | 'root', slice: TimeSlice): Promise<Buffer> {
   const maxBytes = MAX_DIRECTORY_ENTRIES * DIR_ENTRY_BYTES
   if (firstCluster === 'root' && volume.fatBits !== 32) {
     return readExactly(read, volume.rootDirOffset, Math.min(volume.rootDirBytes, maxBytes))
@@ -218,7 +221,7 @@ async function readDirectory (read: ReadAt, volume: FatVolume, fat: FatEntries, 
   const start = firstCluster === 'root' ? volume.rootCluster : firstCluster
   const pieces: Buffer[] = []
   let total = 0
-  for await (const cluster of clusterChain(fat, volume, start)) {
+  for await (const cluster of clusterChain(fat, volume, start, slice)) {
     const piece = await readExactly(read, volume.dataOffset + (cluster - FIRST_CLUSTER) * volume.clusterBytes, volume.clusterBytes)
     pieces.push(piece)
     total += piece.length
@@ -233,8 +236,14 @@ function hasEndMarker (data: Buffer): boolean {
   return false
 }
 
-/** Parses directory entries, pairing each short entry with its long name (FAT spec 6-7). */
-function parseDirectory (data: Buffer, fatBits: 12 | 16 | 32): { entries: DirectoryEntry[]; label: string | undefined } {
+/** Entries parsed between two calls to the TimeSlice (a directory holds up to 65,536). */
+const ENTRIES_PER_STEP = 1024
+
+/**
+ * Parses directory entries, pairing each short entry with its long name (FAT spec 6-7). Free
+ * entries cost a byte comparison; every ENTRIES_PER_STEP entries go through the TimeSlice.
+ */
+async function parseDirectory (data: Buffer, fatBits: 12 | 16 | 32, slice: TimeSlice): Promise<{ entries: DirectoryEntry[]; label: string | undefined }> {
   const entries: DirectoryEntry[] = []
   let label: string | undefined
   // Long-name slots come highest ordinal first; `pending` collects them, `complete` waits for
@@ -242,10 +251,11 @@ function parseDirectory (data: Buffer, fatBits: 12 | 16 | 32): { entries: Direct
   let pending: { units: number[]; checksum: number; next: number } | undefined
   let complete: { units: number[]; checksum: number } | undefined
   for (let at = 0; at + DIR_ENTRY_BYTES <= data.length; at += DIR_ENTRY_BYTES) {
-    const entry = data.subarray(at, at + DIR_ENTRY_BYTES)
-    const first = entry[0] ?? 0
+    if ((at / DIR_ENTRY_BYTES) % ENTRIES_PER_STEP === ENTRIES_PER_STEP - 1) await slice.next()
+    const first = data[at] ?? 0
     if (first === ENTRY_END) break
     if (first === ENTRY_FREE) { pending = undefined; complete = undefined; continue }
+    const entry = data.subarray(at, at + DIR_ENTRY_BYTES)
     const attributes = entry[11] ?? 0
     if ((attributes & 0x3f) === ATTR_LONG_NAME) {
       complete = undefined
@@ -313,15 +323,18 @@ function uefiPathComponents (efiPath: string): string[] {
  * Whether a file exists at `efiPath` (e.g. `\EFI\debian\grubx64.efi`) in the FAT filesystem that
  * `read` reads, each component matched case-insensitively against the long or the short name, as
  * UEFI firmware does. A directory at that path is not a file. Throws FatFormatError when the
- * filesystem is not FAT or is too damaged to walk, RangeError for a malformed path.
+ * filesystem is not FAT or is too damaged to walk, RangeError for a malformed path, the signal's
+ * reason once aborted.
  */
-export async function fatFileExists (read: ReadAt, efiPath: string): Promise<boolean> {
+export async function fatFileExists (read: ReadAt, efiPath: string, options: { signal?: AbortSignal } = {}): Promise<boolean> {
   const parts = uefiPathComponents(efiPath)
+  const slice = new TimeSlice(options.signal)
   const volume = await openVolume(read)
   const fat = new FatEntries(read, volume)
   let directory: number | 'root' = 'root'
   for (const [index, part] of parts.entries()) {
-    const { entries } = parseDirectory(await readDirectory(read, volume, fat, directory), volume.fatBits)
+    await slice.next()
+    const { entries } = await parseDirectory(await readDirectory(read, volume, fat, directory, slice), volume.fatBits, slice)
     const found = entries.find((entry) => sameName(entry.name, part) || sameName(entry.shortName, part))
     if (found === undefined) return false
     const isDirectory = (found.attributes & ATTR_DIRECTORY) !== 0
@@ -347,7 +360,8 @@ export async function readFatLabel (read: ReadAt): Promise<string | undefined> {
     throw err
   }
   try {
-    const { label } = parseDirectory(await readDirectory(read, volume, new FatEntries(read, volume), 'root'), volume.fatBits)
+    const slice = new TimeSlice()
+    const { label } = await parseDirectory(await readDirectory(read, volume, new FatEntries(read, volume), 'root', slice), volume.fatBits, slice)
     return label ?? volume.bootLabel
   } catch (err) {
     if (err instanceof FatFormatError) return volume.bootLabel

@@ -18,8 +18,13 @@ export interface PartitionSpan {
   sizeBytes: number
 }
 
-/** The first EFI system partition, or undefined when the image has none (or no partition table). */
-export async function findEfiSystemPartition (head: Buffer, io: BlockIo, options: { imageBytes: number }): Promise<PartitionSpan | undefined> {
+/**
+ * The first EFI system partition, or undefined when the image has none (or no partition table).
+ * Its work is bounded (one GPT: header and at most MAX_ENTRIES_BYTES of entries); `signal` is
+ * looked at before and after the reads.
+ */
+export async function findEfiSystemPartition (head: Buffer, io: BlockIo, options: { imageBytes: number; signal?: AbortSignal }): Promise<PartitionSpan | undefined> {
+  options.signal?.throwIfAborted()
   const table = detectPartitionTable(head)
   if (table.kind === 'gpt') {
     const sectorBytes = table.headerFound === false ? io.logicalSectorBytes : table.sectorBytes
@@ -27,6 +32,7 @@ export async function findEfiSystemPartition (head: Buffer, io: BlockIo, options
     const backupLba = Math.floor(options.imageBytes / sectorBytes) - 1
     // The image's own backup only: what lies past the image on the disk is not part of it.
     const { entries } = await loadGpt(head, io, { sectorBytes, diskSectors }, [backupLba])
+    options.signal?.throwIfAborted()
     const esp = entries.find((entry) => entry.typeGuid === EFI_SYSTEM_GUID)
     if (esp === undefined) return undefined
     return { number: esp.index + 1, offsetBytes: esp.firstLba * sectorBytes, sizeBytes: (esp.lastLba - esp.firstLba + 1) * sectorBytes }

@@ -60,15 +60,19 @@ export async function checkImageTables (request: InstallRequest, head: Buffer, p
 /**
  * efiBootloaderPath names a file that the image's EFI system partition holds, matched without
  * regard to case as UEFI does. `io` reads the image past its head (the image in memory, or the disk).
+ * The walk gives the event loop its turns and ends with the signal's reason once aborted.
  */
-export async function checkEfiBootloader (efiPath: string | undefined, head: Buffer, io: BlockIo, imageBytes: number): Promise<void> {
+export async function checkEfiBootloader (efiPath: string | undefined, head: Buffer, io: BlockIo, options: { imageBytes: number; signal?: AbortSignal }): Promise<void> {
   if (efiPath === undefined) return
+  const { imageBytes, signal } = options
   let found: boolean
   try {
-    const esp = await findEfiSystemPartition(head, io, { imageBytes })
+    const esp = await findEfiSystemPartition(head, io, { imageBytes, signal })
     if (esp === undefined) throw errors.efiBootloaderNotFound(efiPath, 'no-esp')
-    found = await fatFileExists(partitionReader(head, io, esp), efiPath)
+    found = await fatFileExists(partitionReader(head, io, esp), efiPath, { signal })
   } catch (err) {
+    // An abort is a cancel, never "not found", whatever reason it carries.
+    signal?.throwIfAborted()
     if (err instanceof FatFormatError || err instanceof RangeError || (err instanceof Error && !('code' in err))) {
       throw errors.efiBootloaderNotFound(efiPath, 'not-in-esp', err)
     }

@@ -134,7 +134,7 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
     checkDigest(request, digestHex)
     if (bytes === 0) throw errors.badImageFormat(new Error('the image is empty'))
     const image = fetched.memory !== undefined
-      ? openInMemory(request, fetched.memory, disk, { signal, emit })
+      ? await openInMemory(request, fetched.memory, disk, { signal, emit })
       : streamedImage(fetched.streamedHead ?? Buffer.alloc(0), disk, bytes)
     const { imageBytes } = image
     // The head as it will be written: the image's first MiB, zeros past the image's end (never the old disk's bytes).
@@ -143,7 +143,7 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
     await checkImageHead(request, head.subarray(0, Math.min(head.length, imageBytes)), disk)
     const planned = new PlannedDisk(disk.sizeBytes, disk.logicalSectorBytes, imageBytes, image.read)
     await checkImageTables(request, head, planned, disk.path)
-    await checkEfiBootloader(request.efiBootloaderPath, head, planned, imageBytes)
+    await checkEfiBootloader(request.efiBootloaderPath, head, planned, { imageBytes, signal })
     signal?.throwIfAborted()
     plan = await planPartitionTables(request, head, planned, { prepared, configDrive: options.configDrive })
     logger?.info({ partitionTable: plan.partitionTable, configDrive: plan.configDrive.result }, 'partition tables planned')
@@ -236,7 +236,7 @@ async function reopenDisk (disk: Disk, logger: Logger | undefined): Promise<Disk
  * Memory mode: the image in memory, its type and size checked (qcow2: header, features and every
  * table, by openQcow2), read through the guest view; its write comes after verify.
  */
-function openInMemory (request: InstallRequest, memory: MemoryImage, disk: Disk, context: { signal: AbortSignal | undefined; emit: InstallEventListener }): ImageToInstall {
+async function openInMemory (request: InstallRequest, memory: MemoryImage, disk: Disk, context: { signal: AbortSignal | undefined; emit: InstallEventListener }): Promise<ImageToInstall> {
   const { signal, emit } = context
   checkDeclaredType(request, memory.view(0, 8))
   if (request.imageType === 'raw') {
@@ -250,7 +250,7 @@ function openInMemory (request: InstallRequest, memory: MemoryImage, disk: Disk,
       },
     }
   }
-  const image: Qcow2Image = openQcow2(memory)
+  const image: Qcow2Image = await openQcow2(memory, { signal })
   if (image.virtualSizeBytes > disk.sizeBytes) throw errors.imageTooBigForDisk(image.virtualSizeBytes, disk.path, disk.sizeBytes)
   return {
     imageBytes: image.virtualSizeBytes,

@@ -7,8 +7,9 @@ import { guestExtents } from './tables.js'
 /**
  * Reads guest bytes [offset, offset + length) of a checked qcow2 image, without any disk: what the
  * install looks at before writing (the partition table's sector size, the EFI system partition).
- * Small reads only: the walk goes over the L2 entries from the start of the guest disk, and
- * compressed clusters are decoded here, on the calling thread.
+ * The walk starts at the L1 entry of `offset`, so a read costs one step per guest cluster it
+ * covers (one per L1 range that reads as zeros), wherever it lies. Small reads only: compressed
+ * clusters are decoded here, on the calling thread.
  */
 export function readQcow2Guest (image: Qcow2Image, source: ByteSource, offset: number, length: number): Buffer {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > image.virtualSizeBytes) {
@@ -16,7 +17,7 @@ export function readQcow2Guest (image: Qcow2Image, source: ByteSource, offset: n
   }
   const out = Buffer.alloc(length)
   const end = offset + length
-  for (const extent of guestExtents(image, source, image.l2TableOffsets, end, { maxDataBytes: 8 * 1024 * 1024 })) {
+  for (const extent of guestExtents(image, source, { start: offset, end }, { maxDataBytes: 8 * 1024 * 1024 })) {
     const from = Math.max(offset, extent.guestOffset)
     const to = Math.min(end, extent.guestOffset + extent.length)
     if (from >= to || extent.kind === 'zero') continue

@@ -1,5 +1,6 @@
 import type { ByteSource } from '../memory-image.js'
 import { errors } from '../../report/install-error.js'
+import type { TimeSlice } from '../../time-slice.js'
 
 /**
  * Address translation (spec: "Cluster mapping"): the active L1 table, the L2 tables it points to,
@@ -45,16 +46,20 @@ export function subclusterBytes (geometry: Qcow2Geometry): number {
   return geometry.extendedL2 ? geometry.clusterBytes / 32 : geometry.clusterBytes
 }
 
+/** Table entries checked between two calls to the TimeSlice. */
+const ENTRIES_PER_STEP = 4096
+
 /**
  * Reads the active L1 entries that cover the virtual disk: the L2 table offset of each (0: none).
  * Entries past the virtual disk (qemu's VM state area) are never installed, so never read.
  */
-export function readL1Table (geometry: Qcow2Geometry, source: ByteSource, l1TableOffset: number): Float64Array {
+export async function readL1Table (geometry: Qcow2Geometry, source: ByteSource, l1TableOffset: number, slice: TimeSlice): Promise<Float64Array> {
   const entries = Math.ceil(geometry.virtualSizeBytes / l1EntryCoverBytes(geometry))
   const table = source.view(l1TableOffset, entries * 8)
   if (table.length < entries * 8) throw errors.qcow2Damaged(`L1 table at ${l1TableOffset} lies beyond the end of the file`)
   const offsets = new Float64Array(entries)
   for (let i = 0; i < entries; i++) {
+    if (i % ENTRIES_PER_STEP === ENTRIES_PER_STEP - 1) await slice.next()
     const high = table.readUInt32BE(i * 8) & OFFSET_MASK_HIGH
     const low = table.readUInt32BE(i * 8 + 4) & OFFSET_MASK_LOW
     if (high === 0 && low === 0) continue
@@ -151,39 +156,73 @@ function hostBytesRead (geometry: Qcow2Geometry, entry: L2Entry & { kind: 'stand
 }
 
 /**
+ * The mapping from guest clusters to the file: the L2 table offset of each active L1 entry (0:
+ * none), and which L1 ranges read as zeros whole (no L2 table, or a table whose entries used there
+ * are all unallocated or zero). One number and one byte per L1 entry, nothing per guest cluster:
+ * the L1 table lies in the file and holds at most 4 Mi entries (qemu's QCOW_MAX_L1_SIZE), so this
+ * is at most 9/8 of the file's size and never above 36 MiB, whatever virtual size is claimed.
+ */
+export interface Qcow2Mapping {
+  readonly l2TableOffsets: Float64Array
+  /** 1 where the L1 entry's guest range reads as zeros whole: a walk skips it in one step. */
+  readonly zeroL1Ranges: Uint8Array
+}
+
+/**
  * Checks every entry of every active L2 table against the file and the virtual disk: data and
  * compressed clusters must start in the file, and the data a guest byte reads must end in it.
  * A table shared by several L1 entries is checked once, so the work is bounded by the file size
- * (at most one pass over each cluster of the file), never by the virtual size.
+ * (at most one pass over each cluster of the file), never by the virtual size. Returns the mapping,
+ * with the L1 ranges that read as zeros marked (a shared empty table then costs one step per L1
+ * entry in every later walk, not one per guest cluster). Every ENTRIES_PER_STEP entries (L1 or L2)
+ * go through the TimeSlice.
  */
-export function validateL2Tables (geometry: Qcow2Geometry, source: ByteSource, l2Offsets: Float64Array): void {
+export async function validateL2Tables (geometry: Qcow2Geometry, source: ByteSource, l2Offsets: Float64Array, slice: TimeSlice): Promise<Qcow2Mapping> {
   const entriesPerTable = l2EntriesPerTable(geometry)
   const cover = l1EntryCoverBytes(geometry)
-  const checked = new Set<number>()
+  /** Each table checked so far, and whether its entries read as zeros. */
+  const checked = new Map<number, boolean>()
+  const zeroL1Ranges = new Uint8Array(l2Offsets.length)
+  let steps = 0
   for (let l1Index = 0; l1Index < l2Offsets.length; l1Index++) {
+    if (++steps % ENTRIES_PER_STEP === 0) await slice.next()
     const l2Offset = l2Offsets[l1Index] ?? 0
-    if (l2Offset === 0 || checked.has(l2Offset)) continue
+    if (l2Offset === 0) {
+      zeroL1Ranges[l1Index] = 1
+      continue
+    }
+    const known = checked.get(l2Offset)
+    if (known !== undefined) {
+      zeroL1Ranges[l1Index] = known ? 1 : 0
+      continue
+    }
     const base = l1Index * cover
     // Only the last L1 entry covers fewer guest clusters; it comes last, so a table it shares with
     // an earlier entry has already been checked whole.
     const guestBytes = Math.min(cover, geometry.virtualSizeBytes - base)
-    checked.add(l2Offset)
     const table = source.view(l2Offset, geometry.clusterBytes)
     const used = Math.ceil(guestBytes / geometry.clusterBytes)
+    let readsZeros = true
     for (let index = 0; index < used && index < entriesPerTable; index++) {
+      if (++steps % ENTRIES_PER_STEP === 0) await slice.next()
       const guestOffset = base + index * geometry.clusterBytes
       const entry = decodeL2Entry(geometry, table, index, guestOffset)
       if (entry.kind === 'compressed') {
         if (entry.hostOffset >= geometry.fileBytes) throw errors.qcow2Damaged(`compressed cluster for guest offset ${guestOffset} lies beyond the end of the file`)
+        readsZeros = false
         continue
       }
+      if (entry.allocated !== 0) readsZeros = false
       const usedBytes = Math.min(geometry.clusterBytes, geometry.virtualSizeBytes - guestOffset)
       const end = hostBytesRead(geometry, entry, usedBytes)
       if (end > 0 && entry.hostOffset + end > geometry.fileBytes) {
         throw errors.qcow2Damaged(`data cluster for guest offset ${guestOffset} lies beyond the end of the file`)
       }
     }
+    checked.set(l2Offset, readsZeros)
+    zeroL1Ranges[l1Index] = readsZeros ? 1 : 0
   }
+  return { l2TableOffsets: l2Offsets, zeroL1Ranges }
 }
 
 /** A run of guest bytes and where they come from. */
@@ -199,19 +238,32 @@ export interface GuestExtentOptions {
 }
 
 /**
- * The guest disk [0, end) as extents in guest order: data runs whose host bytes are contiguous are
- * merged (up to maxDataBytes), as are zero runs; compressed clusters come one by one. The work is
- * one step per L2 entry (and subcluster) below `end`, or one per L1 entry without an L2 table.
+ * Steps (L1 entries, L2 entries, subclusters) a walk takes at most before it hands back the run it
+ * holds, even one that could grow: the caller gets control back (to give the event loop a turn, to
+ * look at its AbortSignal) after a bounded amount of work, whatever the tables look like.
  */
-export function * guestExtents (geometry: Qcow2Geometry, source: ByteSource, l2Offsets: Float64Array, end: number, options: GuestExtentOptions): Generator<GuestExtent> {
-  const cover = l1EntryCoverBytes(geometry)
-  const sub = subclusterBytes(geometry)
-  const subclusters = geometry.extendedL2 ? 32 : 1
+const MAX_STEPS_PER_EXTENT = 16384
+
+/**
+ * The guest range [start, end) as extents in guest order, from the cluster holding `start`: data
+ * runs whose host bytes are contiguous are merged (up to maxDataBytes), as are zero runs;
+ * compressed clusters come one by one. The walk goes straight to the L1 entry of `start`; it takes
+ * one step per L1 entry whose range reads as zeros, else one per L2 entry (and subcluster), and
+ * hands back a run at least every MAX_STEPS_PER_EXTENT steps.
+ */
+export function * guestExtents (image: Qcow2Geometry & Qcow2Mapping, source: ByteSource, range: { start: number; end: number }, options: GuestExtentOptions): Generator<GuestExtent> {
+  const { l2TableOffsets, zeroL1Ranges } = image
+  const { end } = range
+  const cover = l1EntryCoverBytes(image)
+  const sub = subclusterBytes(image)
+  const subclusters = image.extendedL2 ? 32 : 1
   let pending: GuestExtent | undefined
+  let steps = 0
 
   // Appends [guestOffset, +length) of `kind`; yields the pending run when this one cannot join it.
   function * add (kind: 'zero' | 'data', guestOffset: number, length: number, hostOffset: number): Generator<GuestExtent> {
-    if (pending !== undefined && pending.kind === kind && pending.guestOffset + pending.length === guestOffset) {
+    steps++
+    if (pending !== undefined && pending.kind === kind && pending.guestOffset + pending.length === guestOffset && steps < MAX_STEPS_PER_EXTENT) {
       if (kind === 'zero') {
         pending.length += length
         return
@@ -222,23 +274,26 @@ export function * guestExtents (geometry: Qcow2Geometry, source: ByteSource, l2O
       }
     }
     if (pending !== undefined) yield pending
+    steps = 0
     pending = kind === 'zero' ? { kind, guestOffset, length } : { kind, guestOffset, length, hostOffset }
   }
 
-  const l1Used = Math.min(l2Offsets.length, Math.ceil(end / cover))
-  for (let l1Index = 0; l1Index < l1Used; l1Index++) {
+  const first = Math.floor(Math.max(0, range.start) / image.clusterBytes) * image.clusterBytes
+  const l1Used = Math.min(l2TableOffsets.length, Math.ceil(end / cover))
+  for (let l1Index = Math.floor(first / cover); l1Index < l1Used; l1Index++) {
     const base = l1Index * cover
+    const from = Math.max(first, base)
     const tableEnd = Math.min(end, base + cover)
-    const l2Offset = l2Offsets[l1Index] ?? 0
-    if (l2Offset === 0) {
-      yield * add('zero', base, tableEnd - base, 0)
+    const l2Offset = l2TableOffsets[l1Index] ?? 0
+    if (l2Offset === 0 || zeroL1Ranges[l1Index] === 1) {
+      yield * add('zero', from, tableEnd - from, 0)
       continue
     }
-    const table = source.view(l2Offset, geometry.clusterBytes)
-    for (let index = 0; base + index * geometry.clusterBytes < tableEnd; index++) {
-      const guestOffset = base + index * geometry.clusterBytes
-      const clusterEnd = Math.min(tableEnd, guestOffset + geometry.clusterBytes)
-      const entry = decodeL2Entry(geometry, table, index, guestOffset)
+    const table = source.view(l2Offset, image.clusterBytes)
+    for (let index = (from - base) / image.clusterBytes; base + index * image.clusterBytes < tableEnd; index++) {
+      const guestOffset = base + index * image.clusterBytes
+      const clusterEnd = Math.min(tableEnd, guestOffset + image.clusterBytes)
+      const entry = decodeL2Entry(image, table, index, guestOffset)
       if (entry.kind === 'compressed') {
         if (pending !== undefined) yield pending
         pending = undefined
@@ -250,16 +305,16 @@ export function * guestExtents (geometry: Qcow2Geometry, source: ByteSource, l2O
         continue
       }
       for (let s = 0; s < subclusters; s++) {
-        const from = guestOffset + s * sub
-        if (from >= clusterEnd) break
-        const length = Math.min(sub, clusterEnd - from)
-        if (((entry.allocated >>> s) & 1) === 1) yield * add('data', from, length, entry.hostOffset + s * sub)
-        else yield * add('zero', from, length, 0)
+        const at = guestOffset + s * sub
+        if (at >= clusterEnd) break
+        const length = Math.min(sub, clusterEnd - at)
+        if (((entry.allocated >>> s) & 1) === 1) yield * add('data', at, length, entry.hostOffset + s * sub)
+        else yield * add('zero', at, length, 0)
       }
     }
   }
   if (pending !== undefined) yield pending
   // Past the L1 table's reach (never for a valid image: the L1 table covers the virtual size).
-  const covered = l1Used * cover
+  const covered = Math.max(first, l1Used * cover)
   if (covered < end) yield { kind: 'zero', guestOffset: covered, length: end - covered }
 }

@@ -1,6 +1,7 @@
 import { HEAD_BYTES } from '../../disk/sequential-writer.js'
 import { SLAB_BYTES, type ByteSource } from '../memory-image.js'
 import { errors } from '../../report/install-error.js'
+import { TimeSlice } from '../../time-slice.js'
 import type { Qcow2Image } from './open-qcow2.js'
 import { guestExtents, type GuestExtent } from './tables.js'
 import { ClusterDecodeError, decompressPool } from './decompress-pool.js'
@@ -17,7 +18,9 @@ import { ClusterDecodeError, decompressPool } from './decompress-pool.js'
  * Work is cut into jobs run at most MAX_IN_FLIGHT at a time: a data write (host-contiguous runs,
  * straight from the downloaded slabs), a zero check of 4 MiB, or a batch of compressed clusters
  * decoded on the decompression pool's threads and written in one go. Positional writes make their
- * order irrelevant.
+ * order irrelevant. The walk over the tables hands back control after a bounded number of steps
+ * (guestExtents), and every step of the loops here goes through a TimeSlice: the event loop gets a
+ * turn at least every TIME_SLICE_MS and an abort is seen at the next step, whatever the image.
  */
 
 /** Where the guest disk goes: a Disk, or anything with its positional I/O. */
@@ -105,6 +108,7 @@ class Qcow2Writer {
     private readonly source: ByteSource,
     private readonly target: Qcow2WriteTarget,
     private readonly options: Qcow2WriteOptions,
+    private readonly slice: TimeSlice,
   ) {
     this.head = Buffer.alloc(Math.min(HEAD_BYTES, image.virtualSizeBytes))
     this.limit = Math.min(image.virtualSizeBytes, target.sizeBytes)
@@ -150,6 +154,7 @@ class Qcow2Writer {
     }
     const [from, to] = this.targetPart(guestOffset, guestOffset + length)
     for (let at = from; at < to;) {
+      await this.slice.next()
       // Cut at the source's slab boundaries too: a range across two slabs would be copied.
       const offset = at
       const host = hostOffset + (offset - guestOffset)
@@ -178,7 +183,7 @@ class Qcow2Writer {
     if (guestOffset < headEnd) this.progress(headEnd - guestOffset) // the head starts zeroed
     const [from, to] = this.targetPart(guestOffset, guestOffset + length)
     for (let at = from; at < to; at += ZERO_CHECK_BYTES) {
-      this.options.signal?.throwIfAborted()
+      await this.slice.next()
       const offset = at
       const bytes = Math.min(ZERO_CHECK_BYTES, to - offset)
       await this.inFlight.add(async () => {
@@ -266,11 +271,12 @@ class Qcow2Writer {
  */
 export async function writeQcow2 (image: Qcow2Image, source: ByteSource, target: Qcow2WriteTarget, options: Qcow2WriteOptions = {}): Promise<Buffer> {
   if (source.sizeBytes !== image.fileBytes) throw new RangeError(`the source has ${source.sizeBytes} bytes, the image was opened from ${image.fileBytes}`)
-  const writer = new Qcow2Writer(image, source, target, options)
+  const slice = new TimeSlice(options.signal)
+  const writer = new Qcow2Writer(image, source, target, options, slice)
   try {
     options.signal?.throwIfAborted()
-    for (const extent of guestExtents(image, source, image.l2TableOffsets, writer.end, { maxDataBytes: MAX_DATA_WRITE_BYTES })) {
-      options.signal?.throwIfAborted()
+    for (const extent of guestExtents(image, source, { start: 0, end: writer.end }, { maxDataBytes: MAX_DATA_WRITE_BYTES })) {
+      await slice.next()
       await writer.add(extent)
     }
     await writer.finish()

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { buildFat } from '../../../agent/configdrive/build-fat.js'
 import { FatFormatError, fatFileExists, readFatLabel, type ReadAt } from '../../../agent/configdrive/read-fat.js'
 import { tempDir } from '../../helpers/disk-files.js'
+import { hostileEspBytes } from '../../helpers/hostile-qcow2.js'
 import { bufferReader, fileReader, LONG_NAME, pseudoRandomBytes, run, sampleFiles } from './referees.js'
 
 const tmp = tempDir('byoi-readfat-')
@@ -169,4 +170,23 @@ t.test('a bad boot sector is refused by name', async (t) => {
     damage(copy)
     await t.rejects(fatFileExists(bufferReader(copy), 'openstack'), { name: 'FatFormatError', message }, name)
   }
+})
+
+t.test('a directory of 65,536 deleted entries (a 4096-cluster chain): walked to its end, or stopped by an abort', async (t) => {
+  const esp = hostileEspBytes()
+  const whole = countingReader(esp)
+  t.equal(await fatFileExists(whole.read, '\\EFI\\BOOT\\BOOTX64.EFI'), false, 'not found, after the whole chain')
+  t.ok(whole.count() > 4096, `every cluster read (${whole.count()} reads)`)
+
+  // The reader aborts the walk after 100 reads: the walk ends with the signal's reason, not "not found".
+  const controller = new AbortController()
+  const stop = new Error('stopped by the test')
+  let reads = 0
+  const aborting: ReadAt = async (offset, length) => {
+    if (++reads === 100) controller.abort(stop)
+    return esp.subarray(offset, offset + length)
+  }
+  await t.rejects(fatFileExists(aborting, '\\EFI\\BOOT\\BOOTX64.EFI', { signal: controller.signal }), stop)
+  t.ok(reads <= 102, `no read after the abort but those under way (${reads})`)
+  await t.rejects(fatFileExists(bufferReader(esp), '\\EFI', { signal: controller.signal }), stop, 'an aborted signal: nothing read')
 })

@@ -26,7 +26,7 @@ const RUNS = 150 // per fixture
 
 interface Region { name: string; start: number; length: number }
 
-function fixture (name: string, create: string[], writes: string[], convert?: string[]): { bytes: Buffer; regions: Region[] } {
+async function fixture (name: string, create: string[], writes: string[], convert?: string[]): Promise<{ bytes: Buffer; regions: Region[] }> {
   const file = join(dir.path, `${name}.qcow2`)
   createQcow2(file, 4 * MiB, create)
   qemuIo(file, writes)
@@ -38,7 +38,7 @@ function fixture (name: string, create: string[], writes: string[], convert?: st
   const bytes = readFileSync(final)
   const source = new MemoryImage(bytes.length)
   source.append(bytes)
-  const image = openQcow2(source)
+  const image = await openQcow2(source)
   const l1Offset = Number(bytes.readBigUInt64BE(40))
   const regions: Region[] = [
     { name: 'header', start: 0, length: Math.min(image.clusterBytes, 512) },
@@ -48,7 +48,7 @@ function fixture (name: string, create: string[], writes: string[], convert?: st
   const usedL2Bytes = Math.min(image.clusterBytes, (4 * MiB / image.clusterBytes) * (image.extendedL2 ? 16 : 8))
   for (const l2 of new Set(image.l2TableOffsets)) if (l2 !== 0) regions.push({ name: `L2@${l2}`, start: l2, length: usedL2Bytes })
   // The compressed streams, for the decoders.
-  const compressed = [...guestExtents(image, source, image.l2TableOffsets, image.virtualSizeBytes, { maxDataBytes: MiB })].filter((e) => e.kind === 'compressed')
+  const compressed = [...guestExtents(image, source, { start: 0, end: image.virtualSizeBytes }, { maxDataBytes: MiB })].filter((e) => e.kind === 'compressed')
   if (compressed.length > 0) {
     const start = Math.min(...compressed.map((e) => e.hostOffset))
     const end = Math.max(...compressed.map((e) => e.kind === 'compressed' ? e.hostOffset + e.compressedBytes : 0))
@@ -58,14 +58,14 @@ function fixture (name: string, create: string[], writes: string[], convert?: st
 }
 
 const fixtures = {
-  'v3, 64 KiB clusters, plain, zero and compressed clusters': fixture('mixed', [], [
+  'v3, 64 KiB clusters, plain, zero and compressed clusters': await fixture('mixed', [], [
     'write -c -P 0x41 0 128k', `write -c -s ${pattern} 1M 256k`, 'write -P 0x11 64k 4k', `write -s ${pattern} 2M 512k`, 'write -z 2304k 64k', 'write -P 0x12 4032k 64k',
   ]),
-  'v3, extended L2': fixture('extl2', ['extended_l2=on'], [
+  'v3, extended L2': await fixture('extl2', ['extended_l2=on'], [
     'write -P 0x21 2048 2048', `write -s ${pattern} 1052672 8192`, 'write -z 1060864 2048', 'write -P 0x22 3M 64k', 'write -z 3147776 4096', 'write -z 2M 64k',
   ]),
-  'v2, 512 B clusters': fixture('v2', ['compat=0.10', 'cluster_size=512'], ['write -P 0x31 0 8k', `write -s ${pattern} 1M 64k`, 'write -P 0x32 3M 512']),
-  'zstd compressed': fixture('zstd', [], ['write -P 0x41 0 64k', `write -s ${pattern} 1M 512k`, 'write -P 0x42 3M 64k'], ['compression_type=zstd']),
+  'v2, 512 B clusters': await fixture('v2', ['compat=0.10', 'cluster_size=512'], ['write -P 0x31 0 8k', `write -s ${pattern} 1M 64k`, 'write -P 0x32 3M 512']),
+  'zstd compressed': await fixture('zstd', [], ['write -P 0x41 0 64k', `write -s ${pattern} 1M 512k`, 'write -P 0x42 3M 64k'], ['compression_type=zstd']),
 }
 
 /** Values for whole 64-bit fields: the edges of every check. */
@@ -111,7 +111,7 @@ async function install (bytes: Uint8Array): Promise<void> {
   source.append(bytes)
   const target = new MemoryTarget(TARGET_BYTES)
   try {
-    const image = openQcow2(source)
+    const image = await openQcow2(source)
     const head = await writeQcow2(image, source, target)
     if (head.length > HEAD_BYTES) throw new Error(`a head of ${head.length} bytes`)
   } catch (err) {

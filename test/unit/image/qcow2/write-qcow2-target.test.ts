@@ -24,7 +24,7 @@ const sparseRaw = qemuRaw(sparse)
 
 t.test('zero ranges already zero on the target are read, never written', async (t) => {
   const target = new MemoryTarget(33 * MiB, 0)
-  await writeQcow2(openQcow2(loadSource(sparse)), loadSource(sparse), target)
+  await writeQcow2(await openQcow2(loadSource(sparse)), loadSource(sparse), target)
   t.ok(target.reads > 0, 'the zero ranges were read')
   const zeroWrites = target.writes.filter((w) => target.bytes.subarray(w.offset, w.offset + w.length).every((b) => b === 0))
   t.same(zeroWrites, [], 'no write of zeros')
@@ -33,7 +33,7 @@ t.test('zero ranges already zero on the target are read, never written', async (
 
 t.test('zero ranges over old data are written as zeros', async (t) => {
   const target = new MemoryTarget(33 * MiB, 0x5a)
-  const head = await writeQcow2(openQcow2(loadSource(sparse)), loadSource(sparse), target)
+  const head = await writeQcow2(await openQcow2(loadSource(sparse)), loadSource(sparse), target)
   t.ok(head.equals(sparseRaw.subarray(0, HEAD_BYTES)), 'head')
   t.ok(target.bytes.subarray(HEAD_BYTES, 32 * MiB).equals(sparseRaw.subarray(HEAD_BYTES)), 'the guest disk')
   t.ok(target.bytes.subarray(0, HEAD_BYTES).every((b) => b === 0x5a), 'the first MiB untouched')
@@ -54,7 +54,7 @@ t.test('contiguous data goes in large writes, as views of the source', async (t)
     write: async (data, offset) => { views.push(slabs.has(data.buffer)); await memory.write(data, offset) },
     read: async (data, offset) => { await memory.read(data, offset) },
   }
-  await writeQcow2(openQcow2(source), source, target)
+  await writeQcow2(await openQcow2(source), source, target)
   const dataWrites = memory.writes.filter((w) => w.offset < 20 * MiB)
   t.ok(dataWrites.length <= 4, `19 MiB of contiguous data in ${dataWrites.length} writes`)
   t.ok(dataWrites.every((w) => w.length <= 8 * MiB), 'of at most 8 MiB each')
@@ -63,7 +63,7 @@ t.test('contiguous data goes in large writes, as views of the source', async (t)
 
 t.test('a target smaller than the virtual disk gets nothing past its end', async (t) => {
   const target = new MemoryTarget(10 * MiB, 0x5a)
-  const head = await writeQcow2(openQcow2(loadSource(sparse)), loadSource(sparse), target)
+  const head = await writeQcow2(await openQcow2(loadSource(sparse)), loadSource(sparse), target)
   t.equal(target.outOfBounds, 0)
   t.equal(head.length, HEAD_BYTES)
   t.ok(target.bytes.subarray(HEAD_BYTES).equals(sparseRaw.subarray(HEAD_BYTES, 10 * MiB)), 'what fits is right')
@@ -72,7 +72,7 @@ t.test('a target smaller than the virtual disk gets nothing past its end', async
 t.test('a virtual disk under 1 MiB lies all in the head', async (t) => {
   const file = image(512 * 1024, ['write -P 0x33 4k 4k', 'write -P 0x34 508k 4k'])
   const target = new MemoryTarget(MiB, 0x5a)
-  const head = await writeQcow2(openQcow2(loadSource(file)), loadSource(file), target)
+  const head = await writeQcow2(await openQcow2(loadSource(file)), loadSource(file), target)
   t.ok(head.equals(qemuRaw(file)), 'the head is the whole disk')
   t.same(target.writes, [], 'nothing written')
   t.equal(target.reads, 0, 'nothing read')
@@ -90,7 +90,7 @@ t.test('a failing write ends in QCOW2_WRITE_FAILED, once nothing is under way', 
     },
     read: async (data, offset) => { await memory.read(data, offset) },
   }
-  const err = await writeQcow2(openQcow2(loadSource(sparse)), loadSource(sparse), target).then(() => undefined, (e: unknown) => e)
+  const err = await writeQcow2(await openQcow2(loadSource(sparse)), loadSource(sparse), target).then(() => undefined, (e: unknown) => e)
   t.match(err, { code: 'QCOW2_WRITE_FAILED', cause })
   t.equal((err as Error).message, "Can't write qcow2 on disk.")
   t.equal(memory.inFlight, 0, 'no I/O left under way')
@@ -106,7 +106,7 @@ t.test('a failing read ends in QCOW2_WRITE_FAILED too', async (t) => {
     write: async (data, offset) => { await memory.write(data, offset) },
     read: async () => { throw new Error('EIO') },
   }
-  const err = await writeQcow2(openQcow2(loadSource(sparse)), loadSource(sparse), target).then(() => undefined, (e: unknown) => e)
+  const err = await writeQcow2(await openQcow2(loadSource(sparse)), loadSource(sparse), target).then(() => undefined, (e: unknown) => e)
   t.match(err, { code: 'QCOW2_WRITE_FAILED', message: "Can't write qcow2 on disk." })
 })
 
@@ -115,7 +115,7 @@ t.test('abort', async (t) => {
     const target = new MemoryTarget(33 * MiB, 0x5a)
     const controller = new AbortController()
     controller.abort()
-    const err = await writeQcow2(openQcow2(loadSource(sparse)), loadSource(sparse), target, { signal: controller.signal }).then(() => undefined, (e: unknown) => e)
+    const err = await writeQcow2(await openQcow2(loadSource(sparse)), loadSource(sparse), target, { signal: controller.signal }).then(() => undefined, (e: unknown) => e)
     t.match(err, { name: 'AbortError' })
     t.same(target.writes, [])
   })
@@ -131,7 +131,7 @@ t.test('abort', async (t) => {
       },
       read: async (data, offset) => { await memory.read(data, offset) },
     }
-    const err = await writeQcow2(openQcow2(loadSource(sparse)), loadSource(sparse), target, { signal: controller.signal }).then(() => undefined, (e: unknown) => e)
+    const err = await writeQcow2(await openQcow2(loadSource(sparse)), loadSource(sparse), target, { signal: controller.signal }).then(() => undefined, (e: unknown) => e)
     t.equal(err, reason)
     t.equal(memory.inFlight, 0)
     t.ok(memory.writes.length <= 4, 'at most the writes already under way')
@@ -140,5 +140,5 @@ t.test('abort', async (t) => {
 
 t.test('the source must be the one the image was opened from', async (t) => {
   const other = image(16 * MiB, ['write -P 0x11 0 64k'])
-  await t.rejects(writeQcow2(openQcow2(loadSource(sparse)), loadSource(other), new MemoryTarget(MiB)), RangeError)
+  await t.rejects(writeQcow2(await openQcow2(loadSource(sparse)), loadSource(other), new MemoryTarget(MiB)), RangeError)
 })

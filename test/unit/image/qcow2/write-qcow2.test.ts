@@ -145,7 +145,7 @@ for (const [name, fixture] of Object.entries(cases)) {
   t.test(name, async (t) => {
     const file = build(fixture)
     const raw = qemuRaw(file)
-    const image = openQcow2(loadSource(file))
+    const image = await openQcow2(loadSource(file))
     t.equal(image.virtualSizeBytes, raw.length, 'virtual size as qemu-img sees it')
 
     const targetPath = `${file}.target`
