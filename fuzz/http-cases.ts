@@ -39,7 +39,11 @@ function pickBehaviour (random: Random, fileBytes: number): { behaviour: Behavio
     }
     case 'stall': {
       const stalls = random.int(1, attempts)
-      return { behaviour: { kind, afterBytes: somewhere(), attempts: stalls, beforeHeaders: random.chance(0.3) }, mustFail: stalls >= attempts }
+      const afterBytes = somewhere()
+      const beforeHeaders = random.chance(0.3)
+      // Each stalled attempt still brings afterBytes, and the next resumes there (Range): the file can arrive whole.
+      const broughtBytes = beforeHeaders ? 0 : afterBytes * stalls
+      return { behaviour: { kind, afterBytes, attempts: stalls, beforeHeaders }, mustFail: stalls >= attempts && broughtBytes < fileBytes }
     }
     case 'trickle': return { behaviour: { kind, intervalMs: random.pick([200, 500, 1000]) }, mustFail: true }
     case 'redirect-loop': return { behaviour: { kind, pair: random.chance(0.5) }, mustFail: true }

@@ -7,7 +7,10 @@
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { closeSync, ftruncateSync, openSync, readSync, statSync, writeSync } from 'node:fs'
+import { readRange as readBytes } from '../test/helpers/disk-files.js'
 import { Random } from './random.js'
+
+export { readBytes }
 
 export const MiB = 1024 * 1024
 export const DISK_BYTES = 64 * MiB
@@ -48,22 +51,6 @@ export class TargetDisk {
   sizeBytes (): number {
     return statSync(this.path).size
   }
-}
-
-export function readBytes (path: string, offset: number, length: number): Buffer {
-  const out = Buffer.alloc(length)
-  const fd = openSync(path, 'r')
-  try {
-    let done = 0
-    while (done < length) {
-      const n = readSync(fd, out, done, length - done, offset + done)
-      if (n === 0) break
-      done += n
-    }
-  } finally {
-    closeSync(fd)
-  }
-  return out
 }
 
 /** sha256 of the whole file, read in 4 MiB pieces. */

@@ -73,12 +73,16 @@ export function classifyMbr (head: Buffer): MbrLayout {
 }
 
 /**
- * A plain MBR's primary records as a partitioner must leave them: each starting past LBA 0 and
- * ending on the disk, none overlapping another (logical partitions live inside their extended
+ * A plain MBR's primary records as a partitioner must leave them: none with a type but no sectors,
+ * each starting past LBA 0 and ending on the disk, none overlapping another (logical partitions live inside their extended
  * record and are not looked at). Refused before any write, like an invalid GPT.
  */
 export function checkMbrRecords (head: Buffer, diskSectors: number): void {
-  const used = readMbrRecords(head).filter((r) => !isEmptyRecord(r) && r.sizeLba > 0)
+  const records = readMbrRecords(head)
+  // A type with no sectors: Linux skips it, partitioners (sgdisk) read it as a partition ending before it starts.
+  const hollow = records.find((r) => r.type !== 0 && r.sizeLba === 0)
+  if (hollow !== undefined) throw new Error(`MBR partition ${hollow.slot + 1} has type 0x${hollow.type.toString(16).padStart(2, '0')} but no sectors`)
+  const used = records.filter((r) => !isEmptyRecord(r))
   for (const r of used) {
     if (r.startLba === 0 || r.startLba + r.sizeLba > diskSectors) {
       throw new Error(`MBR partition ${r.slot + 1} (LBA ${r.startLba}-${r.startLba + r.sizeLba - 1}) does not lie between LBA 1 and the disk's last LBA ${diskSectors - 1}`)

@@ -76,6 +76,10 @@ export async function checkPartitionTable (head: Buffer, io: BlockIo, options: {
       const { primary, entries } = await loadGpt(head, io, geometry, backupLbas)
       checkGptEntries(entries, primary)
     } else if (table.kind === 'mbr') {
+      // An MBR without a protective record rules (Linux reads it, not the GPT); a valid GPT header
+      // behind it is a second table that disagrees, which sgdisk and UEFI firmware may read instead.
+      const gptSector = SECTOR_SIZES.find((size) => hasIntactPrimaryHeader(head, size))
+      if (gptSector !== undefined) throw new Error(`LBA 0 holds an MBR with no protective (0xEE) partition, but a valid GPT header follows it (at byte ${gptSector}): two partition tables that disagree`)
       checkMbrRecords(head, Math.floor(io.sizeBytes / io.logicalSectorBytes))
     }
   } catch (err) {

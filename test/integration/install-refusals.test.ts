@@ -235,3 +235,24 @@ t.test('a valid GPT image onto the old-GPT disk: installed, sgdisk finds it clea
     t.notOk(readFileSync(disk).includes(Buffer.from('OLD_OS_ROOT', 'utf16le')), 'the old partition table is gone')
   }
 })
+
+t.test('an MBR record with a type but no sectors is refused before any write (sgdisk reads it as a partition ending before it starts)', async (t) => {
+  const file = join(tmp.path, 'hollow-mbr.raw')
+  writeFileSync(file, makeImage(4 * MiB))
+  execFileSync('sfdisk', ['-q', file], { input: 'label: dos\nstart=2048, size=2048, type=83\n', stdio: ['pipe', 'ignore', 'ignore'] })
+  const image = readFileSync(file)
+  image[446 + 16 + 4] = 0x83 // record 2: Linux, starting at 6144, 0 sectors
+  image.writeUInt32LE(6144, 446 + 16 + 8)
+  const messages = await expectRefusedUntouched(t, image, 'PARTITION_TABLE_INVALID')
+  for (const message of messages) t.equal(message, 'Bad format image, its partition table is not valid: MBR partition 2 has type 0x83 but no sectors.')
+})
+
+t.test('an MBR without a protective record over a valid GPT is refused before any write: two tables that disagree', async (t) => {
+  const image = gptImage(4 * MiB, ['2048:4095:root'])
+  // The protective record becomes a FAT32 partition: Linux reads the MBR, sgdisk and firmware may read the GPT.
+  image[446 + 4] = 0x0c
+  image.writeUInt32LE(2048, 446 + 8)
+  image.writeUInt32LE(2048, 446 + 12)
+  const messages = await expectRefusedUntouched(t, image, 'PARTITION_TABLE_INVALID')
+  for (const message of messages) t.equal(message, 'Bad format image, its partition table is not valid: LBA 0 holds an MBR with no protective (0xEE) partition, but a valid GPT header follows it (at byte 512): two partition tables that disagree.')
+})
