@@ -113,6 +113,22 @@ t.test('review: an MBR image the size of the disk, its config-2 (reused by label
   await expectCleanOrRefused(t, image)
 })
 
+t.test('review: an MBR record with a type but a size of 0 is installed; sgdisk -v finds "partitions 3 and 1 overlap" (fuzz: mbr zero size)', async (t) => {
+  const file = imageFile(3 * MiB)
+  execFileSync('sfdisk', ['-q', file], { input: 'label: dos\nstart=2048, size=2048, type=83\nstart=4096, size=2048, type=83\n' })
+  const image = readFileSync(file)
+  setRecord(image, 0, 2, 0x83, 6144, 0) // record 3: type 0x83, start 6144, no sectors
+  await expectCleanOrRefused(t, image)
+})
+
+t.test('review: a valid GPT behind a plain (non-protective) MBR is installed as an MBR disk, its GPT left with the backup mid-disk; sgdisk -v finds the secondary header misplaced (fuzz: gpt mbr not protective)', async (t) => {
+  const file = imageFile(8 * MiB)
+  execFileSync('sgdisk', ['-o', '-n', '1:2048:0', file], { stdio: 'ignore' })
+  const image = readFileSync(file)
+  setRecord(image, 0, 0, 0x83, 2048, 4096) // the 0xEE record replaced: Linux reads an MBR disk now
+  await expectCleanOrRefused(t, image)
+})
+
 /** Rewrites both CRCs of the GPT header at `lba` after its entries changed. */
 function fixHeaderCrc (image: Buffer, lba: number): void {
   const header = image.subarray(lba * SECTOR, lba * SECTOR + 92)
