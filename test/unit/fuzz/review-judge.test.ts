@@ -12,6 +12,7 @@ import type { FuzzCase } from '../../../fuzz/fuzz-case.js'
 import { invariantBreaks, judge } from '../../../fuzz/invariants.js'
 import { Random } from '../../../fuzz/random.js'
 import { tableCase as makeTableCase } from '../../../fuzz/table-cases.js'
+import { httpCase } from '../../../fuzz/http-cases.js'
 import { DISK_BYTES, MiB, TargetDisk } from '../../../fuzz/target-disk.js'
 import { classifyMbr } from '../../../agent/disk/mbr.js'
 import { makeGptImage, makeImage } from '../../helpers/image-server.js'
@@ -84,4 +85,16 @@ t.test('review: the table generator\'s "protective MBR: hybrid" case is no hybri
     t.equal(classifyMbr(c.served), 'hybrid', `seed ${seed}: the served image's LBA 0 is a hybrid MBR`)
   }
   t.ok(seen > 0, 'the generator made the case')
+})
+
+t.test('review: the http generator says a stall on every attempt must fail, but each stall after some bytes is progress and the download goes on (make fuzz SEED=5151 CASE=http-291: INSTALLED, the whole file, judged a break)', async (t) => {
+  const fixtures = { gptImage: makeGptImage(4 * MiB), mbrImage: mbrImage(), qcow2: [] }
+  let seen = 0
+  for (let seed = 1; seed < 20000 && seen < 3; seed++) {
+    const c = httpCase(seed, new Random(seed), fixtures)
+    const b = c.behaviour
+    if (b.kind !== 'stall' || b.beforeHeaders || b.afterBytes === 0 || !c.mustFail) continue
+    seen++
+    t.notOk(c.mustFail, `seed ${seed}: ${c.label}: every attempt brings ${b.afterBytes} bytes, the agent's retries go on (failures in a row reset on progress): an install is right`)
+  }
 })
