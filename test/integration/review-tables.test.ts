@@ -170,6 +170,24 @@ t.test('review: a GPT partition that runs past the image\'s end is installed ove
   t.notOk(pastImage.every((b) => b === 0xa5), 'INSTALLED, yet partition 1 holds the old disk\'s bytes past the image\'s end')
 })
 
+t.test('review: a 512-byte image (an MBR alone, partition 1 at LBA 2048-22047) is INSTALLED: its partition is wholly the old disk\'s bytes, here the old system\'s own partition', async (t) => {
+  const image = Buffer.alloc(SECTOR)
+  setRecord(image, 0, 0, 0x83, 2048, 20000)
+  image[510] = 0x55
+  image[511] = 0xaa
+  const server = await startImageServer({ image })
+  t.teardown(server.close)
+  const disk = oldGptDisk()
+  const before = readFileSync(disk)
+  const outcome = await runInstall({ request: request(server.url(), image), diskPath: disk, downloadTuning: fast }).catch((err: unknown) => err)
+  if (isInstallError(outcome)) {
+    t.ok(readFileSync(disk).equals(before), `refused (${outcome.code}) before any write`)
+    return
+  }
+  // makeDirtyDisk left 0xA5 bytes in the disk's first 2 MiB, so LBA 2048-4095 (1-2 MiB) held them.
+  t.notOk(readRange(disk, MiB, MiB).every((b) => b === 0xa5), 'INSTALLED, yet partition 1 starts with the old disk\'s bytes: nothing of it came from the image')
+})
+
 /** The partition "device": its bytes copied out of the disk file. */
 function partitionFile (): NonNullable<InstallOptions['mountCheck']> {
   return {
