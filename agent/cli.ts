@@ -373,6 +373,8 @@ async function openInstallJournal (options: { diskPath: string; stateDir: string
   const resolved = await realpath(options.diskPath).catch(() => options.diskPath)
   const store = new JobStateStore(dir, logger, `disk-${createHash('sha256').update(resolved).digest('hex').slice(0, 16)}.json`)
   const saved = await store.loadState()
+  // Another install still running on this disk keeps its record: overwriting it would lose the disk write it recorded.
+  if (saved?.status.state === 'running' && isAlive(saved.pid) && saved.pid !== process.pid) return `An install is already running on ${options.diskPath} (pid ${saved.pid}); it keeps its state in ${dir}.`
   if (saved?.status.state === 'running' && !isAlive(saved.pid)) {
     const { error, note } = await settleInterruptedInstall(saved, logger)
     options.stderr.write(`A previous install on ${saved.diskWrite?.path ?? saved.status.disk.path} did not finish: ${error.message}

@@ -41,9 +41,10 @@ function pickBehaviour (random: Random, fileBytes: number): { behaviour: Behavio
       const stalls = random.int(1, attempts)
       const afterBytes = somewhere()
       const beforeHeaders = random.chance(0.3)
-      // Each stalled attempt still brings afterBytes, and the next resumes there (Range): the file can arrive whole.
-      const broughtBytes = beforeHeaders ? 0 : afterBytes * stalls
-      return { behaviour: { kind, afterBytes, attempts: stalls, beforeHeaders }, mustFail: stalls >= attempts && broughtBytes < fileBytes }
+      // A stall after some bytes is progress: the next attempt resumes there (Range) and the agent's
+      // count of failures in a row starts again, so only stalls that bring nothing can use up the attempts.
+      const progress = !beforeHeaders && afterBytes > 0
+      return { behaviour: { kind, afterBytes, attempts: stalls, beforeHeaders }, mustFail: stalls >= attempts && !progress }
     }
     case 'trickle': return { behaviour: { kind, intervalMs: random.pick([200, 500, 1000]) }, mustFail: true }
     case 'redirect-loop': return { behaviour: { kind, pair: random.chance(0.5) }, mustFail: true }

@@ -39,9 +39,10 @@ export interface Verdict {
 const DECIDED_BEFORE_WRITING_IN_MEMORY = new Set([
   'DOWNLOAD_FAILED', 'QCOW2_TOO_BIG', 'BAD_IMAGE_FORMAT', 'CHECKSUM_MISMATCH', 'IMAGE_TYPE_MISMATCH', 'QCOW2_UNSUPPORTED',
   'QCOW2_DAMAGED', 'SECTOR_SIZE_MISMATCH', 'IMAGE_TOO_BIG_FOR_DISK', 'EFI_BOOTLOADER_NOT_FOUND', 'GPT_MOVE_FAILED',
+  'PARTITION_TABLE_INVALID', 'NO_PARTITION_TABLE', 'QCOW2_NO_PARTITION_TABLE', 'DOWNLOAD_REFUSED', 'CONFIGDRIVE_FAILED',
 ])
-/** Codes that, when streaming, come from the head checked before any write. */
-const DECIDED_BEFORE_WRITING_IN_STREAM = new Set(['IMAGE_TYPE_MISMATCH', 'SECTOR_SIZE_MISMATCH'])
+/** Codes that, when streaming, come from the head checked (or the answer refused) before any write. */
+const DECIDED_BEFORE_WRITING_IN_STREAM = new Set(['IMAGE_TYPE_MISMATCH', 'SECTOR_SIZE_MISMATCH', 'NO_PARTITION_TABLE', 'DOWNLOAD_REFUSED'])
 
 function sgdisk (args: string[], path: string): string {
   try {
@@ -115,7 +116,9 @@ export function judge (c: FuzzCase, run: CaseRun, disk: TargetDisk): Verdict {
   if (outcome.kind === 'crash') return { result: 'CRASH', crash: outcome.error, hang: run.hang, breaks }
   if (outcome.kind === 'error' && outcome.code === 'INTERNAL_ERROR') return { result: 'INTERNAL_ERROR', crash: `INTERNAL_ERROR: ${outcome.cause ?? outcome.message}`, hang: run.hang, breaks }
 
-  const guestSkip = (extra: Array<[number, number]>): Array<[number, number]> => [[0, PRIMARY_GPT_END], [DISK_BYTES - BACKUP_GPT_BYTES, DISK_BYTES], ...extra]
+  // What the agent rewrites: the GPT's sectors at both ends; on an MBR disk only LBA 0 (its gap, LBA 1-2047, holds GRUB's core.img).
+  const tableStart = outcome.kind === 'installed' && outcome.table === 'mbr' ? 512 : PRIMARY_GPT_END
+  const guestSkip = (extra: Array<[number, number]>): Array<[number, number]> => [[0, tableStart], [DISK_BYTES - BACKUP_GPT_BYTES, DISK_BYTES], ...extra]
   if (outcome.kind === 'installed') {
     if (c.mustFail) breaks.push({ kind: 'installed what the server got wrong', detail: `the answer was ${c.kind}, not the file` })
     breaks.push(...judgeTable(disk.path))

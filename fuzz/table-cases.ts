@@ -138,6 +138,14 @@ function mutateGpt (random: Random, base: Buffer): Mutation {
       const [what, start, size, type] = random.pick<[string, number, number, number]>([
         ['protective too small', 1, 100, 0xee], ['protective past end', 1, 0xffffffff, 0xee], ['hybrid', 2048, 2048, 0x0c], ['protective starting at 0', 0, 1000, 0xee], ['not protective', 2048, 4096, 0x83],
       ])
+      if (what === 'hybrid') {
+        // A real hybrid (as `sgdisk -h` makes it): the 0xEE record over the GPT's own sectors, a data record after it.
+        image.writeUInt32LE(start - 1, record + 12)
+        image[record + 16 + 4] = type
+        image.writeUInt32LE(start, record + 16 + 8)
+        image.writeUInt32LE(size, record + 16 + 12)
+        return { image, what: `protective MBR: ${what}`, kind: `gpt mbr ${what}` }
+      }
       image[record + 4] = type
       image.writeUInt32LE(start, record + 8)
       image.writeUInt32LE(size, record + 12)

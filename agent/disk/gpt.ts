@@ -190,14 +190,19 @@ export function parseGptEntries (array: Buffer, header: GptHeader, geometry: Gpt
 
 /**
  * The entries as a partitioner must leave them (what `sgdisk -v` checks): each within
- * [FirstUsableLBA, LastUsableLBA], none overlapping another. A partition outside that range lies
+ * [FirstUsableLBA, LastUsableLBA] (and, given `imageSectors`, within the image), none overlapping
+ * another. A partition outside that range lies
  * over the GPT's own structures or past the disk's end, and two that overlap share data: writing
  * a ConfigDrive into either would destroy the other, so such a table is refused before any write.
  */
-export function checkGptEntries (entries: readonly GptEntry[], header: GptHeader): void {
+export function checkGptEntries (entries: readonly GptEntry[], header: GptHeader, options: { imageSectors?: number } = {}): void {
   for (const e of entries) {
     if (e.firstLba < header.firstUsableLba || e.lastLba > header.lastUsableLba) {
       throw new Error(`partition ${e.index + 1} (LBA ${e.firstLba}-${e.lastLba}) lies outside the usable LBAs ${header.firstUsableLba}-${header.lastUsableLba}`)
+    }
+    // Past the image's end the disk holds whatever it held before: no partition may take it for the image's.
+    if (options.imageSectors !== undefined && e.lastLba >= options.imageSectors) {
+      throw new Error(`partition ${e.index + 1} (LBA ${e.firstLba}-${e.lastLba}) runs past the image's end (its last LBA is ${options.imageSectors - 1})`)
     }
   }
   const sorted = [...entries].sort((a, b) => a.firstLba - b.firstLba)

@@ -77,24 +77,77 @@ export function classifyMbr (head: Buffer): MbrLayout {
  * each starting past LBA 0 and ending on the disk, none overlapping another (logical partitions live inside their extended
  * record and are not looked at). Refused before any write, like an invalid GPT.
  */
-export function checkMbrRecords (head: Buffer, diskSectors: number): void {
+export function checkMbrRecords (head: Buffer, options: { diskSectors: number; imageSectors?: number }): void {
+  const { diskSectors, imageSectors } = options
   const records = readMbrRecords(head)
   // A type with no sectors: Linux skips it, partitioners (sgdisk) read it as a partition ending before it starts.
   const hollow = records.find((r) => r.type !== 0 && r.sizeLba === 0)
   if (hollow !== undefined) throw new Error(`MBR partition ${hollow.slot + 1} has type 0x${hollow.type.toString(16).padStart(2, '0')} but no sectors`)
-  const used = records.filter((r) => !isEmptyRecord(r))
+  // A protective (0xEE) record of 2^32 − 1 sectors means "to the disk's end" (UEFI 5.2.3): it is measured as that.
+  const used = records.filter((r) => !isEmptyRecord(r)).map((r) =>
+    r.type === PROTECTIVE_TYPE && r.sizeLba === U32_MAX ? { ...r, sizeLba: Math.max(1, Math.min(U32_MAX, (imageSectors ?? diskSectors) - r.startLba)) } : r)
   for (const r of used) {
     if (r.startLba === 0 || r.startLba + r.sizeLba > diskSectors) {
       throw new Error(`MBR partition ${r.slot + 1} (LBA ${r.startLba}-${r.startLba + r.sizeLba - 1}) does not lie between LBA 1 and the disk's last LBA ${diskSectors - 1}`)
     }
+    // Past the image's end the disk holds whatever it held before: no partition may take it for the image's.
+    if (imageSectors !== undefined && r.startLba + r.sizeLba > imageSectors) {
+      throw new Error(`MBR partition ${r.slot + 1} (LBA ${r.startLba}-${r.startLba + r.sizeLba - 1}) runs past the image's end (its last LBA is ${imageSectors - 1})`)
+    }
   }
-  const sorted = [...used].sort((a, b) => a.startLba - b.startLba)
+  checkNoOverlap(used, 'MBR partition')
+}
+
+/** Partitions (MBR records, or logical ones) sorted by start: none may begin before the previous one ends. */
+function checkNoOverlap (partitions: ReadonlyArray<{ slot: number; startLba: number; sizeLba: number }>, what: string): void {
+  const sorted = [...partitions].sort((a, b) => a.startLba - b.startLba)
   for (let i = 1; i < sorted.length; i++) {
     const before = sorted[i - 1] as MbrRecord
     const after = sorted[i] as MbrRecord
     if (after.startLba < before.startLba + before.sizeLba) {
-      throw new Error(`MBR partition ${after.slot + 1} (LBA ${after.startLba}-${after.startLba + after.sizeLba - 1}) overlaps partition ${before.slot + 1} (LBA ${before.startLba}-${before.startLba + before.sizeLba - 1})`)
+      throw new Error(`${what} ${after.slot + 1} (LBA ${after.startLba}-${after.startLba + after.sizeLba - 1}) overlaps partition ${before.slot + 1} (LBA ${before.startLba}-${before.startLba + before.sizeLba - 1})`)
     }
+  }
+}
+
+const MAX_LOGICAL_PARTITIONS = 128 // far beyond Linux's 64-odd minors per disk: a longer chain is a loop or garbage
+
+/**
+ * The logical partitions of each extended record, found by walking its chain of EBRs (formats.md
+ * 2.1; Linux's `parse_extended`): each EBR's first record is a logical partition relative to that
+ * EBR, its second the link to the next EBR relative to the container's start. Every logical must lie
+ * inside its container (and the image), none overlapping another; every link must point forward
+ * inside the container, at an EBR with 55 AA. A first EBR without 55 AA means no logical
+ * partitions (as Linux reads it). `readSector` reads the 512-byte table at an LBA of the image.
+ */
+export async function checkLogicalPartitions (head: Buffer, readSector: (lba: number) => Promise<Buffer>, options: { imageSectors: number }): Promise<void> {
+  for (const container of readMbrRecords(head).filter((r) => isExtendedType(r.type) && r.sizeLba > 0)) {
+    const end = container.startLba + container.sizeLba
+    const logicals: Array<{ slot: number; startLba: number; sizeLba: number }> = []
+    let ebrLba = container.startLba
+    for (let hop = 0; ; hop++) {
+      if (hop >= MAX_LOGICAL_PARTITIONS) throw new Error(`the extended partition ${container.slot + 1} chains more than ${MAX_LOGICAL_PARTITIONS} logical partitions`)
+      const ebr = await readSector(ebrLba)
+      if (!hasMbrSignature(ebr)) {
+        if (hop === 0) break
+        throw new Error(`the EBR at LBA ${ebrLba} (extended partition ${container.slot + 1}) has no 55 AA signature`)
+      }
+      const [logical, link] = readMbrRecords(ebr)
+      const number = 5 + hop
+      if (logical !== undefined && logical.sizeLba > 0) {
+        const startLba = ebrLba + logical.startLba
+        const lastLba = startLba + logical.sizeLba - 1
+        if (logical.startLba === 0 || lastLba >= end || lastLba >= options.imageSectors) {
+          throw new Error(`logical partition ${number} (LBA ${startLba}-${lastLba}) does not lie inside its extended partition ${container.slot + 1} (LBA ${container.startLba}-${end - 1}) and the image`)
+        }
+        logicals.push({ slot: number - 1, startLba, sizeLba: logical.sizeLba })
+      }
+      if (link === undefined || link.sizeLba === 0 || !isExtendedType(link.type)) break
+      const next = container.startLba + link.startLba
+      if (next <= ebrLba || next >= end) throw new Error(`the EBR at LBA ${ebrLba} links to LBA ${next}, not forward inside extended partition ${container.slot + 1} (LBA ${container.startLba}-${end - 1})`)
+      ebrLba = next
+    }
+    checkNoOverlap(logicals, 'logical partition')
   }
 }
 
@@ -196,7 +249,7 @@ export async function addMbrPartition (head: Buffer, options: {
   const { sectorBytes, diskSectors } = options
   if (classifyMbr(head) !== 'plain') throw new Error('LBA 0 holds no MBR partition table')
   // A partition reused as config-2 gets written over: it must lie on the disk, alone.
-  checkMbrRecords(head, diskSectors)
+  checkMbrRecords(head, { diskSectors })
   const records = readMbrRecords(head)
   const used = records.filter((r) => !isEmptyRecord(r))
   if (options.isWanted !== undefined) {

@@ -7,11 +7,11 @@
  * and checkSectorSize before writing, relocateBackupGpt, then addConfigDrivePartition.
  */
 import { errors, isInstallError } from '../report/install-error.js'
-import type { BlockIo } from './block-io.js'
+import { readImage, type BlockIo } from './block-io.js'
 import { CONFIG_DRIVE_MAX_BYTES, MIB } from './end-placement.js'
 import type { GptMoveResult } from './gpt.js'
 import { addGptPartition, checkGptEntries, hasGptSignature, hasIntactPrimaryHeader, LINUX_FILESYSTEM_GUID, loadGpt, moveBackupGptToEnd } from './gpt.js'
-import { addMbrPartition, checkMbrRecords, classifyMbr, LINUX_TYPE } from './mbr.js'
+import { addMbrPartition, checkLogicalPartitions, checkMbrRecords, classifyMbr, LINUX_TYPE } from './mbr.js'
 
 export type { BlockIo } from './block-io.js'
 export { readImage, writeImage } from './block-io.js'
@@ -69,18 +69,31 @@ export async function checkPartitionTable (head: Buffer, io: BlockIo, options: {
   const table = detectPartitionTable(head)
   checkSectorSize(table, io.logicalSectorBytes, options.diskPath)
   try {
+    const sectorBytes = io.logicalSectorBytes
+    const diskSectors = Math.floor(io.sizeBytes / sectorBytes)
+    const imageSectors = Math.floor(options.imageBytes / sectorBytes)
     if (table.kind === 'gpt') {
-      const sectorBytes = io.logicalSectorBytes
-      const geometry = { sectorBytes, diskSectors: Math.floor(io.sizeBytes / sectorBytes) }
-      const backupLbas = options.primaryOnly === true ? [] : [Math.floor(options.imageBytes / sectorBytes) - 1]
-      const { primary, entries } = await loadGpt(head, io, geometry, backupLbas)
-      checkGptEntries(entries, primary)
+      const geometry = { sectorBytes, diskSectors }
+      let loaded
+      try {
+        loaded = await loadGpt(head, io, geometry, options.primaryOnly === true ? [] : [imageSectors - 1])
+      } catch (err) {
+        // The head alone: a primary that fails may still be repaired from the image's backup, checked once it is there.
+        if (options.primaryOnly === true) return table
+        throw err
+      }
+      // The head alone does not know the image's length yet.
+      checkGptEntries(loaded.entries, loaded.primary, options.primaryOnly === true ? {} : { imageSectors })
+      if (table.hybridMbr) checkMbrRecords(head, { diskSectors, ...(options.primaryOnly === true ? {} : { imageSectors }) })
     } else if (table.kind === 'mbr') {
       // An MBR without a protective record rules (Linux reads it, not the GPT); a valid GPT header
       // behind it is a second table that disagrees, which sgdisk and UEFI firmware may read instead.
       const gptSector = SECTOR_SIZES.find((size) => hasIntactPrimaryHeader(head, size))
       if (gptSector !== undefined) throw new Error(`LBA 0 holds an MBR with no protective (0xEE) partition, but a valid GPT header follows it (at byte ${gptSector}): two partition tables that disagree`)
-      checkMbrRecords(head, Math.floor(io.sizeBytes / io.logicalSectorBytes))
+      checkMbrRecords(head, { diskSectors, ...(options.primaryOnly === true ? {} : { imageSectors }) })
+      if (options.primaryOnly !== true) {
+        await checkLogicalPartitions(head, async (lba) => await readImage(head, io, lba * sectorBytes, 512), { imageSectors })
+      }
     }
   } catch (err) {
     if (isInstallError(err)) throw err

@@ -41,12 +41,17 @@ export class PlannedDisk implements BlockIo {
   }
 
   async read (data: Uint8Array, offset: number): Promise<void> {
+    await this.readAsOf(data, offset, this.writes.length)
+  }
+
+  /** What `read` gave once only the first `writeCount` writes were made (what a later write covered). */
+  async readAsOf (data: Uint8Array, offset: number, writeCount: number): Promise<void> {
     this.checkRange(offset, data.length)
     const inImage = Math.max(0, Math.min(data.length, this.imageBytes - offset))
     if (inImage > 0) await this.readImageBytes(data.subarray(0, inImage), offset)
     data.fill(0, inImage)
     const end = offset + data.length
-    for (const write of this.writes) {
+    for (const write of this.writes.slice(0, writeCount)) {
       const from = Math.max(offset, write.offset)
       const to = Math.min(end, write.offset + write.data.length)
       if (from < to) data.set(write.data.subarray(from - write.offset, to - write.offset), from - offset)

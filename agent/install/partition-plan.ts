@@ -20,6 +20,12 @@ export interface TablePlan {
   /** The first `gptWrites` of `writes`, with `headAfterGpt`, are the image without its ConfigDrive. */
   gptWrites: number
   headAfterGpt: Buffer
+  /**
+   * What the ConfigDrive's writes covered, as it was before them: the image's own bytes of a
+   * reused config-2, zeros past the image. Written back when a ConfigDrive is rejected after it was
+   * written, so that none of it is left where cloud-init would read it.
+   */
+  configDriveUndo: PlannedWrite[]
   partitionTable: RelocateResult
   configDrive: WrittenConfigDrive
 }
@@ -29,7 +35,13 @@ export async function planPartitionTables (request: InstallRequest, head: Buffer
   const gptWrites = planned.writes.length
   const headAfterGpt = Buffer.from(head)
   const configDrive = await writeConfigDrive(request, head, planned, { ...options.configDrive, prepared: options.prepared })
-  return { head, writes: planned.writes, gptWrites, headAfterGpt, partitionTable, configDrive }
+  const configDriveUndo: PlannedWrite[] = []
+  for (const write of planned.writes.slice(gptWrites)) {
+    const data = Buffer.alloc(write.data.length)
+    await planned.readAsOf(data, write.offset, gptWrites)
+    configDriveUndo.push({ offset: write.offset, data })
+  }
+  return { head, writes: planned.writes, gptWrites, headAfterGpt, configDriveUndo, partitionTable, configDrive }
 }
 
 /**

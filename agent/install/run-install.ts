@@ -291,10 +291,14 @@ async function writeHeadLast (disk: Disk, head: Buffer, imageType: string): Prom
   }
 }
 
-/** The ConfigDrive failed: the GPT step's writes again (the backup GPT without config-2), then the head as it was after that step. */
+/**
+ * The ConfigDrive failed: the GPT step's writes again (the backup GPT without config-2), what the
+ * ConfigDrive covered written back as it was (the image's own bytes of a reused config-2, zeros
+ * past the image), then the head as it was after the GPT step.
+ */
 async function keepImageWithoutConfigDrive (disk: Disk, plan: TablePlan, request: InstallRequest, logger: Logger | undefined): Promise<void> {
   try {
-    await applyPlannedWrites(disk, plan.writes.slice(0, plan.gptWrites), (cause) => errors.gptMoveFailed(cause))
+    await applyPlannedWrites(disk, [...plan.writes.slice(0, plan.gptWrites), ...plan.configDriveUndo], (cause) => errors.gptMoveFailed(cause))
     await writeHeadLast(disk, plan.headAfterGpt, request.imageType)
   } catch (err) {
     logger?.error({ err }, 'could not leave the image in place without a ConfigDrive')

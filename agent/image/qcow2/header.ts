@@ -130,6 +130,8 @@ export function parseQcow2Header (source: ByteSource): Qcow2Header {
   if (unknown !== 0n) throw errors.qcow2Unsupported(`unknown incompatible feature bits 0x${unknown.toString(16)}`)
   if ((incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n) throw errors.qcow2Unsupported('corrupt bit set')
   if ((incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) throw errors.qcow2Unsupported('external data file')
+  // autoclear_features (offset 88, version 3) bit 1, data-file-raw: only meaningful with an external data file; qemu refuses it alone.
+  if (version === 3 && (header.readBigUInt64BE(88) & (1n << 1n)) !== 0n) throw errors.qcow2Damaged('the data-file-raw bit is set without an external data file')
   // crypt_method (offset 32): 0 none, 1 AES, 2 LUKS.
   if (header.readUInt32BE(32) !== 0) throw errors.qcow2Unsupported('encryption')
   // backing_file_offset (offset 8): an overlay reads its unallocated clusters from another image.

@@ -16,7 +16,7 @@ import { tempDir } from '../../../helpers/disk-files.js'
 const tmp = tempDir()
 t.teardown(tmp.remove)
 
-t.test('review: autoclear data-file-raw without a data file is refused, as qemu refuses it', async (t) => {
+t.test('autoclear data-file-raw without a data file is refused, as qemu refuses it', async (t) => {
   const file = join(tmp.path, 'a.qcow2')
   execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=1024', file, '4M'])
   const bytes = readFileSync(file)

@@ -48,7 +48,7 @@ function mbrImage (): Buffer {
 }
 
 for (const code of ['PARTITION_TABLE_INVALID', 'NO_PARTITION_TABLE']) {
-  t.test(`review: memory mode, ${code} (decided from the image alone) once writing began is not a break for the judge`, async (t) => {
+  t.test(`the judge: memory mode, ${code} (decided from the image alone) once writing began is a break`, async (t) => {
     disk.restore()
     // A broken agent: it wrote, then refused, then zeroed the first and last MiB.
     writeAt(disk.path, Buffer.alloc(MiB), 0)
@@ -58,7 +58,7 @@ for (const code of ['PARTITION_TABLE_INVALID', 'NO_PARTITION_TABLE']) {
   })
 }
 
-t.test('review: INSTALLED MBR image whose sectors 1-33 (the MBR gap, where GRUB\'s core.img lives) were overwritten is not a break for the judge', async (t) => {
+t.test('the judge: an INSTALLED MBR image whose sector 5 (the MBR gap, where GRUB\'s core.img lives) differs is a break', async (t) => {
   disk.restore()
   const image = mbrImage()
   // As an agent would leave it: the image, config-2 added as record 2 past it, the last MiB zeroed.
@@ -75,7 +75,7 @@ t.test('review: INSTALLED MBR image whose sectors 1-33 (the MBR gap, where GRUB\
   t.not(invariantBreaks(verdict).length, 0, 'the image\'s sector 5 differs on the disk: the judge should say "data differs from the image"')
 })
 
-t.test('review: the table generator\'s "protective MBR: hybrid" case is no hybrid MBR (it replaces the only 0xEE record: a plain MBR over a GPT)', async (t) => {
+t.test('the table generator\'s "protective MBR: hybrid" case is a hybrid MBR', async (t) => {
   const fixtures = { gptImage: makeGptImage(4 * MiB), mbrImage: mbrImage(), qcow2: [] }
   let seen = 0
   for (let seed = 1; seed < 20000 && seen < 3; seed++) {
@@ -87,7 +87,7 @@ t.test('review: the table generator\'s "protective MBR: hybrid" case is no hybri
   t.ok(seen > 0, 'the generator made the case')
 })
 
-t.test('review: the http generator says a stall on every attempt must fail, but each stall after some bytes is progress and the download goes on (make fuzz SEED=5151 CASE=http-291: INSTALLED, the whole file, judged a break)', async (t) => {
+t.test('the http generator: a stall after some bytes is progress, the download goes on, so it need not fail (make fuzz SEED=5151 CASE=http-291)', async (t) => {
   const fixtures = { gptImage: makeGptImage(4 * MiB), mbrImage: mbrImage(), qcow2: [] }
   let seen = 0
   for (let seed = 1; seed < 20000 && seen < 3; seed++) {

@@ -29,7 +29,7 @@ async function cli (args: string[], stdin: string): Promise<{ code: number; stde
   return { code, stderr: Buffer.concat(err).toString() }
 }
 
-t.test('review: a second `install` on a disk whose install is still running overwrites its disk-write record; once the first is killed, its part-written disk is never settled', async (t) => {
+t.test('a second `install` on a disk whose install is still running is refused and leaves its record: once the first is killed, the next install settles its part-written disk', async (t) => {
   const server = await startScriptedServer((_req, res) => { res.writeHead(404).end() })
   t.teardown(server.close)
   const disk = join(tmp.path, 'disk.img')
