@@ -210,10 +210,13 @@ export class JobRunner implements InstallJobs {
     this.flushProgress(job)
     tracker.finish(result, this.now())
     const status = tracker.snapshot()
+    // On the disk (synced) before the job ends or its result is told: a kill between the install's
+    // end and this save would otherwise leave "running, writing began", and the next start would
+    // zero a disk that was installed.
+    await this.options.store?.saveNow(copyStatus(status), job.diskWrite)
     this.last = status
     this.current = undefined
     this.shown = undefined
-    this.options.store?.save(copyStatus(status), job.diskWrite)
     const state = status.state === 'done' ? 'done' : 'error'
     this.report({ event: 'result', jobId: tracker.jobId, state, result, status })
     this.notify({ type: 'result', jobId: tracker.jobId, state, result })

@@ -163,6 +163,25 @@ t.test('state: saved on each step change and at the end; read back by the next r
   t.match(again.status(), { state: 'done', jobId })
 })
 
+t.test('state: the result is on the disk before it is told (a kill after the install but before the save would zero an installed disk at the next start)', async (t) => {
+  const dir = newStateDir()
+  const install = new ManualInstall()
+  const store = new JobStateStore(dir, quietLogger())
+  const runner = await JobRunner.open({ disk: FAKE_DISK, logger: quietLogger(), install: install.fn, store })
+  const savedAtResult: string[] = []
+  runner.subscribe((event) => {
+    if (event.type !== 'result') return
+    const saved = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as { status: { state: string } }
+    savedAtResult.push(saved.status.state)
+  })
+  runner.start(request)
+  install.emit(step('preflight', 'done'))
+  install.succeed()
+  await runner.idle()
+  await runner.close()
+  t.same(savedAtResult, ['done'], 'when the result is told, the state file already says done')
+})
+
 t.test('state: a job saved as running, not yet writing, is reported INTERRUPTED_UNTOUCHED after a restart, and posted', async (t) => {
   const dir = newStateDir()
   const install = new ManualInstall()
