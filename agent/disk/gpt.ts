@@ -162,10 +162,18 @@ export function parseGptHeader (block: Buffer, lba: number, geometry: GptGeometr
   return { raw, myLba, alternateLba: Number(alternate), firstUsableLba, lastUsableLba, entriesLba, entryCount, entriesCrc: raw.readUInt32LE(ENTRIES_CRC) }
 }
 
+/** Entries that fail their CRC: damage the other copy of the GPT may repair (Linux then reads the backup). */
+export class GptEntriesCrcError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'GptEntriesCrcError'
+  }
+}
+
 /** Checks the entry array's CRC and returns the used entries (type GUID not zero), checked against the disk. */
 export function parseGptEntries (array: Buffer, header: GptHeader, geometry: GptGeometry): GptEntry[] {
   if (array.length !== header.entryCount * ENTRY_BYTES) throw new Error('GPT entry array of the wrong length')
-  if (crc32(array) !== header.entriesCrc) throw new Error(`GPT entries at LBA ${header.entriesLba} fail their CRC`)
+  if (crc32(array) !== header.entriesCrc) throw new GptEntriesCrcError(`GPT entries at LBA ${header.entriesLba} fail their CRC`)
   const entries: GptEntry[] = []
   for (let index = 0; index < header.entryCount; index++) {
     const entry = array.subarray(index * ENTRY_BYTES, (index + 1) * ENTRY_BYTES)

@@ -10,7 +10,7 @@ import { errors, isInstallError } from '../report/install-error.js'
 import { readImage, type BlockIo } from './block-io.js'
 import { CONFIG_DRIVE_MAX_BYTES, MIB } from './end-placement.js'
 import type { GptMoveResult } from './gpt.js'
-import { addGptPartition, checkGptEntries, hasGptSignature, hasIntactPrimaryHeader, LINUX_FILESYSTEM_GUID, loadGpt, moveBackupGptToEnd } from './gpt.js'
+import { addGptPartition, checkGptEntries, GptEntriesCrcError, hasGptSignature, hasIntactPrimaryHeader, LINUX_FILESYSTEM_GUID, loadGpt, moveBackupGptToEnd } from './gpt.js'
 import { addMbrPartition, checkLogicalPartitions, checkMbrRecords, classifyMbr, LINUX_TYPE } from './mbr.js'
 
 export type { BlockIo } from './block-io.js'
@@ -78,8 +78,8 @@ export async function checkPartitionTable (head: Buffer, io: BlockIo, options: {
       try {
         loaded = await loadGpt(head, io, geometry, options.primaryOnly === true ? [] : [imageSectors - 1])
       } catch (err) {
-        // The head alone: a primary that fails may still be repaired from the image's backup, checked once it is there.
-        if (options.primaryOnly === true) return table
+        // The head alone: entries that fail their CRC may still be repaired from the image's backup, checked once it is there.
+        if (options.primaryOnly === true && err instanceof GptEntriesCrcError) return table
         throw err
       }
       // The head alone does not know the image's length yet.
