@@ -351,7 +351,7 @@ export async function fatFileExists (read: ReadAt, efiPath: string, options: { s
  * volume-label entry, else the boot sector's label; undefined when neither is set (or "NO NAME"),
  * or when the bytes are not a FAT filesystem.
  */
-export async function readFatLabel (read: ReadAt): Promise<string | undefined> {
+export async function readFatLabel (read: ReadAt, options: { signal?: AbortSignal } = {}): Promise<string | undefined> {
   let volume: FatVolume
   try {
     volume = await openVolume(read)
@@ -360,7 +360,7 @@ export async function readFatLabel (read: ReadAt): Promise<string | undefined> {
     throw err
   }
   try {
-    const slice = new TimeSlice()
+    const slice = new TimeSlice(options.signal)
     const { label } = await parseDirectory(await readDirectory(read, volume, new FatEntries(read, volume), 'root', slice), volume.fatBits, slice)
     return label ?? volume.bootLabel
   } catch (err) {

@@ -27,9 +27,11 @@ export interface ConfigDriveStepOptions {
 }
 
 /** Whether the filesystem at a partition is labelled config-2 (ISO 9660 volume id or FAT label), as cloud-init looks for it. */
-async function isConfigDrive (head: Buffer, io: BlockIo, offsetBytes: number, sizeBytes: number): Promise<boolean> {
+async function isConfigDrive (head: Buffer, io: BlockIo, offsetBytes: number, sizeBytes: number, signal: AbortSignal | undefined): Promise<boolean> {
   const read = partitionReader(head, io, { number: 0, offsetBytes, sizeBytes })
-  const label = await readIsoVolumeId(read).catch(() => undefined) ?? await readFatLabel(read).catch(() => undefined)
+  const label = await readIsoVolumeId(read).catch(() => undefined) ?? await readFatLabel(read, { signal }).catch(() => undefined)
+  // A probe that failed on a cancel is not "no label": the install stops.
+  signal?.throwIfAborted()
   return label !== undefined && label.trim().toLowerCase() === 'config-2'
 }
 
@@ -58,7 +60,7 @@ export function prepareConfigDrive (request: InstallRequest, sectorBytes: number
  * into it, reads it back and compares. Any failure: `Could not create configdrive on disk.` The
  * install runs this on a PlannedDisk in its verify step, so every failure comes before any write.
  */
-export async function writeConfigDrive (request: InstallRequest, head: Buffer, io: BlockIo, options: ConfigDriveStepOptions & { prepared?: PreparedConfigDrive } = {}): Promise<WrittenConfigDrive> {
+export async function writeConfigDrive (request: InstallRequest, head: Buffer, io: BlockIo, options: ConfigDriveStepOptions & { prepared?: PreparedConfigDrive; signal?: AbortSignal } = {}): Promise<WrittenConfigDrive> {
   try {
     const sectorBytes = io.logicalSectorBytes
     const prepared = options.prepared ?? prepareConfigDrive(request, sectorBytes, options)
@@ -68,7 +70,7 @@ export async function writeConfigDrive (request: InstallRequest, head: Buffer, i
     const partition = await addConfigDrivePartition(head, io, {
       sizeBytes: CONFIG_DRIVE_BYTES,
       minSizeBytes: sized?.image.length ?? 1024 * 1024,
-      isConfigDrive: async (offsetBytes, sizeBytes) => await isConfigDrive(head, io, offsetBytes, sizeBytes),
+      isConfigDrive: async (offsetBytes, sizeBytes) => await isConfigDrive(head, io, offsetBytes, sizeBytes, options.signal),
     })
     const drive = sized ?? buildConfigDrive(request, { sectorBytes, partitionBytes: partition.sizeBytes, force: filesystem, uuid })
     if (drive.image.length > partition.sizeBytes) throw new Error(`the ConfigDrive (${drive.image.length} bytes) does not fit partition ${partition.number} (${partition.sizeBytes} bytes)`)
@@ -78,6 +80,7 @@ export async function writeConfigDrive (request: InstallRequest, head: Buffer, i
     return { result: { partition, filesystem: drive.filesystem, bytes: drive.image.length, uuid }, files: drive.files }
   } catch (err) {
     if (isInstallError(err) && err.code === 'CONFIGDRIVE_FAILED') throw err
+    if (options.signal?.aborted === true) throw err
     throw errors.configDriveFailed(err)
   }
 }

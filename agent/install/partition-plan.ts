@@ -30,11 +30,12 @@ export interface TablePlan {
   configDrive: WrittenConfigDrive
 }
 
-export async function planPartitionTables (request: InstallRequest, head: Buffer, planned: PlannedDisk, options: { prepared: PreparedConfigDrive; configDrive?: ConfigDriveStepOptions }): Promise<TablePlan> {
+export async function planPartitionTables (request: InstallRequest, head: Buffer, planned: PlannedDisk, options: { prepared: PreparedConfigDrive; configDrive?: ConfigDriveStepOptions; signal?: AbortSignal }): Promise<TablePlan> {
   const partitionTable = await relocateBackupGpt(head, planned, { imageBytes: planned.imageBytes })
   const gptWrites = planned.writes.length
   const headAfterGpt = Buffer.from(head)
-  const configDrive = await writeConfigDrive(request, head, planned, { ...options.configDrive, prepared: options.prepared })
+  options.signal?.throwIfAborted()
+  const configDrive = await writeConfigDrive(request, head, planned, { ...options.configDrive, prepared: options.prepared, signal: options.signal })
   const configDriveUndo: PlannedWrite[] = []
   for (const write of planned.writes.slice(gptWrites)) {
     const data = Buffer.alloc(write.data.length)

@@ -145,7 +145,7 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
     await checkImageTables(request, head, planned, disk.path)
     await checkEfiBootloader(request.efiBootloaderPath, head, planned, { imageBytes, signal })
     signal?.throwIfAborted()
-    plan = await planPartitionTables(request, head, planned, { prepared, configDrive: options.configDrive })
+    plan = await planPartitionTables(request, head, planned, { prepared, configDrive: options.configDrive, signal })
     logger?.info({ partitionTable: plan.partitionTable, configDrive: plan.configDrive.result }, 'partition tables planned')
 
     // ── write (memory mode) ────────────────────────────────────────────────────────────────
