@@ -79,6 +79,9 @@ class WatchedSocket extends Duplex {
   private countNow = false
   private excess = 0
   private timer: NodeJS.Timeout | undefined
+  /** The server ended its side cleanly: the pass-through ends once undici has read it all. */
+  private innerEnded = false
+  private endPushed = false
 
   constructor (inner: Socket | TLSSocket, waitMs: number) {
     // 1 MiB between the socket and undici: at a socket's own 16 KiB, pausing and resuming the
@@ -97,15 +100,25 @@ class WatchedSocket extends Duplex {
       }
     })
     inner.on('end', () => {
-      if (this.released) inner.destroy()
-      else this.push(null)
+      this.innerEnded = true
+      if (this.released) {
+        inner.destroy()
+        return
+      }
+      // Not pushed yet: undici may be paused by backpressure, and an 'end' then trips its parser's
+      // assert (a real socket's 'end' waits until undici reads again). The end is pushed when undici
+      // next reads and finds nothing left (read() below); a 'readable' tells it to look.
+      this.emit('readable')
     })
     inner.on('error', (err) => {
       if (!this.released) this.destroy(err)
     })
     inner.on('close', () => {
       clearTimeout(this.timer)
-      if (!this.destroyed) this.destroy()
+      // A server that closed after its last byte: undici may still be reading what the pass-through
+      // holds (its parser paused by backpressure). A real socket says 'close' only once its 'end' was
+      // read, and undici asserts that; so the pass-through ends by itself once drained (autoDestroy).
+      if (!this.destroyed && (this.released || !this.innerEnded)) this.destroy()
       this.resolveSettled(this.excess)
     })
   }
@@ -117,6 +130,15 @@ class WatchedSocket extends Duplex {
 
   override _read (): void {
     this.inner.resume()
+  }
+
+  /** undici reads with no size, only while its parser runs: the server's end is pushed then, once all it sent was read. */
+  override read (size?: number): ReturnType<Duplex['read']> {
+    if (size === undefined && this.innerEnded && !this.endPushed && this.readableLength === 0 && !this.released) {
+      this.endPushed = true
+      this.push(null)
+    }
+    return super.read(size)
   }
 
   override _write (chunk: Buffer, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
