@@ -129,7 +129,7 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
     })
     const { bytes, digestHex } = fetched.download
 
-    // ── verify: nothing of the image becomes bootable, and nothing is written, before this passes ──
+    // ── verify: nothing of the image becomes bootable (in memory mode, nothing is written) before this passes ──
     enter('verify')
     checkDigest(request, digestHex)
     if (bytes === 0) throw errors.badImageFormat(new Error('the image is empty'))
