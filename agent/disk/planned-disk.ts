@@ -9,7 +9,7 @@
  * the disk held before. An old disk's backup GPT at its last LBA, or any other stale structure past
  * the image, is not part of the image and must not be taken for it (a stale backup GPT adopted
  * would bring back the old partition table over the new bytes). The install makes that true on the
- * disk too: its first planned write zeroes the disk's last MiB past the image.
+ * disk too: its plan's first write zeroes the disk's last MiB past the image (zeroTailPastImage).
  */
 import type { BlockIo } from './block-io.js'
 
@@ -35,9 +35,12 @@ export class PlannedDisk implements BlockIo {
     private readonly readImageBytes: ImageReader,
   ) {
     if (!Number.isSafeInteger(imageBytes) || imageBytes < 0 || imageBytes > sizeBytes) throw new RangeError(`an image of ${imageBytes} bytes does not fit a disk of ${sizeBytes} bytes`)
-    // Past the image, the disk's last MiB is zeroed first: what the agent assumes there is then true.
-    const tailStart = Math.max(imageBytes, sizeBytes - TAIL_ZERO_BYTES)
-    if (tailStart < sizeBytes) this.writes.push({ offset: tailStart, data: Buffer.alloc(sizeBytes - tailStart) })
+  }
+
+  /** Plans zeros over the disk's last MiB past the image (the plan's first write): what this reads there is then true on the disk too. */
+  zeroTailPastImage (): void {
+    const tailStart = Math.max(this.imageBytes, this.sizeBytes - TAIL_ZERO_BYTES)
+    if (tailStart < this.sizeBytes) this.writes.push({ offset: tailStart, data: Buffer.alloc(this.sizeBytes - tailStart) })
   }
 
   async read (data: Uint8Array, offset: number): Promise<void> {

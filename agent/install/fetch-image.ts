@@ -19,8 +19,8 @@ export interface FetchOptions {
   signal?: AbortSignal
   logger?: Logger
   emit: InstallEventListener
-  /** The write to disk starts alongside the download (stream mode, from the start or on a switch): the caller keeps the writer to know whether the disk was touched. */
-  onStreamStart: (writer: SequentialWriter) => void
+  /** The write to disk starts alongside the download (stream mode, from the start or on a switch). */
+  onStreamStart: () => void
   /** Checks of the image's first MiB, run before any byte of a streamed image reaches the disk. */
   checkHead: (head: Buffer) => void | Promise<void>
   downloadTuning?: DownloadTuning
@@ -57,7 +57,7 @@ export async function fetchImage (options: FetchOptions): Promise<FetchedImage> 
   let digest: RunningDigest | undefined
   if (memory === undefined) {
     writer = newWriter()
-    options.onStreamStart(writer)
+    options.onStreamStart()
   }
 
   /** Raw over the memory budget: what is in memory so far, and the rest, go straight to the disk. */
@@ -66,7 +66,7 @@ export async function fetchImage (options: FetchOptions): Promise<FetchedImage> 
     emit({ type: 'note', message: `The image is larger than the memory budget of ${memoryLimitBytes} bytes: streaming it to the disk, the first MiB held back until verified.` })
     const next = newWriter()
     writer = next
-    options.onStreamStart(next)
+    options.onStreamStart()
     if (memory !== undefined) {
       // What memory holds is hashed (or handed to the digest) already; the writer hashes what comes after.
       const hashing = memory.flushHash()

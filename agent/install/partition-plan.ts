@@ -31,6 +31,7 @@ export interface TablePlan {
 }
 
 export async function planPartitionTables (request: InstallRequest, head: Buffer, planned: PlannedDisk, options: { prepared: PreparedConfigDrive; configDrive?: ConfigDriveStepOptions; signal?: AbortSignal }): Promise<TablePlan> {
+  planned.zeroTailPastImage()
   const partitionTable = await relocateBackupGpt(head, planned, { imageBytes: planned.imageBytes })
   const gptWrites = planned.writes.length
   const headAfterGpt = Buffer.from(head)

@@ -140,7 +140,7 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
     // The head as it will be written: the image's first MiB, zeros past the image's end (never the old disk's bytes).
     const head = Buffer.alloc(Math.min(HEAD_BYTES, disk.sizeBytes))
     await image.read(head.subarray(0, Math.min(head.length, imageBytes)), 0)
-    await checkImageHead(request, head.subarray(0, Math.min(head.length, imageBytes)), disk)
+    // The whole table, as it will lie on the disk (a streamed head had its own checks before any write).
     const planned = new PlannedDisk(disk.sizeBytes, disk.logicalSectorBytes, imageBytes, image.read)
     await checkImageTables(request, head, planned, disk.path)
     await checkEfiBootloader(request.efiBootloaderPath, head, planned, { imageBytes, signal })

@@ -21,17 +21,24 @@ t.test('reads the image where it has bytes and zeros past its end, never asking 
 
 t.test('the disk\'s last MiB past the image is a planned write of zeros, first in order', async (t) => {
   const disk = new PlannedDisk(8 * MiB, 512, 4096, imageOf(Buffer.alloc(4096, 1)))
+  t.equal(disk.writes.length, 0, 'nothing planned until asked')
+  disk.zeroTailPastImage()
   t.equal(disk.writes.length, 1)
   t.same({ offset: disk.writes[0]?.offset, length: disk.writes[0]?.data.length }, { offset: 8 * MiB - TAIL_ZERO_BYTES, length: TAIL_ZERO_BYTES })
   t.ok(disk.writes[0]?.data.every((b) => b === 0))
   // An image that reaches into the last MiB: only the part past it is zeroed; one as large as the disk: nothing.
-  t.same(new PlannedDisk(8 * MiB, 512, 8 * MiB - 1000, imageOf(Buffer.alloc(0))).writes.map((w) => [w.offset, w.data.length]), [[8 * MiB - 1000, 1000]])
-  t.equal(new PlannedDisk(8 * MiB, 512, 8 * MiB, imageOf(Buffer.alloc(0))).writes.length, 0)
+  const reaching = new PlannedDisk(8 * MiB, 512, 8 * MiB - 1000, imageOf(Buffer.alloc(0)))
+  reaching.zeroTailPastImage()
+  t.same(reaching.writes.map((w) => [w.offset, w.data.length]), [[8 * MiB - 1000, 1000]])
+  const whole = new PlannedDisk(8 * MiB, 512, 8 * MiB, imageOf(Buffer.alloc(0)))
+  whole.zeroTailPastImage()
+  t.equal(whole.writes.length, 0)
 })
 
 t.test('writes are recorded in order and read back over the image, later ones over earlier ones', async (t) => {
   const image = Buffer.alloc(8192, 0x22)
   const disk = new PlannedDisk(8 * MiB, 512, image.length, imageOf(image))
+  disk.zeroTailPastImage()
   await disk.write(Buffer.alloc(1024, 0x33), 4096)
   await disk.write(Buffer.alloc(512, 0x44), 4608)
   const out = Buffer.alloc(2048)
