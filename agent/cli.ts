@@ -7,9 +7,9 @@ import type { Service } from './api/start-service.js'
 import { findAutoDisk, type BlockDeviceSources } from './disk/auto-disk.js'
 import { MAX_DEADLINE_MS } from './download/index.js'
 import type { DownloadTuning } from './install/fetch-image.js'
-import { settleInterruptedInstall } from './install/interrupted-install.js'
-import { DEFAULT_STATE_DIR, JobStateStore, prepareStateDir, type DiskWriteRecord } from './install/job-state-store.js'
-import { interruptedStatus, JobStatusTracker, type DiskView } from './install/job-status.js'
+import { settleInterruptedInstall } from './service/interrupted-install.js'
+import { DEFAULT_STATE_DIR, JobStateStore, prepareStateDir, type DiskWriteRecord } from './service/job-state-store.js'
+import { interruptedStatus, JobStatusTracker, type DiskView } from './service/job-status.js'
 import { runInstall, type InstallResult } from './install/run-install.js'
 import { parseInstallRequest } from './payload/parse-install-request.js'
 import { parsePayloadJson } from './payload/payload-json.js'
@@ -17,8 +17,8 @@ import { errors, isInstallError, type InstallError } from './report/install-erro
 import type { InstallEvent } from './report/progress.js'
 import { formatProgress, parseByteSize } from './report/progress-text.js'
 import { safeUrl } from './report/redact.js'
-import { parseReportUrl } from './report/report-url.js'
-import { createServiceLogger, isLogLevel, type LogLevel } from './report/service-logger.js'
+import { parseReportUrl } from './service/report-url.js'
+import { createServiceLogger, isLogLevel, type LogLevel } from './service/service-logger.js'
 
 export const EXIT_OK = 0
 export const EXIT_INSTALL_FAILED = 1

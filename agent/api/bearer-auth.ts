@@ -3,7 +3,7 @@
  *
  * Both tokens are hashed with SHA-256 and the digests compared with timingSafeEqual: the time
  * taken depends neither on where the tokens differ nor on their lengths, so it tells an attacker
- * nothing about the token. The token itself is never logged (report/service-logger also redacts
+ * nothing about the token. The token itself is never logged (service/service-logger also redacts
  * the header).
  */
 import { createHash, timingSafeEqual } from 'node:crypto'

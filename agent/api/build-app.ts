@@ -8,7 +8,7 @@
 import type { Server as HttpsServer } from 'node:https'
 import { fastify, LogController, type FastifyError, type FastifyHttpsOptions, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Logger } from 'pino'
-import type { InstallJobs } from '../install/job-runner.js'
+import type { InstallJobs } from '../service/job-runner.js'
 import { parsePayloadJson } from '../payload/payload-json.js'
 import { errors } from '../report/install-error.js'
 import { clientErrorHandler, handleError, toApiError, sendError } from './api-errors.js'

@@ -16,7 +16,7 @@
  */
 import type { ServerResponse } from 'node:http'
 import type { FastifyPluginAsync } from 'fastify'
-import type { InstallJobs, JobChange } from '../install/job-runner.js'
+import type { InstallJobs, JobChange } from '../service/job-runner.js'
 import { EventIds } from './event-ids.js'
 
 export interface EventsOptions {

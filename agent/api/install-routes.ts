@@ -3,8 +3,8 @@
  * Refusals are thrown as InstallErrors and answered by the app's error handler (api-errors).
  */
 import type { FastifyPluginAsync } from 'fastify'
-import type { InstallJobs } from '../install/job-runner.js'
-import type { InstallStatus } from '../install/job-status.js'
+import type { InstallJobs } from '../service/job-runner.js'
+import type { InstallStatus } from '../service/job-status.js'
 import { parseInstallRequest } from '../payload/parse-install-request.js'
 
 export function installRoutes (jobs: InstallJobs): FastifyPluginAsync {

@@ -5,10 +5,10 @@
  */
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { JobRunner, type InstallFunction, type JobRunnerOptions } from '../install/job-runner.js'
-import type { DiskView } from '../install/job-status.js'
-import { JobStateStore } from '../install/job-state-store.js'
-import { ReportPoster, type ReportPosterOptions } from '../report/report-poster.js'
+import { JobRunner, type InstallFunction, type JobRunnerOptions } from '../service/job-runner.js'
+import type { DiskView } from '../service/job-status.js'
+import { JobStateStore } from '../service/job-state-store.js'
+import { ReportPoster, type ReportPosterOptions } from '../service/report-poster.js'
 import { safeUrl } from '../report/redact.js'
 import { buildApp, type AppDeps } from './build-app.js'
 

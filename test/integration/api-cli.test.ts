@@ -10,7 +10,7 @@ import { request } from 'undici'
 import type { Service } from '../../agent/api/start-service.js'
 import { EXIT_INSTALL_FAILED, EXIT_OK, EXIT_USAGE, runCli } from '../../agent/cli.js'
 import type { BlockDeviceSources } from '../../agent/disk/auto-disk.js'
-import type { InstallStatus } from '../../agent/install/job-status.js'
+import type { InstallStatus } from '../../agent/service/job-status.js'
 import { tempDir } from '../helpers/disk-files.js'
 import { AUTH, TOKEN } from '../unit/api/api-test-helpers.js'
 

@@ -6,11 +6,11 @@ import { Writable } from 'node:stream'
 import { pino, type Logger } from 'pino'
 import { request, type Dispatcher } from 'undici'
 import type { IncomingMessage } from 'node:http'
-import type { InstallJobs, JobChange, JobListener, ReportMessage } from '../../../agent/install/job-runner.js'
-import { copyStatus, idleStatus, type DiskView, type InstallStatus } from '../../../agent/install/job-status.js'
+import type { InstallJobs, JobChange, JobListener, ReportMessage } from '../../../agent/service/job-runner.js'
+import { copyStatus, idleStatus, type DiskView, type InstallStatus } from '../../../agent/service/job-status.js'
 import type { InstallRequest } from '../../../agent/payload/install-request.js'
 import { errors } from '../../../agent/report/install-error.js'
-import { REDACTED_PATHS } from '../../../agent/report/service-logger.js'
+import { REDACTED_PATHS } from '../../../agent/service/service-logger.js'
 import { startScriptedServer } from '../../helpers/scripted-server.js'
 
 export const TOKEN = 'test-token-0123456789abcdef'
@@ -75,7 +75,7 @@ export interface LogCapture {
   lines: () => Array<Record<string, unknown>>
 }
 
-/** The service's logger (same redaction as report/service-logger) at trace level, into memory. */
+/** The service's logger (same redaction as service/service-logger) at trace level, into memory. */
 export function captureServiceLog (): LogCapture {
   const out: string[] = []
   const destination = new Writable({ write (chunk: Buffer, _encoding, callback) { out.push(chunk.toString()); callback() } })

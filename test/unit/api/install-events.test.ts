@@ -7,7 +7,7 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { Agent, EventSource, request, type Dispatcher } from 'undici'
 import { buildApp } from '../../../agent/api/build-app.js'
-import type { JobChange } from '../../../agent/install/job-runner.js'
+import type { JobChange } from '../../../agent/service/job-runner.js'
 import { parseInstallRequest } from '../../../agent/payload/parse-install-request.js'
 import { AUTH, FakeJobs, installStartBody, parseSse, quietLogger, TOKEN, type SseEvent } from './api-test-helpers.js'
 

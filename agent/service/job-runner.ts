@@ -1,10 +1,10 @@
 /**
  * The service's install jobs: one at a time, each with its own AbortController and child logger.
  *
- * The runner turns runInstall's events into the status object (install/job-status), tells its
+ * The runner turns runInstall's events into the status object (service/job-status), tells its
  * subscribers every change (the API's event stream), saves the status on each step change and at
- * the end (install/job-state-store), and queues each step change and the result for the report
- * URL (report/report-poster). None of these can slow or fail the install: subscribers and saves
+ * the end (service/job-state-store), and queues each step change and the result for the report
+ * URL (service/report-poster). None of these can slow or fail the install: subscribers and saves
  * are guarded, posts are queued.
  */
 import { randomUUID } from 'node:crypto'
@@ -13,11 +13,11 @@ import type { InstallRequest } from '../payload/install-request.js'
 import { errors, isInstallError } from '../report/install-error.js'
 import type { InstallEvent } from '../report/progress.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
-import type { ReportSink } from '../report/report-poster.js'
+import type { ReportSink } from './report-poster.js'
 import { copyStatus, freezeStatus, idleStatus, interruptedStatus, JobStatusTracker, type DiskView, type InstallStatus, type ProgressView, type ResultView, type StepView } from './job-status.js'
 import { settleInterruptedInstall } from './interrupted-install.js'
 import type { DiskWriteRecord, JobStateStore } from './job-state-store.js'
-import { runInstall, type InstallOptions, type InstallResult } from './run-install.js'
+import { runInstall, type InstallOptions, type InstallResult } from '../install/run-install.js'
 
 /** A change, as subscribers (and the event stream) get it. */
 export type JobChange =

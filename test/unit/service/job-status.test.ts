@@ -1,7 +1,7 @@
 import t from 'tap'
-import { asInstallStatus, idleStatus, interruptedStatus, JobStatusTracker, MAX_NOTES, RateMeter, RATE_WINDOW_MS } from '../../../agent/install/job-status.js'
+import { asInstallStatus, idleStatus, interruptedStatus, JobStatusTracker, MAX_NOTES, RateMeter, RATE_WINDOW_MS } from '../../../agent/service/job-status.js'
 import { STEP_NAMES } from '../../../agent/report/progress.js'
-import { FAKE_DISK } from './api-test-helpers.js'
+import { FAKE_DISK } from '../api/api-test-helpers.js'
 
 const T0 = Date.parse('2030-01-01T00:00:00Z')
 const iso = (ms: number): string => new Date(ms).toISOString()

@@ -1,10 +1,10 @@
 import t from 'tap'
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { JobStateStore } from '../../../agent/install/job-state-store.js'
-import { idleStatus, JobStatusTracker } from '../../../agent/install/job-status.js'
+import { JobStateStore } from '../../../agent/service/job-state-store.js'
+import { idleStatus, JobStatusTracker } from '../../../agent/service/job-status.js'
 import { tempDir } from '../../helpers/disk-files.js'
-import { captureServiceLog, FAKE_DISK } from './api-test-helpers.js'
+import { captureServiceLog, FAKE_DISK } from '../api/api-test-helpers.js'
 
 const tmp = tempDir()
 t.teardown(tmp.remove)

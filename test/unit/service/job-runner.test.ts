@@ -1,15 +1,15 @@
 import t from 'tap'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { JobRunner, type InstallFunction, type JobChange, type ReportMessage } from '../../../agent/install/job-runner.js'
-import { JobStateStore } from '../../../agent/install/job-state-store.js'
+import { JobRunner, type InstallFunction, type JobChange, type ReportMessage } from '../../../agent/service/job-runner.js'
+import { JobStateStore } from '../../../agent/service/job-state-store.js'
 import type { InstallOptions, InstallResult } from '../../../agent/install/run-install.js'
 import { parseInstallRequest } from '../../../agent/payload/parse-install-request.js'
 import { errors, isInstallError } from '../../../agent/report/install-error.js'
 import type { InstallEvent, StepName } from '../../../agent/report/progress.js'
-import type { ReportSink } from '../../../agent/report/report-poster.js'
+import type { ReportSink } from '../../../agent/service/report-poster.js'
 import { tempDir } from '../../helpers/disk-files.js'
-import { captureServiceLog, FAKE_DISK, installStartBody, quietLogger } from './api-test-helpers.js'
+import { captureServiceLog, FAKE_DISK, installStartBody, quietLogger } from '../api/api-test-helpers.js'
 
 const tmp = tempDir()
 t.teardown(tmp.remove)

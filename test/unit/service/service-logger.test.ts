@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Writable } from 'node:stream'
-import { createServiceLogger, isLogLevel } from '../../../agent/report/service-logger.js'
+import { createServiceLogger, isLogLevel } from '../../../agent/service/service-logger.js'
 
 t.test('redacts credentials wherever a whole object reaches the log', async (t) => {
   const out: string[] = []

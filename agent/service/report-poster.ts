@@ -9,7 +9,7 @@
  */
 import type { Logger } from 'pino'
 import { Agent, request } from 'undici'
-import { safeUrl } from './redact.js'
+import { safeUrl } from '../report/redact.js'
 import { parseReportUrl } from './report-url.js'
 
 export interface ReportPosterOptions {

@@ -1,8 +1,8 @@
 import t from 'tap'
 import type { IncomingMessage } from 'node:http'
-import { ReportPoster } from '../../../agent/report/report-poster.js'
+import { ReportPoster } from '../../../agent/service/report-poster.js'
 import { startScriptedServer, type Handler } from '../../helpers/scripted-server.js'
-import { captureServiceLog } from './api-test-helpers.js'
+import { captureServiceLog } from '../api/api-test-helpers.js'
 
 const fast = { baseDelayMs: 5, maxDelayMs: 20, timeoutMs: 2000 }
 
