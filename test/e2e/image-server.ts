@@ -37,7 +37,7 @@ export async function startImageServer (options: ImageServerOptions): Promise<Im
   const requests: ServedRequest[] = []
   let cutDone = false
   const server: Server = createServer((req, res) => {
-    void (async () => {
+    (async () => {
       const path = new URL(req.url ?? '/', 'http://image-server').pathname
       const entry: ServedRequest = { method: req.method ?? '', path, headers: req.headers, status: 0, sentBytes: 0, cut: false }
       requests.push(entry)
@@ -82,7 +82,11 @@ export async function startImageServer (options: ImageServerOptions): Promise<Im
         entry.cut = true
         setTimeout(() => res.socket?.destroy(), 100)
       })
-    })()
+    })().catch((err: unknown) => {
+      // A malformed path (decodeURIComponent's URIError) is the client's; nothing may end the harness.
+      if (res.headersSent) res.destroy()
+      else res.writeHead(err instanceof URIError ? 400 : 500).end()
+    })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
