@@ -183,8 +183,8 @@ t.test('damaged headers', async (t) => {
     t.test(name, async (t) => {
       const file = plainImage()
       patch(file)
-      if (reason === 'unsupported') refuses(t, file, 'QCOW2_UNSUPPORTED', unsupported('cluster size 2^4294967295 bytes'))
-      else refuses(t, file, 'QCOW2_DAMAGED', damaged(reason))
+      if (reason === 'unsupported') await refuses(t, file, 'QCOW2_UNSUPPORTED', unsupported('cluster size 2^4294967295 bytes'))
+      else await refuses(t, file, 'QCOW2_DAMAGED', damaged(reason))
     })
   }
   t.test('not qcow2 at all', async (t) => {
