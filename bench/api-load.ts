@@ -70,7 +70,8 @@ function fullGc (): () => void {
   setFlagsFromString('--expose-gc')
   const gc: unknown = runInNewContext('gc')
   if (typeof gc !== 'function') throw new Error('V8 did not expose gc')
-  return () => { gc() }
+  const collect = gc as () => void
+  return () => { collect() }
 }
 
 /** Time the pollers run before the install starts, and every run waits after its GC. */

@@ -46,7 +46,10 @@ function statusLoad (baseUrl: string, rate: number): Load {
     const started = Date.now()
     let finished: (err: unknown, result: autocannon.Result) => void = () => {}
     const done = new Promise<autocannon.Result>((resolve, reject) => {
-      finished = (err, result) => { if (err !== null && err !== undefined) reject(err); else resolve(result) }
+      finished = (err, result) => {
+        if (err === null || err === undefined) resolve(result)
+        else reject(err instanceof Error ? err : new Error('autocannon failed', { cause: err }))
+      }
     })
     const instance = autocannon({
       url: `${baseUrl}/install/status`,

@@ -13,7 +13,8 @@ export const SYNC_EVERY_BYTES = 256 * 1024 * 1024 // 256 MiB
 export class BackgroundSync {
   private sinceSync = 0
   private running: Promise<void> | undefined
-  private failure: unknown
+  /** The first failure, boxed: whatever a sync rejected with, even a falsy value. */
+  private failure: { error: unknown } | undefined
 
   constructor (private readonly disk: Disk, private readonly everyBytes = SYNC_EVERY_BYTES) {}
 
@@ -24,13 +25,13 @@ export class BackgroundSync {
     this.sinceSync = 0
     this.running = this.disk.sync().then(
       () => { this.running = undefined },
-      (err: unknown) => { this.failure ??= err; this.running = undefined },
+      (error: unknown) => { this.failure ??= { error }; this.running = undefined },
     )
   }
 
   /** Waits for a sync under way; throws the first failure of any. */
   async settle (): Promise<void> {
     await this.running
-    if (this.failure !== undefined) throw this.failure
+    if (this.failure !== undefined) throw this.failure.error
   }
 }

@@ -110,7 +110,7 @@ class WatchedSocket extends Duplex {
       // next reads and finds nothing left (read() below); a 'readable' tells it to look.
       this.emit('readable')
     })
-    inner.on('error', (err) => {
+    inner.on('error', (err: Error) => {
       if (!this.released) this.destroy(err)
     })
     inner.on('close', () => {

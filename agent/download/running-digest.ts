@@ -25,7 +25,8 @@ export interface RunningDigest {
 
 /** A digest on the calling thread, which also takes plain chunks (for sinks that keep no shared memory). */
 export interface InlineDigest extends RunningDigest {
-  update (chunk: Uint8Array): void
+  /** A function property, not a method: it uses no `this`, and is handed on alone (a download's chunk hasher). */
+  readonly update: (chunk: Uint8Array) => void
 }
 
 export function inlineDigest (type: DigestType): InlineDigest {

@@ -217,7 +217,7 @@ export function asInstallStatus (value: unknown): InstallStatus | undefined {
   if (progress !== null && !(isRecord(progress) && typeof progress['step'] === 'string' && (STEP_NAMES as readonly string[]).includes(progress['step']) &&
     typeof progress['bytes'] === 'number' && isNullableNumber(progress['totalBytes']) && typeof progress['bytesPerSecond'] === 'number' && isNullableNumber(progress['etaSeconds']))) return undefined
   if (result !== null && !(isRecord(result) && typeof result['code'] === 'string' && Object.hasOwn(resultMessages, result['code']) && typeof result['message'] === 'string')) return undefined
-  return copyStatus({ ...(value as unknown as InstallStatus), notes: notes as string[] })
+  return copyStatus({ ...(value as unknown as InstallStatus), notes })
 }
 
 function isRecord (value: unknown): value is Record<string, unknown> {

@@ -42,5 +42,5 @@ export function createServiceLogger (options: { level: LogLevel; destination: De
     level: options.level,
     base: { name: 'byoi-agent' },
     redact: { paths: REDACTED_PATHS, censor: '[REDACTED]' },
-  }, options.destination as DestinationStream)
+  }, options.destination)
 }

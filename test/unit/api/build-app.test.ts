@@ -290,11 +290,11 @@ t.test('GET /openapi.json: OpenAPI 3.1 with both payload schemas as a oneOf requ
   const app = appWith(new FakeJobs())
   const answer = await app.inject({ method: 'GET', url: '/openapi.json', headers: AUTH })
   t.equal(answer.statusCode, 200)
-  const doc = answer.json() as {
+  const doc = answer.json<{
     openapi: string
     paths: Record<string, Record<string, { responses: Record<string, unknown>; requestBody?: unknown; security?: unknown }>>
     components: { schemas: Record<string, unknown>; securitySchemes: Record<string, unknown> }
-  }
+  }>()
   t.equal(doc.openapi, '3.1.0')
   t.same(doc.components.schemas['InstallStart'], installStartSchema, 'install/start schema embedded as is')
   t.same(doc.components.schemas['Reinstall'], reinstallSchema, 'reinstall schema embedded as is')

@@ -6,6 +6,7 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { randomBytes } from 'node:crypto'
+import { inspect } from 'node:util'
 import { crc32 } from 'node:zlib'
 import type { RelocateResult } from '../../../../agent/disk/partition-table.js'
 import { addConfigDrivePartition, relocateBackupGpt } from '../../../../agent/disk/partition-table.js'
@@ -116,7 +117,7 @@ t.test('random heads never crash', async (t) => {
       async () => await addConfigDrivePartition(head, io),
     ]) {
       const err = await step().then(() => undefined, (e: unknown) => e)
-      if (err !== undefined && !(isInstallError(err) && ['GPT_MOVE_FAILED', 'CONFIGDRIVE_FAILED'].includes(err.code))) t.fail(`unexpected ${String(err)}`)
+      if (err !== undefined && !(isInstallError(err) && ['GPT_MOVE_FAILED', 'CONFIGDRIVE_FAILED'].includes(err.code))) t.fail(`unexpected ${inspect(err)}`)
       if (isInstallError(err) && err.cause instanceof RangeError) t.fail(`a range reached the I/O checks: ${err.cause.message}`)
     }
     if (io.writes.some((w) => w.offset < head.length)) t.fail('a write below the head')
