@@ -5,13 +5,30 @@ import tseslint from 'typescript-eslint'
 export default tseslint.config(
   { ignores: ['dist/**', 'build/**', 'node_modules/**', '.tap/**'] },
   js.configs.recommended,
-  ...tseslint.configs.recommended,
+  // Type-aware: the TypeScript files are linted with the types of the project tsconfig.json
+  // (agent, test, bench, fuzz, scripts), so promises that nobody awaits are caught.
+  ...tseslint.configs.recommendedTypeChecked,
   {
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/ban-ts-comment': ['error', { 'ts-expect-error': 'allow-with-description' }],
       'no-console': 'off',
+      // tap's t.test() (and test(), t.spawn()…) returns a promise tap itself tracks: the parent
+      // waits for its subtests, and the promise only ever resolves. Every other promise is awaited,
+      // handled, or voided where dropping it is deliberate.
+      '@typescript-eslint/no-floating-promises': ['error', {
+        allowForKnownSafePromises: [{ from: 'package', package: '@tapjs/core', name: 'PromiseWithSubtest' }],
+      }],
+      // Off: an async function without an await is deliberate here. Fastify plugins must be async
+      // (a sync one with no `done` never loads), Disk/ImageReader-style interfaces return promises
+      // and an async body turns a throw into a rejection, and tap callbacks may be async or not.
+      '@typescript-eslint/require-await': 'off',
     },
   },
+  // Plain JS (this file): no type information.
+  { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
 )
