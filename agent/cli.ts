@@ -86,7 +86,10 @@ const DOWNLOAD_OPTIONS = ['low-speed-limit', 'low-speed-time', 'download-deadlin
 
 const COMMAND_OPTIONS: Record<'install' | 'serve', readonly string[]> = {
   install: ['payload', 'disk', 'json', 'stream', 'memory-limit', 'config-drive', 'log-level', 'state-dir', ...DOWNLOAD_OPTIONS],
-  serve: ['listen', 'disk', 'token-file', 'report-url', 'tls-cert', 'tls-key', 'state-dir', 'memory-limit', 'stream', 'config-drive', 'log-level', ...DOWNLOAD_OPTIONS],
+  serve: [
+    'listen', 'disk', 'token-file', 'report-url', 'tls-cert', 'tls-key', 'state-dir', 'memory-limit', 'stream', 'config-drive', 'log-level',
+    ...DOWNLOAD_OPTIONS,
+  ],
 }
 
 export interface CliIo {
@@ -183,7 +186,9 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
     return EXIT_USAGE
   }
   const command = positionals[0]
-  if (positionals.length !== 1 || (command !== 'install' && command !== 'serve')) return usage(positionals.length === 0 ? 'Missing command.' : `Unknown command: ${positionals.join(' ')}`)
+  if (positionals.length !== 1 || (command !== 'install' && command !== 'serve')) {
+    return usage(positionals.length === 0 ? 'Missing command.' : `Unknown command: ${positionals.join(' ')}`)
+  }
   const given = new Set(parsed.tokens.flatMap((token) => token.kind === 'option' ? [token.name] : []))
   const foreign = [...given].find((name) => name !== 'help' && !COMMAND_OPTIONS[command].includes(name))
   if (foreign !== undefined) return usage(`--${foreign} is not an option of ${command}.`)
@@ -360,7 +365,12 @@ interface InstallJournal {
  * on standard error. Returns a usage problem for a bad --state-dir; undefined (logged) when the
  * default folder cannot be used (not root): the install goes on without a state.
  */
-async function openInstallJournal (options: { diskPath: string; stateDir: string | undefined; logger: Logger; stderr: CliIo['stderr'] }): Promise<InstallJournal | string | undefined> {
+async function openInstallJournal (options: {
+  diskPath: string
+  stateDir: string | undefined
+  logger: Logger
+  stderr: CliIo['stderr']
+}): Promise<InstallJournal | string | undefined> {
   const { logger } = options
   const dir = options.stateDir ?? DEFAULT_INSTALL_STATE_DIR
   try {
@@ -374,7 +384,9 @@ async function openInstallJournal (options: { diskPath: string; stateDir: string
   const store = new JobStateStore(dir, logger, `disk-${createHash('sha256').update(resolved).digest('hex').slice(0, 16)}.json`)
   const saved = await store.loadState()
   // Another install still running on this disk keeps its record: overwriting it would lose the disk write it recorded.
-  if (saved?.status.state === 'running' && isAlive(saved.pid) && saved.pid !== process.pid) return `An install is already running on ${options.diskPath} (pid ${saved.pid}); it keeps its state in ${dir}.`
+  if (saved?.status.state === 'running' && isAlive(saved.pid) && saved.pid !== process.pid) {
+    return `An install is already running on ${options.diskPath} (pid ${saved.pid}); it keeps its state in ${dir}.`
+  }
   if (saved?.status.state === 'running' && !isAlive(saved.pid)) {
     const { error, note } = await settleInterruptedInstall(saved, logger)
     options.stderr.write(`A previous install on ${saved.diskWrite?.path ?? saved.status.disk.path} did not finish: ${error.message}
@@ -438,20 +450,29 @@ function parseListen (text: string | undefined): { host: string; port: number } 
 
 
 /** The options install and serve share, checked once: the values, or what is wrong with them. */
-function commonOptions (values: CliValues, defaultLevel: string): string | { memoryLimitBytes: number | undefined; configDriveFs: 'iso9660' | 'fat' | undefined; level: LogLevel; downloadTuning: DownloadTuning } {
+function commonOptions (values: CliValues, defaultLevel: string): string | {
+  memoryLimitBytes: number | undefined
+  configDriveFs: 'iso9660' | 'fat' | undefined
+  level: LogLevel
+  downloadTuning: DownloadTuning
+} {
   let memoryLimitBytes: number | undefined
   if (values['memory-limit'] !== undefined) {
     memoryLimitBytes = parseByteSize(values['memory-limit'])
     if (memoryLimitBytes === undefined) return `Bad --memory-limit ${values['memory-limit']}: expected a number of bytes, e.g. 4294967296 or 4GiB.`
   }
   const configDriveFs = values['config-drive']
-  if (configDriveFs !== undefined && configDriveFs !== 'iso9660' && configDriveFs !== 'fat') return `Bad --config-drive ${configDriveFs}: expected iso9660 or fat.`
+  if (configDriveFs !== undefined && configDriveFs !== 'iso9660' && configDriveFs !== 'fat') {
+    return `Bad --config-drive ${configDriveFs}: expected iso9660 or fat.`
+  }
   const level = values['log-level'] ?? defaultLevel
   if (!isLogLevel(level)) return `Bad --log-level ${level}.`
   const downloadTuning: DownloadTuning = {}
   if (values['low-speed-limit'] !== undefined) {
     downloadTuning.lowSpeedLimitBytesPerSecond = parseByteSize(values['low-speed-limit'])
-    if (downloadTuning.lowSpeedLimitBytesPerSecond === undefined) return `Bad --low-speed-limit ${values['low-speed-limit']}: expected bytes per second, e.g. 10240 or 10KiB (0: no limit).`
+    if (downloadTuning.lowSpeedLimitBytesPerSecond === undefined) {
+      return `Bad --low-speed-limit ${values['low-speed-limit']}: expected bytes per second, e.g. 10240 or 10KiB (0: no limit).`
+    }
   }
   if (values['low-speed-time'] !== undefined) {
     const seconds = parseSeconds(values['low-speed-time'])
@@ -460,7 +481,10 @@ function commonOptions (values: CliValues, defaultLevel: string): string | { mem
   }
   if (values['download-deadline'] !== undefined) {
     const seconds = parseSeconds(values['download-deadline'])
-    if (seconds === undefined || seconds * 1000 > MAX_DEADLINE_MS) return `Bad --download-deadline ${values['download-deadline']}: expected a whole number of seconds, from 1 to ${Math.floor(MAX_DEADLINE_MS / 1000)}.`
+    if (seconds === undefined || seconds * 1000 > MAX_DEADLINE_MS) {
+      return `Bad --download-deadline ${values['download-deadline']}: expected a whole number of seconds, ` +
+        `from 1 to ${Math.floor(MAX_DEADLINE_MS / 1000)}.`
+    }
     downloadTuning.deadlineMs = seconds * 1000
   }
   return { memoryLimitBytes, configDriveFs, level, downloadTuning }

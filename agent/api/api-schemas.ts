@@ -85,7 +85,11 @@ export const statusSchema: SchemaObject = {
     steps: { type: 'array', items: stepSchema },
     progress: { anyOf: [progressSchema, { type: 'null' }] },
     result: { anyOf: [resultSchema, { type: 'null' }] },
-    notes: { type: 'array', items: { type: 'string' }, description: 'the job\'s notes, oldest first (as the `note` events gave them): a switch to streaming, the ConfigDrive mount check\'s outcome' },
+    notes: {
+      type: 'array',
+      items: { type: 'string' },
+      description: 'the job\'s notes, oldest first (as the `note` events gave them): a switch to streaming, the ConfigDrive mount check\'s outcome',
+    },
   },
 }
 

@@ -117,7 +117,10 @@ function changeText (ids: EventIds, change: JobChange): string {
     case 'step': return eventText(ids.next(change.jobId), 'step', JSON.stringify({ jobId: change.jobId, ...change.step }))
     case 'progress': return eventText(ids.next(change.jobId), 'progress', JSON.stringify({ jobId: change.jobId, ...change.progress }))
     case 'note': return eventText(ids.next(change.jobId), 'note', JSON.stringify({ jobId: change.jobId, message: change.message }))
-    case 'result': return eventText(ids.next(change.jobId, { ended: true }), 'result', JSON.stringify({ jobId: change.jobId, state: change.state, result: change.result }))
+    case 'result': {
+      const data = JSON.stringify({ jobId: change.jobId, state: change.state, result: change.result })
+      return eventText(ids.next(change.jobId, { ended: true }), 'result', data)
+    }
   }
 }
 

@@ -36,14 +36,16 @@ export function buildOpenApiDocument (options: OpenApiOptions): OpenApiDocument 
     info: {
       title: 'byoi-agent',
       version: options.version,
-      description: 'Installs a customer\'s own disk image on this server\'s disk, one job at a time. docs/api.md tells the routes, the status object, the event stream and the report URL\'s messages; docs/result-messages.md every code.',
+      description: 'Installs a customer\'s own disk image on this server\'s disk, one job at a time. docs/api.md tells the routes, ' +
+        'the status object, the event stream and the report URL\'s messages; docs/result-messages.md every code.',
     },
     security: [{ bearer: [] }],
     paths: {
       '/install/start': {
         post: {
           summary: 'Start an install',
-          description: `The OVH payload, in either shape: install/start (with userMetadata) or reinstall (with customizations). At most ${options.bodyLimitBytes} bytes.`,
+          description: 'The OVH payload, in either shape: install/start (with userMetadata) or reinstall (with customizations). ' +
+            `At most ${options.bodyLimitBytes} bytes.`,
           operationId: 'startInstall',
           requestBody: {
             required: true,
@@ -51,7 +53,8 @@ export function buildOpenApiDocument (options: OpenApiOptions): OpenApiDocument 
           },
           responses: {
             202: json('JobAccepted', 'the job started; follow it with /install/status or /install/events'),
-            400: refusal('the payload is refused (PAYLOAD_MISSING_FIELD, PAYLOAD_BAD_FIELD, BAD_IMAGE_FORMAT, BAD_CHECKSUM_TYPE, naming the field), or the body is not JSON'),
+            400: refusal('the payload is refused (PAYLOAD_MISSING_FIELD, PAYLOAD_BAD_FIELD, BAD_IMAGE_FORMAT, BAD_CHECKSUM_TYPE, ' +
+              'naming the field), or the body is not JSON'),
             ...authRefusals,
             409: refusal('BUSY: an install is already running'),
             413: refusal('BODY_TOO_LARGE'),
@@ -70,14 +73,18 @@ export function buildOpenApiDocument (options: OpenApiOptions): OpenApiDocument 
       '/install/events': {
         get: {
           summary: 'The status, live, as Server-Sent Events',
-          description: 'First a `retry` field (2000 ms) and a `status` event (the whole status), then `step`, `progress` and `note` events as they happen, a `status` event when a job starts, and a `result` event, after which the stream ends. Every event has an id `JOB:RUN:SEQ`, unique and increasing for the agent\'s lifetime. A comment line is sent every 15 s to keep the connection open.',
+          description: 'First a `retry` field (2000 ms) and a `status` event (the whole status), then `step`, `progress` and `note` ' +
+            'events as they happen, a `status` event when a job starts, and a `result` event, after which the stream ends. ' +
+            'Every event has an id `JOB:RUN:SEQ`, unique and increasing for the agent\'s lifetime. ' +
+            'A comment line is sent every 15 s to keep the connection open.',
           operationId: 'installEvents',
           parameters: [{
             name: 'Last-Event-ID',
             in: 'header',
             required: false,
             schema: { type: 'string' },
-            description: 'Sent by EventSource when it reconnects. The id of an event sent after the current job ended (its `result`) gets 204; any other value, or none, gets a fresh stream.',
+            description: 'Sent by EventSource when it reconnects. The id of an event sent after the current job ended (its `result`) ' +
+              'gets 204; any other value, or none, gets a fresh stream.',
           }],
           responses: {
             200: { description: 'an event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },
@@ -89,7 +96,8 @@ export function buildOpenApiDocument (options: OpenApiOptions): OpenApiDocument 
       '/install/cancel': {
         post: {
           summary: 'Cancel the running job',
-          description: 'Aborts the job; its result (CANCELLED_UNTOUCHED before any write, CANCELLED after, the disk left unbootable) arrives in the status and the events.',
+          description: 'Aborts the job; its result (CANCELLED_UNTOUCHED before any write, CANCELLED after, the disk left unbootable) ' +
+            'arrives in the status and the events.',
           operationId: 'cancelInstall',
           responses: {
             202: json('JobAccepted', 'the job is being cancelled'),

@@ -58,7 +58,13 @@ export async function startService (options: ServiceOptions): Promise<Service> {
   const port = typeof address === 'object' && address !== null ? address.port : options.port
   const host = options.host.includes(':') ? `[${options.host}]` : options.host
   const url = `${options.tls === undefined ? 'http' : 'https'}://${host}:${port}`
-  logger.info({ url, disk: options.disk, stateDir: options.stateDir, reportUrl: options.reportUrl === undefined ? undefined : safeUrl(options.reportUrl), tls: options.tls !== undefined }, 'listening')
+  logger.info({
+    url,
+    disk: options.disk,
+    stateDir: options.stateDir,
+    reportUrl: options.reportUrl === undefined ? undefined : safeUrl(options.reportUrl),
+    tls: options.tls !== undefined,
+  }, 'listening')
 
   let closing: Promise<void> | undefined
   const close = async (): Promise<void> => {

@@ -40,7 +40,9 @@ export function buildConfigDrive (request: ConfigDriveRequest, options: BuildCon
   try {
     const { sectorBytes, partitionBytes } = options
     if (![512, 1024, 2048, 4096].includes(sectorBytes)) throw new RangeError(`logical sector size must be 512, 1024, 2048 or 4096 bytes, got ${sectorBytes}`)
-    if (!Number.isSafeInteger(partitionBytes) || partitionBytes <= 0) throw new RangeError(`partition size must be a positive number of bytes, got ${partitionBytes}`)
+    if (!Number.isSafeInteger(partitionBytes) || partitionBytes <= 0) {
+      throw new RangeError(`partition size must be a positive number of bytes, got ${partitionBytes}`)
+    }
     const files = configDriveFiles(request, {
       ...(options.uuid === undefined ? {} : { uuid: options.uuid }),
       ...(options.networkData === undefined ? {} : { networkData: options.networkData }),

@@ -111,8 +111,12 @@ export function buildFat (files: ConfigDriveFile[], options: BuildFatOptions): B
  */
 export function fatGeometry (sectorBytes: number, sizeBytes: number): Geometry {
   if (!SECTOR_SIZES.includes(sectorBytes)) throw new RangeError(`FAT sector size must be 512, 1024, 2048 or 4096 bytes, got ${sectorBytes}`)
-  if (!Number.isSafeInteger(sizeBytes) || sizeBytes % sectorBytes !== 0) throw new RangeError(`FAT size must be a whole number of ${sectorBytes}-byte sectors, got ${sizeBytes}`)
-  if (sizeBytes < MIN_FAT_BYTES || sizeBytes > MAX_FAT_BYTES) throw new RangeError(`FAT size must be ${MIN_FAT_BYTES} to ${MAX_FAT_BYTES} bytes, got ${sizeBytes}`)
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes % sectorBytes !== 0) {
+    throw new RangeError(`FAT size must be a whole number of ${sectorBytes}-byte sectors, got ${sizeBytes}`)
+  }
+  if (sizeBytes < MIN_FAT_BYTES || sizeBytes > MAX_FAT_BYTES) {
+    throw new RangeError(`FAT size must be ${MIN_FAT_BYTES} to ${MAX_FAT_BYTES} bytes, got ${sizeBytes}`)
+  }
   const clusterBytes = Math.max(sectorBytes, CLUSTER_BYTES_MIN)
   const sectorsPerCluster = clusterBytes / sectorBytes
   const rootDirSectors = (ROOT_ENTRIES * DIR_ENTRY_BYTES) / sectorBytes
@@ -144,7 +148,18 @@ export function fatGeometry (sectorBytes: number, sizeBytes: number): Geometry {
   }
   if (clusterCount > MAX_FAT16_CLUSTERS) throw new RangeError(`FAT16 can not hold ${clusterCount} clusters`)
   const dataStartSector = RESERVED_SECTORS + FAT_COUNT * fatSectors + rootDirSectors
-  return { sectorBytes, imageBytes: sizeBytes, totalSectors, sectorsPerCluster, clusterBytes, fatSectors, rootDirSectors, dataStartSector, clusterCount, fatBits }
+  return {
+    sectorBytes,
+    imageBytes: sizeBytes,
+    totalSectors,
+    sectorsPerCluster,
+    clusterBytes,
+    fatSectors,
+    rootDirSectors,
+    dataStartSector,
+    clusterCount,
+    fatBits,
+  }
 }
 
 /** Characters a FAT volume label may not hold (FAT spec 6.1, as for short names). */

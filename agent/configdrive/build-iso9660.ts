@@ -479,8 +479,14 @@ function writeVolumeDescriptor (image: Buffer, lba: number, fields: DescriptorFi
   d.writeUInt32BE(fields.mPathLba, 148) // 8.4.16: type M path table
   const root = fields.root
   if (root !== undefined) {
-    directoryRecord({ lba: root.lba, sizeBytes: root.sizeBytes, date: fields.timestamp, directory: true, identifier: Buffer.from([0]), systemUse: Buffer.alloc(0) })
-      .copy(d, 156) // 8.4.18: root directory record (34 bytes)
+    directoryRecord({
+      lba: root.lba,
+      sizeBytes: root.sizeBytes,
+      date: fields.timestamp,
+      directory: true,
+      identifier: Buffer.from([0]),
+      systemUse: Buffer.alloc(0),
+    }).copy(d, 156) // 8.4.18: root directory record (34 bytes)
   }
   text(190, 128, '') // 8.4.19: volume set identifier
   text(318, 128, '') // 8.4.20: publisher identifier

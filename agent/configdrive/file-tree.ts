@@ -35,7 +35,9 @@ const FORBIDDEN = /[\u0000-\u001f\u007f"*/:;<>?\\|]/
 function checkName (name: string, path: string): void {
   if (name.length === 0) throw new RangeError(`ConfigDrive path ${JSON.stringify(path)} has an empty component`)
   if (name === '.' || name === '..') throw new RangeError(`ConfigDrive path ${JSON.stringify(path)} has a "${name}" component`)
-  if ([...name].length > MAX_NAME_CHARS) throw new RangeError(`ConfigDrive path ${JSON.stringify(path)} has a component longer than ${MAX_NAME_CHARS} characters`)
+  if ([...name].length > MAX_NAME_CHARS) {
+    throw new RangeError(`ConfigDrive path ${JSON.stringify(path)} has a component longer than ${MAX_NAME_CHARS} characters`)
+  }
   if (FORBIDDEN.test(name)) throw new RangeError(`ConfigDrive path ${JSON.stringify(path)} has a character FAT or Joliet can not store`)
   // FAT drops trailing dots and spaces; UCS-2 (Joliet, FAT long names) has no surrogate pairs.
   if (/[. ]$/.test(name)) throw new RangeError(`ConfigDrive path ${JSON.stringify(path)} has a component ending in a dot or a space`)

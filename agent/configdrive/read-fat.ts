@@ -90,7 +90,9 @@ async function openVolume (read: ReadAt): Promise<FatVolume> {
   const fatSectors32 = u32(boot, 36) // BPB_FATSz32 (FAT32 only)
 
   if (![512, 1024, 2048, 4096].includes(sectorBytes)) throw new FatFormatError(`not a FAT filesystem: ${sectorBytes} bytes per sector`)
-  if (sectorsPerCluster === 0 || (sectorsPerCluster & (sectorsPerCluster - 1)) !== 0) throw new FatFormatError(`not a FAT filesystem: ${sectorsPerCluster} sectors per cluster`)
+  if (sectorsPerCluster === 0 || (sectorsPerCluster & (sectorsPerCluster - 1)) !== 0) {
+    throw new FatFormatError(`not a FAT filesystem: ${sectorsPerCluster} sectors per cluster`)
+  }
   if (reservedSectors === 0) throw new FatFormatError('not a FAT filesystem: no reserved sectors')
   if (fatCount === 0) throw new FatFormatError('not a FAT filesystem: no FAT')
   if (media !== 0xf0 && media < 0xf8) throw new FatFormatError(`not a FAT filesystem: media byte 0x${media.toString(16)}`)
@@ -112,14 +114,18 @@ async function openVolume (read: ReadAt): Promise<FatVolume> {
   const maxClusters = fatBits === 12 ? MAX_FAT12_CLUSTERS : fatBits === 16 ? MAX_FAT16_CLUSTERS : MAX_FAT32_CLUSTERS
   if (clusterCount < 1 || clusterCount > maxClusters) throw new FatFormatError(`not a FAT${fatBits} filesystem: ${clusterCount} clusters`)
   const fatBytes = fatSectors * sectorBytes
-  if (Math.floor((fatBytes * 8) / fatBits) < clusterCount + FIRST_CLUSTER) throw new FatFormatError('damaged FAT filesystem: the FAT is smaller than the cluster count')
+  if (Math.floor((fatBytes * 8) / fatBits) < clusterCount + FIRST_CLUSTER) {
+    throw new FatFormatError('damaged FAT filesystem: the FAT is smaller than the cluster count')
+  }
 
   let rootCluster = 0
   let labelOffset = 43 // BS_VolLab (FAT12/16)
   let signatureOffset = 38 // BS_BootSig (FAT12/16)
   if (fat32) {
     rootCluster = u32(boot, 44) // BPB_RootClus
-    if (rootCluster < FIRST_CLUSTER || rootCluster >= clusterCount + FIRST_CLUSTER) throw new FatFormatError(`damaged FAT32 filesystem: root cluster ${rootCluster}`)
+    if (rootCluster < FIRST_CLUSTER || rootCluster >= clusterCount + FIRST_CLUSTER) {
+      throw new FatFormatError(`damaged FAT32 filesystem: root cluster ${rootCluster}`)
+    }
     labelOffset = 71 // BS_VolLab (FAT32)
     signatureOffset = 66 // BS_BootSig (FAT32)
   }

@@ -23,7 +23,11 @@ export interface PartitionSpan {
  * Its work is bounded (one GPT: header and at most MAX_ENTRIES_BYTES of entries); `signal` is
  * looked at before and after the reads.
  */
-export async function findEfiSystemPartition (head: Buffer, io: BlockIo, options: { imageBytes: number; signal?: AbortSignal }): Promise<PartitionSpan | undefined> {
+export async function findEfiSystemPartition (
+  head: Buffer,
+  io: BlockIo,
+  options: { imageBytes: number; signal?: AbortSignal },
+): Promise<PartitionSpan | undefined> {
   options.signal?.throwIfAborted()
   const table = detectPartitionTable(head)
   if (table.kind === 'gpt') {

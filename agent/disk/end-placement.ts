@@ -17,7 +17,13 @@ function alignUp (value: number, step: number): number {
  * The last `maxBytes` of the free run [freeStartLba, freeEndLba), its start aligned up to 1 MiB
  * (so the partition lies wholly inside that window), or undefined when less than `minBytes` fits.
  */
-export function placeAtEnd (options: { freeStartLba: number; freeEndLba: number; sectorBytes: number; maxBytes: number; minBytes: number }): Placement | undefined {
+export function placeAtEnd (options: {
+  freeStartLba: number
+  freeEndLba: number
+  sectorBytes: number
+  maxBytes: number
+  minBytes: number
+}): Placement | undefined {
   const { freeStartLba, freeEndLba, sectorBytes, maxBytes, minBytes } = options
   const step = Math.max(1, MIB / sectorBytes) // 2048 sectors of 512 B, 256 of 4 KiB
   if (freeEndLba <= freeStartLba) return undefined

@@ -105,7 +105,8 @@ export function hasIntactPrimaryHeader (head: Buffer, sectorBytes: number): bool
 /** An intact primary header whose entry array lies in the head too: the whole primary GPT can be checked from the head alone. */
 export function hasWholePrimaryInHead (head: Buffer, sectorBytes: number): boolean {
   if (!hasIntactPrimaryHeader(head, sectorBytes)) return false
-  const entriesEnd = head.readBigUInt64LE(sectorBytes + ENTRIES_LBA) * BigInt(sectorBytes) + BigInt(head.readUInt32LE(sectorBytes + ENTRY_COUNT)) * BigInt(ENTRY_BYTES)
+  const entriesStart = head.readBigUInt64LE(sectorBytes + ENTRIES_LBA) * BigInt(sectorBytes)
+  const entriesEnd = entriesStart + BigInt(head.readUInt32LE(sectorBytes + ENTRY_COUNT)) * BigInt(ENTRY_BYTES)
   return entriesEnd <= BigInt(head.length)
 }
 
@@ -157,7 +158,8 @@ export function parseGptHeader (block: Buffer, lba: number, geometry: GptGeometr
       throw new Error(`primary GPT entries at LBA ${entriesLba} (${entryCount} entries) do not lie between LBA 2 and FirstUsableLBA ${firstUsableLba}`)
     }
   } else if (entriesLba <= lastUsableLba || entriesEnd > lba * sectorBytes) {
-    throw new Error(`backup GPT entries at LBA ${entriesLba} (${entryCount} entries) do not lie between LastUsableLBA ${lastUsableLba} and the header at LBA ${lba}`)
+    throw new Error(`backup GPT entries at LBA ${entriesLba} (${entryCount} entries) ` +
+      `do not lie between LastUsableLBA ${lastUsableLba} and the header at LBA ${lba}`)
   }
   return { raw, myLba, alternateLba: Number(alternate), firstUsableLba, lastUsableLba, entriesLba, entryCount, entriesCrc: raw.readUInt32LE(ENTRIES_CRC) }
 }
@@ -218,7 +220,8 @@ export function checkGptEntries (entries: readonly GptEntry[], header: GptHeader
     const before = sorted[i - 1] as GptEntry
     const after = sorted[i] as GptEntry
     if (after.firstLba <= before.lastLba) {
-      throw new Error(`partition ${after.index + 1} (LBA ${after.firstLba}-${after.lastLba}) overlaps partition ${before.index + 1} (LBA ${before.firstLba}-${before.lastLba})`)
+      throw new Error(`partition ${after.index + 1} (LBA ${after.firstLba}-${after.lastLba}) ` +
+        `overlaps partition ${before.index + 1} (LBA ${before.firstLba}-${before.lastLba})`)
     }
   }
 }
@@ -227,8 +230,17 @@ function entrySectors (header: GptHeader, sectorBytes: number): number {
   return Math.ceil(header.entryCount * ENTRY_BYTES / sectorBytes)
 }
 
+/** The header fields headerBlock sets. */
+interface HeaderFields {
+  myLba: number
+  alternateLba: number
+  lastUsableLba: number
+  entriesLba: number
+  entriesCrc: number
+}
+
 /** A header block: `raw` with the given fields set, its CRC recomputed, zero-padded to one sector. */
-function headerBlock (raw: Buffer, fields: { myLba: number; alternateLba: number; lastUsableLba: number; entriesLba: number; entriesCrc: number }, sectorBytes: number): Buffer {
+function headerBlock (raw: Buffer, fields: HeaderFields, sectorBytes: number): Buffer {
   const block = Buffer.alloc(sectorBytes)
   raw.copy(block)
   block.writeBigUInt64LE(BigInt(fields.myLba), MY_LBA)
@@ -286,7 +298,13 @@ export async function loadGpt (head: Buffer, io: BlockIo, geometry: GptGeometry,
       const backup = await readHeader(head, io, lba, geometry)
       const { array, entries } = await readEntries(head, io, backup, geometry)
       // The primary, as gdisk rebuilds it: the backup's fields with MyLBA 1, the entries at LBA 2.
-      const block = headerBlock(backup.raw, { myLba: 1, alternateLba: lba, lastUsableLba: backup.lastUsableLba, entriesLba: 2, entriesCrc: backup.entriesCrc }, geometry.sectorBytes)
+      const block = headerBlock(backup.raw, {
+        myLba: 1,
+        alternateLba: lba,
+        lastUsableLba: backup.lastUsableLba,
+        entriesLba: 2,
+        entriesCrc: backup.entriesCrc,
+      }, geometry.sectorBytes)
       const primary = parseGptHeader(block, 1, geometry)
       return { primary, array, entries, repairedFromLba: lba }
     } catch (err) {
@@ -294,7 +312,8 @@ export async function loadGpt (head: Buffer, io: BlockIo, geometry: GptGeometry,
     }
   }
   const primaryReason = primaryError instanceof Error ? primaryError.message : String(primaryError)
-  throw new Error(`the primary GPT is not valid (${primaryReason}) and no valid backup was found${tried.length > 0 ? ` (${tried.join('; ')})` : ''}`, { cause: primaryError })
+  const triedText = tried.length > 0 ? ` (${tried.join('; ')})` : ''
+  throw new Error(`the primary GPT is not valid (${primaryReason}) and no valid backup was found${triedText}`, { cause: primaryError })
 }
 
 /** Whether a valid backup matching `primary` sits at `lba`. */
@@ -346,7 +365,14 @@ export async function moveBackupGptToEnd (head: Buffer, io: BlockIo, options: { 
 
   if (!repaired && primary.alternateLba === lastLba && await hasMatchingBackup(head, io, primary, lastLba, geometry)) {
     // Already at the end (the image is as large as the disk, or this ran before).
-    return { moved: false, repairedFromBackup: false, backupLba: lastLba, lastUsableLba: primary.lastUsableLba, previousBackupLba, protectiveMbr: fitProtectiveMbr(head, mbrOptions) }
+    return {
+      moved: false,
+      repairedFromBackup: false,
+      backupLba: lastLba,
+      lastUsableLba: primary.lastUsableLba,
+      previousBackupLba,
+      protectiveMbr: fitProtectiveMbr(head, mbrOptions),
+    }
   }
 
   // LastUsableLBA: gdisk's symmetric `diskSectors − FirstUsableLBA` (so our headers match `sgdisk -e`),
@@ -412,7 +438,9 @@ export async function addGptPartition (head: Buffer, io: BlockIo, options: {
   try {
     if (primary.alternateLba <= primary.lastUsableLba) throw new Error('it would lie in the usable space')
     backup = await readHeader(head, io, primary.alternateLba, geometry)
-    if (backup.firstUsableLba !== primary.firstUsableLba || backup.lastUsableLba !== primary.lastUsableLba) throw new Error('its usable LBAs differ from the primary\'s')
+    if (backup.firstUsableLba !== primary.firstUsableLba || backup.lastUsableLba !== primary.lastUsableLba) {
+      throw new Error('its usable LBAs differ from the primary\'s')
+    }
     const backupEntries = await readEntries(head, io, backup, geometry)
     if (!backupEntries.array.equals(array)) throw new Error('its entries differ from the primary entries')
   } catch (err) {
@@ -437,7 +465,13 @@ export async function addGptPartition (head: Buffer, io: BlockIo, options: {
   }
   if (slot < 0) throw new Error(`all ${primary.entryCount} GPT partition entries are in use`)
   const freeStartLba = entries.reduce((max, e) => Math.max(max, e.lastLba + 1), primary.firstUsableLba)
-  const placement: Placement | undefined = placeAtEnd({ freeStartLba, freeEndLba: primary.lastUsableLba + 1, sectorBytes, maxBytes: options.maxBytes, minBytes: options.minBytes })
+  const placement: Placement | undefined = placeAtEnd({
+    freeStartLba,
+    freeEndLba: primary.lastUsableLba + 1,
+    sectorBytes,
+    maxBytes: options.maxBytes,
+    minBytes: options.minBytes,
+  })
   if (placement === undefined) {
     const freeBytes = Math.max(0, primary.lastUsableLba + 1 - freeStartLba) * sectorBytes
     throw new Error(`no room for a partition of at least ${options.minBytes} bytes after the last partition (${freeBytes} bytes free from LBA ${freeStartLba})`)
@@ -458,8 +492,20 @@ export async function addGptPartition (head: Buffer, io: BlockIo, options: {
   entry.copy(newArray, slot * ENTRY_BYTES)
   const entriesCrc = crc32(newArray)
 
-  const backupHeader = headerBlock(backup.raw, { myLba: backup.myLba, alternateLba: backup.alternateLba, lastUsableLba: backup.lastUsableLba, entriesLba: backup.entriesLba, entriesCrc }, sectorBytes)
-  const primaryHeader = headerBlock(primary.raw, { myLba: 1, alternateLba: primary.alternateLba, lastUsableLba: primary.lastUsableLba, entriesLba: primary.entriesLba, entriesCrc }, sectorBytes)
+  const backupHeader = headerBlock(backup.raw, {
+    myLba: backup.myLba,
+    alternateLba: backup.alternateLba,
+    lastUsableLba: backup.lastUsableLba,
+    entriesLba: backup.entriesLba,
+    entriesCrc,
+  }, sectorBytes)
+  const primaryHeader = headerBlock(primary.raw, {
+    myLba: 1,
+    alternateLba: primary.alternateLba,
+    lastUsableLba: primary.lastUsableLba,
+    entriesLba: primary.entriesLba,
+    entriesCrc,
+  }, sectorBytes)
   // Backup first, then the primary (into the head), as gdisk orders its writes.
   await writeImage(head, io, entriesBlock(newArray, backup, sectorBytes), backup.entriesLba * sectorBytes)
   await writeImage(head, io, backupHeader, backup.myLba * sectorBytes)

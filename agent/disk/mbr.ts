@@ -88,11 +88,13 @@ export function checkMbrRecords (head: Buffer, options: { diskSectors: number; i
     r.type === PROTECTIVE_TYPE && r.sizeLba === U32_MAX ? { ...r, sizeLba: Math.max(1, Math.min(U32_MAX, (imageSectors ?? diskSectors) - r.startLba)) } : r)
   for (const r of used) {
     if (r.startLba === 0 || r.startLba + r.sizeLba > diskSectors) {
-      throw new Error(`MBR partition ${r.slot + 1} (LBA ${r.startLba}-${r.startLba + r.sizeLba - 1}) does not lie between LBA 1 and the disk's last LBA ${diskSectors - 1}`)
+      throw new Error(`MBR partition ${r.slot + 1} (LBA ${r.startLba}-${r.startLba + r.sizeLba - 1}) ` +
+        `does not lie between LBA 1 and the disk's last LBA ${diskSectors - 1}`)
     }
     // Past the image's end the disk holds whatever it held before: no partition may take it for the image's.
     if (imageSectors !== undefined && r.startLba + r.sizeLba > imageSectors) {
-      throw new Error(`MBR partition ${r.slot + 1} (LBA ${r.startLba}-${r.startLba + r.sizeLba - 1}) runs past the image's end (its last LBA is ${imageSectors - 1})`)
+      throw new Error(`MBR partition ${r.slot + 1} (LBA ${r.startLba}-${r.startLba + r.sizeLba - 1}) ` +
+        `runs past the image's end (its last LBA is ${imageSectors - 1})`)
     }
   }
   checkNoOverlap(used, 'MBR partition')
@@ -105,7 +107,8 @@ function checkNoOverlap (partitions: ReadonlyArray<{ slot: number; startLba: num
     const before = sorted[i - 1] as MbrRecord
     const after = sorted[i] as MbrRecord
     if (after.startLba < before.startLba + before.sizeLba) {
-      throw new Error(`${what} ${after.slot + 1} (LBA ${after.startLba}-${after.startLba + after.sizeLba - 1}) overlaps partition ${before.slot + 1} (LBA ${before.startLba}-${before.startLba + before.sizeLba - 1})`)
+      throw new Error(`${what} ${after.slot + 1} (LBA ${after.startLba}-${after.startLba + after.sizeLba - 1}) ` +
+        `overlaps partition ${before.slot + 1} (LBA ${before.startLba}-${before.startLba + before.sizeLba - 1})`)
     }
   }
 }
@@ -126,7 +129,9 @@ export async function checkLogicalPartitions (head: Buffer, readSector: (lba: nu
     const logicals: Array<{ slot: number; startLba: number; sizeLba: number }> = []
     let ebrLba = container.startLba
     for (let hop = 0; ; hop++) {
-      if (hop >= MAX_LOGICAL_PARTITIONS) throw new Error(`the extended partition ${container.slot + 1} chains more than ${MAX_LOGICAL_PARTITIONS} logical partitions`)
+      if (hop >= MAX_LOGICAL_PARTITIONS) {
+        throw new Error(`the extended partition ${container.slot + 1} chains more than ${MAX_LOGICAL_PARTITIONS} logical partitions`)
+      }
       const ebr = await readSector(ebrLba)
       if (!hasMbrSignature(ebr)) {
         if (hop === 0) break
@@ -138,13 +143,17 @@ export async function checkLogicalPartitions (head: Buffer, readSector: (lba: nu
         const startLba = ebrLba + logical.startLba
         const lastLba = startLba + logical.sizeLba - 1
         if (logical.startLba === 0 || lastLba >= end || lastLba >= options.imageSectors) {
-          throw new Error(`logical partition ${number} (LBA ${startLba}-${lastLba}) does not lie inside its extended partition ${container.slot + 1} (LBA ${container.startLba}-${end - 1}) and the image`)
+          throw new Error(`logical partition ${number} (LBA ${startLba}-${lastLba}) does not lie inside ` +
+            `its extended partition ${container.slot + 1} (LBA ${container.startLba}-${end - 1}) and the image`)
         }
         logicals.push({ slot: number - 1, startLba, sizeLba: logical.sizeLba })
       }
       if (link === undefined || link.sizeLba === 0 || !isExtendedType(link.type)) break
       const next = container.startLba + link.startLba
-      if (next <= ebrLba || next >= end) throw new Error(`the EBR at LBA ${ebrLba} links to LBA ${next}, not forward inside extended partition ${container.slot + 1} (LBA ${container.startLba}-${end - 1})`)
+      if (next <= ebrLba || next >= end) {
+        throw new Error(`the EBR at LBA ${ebrLba} links to LBA ${next}, ` +
+          `not forward inside extended partition ${container.slot + 1} (LBA ${container.startLba}-${end - 1})`)
+      }
       ebrLba = next
     }
     checkNoOverlap(logicals, 'logical partition')
@@ -271,7 +280,8 @@ export async function addMbrPartition (head: Buffer, options: {
   const placement = placeAtEnd({ freeStartLba, freeEndLba, sectorBytes, maxBytes: options.maxBytes, minBytes: options.minBytes })
   if (placement === undefined) {
     const freeBytes = Math.max(0, freeEndLba - freeStartLba) * sectorBytes
-    throw new Error(`no room for a partition of at least ${options.minBytes} bytes after the last partition and below sector 2^32 (${freeBytes} bytes free from LBA ${freeStartLba})`)
+    throw new Error(`no room for a partition of at least ${options.minBytes} bytes after the last partition and below sector 2^32 ` +
+      `(${freeBytes} bytes free from LBA ${freeStartLba})`)
   }
   writeMbrRecord(head, { slot: free.slot, bootIndicator: 0, type: options.type, startLba: placement.startLba, sizeLba: placement.sizeLba })
   return { offsetBytes: placement.startLba * sectorBytes, sizeBytes: placement.sizeLba * sectorBytes, number: free.slot + 1, reused: false }

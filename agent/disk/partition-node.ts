@@ -55,7 +55,11 @@ async function lookOnce (diskPath: string, diskDir: string, partition: Partition
     const size = Number(await readText(join(diskDir, name, 'size')))
     if (start * SYSFS_UNIT_BYTES !== partition.offsetBytes || size * SYSFS_UNIT_BYTES !== partition.sizeBytes) {
       // A table the kernel read before ours (the re-read failed, or has not happened yet).
-      return { found: false, reason: `the kernel's partition ${partition.number} of ${diskPath} (${name}) lies at bytes ${start * SYSFS_UNIT_BYTES} + ${size * SYSFS_UNIT_BYTES}, not at ${partition.offsetBytes} + ${partition.sizeBytes} as written` }
+      return {
+        found: false,
+        reason: `the kernel's partition ${partition.number} of ${diskPath} (${name}) ` +
+          `lies at bytes ${start * SYSFS_UNIT_BYTES} + ${size * SYSFS_UNIT_BYTES}, not at ${partition.offsetBytes} + ${partition.sizeBytes} as written`,
+      }
     }
     const dev = await readText(join(diskDir, name, 'dev'))
     const node = join(devRoot, name)
@@ -65,7 +69,9 @@ async function lookOnce (diskPath: string, diskDir: string, partition: Partition
     } catch {
       return { found: false, reason: `no device node ${node} for partition ${partition.number} of ${diskPath}` }
     }
-    if (!stat.isBlockDevice() || deviceNumber(stat.rdev) !== dev) return { found: false, reason: `${node} is not block device ${dev ?? '?'} (partition ${partition.number} of ${diskPath})` }
+    if (!stat.isBlockDevice() || deviceNumber(stat.rdev) !== dev) {
+      return { found: false, reason: `${node} is not block device ${dev ?? '?'} (partition ${partition.number} of ${diskPath})` }
+    }
     return { found: true, device: node }
   }
   return { found: false, reason: `the kernel shows no partition ${partition.number} of ${diskPath}` }

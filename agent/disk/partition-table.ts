@@ -10,7 +10,16 @@ import { errors, isInstallError } from '../report/install-error.js'
 import { readImage, type BlockIo } from './block-io.js'
 import { CONFIG_DRIVE_MAX_BYTES, MIB } from './end-placement.js'
 import type { GptMoveResult } from './gpt.js'
-import { addGptPartition, checkGptEntries, GptEntriesCrcError, hasGptSignature, hasIntactPrimaryHeader, LINUX_FILESYSTEM_GUID, loadGpt, moveBackupGptToEnd } from './gpt.js'
+import {
+  addGptPartition,
+  checkGptEntries,
+  GptEntriesCrcError,
+  hasGptSignature,
+  hasIntactPrimaryHeader,
+  LINUX_FILESYSTEM_GUID,
+  loadGpt,
+  moveBackupGptToEnd,
+} from './gpt.js'
 import { addMbrPartition, checkLogicalPartitions, checkMbrRecords, classifyMbr, LINUX_TYPE } from './mbr.js'
 
 export type { BlockIo } from './block-io.js'
@@ -65,7 +74,11 @@ export function checkSectorSize (table: TableKind, diskSectorBytes: number, disk
  * returned for the caller to refuse with what the bytes look like. `primaryOnly`: the primary GPT
  * alone is judged (a streamed image's head, whose backup is not there yet).
  */
-export async function checkPartitionTable (head: Buffer, io: BlockIo, options: { imageBytes: number; diskPath: string; primaryOnly?: boolean }): Promise<TableKind> {
+export async function checkPartitionTable (
+  head: Buffer,
+  io: BlockIo,
+  options: { imageBytes: number; diskPath: string; primaryOnly?: boolean },
+): Promise<TableKind> {
   const table = detectPartitionTable(head)
   checkSectorSize(table, io.logicalSectorBytes, options.diskPath)
   try {
@@ -89,7 +102,10 @@ export async function checkPartitionTable (head: Buffer, io: BlockIo, options: {
       // An MBR without a protective record rules (Linux reads it, not the GPT); a valid GPT header
       // behind it is a second table that disagrees, which sgdisk and UEFI firmware may read instead.
       const gptSector = SECTOR_SIZES.find((size) => hasIntactPrimaryHeader(head, size))
-      if (gptSector !== undefined) throw new Error(`LBA 0 holds an MBR with no protective (0xEE) partition, but a valid GPT header follows it (at byte ${gptSector}): two partition tables that disagree`)
+      if (gptSector !== undefined) {
+        throw new Error('LBA 0 holds an MBR with no protective (0xEE) partition, ' +
+          `but a valid GPT header follows it (at byte ${gptSector}): two partition tables that disagree`)
+      }
       checkMbrRecords(head, { diskSectors, ...(options.primaryOnly === true ? {} : { imageSectors }) })
       if (options.primaryOnly !== true) {
         await checkLogicalPartitions(head, async (lba) => await readImage(head, io, lba * sectorBytes, 512), { imageSectors })
@@ -123,7 +139,9 @@ export async function relocateBackupGpt (head: Buffer, io: BlockIo, options: { i
   if (table.kind !== 'gpt') return { kind: table.kind, moved: false, repairedFromBackup: false }
   const sectorBytes = table.headerFound === false ? io.logicalSectorBytes : table.sectorBytes
   try {
-    if (sectorBytes !== io.logicalSectorBytes) throw new Error(`the image's GPT uses ${sectorBytes}-byte sectors, the disk ${io.logicalSectorBytes}-byte sectors`)
+    if (sectorBytes !== io.logicalSectorBytes) {
+      throw new Error(`the image's GPT uses ${sectorBytes}-byte sectors, the disk ${io.logicalSectorBytes}-byte sectors`)
+    }
     const result = await moveBackupGptToEnd(head, io, { sectorBytes, imageBytes: options.imageBytes })
     return { kind: 'gpt', sectorBytes, ...result }
   } catch (err) {
@@ -168,21 +186,38 @@ export async function addConfigDrivePartition (head: Buffer, io: BlockIo, option
   const maxBytes = options.sizeBytes ?? CONFIG_DRIVE_MAX_BYTES
   const minBytes = options.minSizeBytes ?? MIB
   try {
-    if (!Number.isSafeInteger(maxBytes) || maxBytes < MIB || maxBytes > CONFIG_DRIVE_MAX_BYTES) throw new RangeError(`config drive size ${maxBytes} is not between 1 MiB and 64 MiB`)
-    if (!Number.isSafeInteger(minBytes) || minBytes < 1 || minBytes > maxBytes) throw new RangeError(`minimum config drive size ${minBytes} is not between 1 byte and ${maxBytes}`)
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < MIB || maxBytes > CONFIG_DRIVE_MAX_BYTES) {
+      throw new RangeError(`config drive size ${maxBytes} is not between 1 MiB and 64 MiB`)
+    }
+    if (!Number.isSafeInteger(minBytes) || minBytes < 1 || minBytes > maxBytes) {
+      throw new RangeError(`minimum config drive size ${minBytes} is not between 1 byte and ${maxBytes}`)
+    }
     const table = detectPartitionTable(head)
     const sectorBytes = io.logicalSectorBytes
     let added: AddedPartition
     if (table.kind === 'gpt') {
-      if (table.headerFound !== false && table.sectorBytes !== sectorBytes) throw new Error(`the image's GPT uses ${table.sectorBytes}-byte sectors, the disk ${sectorBytes}-byte sectors`)
-      added = { table: 'gpt', ...await addGptPartition(head, io, { sectorBytes, name: CONFIG_DRIVE_LABEL, typeGuid: LINUX_FILESYSTEM_GUID, maxBytes, minBytes, isWanted: options.isConfigDrive }) }
+      if (table.headerFound !== false && table.sectorBytes !== sectorBytes) {
+        throw new Error(`the image's GPT uses ${table.sectorBytes}-byte sectors, the disk ${sectorBytes}-byte sectors`)
+      }
+      const partition = await addGptPartition(head, io, {
+        sectorBytes,
+        name: CONFIG_DRIVE_LABEL,
+        typeGuid: LINUX_FILESYSTEM_GUID,
+        maxBytes,
+        minBytes,
+        isWanted: options.isConfigDrive,
+      })
+      added = { table: 'gpt', ...partition }
     } else if (table.kind === 'mbr') {
       const diskSectors = Math.floor(io.sizeBytes / sectorBytes)
-      added = { table: 'mbr', ...await addMbrPartition(head, { sectorBytes, diskSectors, type: LINUX_TYPE, maxBytes, minBytes, isWanted: options.isConfigDrive }) }
+      const partition = await addMbrPartition(head, { sectorBytes, diskSectors, type: LINUX_TYPE, maxBytes, minBytes, isWanted: options.isConfigDrive })
+      added = { table: 'mbr', ...partition }
     } else {
       throw new Error('the image has no partition table (neither GPT nor MBR)')
     }
-    if (added.reused && added.sizeBytes < minBytes) throw new Error(`the existing config-2 partition ${added.number} holds ${added.sizeBytes} bytes, less than the ${minBytes} needed`)
+    if (added.reused && added.sizeBytes < minBytes) {
+      throw new Error(`the existing config-2 partition ${added.number} holds ${added.sizeBytes} bytes, less than the ${minBytes} needed`)
+    }
     return added
   } catch (err) {
     if (isInstallError(err)) throw err

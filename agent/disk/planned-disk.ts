@@ -34,7 +34,9 @@ export class PlannedDisk implements BlockIo {
     readonly imageBytes: number,
     private readonly readImageBytes: ImageReader,
   ) {
-    if (!Number.isSafeInteger(imageBytes) || imageBytes < 0 || imageBytes > sizeBytes) throw new RangeError(`an image of ${imageBytes} bytes does not fit a disk of ${sizeBytes} bytes`)
+    if (!Number.isSafeInteger(imageBytes) || imageBytes < 0 || imageBytes > sizeBytes) {
+      throw new RangeError(`an image of ${imageBytes} bytes does not fit a disk of ${sizeBytes} bytes`)
+    }
   }
 
   /** Plans zeros over the disk's last MiB past the image (the plan's first write): what this reads there is then true on the disk too. */

@@ -273,7 +273,9 @@ function checkMetadata (raw: unknown): Record<string, string> {
   return metadata
 }
 
-const SSH_KEY = /^(ssh-rsa|ssh-dss|ssh-ed25519|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)[ \t]+([A-Za-z0-9+/]+={0,2})(?:[ \t][^\r\n\0]*)?$/
+const SSH_KEY_TYPES = /ssh-rsa|ssh-dss|ssh-ed25519|ecdsa-sha2-nistp(?:256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com/
+/** Type, base64 blob, optional comment (the same source as one literal: String.raw keeps the backslashes). */
+const SSH_KEY = new RegExp(String.raw`^(${SSH_KEY_TYPES.source})[ \t]+([A-Za-z0-9+/]+={0,2})(?:[ \t][^\r\n\0]*)?$`)
 
 /** One authorized_keys line: type, base64 blob, optional comment. Surrounding whitespace is dropped. */
 function checkSshKey (raw: string): string {

@@ -44,7 +44,8 @@ export async function settleInterruptedInstall (saved: SavedState, logger: Logge
     await disk.close().catch(() => {})
   }
   if (disk.kind === 'block') await rereadPartitionTable(path).catch((err: unknown) => logger?.warn({ err }, 'partition table re-read failed'))
-  const note = `The install was interrupted after it began writing to ${path}: its first and last MiB were zeroed when the agent started again, so the partly written disk cannot boot.`
+  const note = `The install was interrupted after it began writing to ${path}: ` +
+    'its first and last MiB were zeroed when the agent started again, so the partly written disk cannot boot.'
   logger?.warn({ disk: path }, note)
   return { error: errors.interrupted(), note }
 }

@@ -14,7 +14,18 @@ import { errors, isInstallError } from '../report/install-error.js'
 import type { InstallEvent } from '../report/progress.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
 import type { ReportSink } from './report-poster.js'
-import { copyStatus, freezeStatus, idleStatus, interruptedStatus, JobStatusTracker, type DiskView, type InstallStatus, type ProgressView, type ResultView, type StepView } from './job-status.js'
+import {
+  copyStatus,
+  freezeStatus,
+  idleStatus,
+  interruptedStatus,
+  JobStatusTracker,
+  type DiskView,
+  type InstallStatus,
+  type ProgressView,
+  type ResultView,
+  type StepView,
+} from './job-status.js'
 import { settleInterruptedInstall } from './interrupted-install.js'
 import type { DiskWriteRecord, JobStateStore } from './job-state-store.js'
 import { runInstall, type InstallOptions, type InstallResult } from '../install/run-install.js'
@@ -140,7 +151,15 @@ export class JobRunner implements InstallJobs {
     const jobId = randomUUID()
     const tracker = new JobStatusTracker(jobId, this.options.disk, this.now())
     const logger = this.options.logger.child({ jobId })
-    const job: RunningJob = { tracker, controller: new AbortController(), logger, lastProgressSentAt: 0, unsentProgress: undefined, ended: Promise.resolve(), diskWrite: null }
+    const job: RunningJob = {
+      tracker,
+      controller: new AbortController(),
+      logger,
+      lastProgressSentAt: 0,
+      unsentProgress: undefined,
+      ended: Promise.resolve(),
+      diskWrite: null,
+    }
     this.current = job
     this.shown = undefined
     logger.info({
@@ -271,7 +290,9 @@ export class JobRunner implements InstallJobs {
   private async recordDiskWrite (job: RunningJob, disk: { path: string; sizeBytes: number }): Promise<void> {
     job.diskWrite = { path: disk.path, sizeBytes: disk.sizeBytes, at: new Date(this.now()).toISOString() }
     const store = this.options.store
-    if (store !== undefined && !await store.saveNow(job.tracker.snapshot(), job.diskWrite)) job.logger.error({ disk: disk.path }, 'could not record that writing begins; a kill from now on cannot be told at the next start')
+    if (store !== undefined && !await store.saveNow(job.tracker.snapshot(), job.diskWrite)) {
+      job.logger.error({ disk: disk.path }, 'could not record that writing begins; a kill from now on cannot be told at the next start')
+    }
   }
 
   private report (message: WithoutDelivery<ReportMessage>): void {

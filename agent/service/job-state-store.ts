@@ -98,7 +98,8 @@ export class JobStateStore {
         return undefined
       }
       const record = file.diskWrite
-      const diskWrite = record === null || (typeof record?.path === 'string' && typeof record.sizeBytes === 'number' && typeof record.at === 'string') ? record : undefined
+      const recordOk = record === null || (typeof record?.path === 'string' && typeof record.sizeBytes === 'number' && typeof record.at === 'string')
+      const diskWrite = recordOk ? record : undefined
       return { status, diskWrite, pid: typeof file.pid === 'number' ? file.pid : undefined }
     } catch (err) {
       this.logger?.warn({ err, path: this.path }, 'the saved state is not JSON; ignored')

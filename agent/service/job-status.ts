@@ -208,15 +208,22 @@ export function asInstallStatus (value: unknown): InstallStatus | undefined {
   if (!Array.isArray(notes) || !notes.every((note) => typeof note === 'string')) return undefined
   if (typeof state !== 'string' || !(STATES as readonly string[]).includes(state)) return undefined
   if (!isNullableString(jobId) || !isNullableString(startedAt) || !isNullableString(endedAt)) return undefined
-  if (!isRecord(disk) || typeof disk['path'] !== 'string' || typeof disk['auto'] !== 'boolean' || !isNullableNumber(disk['sizeBytes']) || !isNullableString(disk['model'])) return undefined
+  const diskOk = isRecord(disk) && typeof disk['path'] === 'string' && typeof disk['auto'] === 'boolean' &&
+    isNullableNumber(disk['sizeBytes']) && isNullableString(disk['model'])
+  if (!diskOk) return undefined
   if (!Array.isArray(steps) || steps.length !== STEP_NAMES.length) return undefined
   const stepsOk = steps.every((step: unknown, i) => isRecord(step) && step['name'] === STEP_NAMES[i] &&
     typeof step['status'] === 'string' && (STEP_STATUSES as readonly string[]).includes(step['status']) &&
     isNullableString(step['startedAt']) && isNullableString(step['endedAt']))
   if (!stepsOk) return undefined
-  if (progress !== null && !(isRecord(progress) && typeof progress['step'] === 'string' && (STEP_NAMES as readonly string[]).includes(progress['step']) &&
-    typeof progress['bytes'] === 'number' && isNullableNumber(progress['totalBytes']) && typeof progress['bytesPerSecond'] === 'number' && isNullableNumber(progress['etaSeconds']))) return undefined
-  if (result !== null && !(isRecord(result) && typeof result['code'] === 'string' && Object.hasOwn(resultMessages, result['code']) && typeof result['message'] === 'string')) return undefined
+  const progressOk = progress === null || (isRecord(progress) &&
+    typeof progress['step'] === 'string' && (STEP_NAMES as readonly string[]).includes(progress['step']) &&
+    typeof progress['bytes'] === 'number' && isNullableNumber(progress['totalBytes']) &&
+    typeof progress['bytesPerSecond'] === 'number' && isNullableNumber(progress['etaSeconds']))
+  if (!progressOk) return undefined
+  const resultOk = result === null || (isRecord(result) &&
+    typeof result['code'] === 'string' && Object.hasOwn(resultMessages, result['code']) && typeof result['message'] === 'string')
+  if (!resultOk) return undefined
   return copyStatus({ ...(value as unknown as InstallStatus), notes })
 }
 

@@ -12,7 +12,11 @@ port.on('message', (request: DecompressRequest) => {
   for (let i = 0; i < request.lengths.length; i++) {
     const length = request.lengths[i] ?? 0
     try {
-      decompressCluster(request.compressionType, request.input.subarray(at, at + length), output.subarray(i * request.clusterBytes, (i + 1) * request.clusterBytes))
+      decompressCluster(
+        request.compressionType,
+        request.input.subarray(at, at + length),
+        output.subarray(i * request.clusterBytes, (i + 1) * request.clusterBytes),
+      )
     } catch (err) {
       reply = { id: request.id, index: i, error: err instanceof Error ? err.message : String(err) }
       break

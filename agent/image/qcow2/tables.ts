@@ -208,7 +208,9 @@ export async function validateL2Tables (geometry: Qcow2Geometry, source: ByteSou
       const guestOffset = base + index * geometry.clusterBytes
       const entry = decodeL2Entry(geometry, table, index, guestOffset)
       if (entry.kind === 'compressed') {
-        if (entry.hostOffset >= geometry.fileBytes) throw errors.qcow2Damaged(`compressed cluster for guest offset ${guestOffset} lies beyond the end of the file`)
+        if (entry.hostOffset >= geometry.fileBytes) {
+          throw errors.qcow2Damaged(`compressed cluster for guest offset ${guestOffset} lies beyond the end of the file`)
+        }
         readsZeros = false
         continue
       }
@@ -251,7 +253,12 @@ const MAX_STEPS_PER_EXTENT = 16384
  * one step per L1 entry whose range reads as zeros, else one per L2 entry (and subcluster), and
  * hands back a run at least every MAX_STEPS_PER_EXTENT steps.
  */
-export function * guestExtents (image: Qcow2Geometry & Qcow2Mapping, source: ByteSource, range: { start: number; end: number }, options: GuestExtentOptions): Generator<GuestExtent> {
+export function * guestExtents (
+  image: Qcow2Geometry & Qcow2Mapping,
+  source: ByteSource,
+  range: { start: number; end: number },
+  options: GuestExtentOptions,
+): Generator<GuestExtent> {
   const { l2TableOffsets, zeroL1Ranges } = image
   const { end } = range
   const cover = l1EntryCoverBytes(image)
