@@ -97,7 +97,8 @@ export class AgentClient {
         else if (value !== undefined) resolve(value)
       }
       const timer = setTimeout(() => finish(new Error(`no result event within ${timeoutMs / 1000} s`)), timeoutMs)
-      const req = request({ host: '127.0.0.1', port: this.port, path: '/install/events', headers: { authorization: `Bearer ${this.token}`, accept: 'text/event-stream' } }, (res: IncomingMessage) => {
+      const headers = { authorization: `Bearer ${this.token}`, accept: 'text/event-stream' }
+      const req = request({ host: '127.0.0.1', port: this.port, path: '/install/events', headers }, (res: IncomingMessage) => {
         if (res.statusCode !== 200) {
           finish(new Error(`GET /install/events answered ${res.statusCode ?? 0}`))
           return

@@ -80,12 +80,31 @@ export async function bootInstalledDisk (options: BootOptions, expect: BootExpec
   const finished = /Cloud-init v\. \S+ finished at .*Datasource (\S+)/.exec(text)
   const checks: BootCheck[] = [
     { name: 'booted Linux', ok: /Linux version /.test(text), evidence: /Linux version \S+/.exec(text)?.[0] ?? '' },
-    { name: 'cloud-init finished with the ConfigDrive datasource', ok: finished?.[1] === 'DataSourceConfigDrive', evidence: lineWith(text, /Cloud-init v\. \S+ finished/) },
-    { name: `host name set to ${expect.hostname}`, ok: new RegExp(`^${escape(expect.hostname)} login:`, 'm').test(text), evidence: lineWith(text, / login:/) },
-    { name: 'user data ran (its marker on the console)', ok: new RegExp(`^${escape(expect.marker)}\\s*$`, 'm').test(text), evidence: lineWith(text, new RegExp(escape(expect.marker))) },
+    {
+      name: 'cloud-init finished with the ConfigDrive datasource',
+      ok: finished?.[1] === 'DataSourceConfigDrive',
+      evidence: lineWith(text, /Cloud-init v\. \S+ finished/),
+    },
+    {
+      name: `host name set to ${expect.hostname}`,
+      ok: new RegExp(`^${escape(expect.hostname)} login:`, 'm').test(text),
+      evidence: lineWith(text, / login:/),
+    },
+    {
+      name: 'user data ran (its marker on the console)',
+      ok: new RegExp(`^${escape(expect.marker)}\\s*$`, 'm').test(text),
+      evidence: lineWith(text, new RegExp(escape(expect.marker))),
+    },
     { name: 'motd from the user data at login', ok: text.includes(MOTD_LINE), evidence: lineWith(text, new RegExp(escape(MOTD_LINE))) },
   ]
-  return { firmware: options.firmware, bus: options.bus, ok: checks.every((c) => c.ok), seconds: (Date.now() - started) / 1000, checks, consoleLog: vm.consoleLog }
+  return {
+    firmware: options.firmware,
+    bus: options.bus,
+    ok: checks.every((c) => c.ok),
+    seconds: (Date.now() - started) / 1000,
+    checks,
+    consoleLog: vm.consoleLog,
+  }
 }
 
 /**
@@ -94,9 +113,18 @@ export async function bootInstalledDisk (options: BootOptions, expect: BootExpec
  */
 export async function expectNoBoot (options: BootOptions): Promise<BootReport> {
   const file = await overlay(options.disk, options.dir, options.name)
-  const vm = new QemuVm({ name: options.name, dir: options.dir, firmware: options.firmware, memoryMiB: 1024, disks: [{ file, format: 'qcow2', bus: options.bus }], onConsoleLine: options.onConsoleLine })
+  const vm = new QemuVm({
+    name: options.name,
+    dir: options.dir,
+    firmware: options.firmware,
+    memoryMiB: 1024,
+    disks: [{ file, format: 'qcow2', bus: options.bus }],
+    onConsoleLine: options.onConsoleLine,
+  })
   // SeaBIOS tries the disk first (bootindex), says why it refuses it, then gives up on every device.
-  const nothing = options.firmware === 'bios' ? /Booting from Hard Disk\.\.\.\s*Boot failed: not a bootable disk[\s\S]*No bootable device/ : /starting Boot\d+ "EFI Internal Shell"/
+  const nothing = options.firmware === 'bios'
+    ? /Booting from Hard Disk\.\.\.\s*Boot failed: not a bootable disk[\s\S]*No bootable device/
+    : /starting Boot\d+ "EFI Internal Shell"/
   const started = Date.now()
   await vm.start()
   try {
@@ -107,8 +135,19 @@ export async function expectNoBoot (options: BootOptions): Promise<BootReport> {
   }
   const text = vm.console
   const checks: BootCheck[] = [
-    { name: options.firmware === 'bios' ? 'SeaBIOS: "not a bootable disk", then "No bootable device"' : 'OVMF: no boot option but the UEFI shell', ok: nothing.test(text), evidence: nothing.exec(text)?.[0].replace(/\s+/g, ' ') ?? '' },
+    {
+      name: options.firmware === 'bios' ? 'SeaBIOS: "not a bootable disk", then "No bootable device"' : 'OVMF: no boot option but the UEFI shell',
+      ok: nothing.test(text),
+      evidence: nothing.exec(text)?.[0].replace(/\s+/g, ' ') ?? '',
+    },
     { name: 'Linux did not start', ok: !/Linux version /.test(text), evidence: lineWith(text, /Linux version /) },
   ]
-  return { firmware: options.firmware, bus: options.bus, ok: checks.every((c) => c.ok), seconds: (Date.now() - started) / 1000, checks, consoleLog: vm.consoleLog }
+  return {
+    firmware: options.firmware,
+    bus: options.bus,
+    ok: checks.every((c) => c.ok),
+    seconds: (Date.now() - started) / 1000,
+    checks,
+    consoleLog: vm.consoleLog,
+  }
 }

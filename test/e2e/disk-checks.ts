@@ -48,7 +48,8 @@ export interface Partition { number: number; startLba: number; sectors: number; 
 
 export async function partitions (disk: string, sectorBytes: number): Promise<Partition[]> {
   const json = await withSectorView(disk, sectorBytes, async (path) => await mustRun('sfdisk', ['--json', path]))
-  const table = (JSON.parse(json) as { partitiontable: { partitions?: Array<{ node: string; start: number; size: number; name?: string; type: string }> } }).partitiontable
+  type SfdiskJson = { partitiontable: { partitions?: Array<{ node: string; start: number; size: number; name?: string; type: string }> } }
+  const table = (JSON.parse(json) as SfdiskJson).partitiontable
   return (table.partitions ?? []).map((p) => ({
     number: Number(/(\d+)$/.exec(p.node)?.[1] ?? 0),
     startLba: p.start,

@@ -59,7 +59,12 @@ export async function startImageServer (options: ImageServerOptions): Promise<Im
       let start = 0
       const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '')
       if (range !== null && (req.headers['if-range'] === undefined || req.headers['if-range'] === etag)) start = Math.min(Number(range[1]), stat.size)
-      const headers: Record<string, string> = { etag, 'accept-ranges': 'bytes', 'content-length': String(stat.size - start), 'content-type': 'application/octet-stream' }
+      const headers: Record<string, string> = {
+        etag,
+        'accept-ranges': 'bytes',
+        'content-length': String(stat.size - start),
+        'content-type': 'application/octet-stream',
+      }
       if (start > 0) headers['content-range'] = `bytes ${start}-${stat.size - 1}/${stat.size}`
       entry.status = start > 0 ? 206 : 200
       res.writeHead(entry.status, headers)

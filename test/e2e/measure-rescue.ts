@@ -55,7 +55,8 @@ for (let i = 0; i < runs; i++) {
     seconds.push(toApi)
     const memory = await vm.waitForConsole(/byoi-rescue: memory: .*\)/, 60_000)
     const agentStart = /byoi-rescue: up ([\d.]+) s: starting byoi-agent/.exec(vm.console)?.[1]
-    console.log(`run ${i + 1}: /health answered ${toApi.toFixed(1)} s after QEMU started (PID 1 started the agent at kernel uptime ${agentStart ?? '?'} s); ${memory?.[0] ?? 'no memory line'}`)
+    console.log(`run ${i + 1}: /health answered ${toApi.toFixed(1)} s after QEMU started ` +
+      `(PID 1 started the agent at kernel uptime ${agentStart ?? '?'} s); ${memory?.[0] ?? 'no memory line'}`)
   } finally {
     await vm.stop()
   }

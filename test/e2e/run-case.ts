@@ -96,7 +96,15 @@ function userData (markerNumber: number): { script: string; marker: string } {
   }
 }
 
-export function installStartPayload (options: { hostname: string; imageUrl: string; imageType: string; authorization: string; checksum: string; userData: string; metadata: Record<string, string> }): unknown {
+export function installStartPayload (options: {
+  hostname: string
+  imageUrl: string
+  imageType: string
+  authorization: string
+  checksum: string
+  userData: string
+  metadata: Record<string, string>
+}): unknown {
   return {
     details: { customHostname: options.hostname },
     templateName: 'byoi_64',
@@ -168,7 +176,8 @@ export async function runCase (testCase: E2eCase, observer: CaseObserver, option
     const token = randomBytes(24).toString('hex')
     const apiPort = await freePort()
     const memoryMiB = testCase.rescueMemoryMiB ?? 6 * 1024
-    const append = `console=ttyS0 quiet byoi.token=${token} byoi.disk=${testCase.diskArg ?? 'auto'} byoi.listen=0.0.0.0:${API_PORT}${options.rescueAppend === undefined ? '' : ` ${options.rescueAppend}`}`
+    const extra = options.rescueAppend === undefined ? '' : ` ${options.rescueAppend}`
+    const append = `console=ttyS0 quiet byoi.token=${token} byoi.disk=${testCase.diskArg ?? 'auto'} byoi.listen=0.0.0.0:${API_PORT}${extra}`
     const rescue = new QemuVm({
       name: 'rescue',
       dir,
@@ -176,7 +185,10 @@ export async function runCase (testCase: E2eCase, observer: CaseObserver, option
       memoryMiB,
       kernel: { vmlinuz: join(root, 'build/rescue/vmlinuz'), initrd: join(root, 'build/rescue/initramfs.img'), append },
       disks: [{ file: disk, format: 'raw', bus: testCase.bus }],
-      network: { hostForwards: [{ hostPort: apiPort, guestPort: API_PORT }], guestForwards: [{ guestAddress: IMAGE_HOST, guestPort: 80, hostPort: server.port }] },
+      network: {
+        hostForwards: [{ hostPort: apiPort, guestPort: API_PORT }],
+        guestForwards: [{ guestAddress: IMAGE_HOST, guestPort: 80, hostPort: server.port }],
+      },
       onConsoleLine: observer.rescueConsole,
     })
     observer.phase(`rescue VM: ${memoryMiB} MiB, TCG, API forwarded to 127.0.0.1:${apiPort}, image server 127.0.0.1:${server.port} seen as http://${IMAGE_HOST}/`)
@@ -204,18 +216,25 @@ export async function runCase (testCase: E2eCase, observer: CaseObserver, option
       await rescue.stop()
       await server.close()
     }
-    await fs.writeFile(join(dir, 'server-requests.json'), JSON.stringify(server.requests.map((r) => ({ ...r, headers: { ...r.headers, authorization: r.headers.authorization === undefined ? undefined : '(redacted)' } })), null, 2))
+    const redacted = server.requests.map((r) => ({
+      ...r,
+      headers: { ...r.headers, authorization: r.headers.authorization === undefined ? undefined : '(redacted)' },
+    }))
+    await fs.writeFile(join(dir, 'server-requests.json'), JSON.stringify(redacted, null, 2))
 
     // The result, as the API reports it.
     const expected = testCase.expect
     check(`result ${expected.code}`, report.result?.code === expected.code, `${report.result?.code ?? '?'}: ${report.result?.message ?? ''}`)
-    check('status agrees with the result event', status?.result?.code === report.result?.code && status?.state === report.result?.state, `state ${status?.state ?? '?'}`)
+    check('status agrees with the result event',
+      status?.result?.code === report.result?.code && status?.state === report.result?.state, `state ${status?.state ?? '?'}`)
 
     const checksStarted = Date.now()
     if (testCase.cutOnceAfterBytes !== undefined) {
       const gets = server.requests.filter((r) => r.method === 'GET' && r.path === `/${testCase.image}`)
       const resumed = gets.find((r) => r.status === 206)
-      check('download cut once, then resumed with Range + If-Range', gets[0]?.cut === true && resumed !== undefined && resumed.headers['if-range'] !== undefined && resumed.headers.range === `bytes=${gets[0]?.sentBytes ?? -1}-`,
+      check('download cut once, then resumed with Range + If-Range',
+        gets[0]?.cut === true && resumed !== undefined && resumed.headers['if-range'] !== undefined &&
+          resumed.headers.range === `bytes=${gets[0]?.sentBytes ?? -1}-`,
         gets.map((r) => `${r.status}${r.headers.range === undefined ? '' : ` ${r.headers.range}`}, ${r.sentBytes} B${r.cut ? ' (cut)' : ''}`).join('; '))
     }
     if (expected.disk === 'installed') {
@@ -233,22 +252,37 @@ export async function runCase (testCase: E2eCase, observer: CaseObserver, option
       check('sgdisk -v: no problems', gpt.clean, gpt.text.split('\n').filter((l) => /problem|warning|caution/i.test(l)).join(' | '))
       const drive = await readConfigDrive(disk, sectorBytes, dir)
       const endBytes = (drive.partition.startLba + drive.partition.sectors) * sectorBytes
-      check(`config-2 partition ${drive.partition.number} (${drive.fsType}, ${Math.round(drive.partition.sectors * sectorBytes / MiB)} MiB, ends ${Math.round((testCase.diskMiB * MiB - endBytes) / 1024)} KiB before the disk end)`, drive.fsType === (sectorBytes === 4096 ? 'vfat' : 'iso9660'), drive.files.join(' '))
-      check('meta_data.json: hostname and meta as the payload asked', drive.metaData.hostname === hostname && JSON.stringify(drive.metaData.meta) === JSON.stringify(metadata), JSON.stringify(drive.metaData))
+      const driveMiB = Math.round(drive.partition.sectors * sectorBytes / MiB)
+      const beforeEndKiB = Math.round((testCase.diskMiB * MiB - endBytes) / 1024)
+      check(`config-2 partition ${drive.partition.number} (${drive.fsType}, ${driveMiB} MiB, ends ${beforeEndKiB} KiB before the disk end)`,
+        drive.fsType === (sectorBytes === 4096 ? 'vfat' : 'iso9660'), drive.files.join(' '))
+      check('meta_data.json: hostname and meta as the payload asked',
+        drive.metaData.hostname === hostname && JSON.stringify(drive.metaData.meta) === JSON.stringify(metadata), JSON.stringify(drive.metaData))
       check('user_data: the payload\'s configDriveUserData, byte for byte', drive.userData === script, `${drive.userData?.length ?? 0} bytes`)
-      check('cloud-init\'s read_config_drive: same hostname, meta and user data', drive.cloudInit.hostname === hostname && drive.cloudInit.userData === script && JSON.stringify(drive.cloudInit.meta) === JSON.stringify(metadata), `instance-id ${drive.cloudInit.instanceId ?? '?'}`)
+      check('cloud-init\'s read_config_drive: same hostname, meta and user data',
+        drive.cloudInit.hostname === hostname && drive.cloudInit.userData === script && JSON.stringify(drive.cloudInit.meta) === JSON.stringify(metadata),
+        `instance-id ${drive.cloudInit.instanceId ?? '?'}`)
       // In the rescue system, the agent itself mounted the partition read-only and compared its files.
       const node = `/dev/${GUEST_DISK_NAMES[testCase.bus]}${drive.partition.number}`
       const mountNote = report.notes.find((note) => note.startsWith('config-2 mount check'))
       check(`the agent mounted ${node} read-only in the rescue system (${drive.fsType}) and found what it wrote`,
-        mountNote === `config-2 mount check passed: ${node} mounted read-only (${drive.fsType}), 3 files equal to what was written.`, mountNote ?? 'no mount check note')
+        mountNote === `config-2 mount check passed: ${node} mounted read-only (${drive.fsType}), 3 files equal to what was written.`,
+        mountNote ?? 'no mount check note')
       report.timings.hostChecks = seconds(checksStarted)
       await observer.installed?.(disk)
 
       for (const firmware of expected.boots) {
         const bus = expected.bootBus ?? testCase.bus
         observer.phase(`booting the installed disk by itself: ${firmware === 'bios' ? 'SeaBIOS' : 'OVMF (UEFI)'} on ${bus}`)
-        const boot = await bootInstalledDisk({ disk, bus, firmware, dir, name: `boot-${firmware}`, timeoutMs: BOOT_TIMEOUT_MS, onConsoleLine: observer.bootConsole }, { hostname, marker })
+        const boot = await bootInstalledDisk({
+          disk,
+          bus,
+          firmware,
+          dir,
+          name: `boot-${firmware}`,
+          timeoutMs: BOOT_TIMEOUT_MS,
+          onConsoleLine: observer.bootConsole,
+        }, { hostname, marker })
         report.boots.push(boot)
         report.timings.boots[firmware] = Math.round(boot.seconds * 10) / 10
         for (const c of boot.checks) check(`${firmware}: ${c.name}`, c.ok, c.evidence)
@@ -260,7 +294,15 @@ export async function runCase (testCase: E2eCase, observer: CaseObserver, option
       report.timings.hostChecks = seconds(checksStarted)
       for (const firmware of expected.noBoot) {
         observer.phase(`booting the disk: ${firmware === 'bios' ? 'SeaBIOS' : 'OVMF (UEFI)'} must find nothing to boot`)
-        const boot = await expectNoBoot({ disk, bus: testCase.bus, firmware, dir, name: `noboot-${firmware}`, timeoutMs: 120_000, onConsoleLine: observer.bootConsole })
+        const boot = await expectNoBoot({
+          disk,
+          bus: testCase.bus,
+          firmware,
+          dir,
+          name: `noboot-${firmware}`,
+          timeoutMs: 120_000,
+          onConsoleLine: observer.bootConsole,
+        })
         report.boots.push(boot)
         report.timings.boots[firmware] = Math.round(boot.seconds * 10) / 10
         for (const c of boot.checks) check(`${firmware}: ${c.name}`, c.ok, c.evidence)

@@ -73,7 +73,16 @@ console.log('\ncase                     result  rescue→API  install  host chec
 for (const r of reports) {
   const boots = Object.entries(r.timings.boots).map(([fw, s]) => `${fw} ${s} s`).join(', ')
   const cell = (value: number | undefined): string => (value === undefined ? '-' : `${value} s`)
-  console.log(`${r.name.padEnd(24)} ${(r.ok ? 'PASS' : 'FAIL').padEnd(7)} ${cell(r.timings.rescueToApi).padEnd(11)} ${cell(r.timings.install).padEnd(8)} ${cell(r.timings.hostChecks).padEnd(12)} ${boots.padEnd(22)} ${r.timings.total} s`)
+  const columns = [
+    r.name.padEnd(24),
+    (r.ok ? 'PASS' : 'FAIL').padEnd(7),
+    cell(r.timings.rescueToApi).padEnd(11),
+    cell(r.timings.install).padEnd(8),
+    cell(r.timings.hostChecks).padEnd(12),
+    boots.padEnd(22),
+    `${r.timings.total} s`,
+  ]
+  console.log(columns.join(' '))
 }
 const failed = reports.filter((r) => !r.ok)
 console.log(`\n${reports.length - failed.length}/${reports.length} cases passed in ${clock()}`)

@@ -31,7 +31,14 @@ function serve (args: string[], options: { blockDevices?: BlockDeviceSources } =
   const controller = new AbortController()
   let serving: (service: Service) => void = () => {}
   const service = new Promise<Service>((resolve) => { serving = resolve })
-  const code = runCli(['serve', ...args], { stdout, stderr, stdin: Readable.from(['']), signal: controller.signal, blockDevices: options.blockDevices, onServing: serving })
+  const code = runCli(['serve', ...args], {
+    stdout,
+    stderr,
+    stdin: Readable.from(['']),
+    signal: controller.signal,
+    blockDevices: options.blockDevices,
+    onServing: serving,
+  })
   return { code, stdout: () => out, stderr: () => err, service, stop: () => controller.abort() }
 }
 

@@ -29,7 +29,8 @@ interface Agent { child: ChildProcess; url: string; stderr: () => string; exited
 
 /** Starts the agent's own entry point (through the test's TypeScript loader) and waits for its URL. */
 async function spawnAgent (args: string[]): Promise<Agent> {
-  const child = spawn(process.execPath, [...process.execArgv, MAIN, 'serve', '--listen', '127.0.0.1:0', '--token-file', tokenFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const argv = [...process.execArgv, MAIN, 'serve', '--listen', '127.0.0.1:0', '--token-file', tokenFile, ...args]
+  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stderr?.on('data', (c: Buffer) => { stderr += c.toString() })
@@ -55,7 +56,11 @@ async function statusOf (url: string): Promise<InstallStatus> {
 }
 
 async function startInstall (url: string, imageUrl: string): Promise<string> {
-  const answer = await request(`${url}/install/start`, { method: 'POST', headers: { ...AUTH, 'content-type': 'application/json' }, body: JSON.stringify(installStartBody(imageUrl)) })
+  const answer = await request(`${url}/install/start`, {
+    method: 'POST',
+    headers: { ...AUTH, 'content-type': 'application/json' },
+    body: JSON.stringify(installStartBody(imageUrl)),
+  })
   t.equal(answer.statusCode, 202)
   return (await answer.body.json() as { jobId: string }).jobId
 }
@@ -132,7 +137,9 @@ t.test('killed while writing (stream mode) over an old GPT: the next agent zeroe
   const agent = await spawnAgent(['--disk', disk, '--state-dir', stateDir, '--stream'])
   const jobId = await startInstall(agent.url, images.url())
   const written = { offset: MiB, length: 2 * MiB }
-  await waitFor('image bytes on the disk past the head', () => readRange(disk, written.offset, written.length).equals(big.subarray(written.offset, written.offset + written.length)))
+  await waitFor('image bytes on the disk past the head', () => {
+    return readRange(disk, written.offset, written.length).equals(big.subarray(written.offset, written.offset + written.length))
+  })
   const saved = JSON.parse(readFileSync(join(stateDir, 'state.json'), 'utf8')) as { diskWrite: unknown }
   t.match(saved.diskWrite, { path: disk, sizeBytes: DISK_BYTES }, 'the write was recorded before it began')
   agent.child.kill('SIGKILL')
@@ -142,8 +149,13 @@ t.test('killed while writing (stream mode) over an old GPT: the next agent zeroe
 
   const restarted = await spawnAgent(['--disk', disk, '--state-dir', stateDir])
   const status = await statusOf(restarted.url)
-  t.match(status, { state: 'error', jobId, result: { code: 'INTERRUPTED', message: 'Install interrupted: the agent stopped during the install, the disk was left unbootable.' } })
-  t.same(status.notes, [`The install was interrupted after it began writing to ${disk}: its first and last MiB were zeroed when the agent started again, so the partly written disk cannot boot.`])
+  t.match(status, {
+    state: 'error',
+    jobId,
+    result: { code: 'INTERRUPTED', message: 'Install interrupted: the agent stopped during the install, the disk was left unbootable.' },
+  })
+  t.same(status.notes, [`The install was interrupted after it began writing to ${disk}: ` +
+    'its first and last MiB were zeroed when the agent started again, so the partly written disk cannot boot.'])
   t.ok(readRange(disk, 0, MiB).equals(Buffer.alloc(MiB)), 'the first MiB is zero')
   t.ok(readRange(disk, DISK_BYTES - MiB, MiB).equals(Buffer.alloc(MiB)), 'the last MiB is zero')
   restarted.child.kill('SIGTERM')
@@ -171,7 +183,11 @@ t.test('SIGTERM: the running install is cancelled and waited for, the stream get
   agent.child.kill('SIGTERM')
   const stream = await streamed
   t.equal(stream.events.at(-1)?.event, 'result')
-  t.same(stream.events.at(-1)?.data, { jobId, state: 'error', result: { code: 'CANCELLED_UNTOUCHED', message: 'Install cancelled, the disk was not modified.' } })
+  t.same(stream.events.at(-1)?.data, {
+    jobId,
+    state: 'error',
+    result: { code: 'CANCELLED_UNTOUCHED', message: 'Install cancelled, the disk was not modified.' },
+  })
   t.same(await agent.exited, { code: 0, signal: null }, 'exit 0')
   t.match(agent.stderr(), /"msg":"shutting down"/)
   t.match(agent.stderr(), /"msg":"stopped"/)

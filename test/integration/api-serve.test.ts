@@ -13,7 +13,17 @@ import type { InstallStatus } from '../../agent/service/job-status.js'
 import { STEP_NAMES } from '../../agent/report/progress.js'
 import { makeDirtyDisk, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
 import { gptDataRange, makeGptImage, sha, startImageServer } from '../helpers/image-server.js'
-import { AUTH, captureServiceLog, installStartBody, quietLogger, readEvents, startReportReceiver, TOKEN, waitFor, type SseEvent } from '../unit/api/api-test-helpers.js'
+import {
+  AUTH,
+  captureServiceLog,
+  installStartBody,
+  quietLogger,
+  readEvents,
+  startReportReceiver,
+  TOKEN,
+  waitFor,
+  type SseEvent,
+} from '../unit/api/api-test-helpers.js'
 
 const MiB = 1024 * 1024
 const DISK_BYTES = 64 * MiB
@@ -59,7 +69,11 @@ t.test('an install through the API: 202, live events to the end, status, report 
     { key: 'imageCheckSum', value: sha('sha512', image) },
     { key: 'imageCheckSumType', value: 'sha512' },
   ])
-  const start = await request(`${service.url}/install/start`, { method: 'POST', headers: { ...AUTH, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const start = await request(`${service.url}/install/start`, {
+    method: 'POST',
+    headers: { ...AUTH, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  })
   t.equal(start.statusCode, 202)
   const { jobId } = await start.body.json() as { jobId: string }
   t.match(jobId, /^[0-9a-f-]{36}$/)
@@ -93,7 +107,10 @@ t.test('an install through the API: 202, live events to the end, status, report 
   const statusText = await statusAnswer.body.text()
   const status = JSON.parse(statusText) as InstallStatus
   t.match(status, { state: 'done', jobId, disk: { path: disk, auto: false }, result: { code: 'INSTALLED', message: expectedMessage } })
-  t.ok(status.steps.every((s) => s.status === 'done' && s.startedAt !== null && s.endedAt !== null && s.startedAt <= s.endedAt), 'each step done with its times')
+  t.ok(
+    status.steps.every((s) => s.status === 'done' && s.startedAt !== null && s.endedAt !== null && s.startedAt <= s.endedAt),
+    'each step done with its times',
+  )
   t.ok(status.startedAt !== null && status.endedAt !== null)
 
   // The disk, as independent tools see it.

@@ -29,7 +29,8 @@ async function cli (args: string[], stdin: string): Promise<{ code: number; stde
   return { code, stderr: Buffer.concat(err).toString() }
 }
 
-t.test('a second `install` on a disk whose install is still running is refused and leaves its record: once the first is killed, the next install settles its part-written disk', async (t) => {
+t.test('a second `install` on a disk whose install is still running is refused and leaves its record: ' +
+  'once the first is killed, the next install settles its part-written disk', async (t) => {
   const server = await startScriptedServer((_req, res) => { res.writeHead(404).end() })
   t.teardown(server.close)
   const disk = join(tmp.path, 'disk.img')
@@ -53,7 +54,10 @@ t.test('a second `install` on a disk whose install is still running is refused a
   const oldHead = readRange(disk, 0, MiB)
 
   // Install B on the same disk while A runs: it fails (404), as a retry script's would.
-  const payload = JSON.stringify({ templateName: 'byoi_64', userMetadata: [{ key: 'imageURL', value: server.url('/gone.raw') }, { key: 'imageType', value: 'raw' }] })
+  const payload = JSON.stringify({
+    templateName: 'byoi_64',
+    userMetadata: [{ key: 'imageURL', value: server.url('/gone.raw') }, { key: 'imageType', value: 'raw' }],
+  })
   await cli(['install', '--payload', '-', '--disk', disk, '--state-dir', stateDir], payload)
 
   // A is killed -9 mid-write.

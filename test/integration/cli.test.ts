@@ -72,7 +72,8 @@ t.test('--json: one object with status, code, message, bytes, digest, notes', as
     digest: { type: 'sha256', hex: sha('sha256', image) },
     notes: [],
   })
-  const offset = Number(/start=\s*(\d+), size=\s*\d+, type=[^,]*, uuid=[^,]*, name="config-2"/.exec(execFileSync('sfdisk', ['--dump', disk], { encoding: 'utf8' }))?.[1]) * 512
+  const dump = execFileSync('sfdisk', ['--dump', disk], { encoding: 'utf8' })
+  const offset = Number(/start=\s*(\d+), size=\s*\d+, type=[^,]*, uuid=[^,]*, name="config-2"/.exec(dump)?.[1]) * 512
   t.match(blkidAt(disk, offset), { LABEL: 'config-2', TYPE: 'vfat' }, '--config-drive fat forced FAT on a 512-byte disk')
 })
 
@@ -86,7 +87,14 @@ t.test('an install failure: exit 1 and the OVH message', async (t) => {
   body.userMetadata[2] = { key: 'imageCheckSum', value: wrong }
   const run = await cli(['install', '--payload', '-', '--disk', disk, '--json'], JSON.stringify(body))
   t.equal(run.code, EXIT_INSTALL_FAILED)
-  t.same(JSON.parse(run.stdout), { status: 'error', code: 'CHECKSUM_MISMATCH', message: `Bad sha256 for downloaded file, got: ${sha('sha256', image)} while expecting ${wrong}.`, bytes: null, digest: null, notes: [] })
+  t.same(JSON.parse(run.stdout), {
+    status: 'error',
+    code: 'CHECKSUM_MISMATCH',
+    message: `Bad sha256 for downloaded file, got: ${sha('sha256', image)} while expecting ${wrong}.`,
+    bytes: null,
+    digest: null,
+    notes: [],
+  })
 })
 
 t.test('--json: the notes of the install, such as a switch to streaming over the memory budget', async (t) => {
@@ -98,11 +106,16 @@ t.test('--json: the notes of the install, such as a switch to streaming over the
   t.equal(run.code, EXIT_OK)
   const outcome = JSON.parse(run.stdout) as { status: string; notes: string[] }
   t.equal(outcome.status, 'done')
-  t.same(outcome.notes, [`The image is larger than the memory budget of ${image.length - 1} bytes: streaming it to the disk, the first MiB held back until verified.`])
+  t.same(outcome.notes, [
+    `The image is larger than the memory budget of ${image.length - 1} bytes: streaming it to the disk, the first MiB held back until verified.`,
+  ])
 })
 
 t.test('a refused payload: exit 1 with the field named', async (t) => {
-  const run = await cli(['install', '--payload', '-', '--disk', '/nonexistent'], '{"templateName":"byoi_64","userMetadata":[{"key":"imageType","value":"raw"}]}')
+  const run = await cli(
+    ['install', '--payload', '-', '--disk', '/nonexistent'],
+    '{"templateName":"byoi_64","userMetadata":[{"key":"imageType","value":"raw"}]}',
+  )
   t.equal(run.code, EXIT_INSTALL_FAILED)
   t.equal(run.stdout, 'Missing imageURL, it is required.\n')
   const notJson = await cli(['install', '--payload', '-', '--disk', '/nonexistent'], '{not json')
@@ -111,7 +124,22 @@ t.test('a refused payload: exit 1 with the field named', async (t) => {
 })
 
 t.test('bad usage: exit 2 and the usage on stderr', async (t) => {
-  for (const args of [[], ['frobnicate'], ['install'], ['install', '--payload', 'x'], ['install', '--disk', 'x'], ['install', '--payload', 'x', '--disk', 'y', '--memory-limit', 'lots'], ['install', '--payload', 'x', '--disk', 'y', '--config-drive', 'ext4'], ['install', '--bogus'], ['install', '--payload', join(tmp.path, 'missing.json'), '--disk', 'y'], ['install', '--payload', 'x', '--disk', 'y', '--low-speed-limit', 'slow'], ['install', '--payload', 'x', '--disk', 'y', '--low-speed-time', '0'], ['install', '--payload', 'x', '--disk', 'y', '--download-deadline', '1.5'], ['install', '--payload', 'x', '--disk', 'y', '--download-deadline', '9999999']]) {
+  const usages = [
+    [],
+    ['frobnicate'],
+    ['install'],
+    ['install', '--payload', 'x'],
+    ['install', '--disk', 'x'],
+    ['install', '--payload', 'x', '--disk', 'y', '--memory-limit', 'lots'],
+    ['install', '--payload', 'x', '--disk', 'y', '--config-drive', 'ext4'],
+    ['install', '--bogus'],
+    ['install', '--payload', join(tmp.path, 'missing.json'), '--disk', 'y'],
+    ['install', '--payload', 'x', '--disk', 'y', '--low-speed-limit', 'slow'],
+    ['install', '--payload', 'x', '--disk', 'y', '--low-speed-time', '0'],
+    ['install', '--payload', 'x', '--disk', 'y', '--download-deadline', '1.5'],
+    ['install', '--payload', 'x', '--disk', 'y', '--download-deadline', '9999999'],
+  ]
+  for (const args of usages) {
     const run = await cli(args)
     t.equal(run.code, EXIT_USAGE, args.join(' '))
     t.match(run.stderr, /Usage:/)
@@ -189,7 +217,8 @@ t.test('install killed (SIGKILL) while writing over an old GPT: the next install
   const file = join(tmp.path, 'killed.json')
   writeFileSync(file, JSON.stringify({ templateName: 'byoi_64', userMetadata: [{ key: 'imageURL', value: images.url() }, { key: 'imageType', value: 'raw' }] }))
   const main = fileURLToPath(new URL('../../agent/main.ts', import.meta.url))
-  const child = spawn(process.execPath, [...process.execArgv, main, 'install', '--payload', file, '--disk', disk, '--stream', '--state-dir', stateDir], { stdio: 'ignore' })
+  const argv = [...process.execArgv, main, 'install', '--payload', file, '--disk', disk, '--stream', '--state-dir', stateDir]
+  const child = spawn(process.execPath, argv, { stdio: 'ignore' })
   const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)))
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   // The child compiles the agent through the test's TypeScript loader first: slow on a loaded machine.
@@ -228,7 +257,8 @@ t.test('install killed while downloading into memory: the next install says the 
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   await waitFor('the download under way, saved', () => {
     try {
-      const state = JSON.parse(readFileSync(join(stateDir, readdirSync(stateDir).find((f) => f.endsWith('.json')) ?? 'none'), 'utf8')) as { status: { steps: Array<{ status: string }> } }
+      const name = readdirSync(stateDir).find((f) => f.endsWith('.json')) ?? 'none'
+      const state = JSON.parse(readFileSync(join(stateDir, name), 'utf8')) as { status: { steps: Array<{ status: string }> } }
       return state.status.steps[1]?.status === 'doing'
     } catch {
       return false

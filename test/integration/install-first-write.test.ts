@@ -68,10 +68,21 @@ t.test('an install that fails before writing never calls it; a hook that fails s
   makeDirtyDisk(disk, DISK_BYTES)
   const before = readFileSync(disk)
   let calls = 0
-  await t.rejects(runInstall({ request: request(server.url(), image, '0'.repeat(64)), diskPath: disk, downloadTuning: fast, beforeFirstWrite: async () => { calls++ } }), { code: 'CHECKSUM_MISMATCH' })
+  await t.rejects(runInstall({
+    request: request(server.url(), image, '0'.repeat(64)),
+    diskPath: disk,
+    downloadTuning: fast,
+    beforeFirstWrite: async () => { calls++ },
+  }), { code: 'CHECKSUM_MISMATCH' })
   t.equal(calls, 0)
   for (const stream of [false, true]) {
-    await t.rejects(runInstall({ request: request(server.url(), image), diskPath: disk, stream, downloadTuning: fast, beforeFirstWrite: async () => { throw new Error('cannot record') } }))
+    await t.rejects(runInstall({
+      request: request(server.url(), image),
+      diskPath: disk,
+      stream,
+      downloadTuning: fast,
+      beforeFirstWrite: async () => { throw new Error('cannot record') },
+    }))
     t.ok(readFileSync(disk).equals(before), `the disk is as it was (${stream ? 'stream' : 'memory'} mode)`)
   }
 })

@@ -112,7 +112,12 @@ t.test('hostile qcow2 under serve: /health and /install/cancel answer while it r
     return await answer.body.json() as InstallStatus
   }
 
-  const body = reinstallBody(server.url(), { imageType: 'qcow2', efiBootloaderPath: hostile.efiPath, imageCheckSum: sha('sha256', hostile.file), imageCheckSumType: 'sha256' })
+  const body = reinstallBody(server.url(), {
+    imageType: 'qcow2',
+    efiBootloaderPath: hostile.efiPath,
+    imageCheckSum: sha('sha256', hostile.file),
+    imageCheckSumType: 'sha256',
+  })
   t.equal(await post('/install/start', body), 202)
   // Wait for verify (the download of 0.6 MiB is quick), then ask.
   let seen = await status()

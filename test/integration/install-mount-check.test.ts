@@ -32,7 +32,16 @@ function newDisk (): string {
 }
 
 function request (url: string): InstallRequest {
-  return { source: 'install-start', imageUrl: url, imageType: 'raw', checksum: { type: 'sha512', hex: sha('sha512', image) }, httpHeaders: [], metadata: { role: 'web' }, hostname: 'web-1', userData: USER_DATA }
+  return {
+    source: 'install-start',
+    imageUrl: url,
+    imageType: 'raw',
+    checksum: { type: 'sha512', hex: sha('sha512', image) },
+    httpHeaders: [],
+    metadata: { role: 'web' },
+    hostname: 'web-1',
+    userData: USER_DATA,
+  }
 }
 
 const fast: InstallOptions['downloadTuning'] = { retryBaseDelayMs: 5, idleTimeoutMs: 2000, connectTimeoutMs: 2000, maxAttempts: 3 }
@@ -81,7 +90,11 @@ for (const filesystem of ['iso9660', 'fat'] as const) {
     })
     const fsType = filesystem === 'fat' ? 'vfat' : 'iso9660'
     t.same(calls, [`mount ${fsType}`, 'umount'])
-    t.match(result.configDrive.mountCheck, { status: 'passed', fsType, files: ['openstack/latest/meta_data.json', 'openstack/latest/user_data', 'openstack/latest/vendor_data.json'] })
+    t.match(result.configDrive.mountCheck, {
+      status: 'passed',
+      fsType,
+      files: ['openstack/latest/meta_data.json', 'openstack/latest/user_data', 'openstack/latest/vendor_data.json'],
+    })
     const notes = events.flatMap((e) => e.type === 'note' ? [e.message] : [])
     t.match(notes, [/^config-2 mount check passed: \S+partition-\d+\.img mounted read-only \((iso9660|vfat)\), 3 files equal to what was written\.$/])
     const done = events.flatMap((e) => e.type === 'step' && e.status === 'done' ? [e.step] : [])
@@ -100,7 +113,13 @@ t.test('mounted, but user_data differs: CONFIGDRIVE_FAILED; the image stays, boo
     await fs.chmod(file, 0o644)
     await fs.writeFile(file, '#!/bin/sh\necho "someone else"\n')
   })
-  const message = await expectInstallError(t, runInstall({ request: request(server.url()), diskPath: disk, downloadTuning: fast, mountCheck: { ...partitionFile(), runner, isRoot: () => true }, onEvent: (e) => events.push(e) }), 'CONFIGDRIVE_FAILED')
+  const message = await expectInstallError(t, runInstall({
+    request: request(server.url()),
+    diskPath: disk,
+    downloadTuning: fast,
+    mountCheck: { ...partitionFile(), runner, isRoot: () => true },
+    onEvent: (e) => events.push(e),
+  }), 'CONFIGDRIVE_FAILED')
   t.equal(message, 'Could not create configdrive on disk.')
   t.same(calls, ['mount iso9660', 'umount'], 'unmounted after the failed comparison')
   const data = gptDataRange(image)
@@ -123,13 +142,20 @@ t.test('a regular file, nothing injected: the check does not apply, no note', as
 })
 
 const canLoop = process.getuid?.() === 0
-t.test('a loop device without partition scanning: skipped with why, noted, still INSTALLED', { skip: canLoop ? false : 'needs root for losetup' }, async (t) => {
+const needsRoot = { skip: canLoop ? false : 'needs root for losetup' }
+t.test('a loop device without partition scanning: skipped with why, noted, still INSTALLED', needsRoot, async (t) => {
   const server = await startImageServer({ image })
   t.teardown(server.close)
   const loop = attachLoop(newDisk())
   t.teardown(loop.detach)
   const events: InstallEvent[] = []
-  const result = await runInstall({ request: request(server.url()), diskPath: loop.device, downloadTuning: fast, mountCheck: { nodeTimeoutMs: 500 }, onEvent: (e) => events.push(e) })
+  const result = await runInstall({
+    request: request(server.url()),
+    diskPath: loop.device,
+    downloadTuning: fast,
+    mountCheck: { nodeTimeoutMs: 500 },
+    onEvent: (e) => events.push(e),
+  })
   t.equal(result.code, 'INSTALLED')
   t.match(result.configDrive.mountCheck, { status: 'skipped', reason: /partition table|partition 2/ })
   const notes = events.flatMap((e) => e.type === 'note' ? [e.message] : [])

@@ -36,7 +36,15 @@ function newDisk (): string {
   return path
 }
 function request (url: string, file: Buffer, overrides: Partial<InstallRequest> = {}): InstallRequest {
-  return { source: 'install-start', imageUrl: url, imageType: 'qcow2', checksum: { type: 'sha256', hex: sha('sha256', file) }, httpHeaders: [], metadata: {}, ...overrides }
+  return {
+    source: 'install-start',
+    imageUrl: url,
+    imageType: 'qcow2',
+    checksum: { type: 'sha256', hex: sha('sha256', file) },
+    httpHeaders: [],
+    metadata: {},
+    ...overrides,
+  }
 }
 
 for (const [name, file] of Object.entries(fixtures)) {
@@ -52,7 +60,8 @@ for (const [name, file] of Object.entries(fixtures)) {
     execFileSync('qemu-img', ['convert', '-O', 'raw', join(tmp.path, `${name}.qcow2`), converted])
     const reference = readFileSync(converted)
     const data = gptDataRange(reference)
-    t.ok(readRange(disk, data.offset, data.length).equals(reference.subarray(data.offset, data.offset + data.length)), 'equal to qemu-img convert -O raw over the data region')
+    const dataOnDisk = readRange(disk, data.offset, data.length)
+    t.ok(dataOnDisk.equals(reference.subarray(data.offset, data.offset + data.length)), 'equal to qemu-img convert -O raw over the data region')
     t.ok(sgdiskVerify(disk).clean, 'sgdisk -v finds no problem')
     t.match(blkidAt(disk, result.configDrive.partition.offsetBytes), { LABEL: 'config-2', TYPE: 'iso9660' })
   })
@@ -63,7 +72,11 @@ t.test('a qcow2 over the memory budget: refused before downloading it whole, dis
     const server = await startImageServer({ image: fixtures.plain, chunked })
     const disk = newDisk()
     const before = readRange(disk, 0, DISK_BYTES)
-    const message = await expectInstallError(t, runInstall({ request: request(server.url(), fixtures.plain), diskPath: disk, memoryLimitBytes: 4 * MiB, downloadTuning: fast }), 'QCOW2_TOO_BIG')
+    const message = await expectInstallError(
+      t,
+      runInstall({ request: request(server.url(), fixtures.plain), diskPath: disk, memoryLimitBytes: 4 * MiB, downloadTuning: fast }),
+      'QCOW2_TOO_BIG',
+    )
     await server.close()
     t.equal(message, 'Could not download, qcow2 image is too big to download in memory.')
     t.ok(readRange(disk, 0, DISK_BYTES).equals(before), chunked ? 'grew past the budget' : 'announced over the budget')
@@ -88,7 +101,11 @@ t.test('a qcow2 whose virtual size exceeds the disk is refused before any write'
   t.teardown(server.close)
   const disk = newDisk()
   const before = readRange(disk, 0, DISK_BYTES)
-  const message = await expectInstallError(t, runInstall({ request: request(server.url(), huge), diskPath: disk, downloadTuning: fast }), 'IMAGE_TOO_BIG_FOR_DISK')
+  const message = await expectInstallError(
+    t,
+    runInstall({ request: request(server.url(), huge), diskPath: disk, downloadTuning: fast }),
+    'IMAGE_TOO_BIG_FOR_DISK',
+  )
   t.equal(message, `Image is too big for disk, got: ${1024 * MiB} bytes while disk ${disk} holds ${DISK_BYTES} bytes.`)
   t.ok(readRange(disk, 0, DISK_BYTES).equals(before))
 })

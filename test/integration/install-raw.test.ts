@@ -18,7 +18,15 @@ const tmp = tempDir()
 t.teardown(tmp.remove)
 
 function request (url: string, overrides: Partial<InstallRequest> = {}): InstallRequest {
-  return { source: 'install-start', imageUrl: url, imageType: 'raw', checksum: { type: 'sha512', hex: imageSha512 }, httpHeaders: [], metadata: {}, ...overrides }
+  return {
+    source: 'install-start',
+    imageUrl: url,
+    imageType: 'raw',
+    checksum: { type: 'sha512', hex: imageSha512 },
+    httpHeaders: [],
+    metadata: {},
+    ...overrides,
+  }
 }
 
 const fast: InstallOptions['downloadTuning'] = { retryBaseDelayMs: 5, idleTimeoutMs: 2000, connectTimeoutMs: 2000, maxAttempts: 3 }
@@ -77,7 +85,11 @@ for (const stream of [false, true]) {
     const disk = newDisk()
     const before = readRange(disk, 0, DISK_BYTES)
     const wrong = 'ab'.repeat(64)
-    const message = await expectInstallError(t, runInstall({ request: request(server.url(), { checksum: { type: 'sha512', hex: wrong } }), diskPath: disk, stream, downloadTuning: fast }), 'CHECKSUM_MISMATCH')
+    const message = await expectInstallError(
+      t,
+      runInstall({ request: request(server.url(), { checksum: { type: 'sha512', hex: wrong } }), diskPath: disk, stream, downloadTuning: fast }),
+      'CHECKSUM_MISMATCH',
+    )
     t.equal(message, `Bad sha512 for downloaded file, got: ${imageSha512} while expecting ${wrong}.`)
     if (stream) {
       t.ok(readRange(disk, 0, MiB).equals(Buffer.alloc(MiB)), 'first MiB is zero')
@@ -103,7 +115,11 @@ for (const stream of [false, true]) {
     t.teardown(server.close)
     const disk = newDisk(8 * MiB)
     const before = readRange(disk, 0, 8 * MiB)
-    const message = await expectInstallError(t, runInstall({ request: request(server.url()), diskPath: disk, stream, downloadTuning: fast }), 'IMAGE_TOO_BIG_FOR_DISK')
+    const message = await expectInstallError(
+      t,
+      runInstall({ request: request(server.url()), diskPath: disk, stream, downloadTuning: fast }),
+      'IMAGE_TOO_BIG_FOR_DISK',
+    )
     t.equal(message, `Image is too big for disk, got: ${image.length} bytes while disk ${disk} holds ${8 * MiB} bytes.`)
     t.ok(readRange(disk, 0, 8 * MiB).equals(before), 'disk is exactly as it was')
   })
@@ -115,7 +131,11 @@ for (const stream of [false, true]) {
     t.teardown(server.close)
     const disk = newDisk(8 * MiB)
     const before = readRange(disk, 0, 8 * MiB)
-    await expectInstallError(t, runInstall({ request: request(server.url(), { checksum: undefined }), diskPath: disk, stream, downloadTuning: fast }), 'IMAGE_TOO_BIG_FOR_DISK')
+    await expectInstallError(
+      t,
+      runInstall({ request: request(server.url(), { checksum: undefined }), diskPath: disk, stream, downloadTuning: fast }),
+      'IMAGE_TOO_BIG_FOR_DISK',
+    )
     if (stream) t.ok(readRange(disk, 0, MiB).equals(Buffer.alloc(MiB)), 'first MiB is zero')
     else t.ok(readRange(disk, 0, 8 * MiB).equals(before), 'disk is exactly as it was')
   })
@@ -125,7 +145,11 @@ for (const stream of [false, true]) {
     t.teardown(server.close)
     const disk = newDisk(8 * MiB)
     const before = readRange(disk, 0, 8 * MiB)
-    const message = await expectInstallError(t, runInstall({ request: request(server.url()), diskPath: disk, stream, downloadTuning: fast }), stream ? 'PARTITION_TABLE_INVALID' : 'IMAGE_TOO_BIG_FOR_DISK')
+    const message = await expectInstallError(
+      t,
+      runInstall({ request: request(server.url()), diskPath: disk, stream, downloadTuning: fast }),
+      stream ? 'PARTITION_TABLE_INVALID' : 'IMAGE_TOO_BIG_FOR_DISK',
+    )
     if (stream) t.match(message, /^Bad format image, its partition table is not valid: .*beyond the disk's last LBA 16383\.$/)
     t.ok(readRange(disk, 0, 8 * MiB).equals(before), 'disk is exactly as it was')
   })
@@ -146,7 +170,13 @@ t.test('memory mode: an image over the memory budget streams to the disk instead
     const server = await startImageServer({ image, chunked })
     const disk = newDisk()
     const events: InstallEvent[] = []
-    const result = await runInstall({ request: request(server.url()), diskPath: disk, memoryLimitBytes: 4 * MiB, onEvent: (e) => events.push(e), downloadTuning: fast })
+    const result = await runInstall({
+      request: request(server.url()),
+      diskPath: disk,
+      memoryLimitBytes: 4 * MiB,
+      onEvent: (e) => events.push(e),
+      downloadTuning: fast,
+    })
     await server.close()
     t.equal(result.mode, 'stream', chunked ? 'switched mid-way' : 'chosen from Content-Length')
     expectInstalled(t, disk)
@@ -161,7 +191,11 @@ t.test('a qcow2 file declared raw is refused before any write', async (t) => {
   for (const stream of [false, true]) {
     const disk = newDisk()
     const before = readRange(disk, 0, DISK_BYTES)
-    const message = await expectInstallError(t, runInstall({ request: request(server.url(), { checksum: undefined }), diskPath: disk, stream, downloadTuning: fast }), 'IMAGE_TYPE_MISMATCH')
+    const message = await expectInstallError(
+      t,
+      runInstall({ request: request(server.url(), { checksum: undefined }), diskPath: disk, stream, downloadTuning: fast }),
+      'IMAGE_TYPE_MISMATCH',
+    )
     t.equal(message, 'Bad format image, expected: raw, got: qcow2.')
     // Streamed too: the first MiB is checked before any byte reaches the disk.
     t.ok(readRange(disk, 0, DISK_BYTES).equals(before), `${stream ? 'stream' : 'memory'} mode: the disk is exactly as it was`)
@@ -184,14 +218,22 @@ t.test('the customer\'s headers reach the server', async (t) => {
   const server = await startImageServer({ image, authorization: 'Basic bG9naW46cGFzc3dvcmQ=' })
   t.teardown(server.close)
   const disk = newDisk()
-  await runInstall({ request: request(server.url(), { httpHeaders: [{ name: 'Authorization', value: 'Basic bG9naW46cGFzc3dvcmQ=' }] }), diskPath: disk, downloadTuning: fast })
+  await runInstall({
+    request: request(server.url(), { httpHeaders: [{ name: 'Authorization', value: 'Basic bG9naW46cGFzc3dvcmQ=' }] }),
+    diskPath: disk,
+    downloadTuning: fast,
+  })
   expectInstalled(t, disk)
 })
 
 t.test('a missing disk is refused before downloading', async (t) => {
   const server = await startImageServer({ image })
   t.teardown(server.close)
-  const message = await expectInstallError(t, runInstall({ request: request(server.url()), diskPath: join(tmp.path, 'nope'), downloadTuning: fast }), 'DISK_UNAVAILABLE')
+  const message = await expectInstallError(
+    t,
+    runInstall({ request: request(server.url()), diskPath: join(tmp.path, 'nope'), downloadTuning: fast }),
+    'DISK_UNAVAILABLE',
+  )
   t.equal(message, `Could not open disk ${join(tmp.path, 'nope')}: no such file or device.`)
   t.equal(server.requests.length, 0)
 })
@@ -215,7 +257,8 @@ t.test('an abort before writing leaves the disk untouched', async (t) => {
 })
 
 const canLoop = process.getuid?.() === 0
-t.test('block devices: a 512-byte loop device, both modes', { skip: canLoop ? false : 'needs root for losetup' }, async (t) => {
+const needsRoot = { skip: canLoop ? false : 'needs root for losetup' }
+t.test('block devices: a 512-byte loop device, both modes', needsRoot, async (t) => {
   const server = await startImageServer({ image })
   t.teardown(server.close)
   for (const stream of [false, true]) {
@@ -226,7 +269,11 @@ t.test('block devices: a 512-byte loop device, both modes', { skip: canLoop ? fa
       t.equal(result.disk.sizeBytes, DISK_BYTES)
       expectInstalled(t, loop.device)
       const wrong = '00'.repeat(64)
-      await expectInstallError(t, runInstall({ request: request(server.url(), { checksum: { type: 'sha512', hex: wrong } }), diskPath: loop.device, stream, downloadTuning: fast }), 'CHECKSUM_MISMATCH')
+      await expectInstallError(
+        t,
+        runInstall({ request: request(server.url(), { checksum: { type: 'sha512', hex: wrong } }), diskPath: loop.device, stream, downloadTuning: fast }),
+        'CHECKSUM_MISMATCH',
+      )
       if (stream) t.ok(readRange(loop.device, 0, MiB).equals(Buffer.alloc(MiB)), 'first MiB zeroed after a mismatch')
       else expectInstalled(t, loop.device)
     } finally {
@@ -235,7 +282,7 @@ t.test('block devices: a 512-byte loop device, both modes', { skip: canLoop ? fa
   }
 })
 
-t.test('block devices: a 4Kn loop device gets a 4Kn image with a FAT ConfigDrive, and refuses a 512-byte one untouched', { skip: canLoop ? false : 'needs root for losetup' }, async (t) => {
+t.test('block devices: a 4Kn loop device gets a 4Kn image with a FAT ConfigDrive, and refuses a 512-byte one untouched', needsRoot, async (t) => {
   const image4k = makeGptImage(10 * MiB, 4096)
   const server4k = await startImageServer({ image: image4k })
   const server512 = await startImageServer({ image })
@@ -244,16 +291,26 @@ t.test('block devices: a 4Kn loop device gets a 4Kn image with a FAT ConfigDrive
   for (const stream of [false, true]) {
     const loop = attachLoop(newDisk(), 4096)
     try {
-      const result = await runInstall({ request: request(server4k.url(), { checksum: { type: 'sha512', hex: sha('sha512', image4k) } }), diskPath: loop.device, stream, downloadTuning: fast })
+      const result = await runInstall({
+        request: request(server4k.url(), { checksum: { type: 'sha512', hex: sha('sha512', image4k) } }),
+        diskPath: loop.device,
+        stream,
+        downloadTuning: fast,
+      })
       t.equal(result.disk.logicalSectorBytes, 4096)
       t.equal(result.configDrive.filesystem, 'fat')
       const data = gptDataRange(image4k, 4096)
-      t.ok(readRange(loop.device, data.offset, data.length).equals(image4k.subarray(data.offset, data.offset + data.length)), 'partition data equals the image\'s')
+      const dataOnDisk = readRange(loop.device, data.offset, data.length)
+      t.ok(dataOnDisk.equals(image4k.subarray(data.offset, data.offset + data.length)), 'partition data equals the image\'s')
       t.ok(sgdiskVerify(loop.device).clean, 'sgdisk -v finds no problem on the 4Kn device')
       t.match(blkidAt(loop.device, result.configDrive.partition.offsetBytes), { LABEL: 'config-2', TYPE: 'vfat' })
 
       const before = readRange(loop.device, 0, DISK_BYTES)
-      const message = await expectInstallError(t, runInstall({ request: request(server512.url()), diskPath: loop.device, stream, downloadTuning: fast }), 'SECTOR_SIZE_MISMATCH')
+      const message = await expectInstallError(
+        t,
+        runInstall({ request: request(server512.url()), diskPath: loop.device, stream, downloadTuning: fast }),
+        'SECTOR_SIZE_MISMATCH',
+      )
       t.equal(message, `Bad format image, its partition table uses 512-byte sectors but disk ${loop.device} has 4096-byte sectors.`)
       t.ok(readRange(loop.device, 0, DISK_BYTES).equals(before), `${stream ? 'stream' : 'memory'} mode: refused before any write`)
     } finally {
@@ -273,12 +330,17 @@ t.test('an MBR image gets its ConfigDrive in a new primary partition', async (t)
   const server = await startImageServer({ image: withTable })
   t.teardown(server.close)
   const disk = newDisk()
-  const result = await runInstall({ request: request(server.url(), { checksum: { type: 'sha512', hex: sha('sha512', withTable) } }), diskPath: disk, downloadTuning: fast })
+  const result = await runInstall({
+    request: request(server.url(), { checksum: { type: 'sha512', hex: sha('sha512', withTable) } }),
+    diskPath: disk,
+    downloadTuning: fast,
+  })
   t.equal(result.partitionTable.kind, 'mbr')
   t.equal(result.configDrive.partition.number, 2)
   const dump = execFileSync('sfdisk', ['--dump', disk], { encoding: 'utf8' })
   t.match(dump, /label: dos/)
-  t.match(dump, new RegExp(`${disk}2 : start=\\s*${result.configDrive.partition.offsetBytes / 512}, size=\\s*${result.configDrive.partition.sizeBytes / 512}, type=83`))
+  const { offsetBytes, sizeBytes } = result.configDrive.partition
+  t.match(dump, new RegExp(`${disk}2 : start=\\s*${offsetBytes / 512}, size=\\s*${sizeBytes / 512}, type=83`))
   t.match(blkidAt(disk, result.configDrive.partition.offsetBytes), { LABEL: 'config-2', TYPE: 'iso9660' })
   t.ok(readRange(disk, MiB, 7 * MiB).equals(withTable.subarray(MiB)), 'the partition data is the image\'s')
 })
@@ -299,12 +361,20 @@ t.test('efiBootloaderPath: present in the ESP passes, absent is refused before a
   const server = await startImageServer({ image: withEsp })
   t.teardown(server.close)
   const checksum = { type: 'sha512' as const, hex: sha('sha512', withEsp) }
-  const ok = await runInstall({ request: request(server.url(), { checksum, efiBootloaderPath: '\\EFI\\DEBIAN\\GRUBX64.EFI' }), diskPath: newDisk(), downloadTuning: fast })
+  const ok = await runInstall({
+    request: request(server.url(), { checksum, efiBootloaderPath: '\\EFI\\DEBIAN\\GRUBX64.EFI' }),
+    diskPath: newDisk(),
+    downloadTuning: fast,
+  })
   t.equal(ok.code, 'INSTALLED', 'found, whatever the case')
   for (const stream of [false, true]) {
     const disk = newDisk()
     const before = readRange(disk, 0, DISK_BYTES)
-    const message = await expectInstallError(t, runInstall({ request: request(server.url(), { checksum, efiBootloaderPath: '\\EFI\\BOOT\\BOOTX64.EFI' }), diskPath: disk, stream, downloadTuning: fast }), 'EFI_BOOTLOADER_NOT_FOUND')
+    const message = await expectInstallError(
+      t,
+      runInstall({ request: request(server.url(), { checksum, efiBootloaderPath: '\\EFI\\BOOT\\BOOTX64.EFI' }), diskPath: disk, stream, downloadTuning: fast }),
+      'EFI_BOOTLOADER_NOT_FOUND',
+    )
     t.equal(message, "Bad efiBootloaderPath, \\EFI\\BOOT\\BOOTX64.EFI is not in the image's EFI system partition.")
     if (stream) t.ok(readRange(disk, 0, MiB).equals(Buffer.alloc(MiB)), 'stream mode: checked after writing, so the disk is made unbootable')
     else t.ok(readRange(disk, 0, DISK_BYTES).equals(before), 'memory mode: refused before any write')
@@ -316,7 +386,11 @@ t.test('efiBootloaderPath on an image without an EFI system partition is refused
   t.teardown(server.close)
   const disk = newDisk()
   const before = readRange(disk, 0, DISK_BYTES)
-  const message = await expectInstallError(t, runInstall({ request: request(server.url(), { efiBootloaderPath: '\\EFI\\BOOT\\BOOTX64.EFI' }), diskPath: disk, downloadTuning: fast }), 'EFI_BOOTLOADER_NOT_FOUND')
+  const message = await expectInstallError(
+    t,
+    runInstall({ request: request(server.url(), { efiBootloaderPath: '\\EFI\\BOOT\\BOOTX64.EFI' }), diskPath: disk, downloadTuning: fast }),
+    'EFI_BOOTLOADER_NOT_FOUND',
+  )
   t.equal(message, 'Bad efiBootloaderPath, \\EFI\\BOOT\\BOOTX64.EFI is given but the image has no EFI system partition.')
   t.ok(readRange(disk, 0, DISK_BYTES).equals(before))
 })

@@ -33,7 +33,15 @@ function oldGptDisk (): string {
 }
 
 function request (url: string, image: Buffer, overrides: Partial<InstallRequest> = {}): InstallRequest {
-  return { source: 'install-start', imageUrl: url, imageType: 'raw', checksum: { type: 'sha256', hex: sha('sha256', image) }, httpHeaders: [], metadata: {}, ...overrides }
+  return {
+    source: 'install-start',
+    imageUrl: url,
+    imageType: 'raw',
+    checksum: { type: 'sha256', hex: sha('sha256', image) },
+    httpHeaders: [],
+    metadata: {},
+    ...overrides,
+  }
 }
 
 /** Installs `image` from a fresh server onto a fresh old-GPT disk in both modes, expecting `code` and the disk exactly as it was. */
@@ -44,7 +52,8 @@ async function expectRefusedUntouched (t: TapTest, image: Buffer, code: string, 
     t.teardown(server.close)
     const disk = oldGptDisk()
     const before = readFileSync(disk)
-    messages.push(await expectInstallError(t, runInstall({ request: request(server.url(), image, overrides), diskPath: disk, stream, downloadTuning: fast }), code))
+    const install = runInstall({ request: request(server.url(), image, overrides), diskPath: disk, stream, downloadTuning: fast })
+    messages.push(await expectInstallError(t, install, code))
     t.ok(readFileSync(disk).equals(before), `${stream ? 'stream' : 'memory'} mode: the disk is exactly as it was`)
   }
   return messages
@@ -100,12 +109,18 @@ t.test('item 1: a protective MBR without any GPT header is refused, the old disk
     t.teardown(server.close)
     const disk = oldGptDisk()
     const before = readFileSync(disk)
-    const message = await expectInstallError(t, runInstall({ request: request(server.url(), image), diskPath: disk, stream, downloadTuning: fast }), 'PARTITION_TABLE_INVALID')
-    t.match(message, /^Bad format image, its partition table is not valid: the primary GPT is not valid \(no GPT signature at LBA 1\) and no valid backup was found/)
+    const message = await expectInstallError(
+      t,
+      runInstall({ request: request(server.url(), image), diskPath: disk, stream, downloadTuning: fast }),
+      'PARTITION_TABLE_INVALID',
+    )
+    t.match(message,
+      /^Bad format image, its partition table is not valid: the primary GPT is not valid \(no GPT signature at LBA 1\) and no valid backup was found/)
     if (stream) {
       // The head alone cannot tell (the image's backup at its end might have repaired it): checked
       // once streamed, before the head is written; the disk is then made unbootable.
-      t.ok(readRange(disk, 0, MiB).equals(Buffer.alloc(MiB)) && readRange(disk, DISK_BYTES - MiB, MiB).equals(Buffer.alloc(MiB)), 'stream mode: the first and last MiB are zero')
+      const zeroed = readRange(disk, 0, MiB).equals(Buffer.alloc(MiB)) && readRange(disk, DISK_BYTES - MiB, MiB).equals(Buffer.alloc(MiB))
+      t.ok(zeroed, 'stream mode: the first and last MiB are zero')
     } else {
       t.ok(readFileSync(disk).equals(before), 'memory mode: the disk is exactly as it was')
     }
@@ -149,7 +164,9 @@ t.test('item 2: a raw image without a partition table is refused before any writ
     ['an HTML page', Buffer.from('<!DOCTYPE html>\n<html><body>Not found</body></html>\n'), 'text (an HTML page)'],
   ] as const) {
     const messages = await expectRefusedUntouched(t, bytes, 'NO_PARTITION_TABLE')
-    for (const message of messages) t.equal(message, `image provided format is not of type raw because no partition table was found. It seems to contain: \`${what}\``, name)
+    for (const message of messages) {
+      t.equal(message, `image provided format is not of type raw because no partition table was found. It seems to contain: \`${what}\``, name)
+    }
   }
 })
 
@@ -161,7 +178,11 @@ t.test('item 2: a qcow2 of virtual size 0 is refused before any write', async (t
   t.teardown(server.close)
   const disk = oldGptDisk()
   const before = readFileSync(disk)
-  const message = await expectInstallError(t, runInstall({ request: request(server.url(), image, { imageType: 'qcow2' }), diskPath: disk, downloadTuning: fast }), 'QCOW2_NO_PARTITION_TABLE')
+  const message = await expectInstallError(
+    t,
+    runInstall({ request: request(server.url(), image, { imageType: 'qcow2' }), diskPath: disk, downloadTuning: fast }),
+    'QCOW2_NO_PARTITION_TABLE',
+  )
   t.equal(message, 'Bad format image, the qcow2\'s virtual disk has no partition table, it seems to contain: `nothing (0 bytes)`.')
   t.ok(readFileSync(disk).equals(before), 'the disk is exactly as it was')
 })
@@ -171,14 +192,19 @@ t.test('item 2: a GPT with a partition past LastUsableLBA is refused before any 
   const lastUsable = Number(base.readBigUInt64LE(SECTOR + 48))
   const image = editGptEntries(base, (array) => { setEntryLbas(array, 0, 2048, lastUsable + 1) })
   const messages = await expectRefusedUntouched(t, image, 'PARTITION_TABLE_INVALID')
-  for (const message of messages) t.equal(message, `Bad format image, its partition table is not valid: partition 1 (LBA 2048-${lastUsable + 1}) lies outside the usable LBAs 34-${lastUsable}.`)
+  for (const message of messages) {
+    t.equal(message, 'Bad format image, its partition table is not valid: ' +
+      `partition 1 (LBA 2048-${lastUsable + 1}) lies outside the usable LBAs 34-${lastUsable}.`)
+  }
 })
 
 t.test('item 2: a GPT with overlapping partitions is refused before any write', async (t) => {
   const base = gptImage(4 * MiB, ['2048:4095:root', '4096:6143:data'])
   const image = editGptEntries(base, (array) => { setEntryLbas(array, 1, 4000, 6143) })
   const messages = await expectRefusedUntouched(t, image, 'PARTITION_TABLE_INVALID')
-  for (const message of messages) t.equal(message, 'Bad format image, its partition table is not valid: partition 2 (LBA 4000-6143) overlaps partition 1 (LBA 2048-4095).')
+  for (const message of messages) {
+    t.equal(message, 'Bad format image, its partition table is not valid: partition 2 (LBA 4000-6143) overlaps partition 1 (LBA 2048-4095).')
+  }
 })
 
 t.test('item 2: a ConfigDrive that cannot be built is refused before the download', async (t) => {
@@ -189,7 +215,11 @@ t.test('item 2: a ConfigDrive that cannot be built is refused before the downloa
   const before = readFileSync(disk)
   // 70 MiB of metadata: no 64 MiB ConfigDrive can hold it.
   const metadata = { big: 'x'.repeat(70 * MiB) }
-  const message = await expectInstallError(t, runInstall({ request: request(server.url(), image, { metadata }), diskPath: disk, downloadTuning: fast }), 'CONFIGDRIVE_FAILED')
+  const message = await expectInstallError(
+    t,
+    runInstall({ request: request(server.url(), image, { metadata }), diskPath: disk, downloadTuning: fast }),
+    'CONFIGDRIVE_FAILED',
+  )
   t.equal(message, 'Could not create configdrive on disk.')
   t.equal(server.requests.length, 0, 'nothing was downloaded')
   t.ok(readFileSync(disk).equals(before), 'the disk is exactly as it was')
@@ -201,24 +231,34 @@ t.test('item 3: a GPT entry named config-2 over the GPT itself (LBA 0-4095) is r
   const base = gptImage(4 * MiB, ['2048:4095:root', '4096:6143:config-2'])
   const image = editGptEntries(base, (array) => { setEntryLbas(array, 1, 0, 4095) })
   const messages = await expectRefusedUntouched(t, image, 'PARTITION_TABLE_INVALID')
-  for (const message of messages) t.equal(message, `Bad format image, its partition table is not valid: partition 2 (LBA 0-4095) lies outside the usable LBAs 34-${Number(base.readBigUInt64LE(SECTOR + 48))}.`)
+  const lastUsable = Number(base.readBigUInt64LE(SECTOR + 48))
+  for (const message of messages) {
+    t.equal(message, `Bad format image, its partition table is not valid: partition 2 (LBA 0-4095) lies outside the usable LBAs 34-${lastUsable}.`)
+  }
 })
 
 t.test('item 3: a GPT entry named config-2 overlapping another partition is refused before any write', async (t) => {
   const base = gptImage(4 * MiB, ['2048:4095:root', '4096:6143:config-2'])
   const image = editGptEntries(base, (array) => { setEntryLbas(array, 1, 3072, 6143) })
   const messages = await expectRefusedUntouched(t, image, 'PARTITION_TABLE_INVALID')
-  for (const message of messages) t.equal(message, 'Bad format image, its partition table is not valid: partition 2 (LBA 3072-6143) overlaps partition 1 (LBA 2048-4095).')
+  for (const message of messages) {
+    t.equal(message, 'Bad format image, its partition table is not valid: partition 2 (LBA 3072-6143) overlaps partition 1 (LBA 2048-4095).')
+  }
 })
 
 t.test('item 3: an MBR partition overlapping another is refused before any write', async (t) => {
   const file = join(tmp.path, 'overlap-mbr.raw')
   writeFileSync(file, makeImage(4 * MiB))
-  execFileSync('sfdisk', ['-q', file], { input: 'label: dos\nstart=2048, size=2048, type=83\nstart=4096, size=2048, type=83\n', stdio: ['pipe', 'ignore', 'ignore'] })
+  execFileSync('sfdisk', ['-q', file], {
+    input: 'label: dos\nstart=2048, size=2048, type=83\nstart=4096, size=2048, type=83\n',
+    stdio: ['pipe', 'ignore', 'ignore'],
+  })
   const image = readFileSync(file)
   image.writeUInt32LE(3000, 446 + 16 + 8) // record 2 StartingLBA: into partition 1
   const messages = await expectRefusedUntouched(t, image, 'PARTITION_TABLE_INVALID')
-  for (const message of messages) t.equal(message, 'Bad format image, its partition table is not valid: MBR partition 2 (LBA 3000-5047) overlaps partition 1 (LBA 2048-4095).')
+  for (const message of messages) {
+    t.equal(message, 'Bad format image, its partition table is not valid: MBR partition 2 (LBA 3000-5047) overlaps partition 1 (LBA 2048-4095).')
+  }
 })
 
 t.test('a valid GPT image onto the old-GPT disk: installed, sgdisk finds it clean, nothing of the old table left', async (t) => {
@@ -254,5 +294,8 @@ t.test('an MBR without a protective record over a valid GPT is refused before an
   image.writeUInt32LE(2048, 446 + 8)
   image.writeUInt32LE(2048, 446 + 12)
   const messages = await expectRefusedUntouched(t, image, 'PARTITION_TABLE_INVALID')
-  for (const message of messages) t.equal(message, 'Bad format image, its partition table is not valid: LBA 0 holds an MBR with no protective (0xEE) partition, but a valid GPT header follows it (at byte 512): two partition tables that disagree.')
+  for (const message of messages) {
+    t.equal(message, 'Bad format image, its partition table is not valid: LBA 0 holds an MBR with no protective (0xEE) partition, ' +
+      'but a valid GPT header follows it (at byte 512): two partition tables that disagree.')
+  }
 })

@@ -76,7 +76,8 @@ async function expectCleanOrRefused (t: TapTest, image: Buffer): Promise<void> {
     return
   }
   const verify = sgdiskVerify(disk)
-  t.ok(verify.clean, `INSTALLED (${result.partitionTable.kind}, config-2 at byte ${result.configDrive.partition.offsetBytes}) ⇒ sgdisk -v clean; it says:\n${verify.report}`)
+  const { kind } = result.partitionTable
+  t.ok(verify.clean, `INSTALLED (${kind}, config-2 at byte ${result.configDrive.partition.offsetBytes}) ⇒ sgdisk -v clean; it says:\n${verify.report}`)
 }
 
 t.test('a hybrid MBR whose data record overlaps its 0xEE record is refused before any write (sgdisk -v: "MBR partitions 1 and 2 overlap")', async (t) => {
@@ -90,7 +91,9 @@ t.test('a hybrid MBR whose data record overlaps its 0xEE record is refused befor
 
 t.test('an MBR whose logical partition (EBR chain) runs past its extended container is refused before any write', async (t) => {
   const file = imageFile(8 * MiB)
-  execFileSync('sfdisk', ['-q', file], { input: 'label: dos\nstart=2048, size=4096, type=83\nstart=6144, size=8192, type=5\nstart=8192, size=2048, type=83\nstart=12288, size=1024, type=83\n' })
+  execFileSync('sfdisk', ['-q', file], {
+    input: 'label: dos\nstart=2048, size=4096, type=83\nstart=6144, size=8192, type=5\nstart=8192, size=2048, type=83\nstart=12288, size=1024, type=83\n',
+  })
   const image = readFileSync(file)
   // The second EBR (LBA 10240) describes logical 6 at LBA 12288; it now ends at LBA 22287, past the
   // extended container (6144-14335) and over where the agent puts config-2 (from LBA 14336).
@@ -100,7 +103,8 @@ t.test('an MBR whose logical partition (EBR chain) runs past its extended contai
   await expectCleanOrRefused(t, image)
 })
 
-t.test('an MBR image the size of the disk, its config-2 (reused by label) ending on the last sector: installed as the image lays it out, sfdisk -V clean', async (t) => {
+t.test('an MBR image the size of the disk, its config-2 (reused by label) ending on the last sector: ' +
+  'installed as the image lays it out, sfdisk -V clean', async (t) => {
   const file = imageFile(DISK_BYTES)
   execFileSync('sfdisk', ['-q', file], { input: 'label: dos\nstart=2048, size=8192, type=83\nstart=10240, type=83\n' })
   const dir = join(tmp.path, `iso-${count++}`)
@@ -155,7 +159,8 @@ t.test('a primary GPT whose header is intact but whose entry array is damaged is
     t.teardown(server.close)
     const disk = oldGptDisk()
     const result = await runInstall({ request: request(server.url(), image), diskPath: disk, stream, downloadTuning: fast }).catch((err: unknown) => err)
-    t.match(result, { code: 'INSTALLED', partitionTable: { repairedFromBackup: true } }, `${stream ? 'stream' : 'memory'} mode: repaired from the image's backup, as Linux and gdisk read it`)
+    t.match(result, { code: 'INSTALLED', partitionTable: { repairedFromBackup: true } },
+      `${stream ? 'stream' : 'memory'} mode: repaired from the image's backup, as Linux and gdisk read it`)
     if ((result as { code?: string }).code === 'INSTALLED') t.ok(sgdiskVerify(disk).clean, 'sgdisk -v clean')
   }
 })
@@ -166,7 +171,8 @@ async function expectRefusedUntouched (t: TapTest, image: Buffer, message: strin
   t.teardown(server.close)
   const disk = oldGptDisk()
   const before = readFileSync(disk)
-  t.equal(await expectInstallError(t, runInstall({ request: request(server.url(), image), diskPath: disk, downloadTuning: fast }), 'PARTITION_TABLE_INVALID'), message)
+  const install = runInstall({ request: request(server.url(), image), diskPath: disk, downloadTuning: fast })
+  t.equal(await expectInstallError(t, install, 'PARTITION_TABLE_INVALID'), message)
   t.ok(readFileSync(disk).equals(before), 'refused before any write: the disk is as it was')
 }
 
@@ -175,7 +181,8 @@ t.test('a GPT partition that runs past the image\'s end (8 MiB image, partition 
   execFileSync('sgdisk', ['-o', '-n', '1:2048:30000', file], { stdio: 'ignore' })
   const image = readFileSync(file).subarray(0, 8 * MiB) // cut short, as a truncated upload is
   // Past the image the disk holds its old bytes: no partition may take them for the image's.
-  await expectRefusedUntouched(t, image, 'Bad format image, its partition table is not valid: partition 1 (LBA 2048-30000) runs past the image\'s end (its last LBA is 16383).')
+  await expectRefusedUntouched(t, image,
+    'Bad format image, its partition table is not valid: partition 1 (LBA 2048-30000) runs past the image\'s end (its last LBA is 16383).')
 })
 
 t.test('a 512-byte image (an MBR alone, partition 1 at LBA 2048-22047, wholly past the image) is refused before any write', async (t) => {
@@ -183,7 +190,8 @@ t.test('a 512-byte image (an MBR alone, partition 1 at LBA 2048-22047, wholly pa
   setRecord(image, 0, 0, 0x83, 2048, 20000)
   image[510] = 0x55
   image[511] = 0xaa
-  await expectRefusedUntouched(t, image, 'Bad format image, its partition table is not valid: MBR partition 1 (LBA 2048-22047) runs past the image\'s end (its last LBA is 0).')
+  await expectRefusedUntouched(t, image,
+    'Bad format image, its partition table is not valid: MBR partition 1 (LBA 2048-22047) runs past the image\'s end (its last LBA is 0).')
 })
 
 /** The partition "device": its bytes copied out of the disk file. */
@@ -197,7 +205,8 @@ function partitionFile (): NonNullable<InstallOptions['mountCheck']> {
   }
 }
 
-t.test('a config-2 reused from the image, then the mount check fails: CONFIGDRIVE_FAILED, the image\'s own config-2 bytes written back, the rejected ConfigDrive gone', async (t) => {
+t.test('a config-2 reused from the image, then the mount check fails: CONFIGDRIVE_FAILED, ' +
+  'the image\'s own config-2 bytes written back, the rejected ConfigDrive gone', async (t) => {
   const file = imageFile(8 * MiB)
   execFileSync('sgdisk', ['-o', '-n', '1:2048:8191', '-n', '2:8192:0', '-c', '2:config-2', file], { stdio: 'ignore' })
   const image = readFileSync(file)
@@ -209,7 +218,12 @@ t.test('a config-2 reused from the image, then the mount check fails: CONFIGDRIV
     mount: async (device) => { mounted.push(device) }, // mounts an empty directory: every file is missing
     unmount: async () => {},
   }
-  await expectInstallError(t, runInstall({ request: { ...request(server.url(), image), userData: '#!/bin/sh\necho rejected\n' }, diskPath: disk, downloadTuning: fast, mountCheck: { ...partitionFile(), runner, isRoot: () => true } }), 'CONFIGDRIVE_FAILED')
+  await expectInstallError(t, runInstall({
+    request: { ...request(server.url(), image), userData: '#!/bin/sh\necho rejected\n' },
+    diskPath: disk,
+    downloadTuning: fast,
+    mountCheck: { ...partitionFile(), runner, isRoot: () => true },
+  }), 'CONFIGDRIVE_FAILED')
   t.equal(mounted.length, 1, 'the mount check ran')
   const config2 = readRange(disk, 8192 * SECTOR, image.length - 8192 * SECTOR - 33 * SECTOR)
   t.notOk(config2.includes(Buffer.from('echo rejected')), 'the ConfigDrive the check rejected is not left where cloud-init reads it')

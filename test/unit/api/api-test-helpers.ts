@@ -142,7 +142,12 @@ export function parseSse (text: string): SseEvent[] & { retry?: number } {
  * Opens GET /install/events and reads it to its end. `onEvent` sees each event as it arrives
  * (tests act on the stream mid-way, e.g. cancel after the first progress).
  */
-export async function readEvents (baseUrl: string, options: { onEvent?: (event: SseEvent) => void; dispatcher?: Dispatcher; timeoutMs?: number; lastEventId?: string } = {}): Promise<{ statusCode: number; contentType: string; events: SseEvent[]; text: string }> {
+export async function readEvents (baseUrl: string, options: {
+  onEvent?: (event: SseEvent) => void
+  dispatcher?: Dispatcher
+  timeoutMs?: number
+  lastEventId?: string
+} = {}): Promise<{ statusCode: number; contentType: string; events: SseEvent[]; text: string }> {
   const headers = options.lastEventId === undefined ? AUTH : { ...AUTH, 'last-event-id': options.lastEventId }
   const answer = await request(`${baseUrl}/install/events`, { headers, dispatcher: options.dispatcher, bodyTimeout: options.timeoutMs ?? 60_000 })
   let text = ''
@@ -167,7 +172,13 @@ export async function waitFor (what: string, check: () => Promise<boolean> | boo
 }
 
 /** A control plane's `--report-url` endpoint on 127.0.0.1: keeps each POST's JSON, raw text and headers; answers 204. */
-export async function startReportReceiver (): Promise<{ url: string; messages: ReportMessage[]; headers: IncomingMessage['headers'][]; raw: string[]; close: () => Promise<void> }> {
+export async function startReportReceiver (): Promise<{
+  url: string
+  messages: ReportMessage[]
+  headers: IncomingMessage['headers'][]
+  raw: string[]
+  close: () => Promise<void>
+}> {
   const messages: ReportMessage[] = []
   const headers: IncomingMessage['headers'][] = []
   const raw: string[] = []

@@ -26,7 +26,13 @@ function appWith (jobs: InstallJobs, extra: { bodyLimitBytes?: number } = {}): F
 }
 
 /** An answer is `{ code, message }` JSON with this status and code. */
-function expectRefusal (t: TapTest, answer: { statusCode: number; headers: Record<string, unknown>; body: string }, statusCode: number, code: string, message?: string): void {
+function expectRefusal (
+  t: TapTest,
+  answer: { statusCode: number; headers: Record<string, unknown>; body: string },
+  statusCode: number,
+  code: string,
+  message?: string,
+): void {
   t.equal(answer.statusCode, statusCode, `HTTP ${statusCode}`)
   t.match(String(answer.headers['content-type']), /^application\/json/, 'JSON')
   const body = JSON.parse(answer.body) as unknown
@@ -88,7 +94,12 @@ t.test('POST /install/start: 202 with a job id, for either body shape', async (t
   t.ok(validAccepted(first.json()))
   t.match(jobs.started[0], { source: 'install-start', imageUrl: URL_OK, imageType: 'raw', hostname: 'api-test' })
   jobs.finish('INSTALLED', 'done')
-  const second = await app.inject({ method: 'POST', url: '/install/start', headers: { ...AUTH, 'content-type': 'application/json; charset=utf-8' }, payload: JSON.stringify(reinstallBody(URL_OK)) })
+  const second = await app.inject({
+    method: 'POST',
+    url: '/install/start',
+    headers: { ...AUTH, 'content-type': 'application/json; charset=utf-8' },
+    payload: JSON.stringify(reinstallBody(URL_OK)),
+  })
   t.equal(second.statusCode, 202)
   t.match(jobs.started[1], { source: 'reinstall', imageUrl: URL_OK })
 })
@@ -138,7 +149,12 @@ t.test('POST /install/start: 400 naming the bad field, as the payload parser say
       t.fail(`the parser accepts ${JSON.stringify(body)}`)
       continue
     }
-    const answer = await app.inject({ method: 'POST', url: '/install/start', headers: { ...AUTH, 'content-type': 'application/json' }, payload: JSON.stringify(body) })
+    const answer = await app.inject({
+      method: 'POST',
+      url: '/install/start',
+      headers: { ...AUTH, 'content-type': 'application/json' },
+      payload: JSON.stringify(body),
+    })
     expectRefusal(t, answer, 400, expected.code, expected.message)
     t.match(expected.message, field, `${expected.message} names the field`)
   }
@@ -153,7 +169,13 @@ t.test('POST /install/start: bodies fastify refuses are 4xx { code, message } to
   expectRefusal(t, await post('{"__proto__": {"x": 1}, "userMetadata": []}', 'application/json'), 400, 'PAYLOAD_BAD_FIELD')
   expectRefusal(t, await post('{"constructor": {"prototype": {"x": 1}}}', 'application/json'), 400, 'PAYLOAD_BAD_FIELD')
   expectRefusal(t, await post('', 'application/json'), 400, 'PAYLOAD_BAD_FIELD', 'Bad request body, expected: a JSON object.')
-  expectRefusal(t, await post(JSON.stringify(installStartBody(URL_OK)), 'text/plain'), 415, 'UNSUPPORTED_MEDIA_TYPE', 'Bad Content-Type, expected: application/json.')
+  expectRefusal(
+    t,
+    await post(JSON.stringify(installStartBody(URL_OK)), 'text/plain'),
+    415,
+    'UNSUPPORTED_MEDIA_TYPE',
+    'Bad Content-Type, expected: application/json.',
+  )
   expectRefusal(t, await post('imageURL=x', 'application/x-www-form-urlencoded'), 415, 'UNSUPPORTED_MEDIA_TYPE')
   expectRefusal(t, await post(Buffer.from([0, 1, 2]), 'application/octet-stream'), 415, 'UNSUPPORTED_MEDIA_TYPE')
   // Over the default limit (20 MiB): 413, with the limit in the message.
@@ -175,7 +197,12 @@ t.test('the body limit leaves room for 16 MiB of user data', async (t) => {
 
 t.test('a smaller body limit is kept and said', async (t) => {
   const app = appWith(new FakeJobs(), { bodyLimitBytes: 1024 })
-  const answer = await app.inject({ method: 'POST', url: '/install/start', headers: { ...AUTH, 'content-type': 'application/json' }, payload: JSON.stringify({ pad: 'x'.repeat(2000) }) })
+  const answer = await app.inject({
+    method: 'POST',
+    url: '/install/start',
+    headers: { ...AUTH, 'content-type': 'application/json' },
+    payload: JSON.stringify({ pad: 'x'.repeat(2000) }),
+  })
   expectRefusal(t, answer, 413, 'BODY_TOO_LARGE', 'Request body too large, expected: at most 1024 bytes.')
 })
 
@@ -203,7 +230,11 @@ t.test('GET /install/status: the runner\'s status, matching the Status schema', 
     state: 'running',
     jobId: 'job-9',
     startedAt: new Date().toISOString(),
-    steps: jobs.current.steps.map((s, i) => i === 0 ? { ...s, status: 'done', startedAt: 'a', endedAt: 'b' } : i === 1 ? { ...s, status: 'doing', startedAt: 'b' } : s),
+    steps: jobs.current.steps.map((s, i) => {
+      if (i === 0) return { ...s, status: 'done', startedAt: 'a', endedAt: 'b' }
+      if (i === 1) return { ...s, status: 'doing', startedAt: 'b' }
+      return s
+    }),
     progress: { step: 'download', bytes: 10, totalBytes: 100, bytesPerSecond: 5, etaSeconds: 18 },
   }
   const running = await app.inject({ method: 'GET', url: '/install/status', headers: AUTH })
@@ -325,7 +356,8 @@ t.test('an error in the service is a 500 { code, message } and is logged; a refu
   const log = captureServiceLog()
   const app = buildApp({ jobs: broken, token: TOKEN, logger: log.logger })
   t.teardown(() => app.close())
-  expectRefusal(t, await app.inject({ method: 'GET', url: '/install/status', headers: AUTH }), 500, 'SERVICE_ERROR', 'The agent failed on an internal error, details are in its log.')
+  const answer = await app.inject({ method: 'GET', url: '/install/status', headers: AUTH })
+  expectRefusal(t, answer, 500, 'SERVICE_ERROR', 'The agent failed on an internal error, details are in its log.')
   expectRefusal(t, await app.inject({ method: 'POST', url: '/install/start', headers: AUTH, payload: installStartBody(URL_OK) }), 500, 'SERVICE_ERROR')
   t.ok(log.lines().some((l) => l['level'] === 50 && l['code'] === 'SERVICE_ERROR'), 'logged at error level')
 })
@@ -334,7 +366,8 @@ t.test('POST /install/start while shutting down: 503 SHUTTING_DOWN', async (t) =
   const jobs = new FakeJobs()
   jobs.start = () => { throw errors.shuttingDown() }
   const app = appWith(jobs)
-  expectRefusal(t, await app.inject({ method: 'POST', url: '/install/start', headers: AUTH, payload: installStartBody(URL_OK) }), 503, 'SHUTTING_DOWN', 'The agent is shutting down, no install can start.')
+  const answer = await app.inject({ method: 'POST', url: '/install/start', headers: AUTH, payload: installStartBody(URL_OK) })
+  expectRefusal(t, answer, 503, 'SHUTTING_DOWN', 'The agent is shutting down, no install can start.')
 })
 
 t.test('the token is never logged', async (t) => {

@@ -6,7 +6,10 @@ const RUN = '0badc0de'
 t.test('ids name the job and the run, and count up across jobs', async (t) => {
   const ids = new EventIds(RUN)
   t.equal(ids.run, RUN)
-  t.same([ids.next(null), ids.next('job-1'), ids.next('job-1'), ids.next('job-2')], ['idle:0badc0de:1', 'job-1:0badc0de:2', 'job-1:0badc0de:3', 'job-2:0badc0de:4'])
+  t.same(
+    [ids.next(null), ids.next('job-1'), ids.next('job-1'), ids.next('job-2')],
+    ['idle:0badc0de:1', 'job-1:0badc0de:2', 'job-1:0badc0de:3', 'job-2:0badc0de:4'],
+  )
   t.match(new EventIds().run, /^[0-9a-f]{8}$/, 'a random run name by default')
   t.not(new EventIds().run, new EventIds().run)
   t.throws(() => new EventIds('nope'), RangeError)

@@ -14,14 +14,20 @@ const jobs = new FakeJobs({ oneAtATime: false })
 const app = buildApp({ jobs, token: TOKEN, logger: quietLogger() })
 t.teardown(() => app.close())
 
-const KEYS = ['imageURL', 'imageType', 'imageCheckSum', 'imageCheckSumType', 'httpHeaders0Key', 'httpHeaders0Value', 'httpHeaders1Key', 'httpHeaders1Value', 'configDriveUserData', 'configDriveMetadata', 'sshKey', 'efiBootloaderPath', 'hostname', '__proto__', 'constructor']
+const KEYS = [
+  'imageURL', 'imageType', 'imageCheckSum', 'imageCheckSumType', 'httpHeaders0Key', 'httpHeaders0Value', 'httpHeaders1Key', 'httpHeaders1Value',
+  'configDriveUserData', 'configDriveMetadata', 'sshKey', 'efiBootloaderPath', 'hostname', '__proto__', 'constructor',
+]
 const URLS = ['https://example.invalid/a.raw', 'http://user:pw@127.0.0.1:1/x.qcow2', 'ftp://x/y', 'not a url', '', 'https://[::1]/a', `https://h.invalid/${'a'.repeat(3000)}`]
 const TYPES = ['raw', 'qcow2', 'RAW', 'vmdk', '']
 const SUMS = ['md5', 'sha1', 'sha256', 'sha512', 'crc32', '']
 
 /** A string that is often a meaningful value for one of the payload's fields. */
 const fieldValue = fc.oneof(
-  fc.constantFrom(...URLS, ...TYPES, ...SUMS, 'ab'.repeat(64), 'Authorization', 'Basic dXNlcjpwYXNz', '\\EFI\\BOOT\\BOOTX64.EFI', 'ssh-ed25519 AAAA', '{"a":"b"}', '{"a":1}', 'a\r\nb', '\u0000'),
+  fc.constantFrom(
+    ...URLS, ...TYPES, ...SUMS, 'ab'.repeat(64), 'Authorization', 'Basic dXNlcjpwYXNz', '\\EFI\\BOOT\\BOOTX64.EFI', 'ssh-ed25519 AAAA',
+    '{"a":"b"}', '{"a":1}', 'a\r\nb', '\u0000',
+  ),
   fc.string({ maxLength: 40 }),
   fc.string({ unit: 'binary', maxLength: 20 }),
 )
@@ -31,7 +37,13 @@ const installStartish = fc.record({
   templateName: fc.oneof(fc.constant('byoi_64'), anyValue),
   details: fc.oneof(fc.record({ customHostname: anyValue }, { requiredKeys: [] }), anyValue),
   userMetadata: fc.oneof(
-    { weight: 5, arbitrary: fc.array(fc.oneof({ weight: 5, arbitrary: fc.record({ key: fc.oneof(fc.constantFrom(...KEYS), fc.string({ maxLength: 20 })), value: anyValue }) }, { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 1 }) }), { maxLength: 12 }) },
+    {
+      weight: 5,
+      arbitrary: fc.array(fc.oneof(
+        { weight: 5, arbitrary: fc.record({ key: fc.oneof(fc.constantFrom(...KEYS), fc.string({ maxLength: 20 })), value: anyValue }) },
+        { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 1 }) },
+      ), { maxLength: 12 }),
+    },
     { weight: 1, arbitrary: anyValue },
   ),
 }, { requiredKeys: [] })
@@ -39,7 +51,14 @@ const installStartish = fc.record({
 const reinstallish = fc.record({
   operatingSystem: fc.oneof(fc.constant('byoi_64'), anyValue),
   customizations: fc.oneof(
-    { weight: 5, arbitrary: fc.dictionary(fc.oneof(fc.constantFrom(...KEYS, 'httpHeaders', 'configDriveMetadata'), fc.string({ maxLength: 12 })), fc.oneof(anyValue, fc.dictionary(fc.string({ maxLength: 12 }), anyValue, { maxKeys: 4 })), { maxKeys: 10 }) },
+    {
+      weight: 5,
+      arbitrary: fc.dictionary(
+        fc.oneof(fc.constantFrom(...KEYS, 'httpHeaders', 'configDriveMetadata'), fc.string({ maxLength: 12 })),
+        fc.oneof(anyValue, fc.dictionary(fc.string({ maxLength: 12 }), anyValue, { maxKeys: 4 })),
+        { maxKeys: 10 },
+      ),
+    },
     { weight: 1, arbitrary: anyValue },
   ),
 }, { requiredKeys: [] })
@@ -55,7 +74,8 @@ const VALID_ENTRIES = [
 ]
 
 /** A valid install/start body with up to 2 entries replaced, dropped or doubled: near the edge of valid. */
-const mutatedValid = fc.array(fc.record({ index: fc.nat(VALID_ENTRIES.length - 1), kind: fc.constantFrom('replace', 'drop', 'double'), value: anyValue }), { maxLength: 2 }).map((mutations) => {
+const mutation = fc.record({ index: fc.nat(VALID_ENTRIES.length - 1), kind: fc.constantFrom('replace', 'drop', 'double'), value: anyValue })
+const mutatedValid = fc.array(mutation, { maxLength: 2 }).map((mutations) => {
   const entries: unknown[] = VALID_ENTRIES.map((e) => ({ ...e }))
   for (const { index, kind, value } of mutations) {
     const entry = entries[index] as { key: string } | undefined
@@ -112,7 +132,12 @@ t.test('any JSON value', async (t) => {
 })
 
 t.test('any text sent as JSON', async (t) => {
-  await fc.assert(fc.asyncProperty(fc.oneof(fc.string({ maxLength: 200 }), fc.string({ unit: 'binary', maxLength: 200 }), fc.jsonValue().map((v) => JSON.stringify(v).slice(0, -1))), async (text) => {
+  const texts = fc.oneof(
+    fc.string({ maxLength: 200 }),
+    fc.string({ unit: 'binary', maxLength: 200 }),
+    fc.jsonValue().map((v) => JSON.stringify(v).slice(0, -1)),
+  )
+  await fc.assert(fc.asyncProperty(texts, async (text) => {
     let body: unknown
     try {
       body = text.trim() === '' ? undefined : JSON.parse(text)

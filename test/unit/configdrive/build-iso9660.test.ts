@@ -64,7 +64,9 @@ t.test('xorriso lists the Rock Ridge tree and extracts it byte for byte', async 
 
 t.test('isovfy (genisoimage) finds no error in the structure', async (t) => {
   for (const path of [iso, join(tmp.path, 'isovfy-clash.iso')]) {
-    if (path !== iso) writeFileSync(path, buildIso9660([{ path: 'd/some-file.txt', data: Buffer.from('1') }, { path: 'd/some_file.txt', data: Buffer.from('2') }]))
+    if (path !== iso) {
+      writeFileSync(path, buildIso9660([{ path: 'd/some-file.txt', data: Buffer.from('1') }, { path: 'd/some_file.txt', data: Buffer.from('2') }]))
+    }
     const checked = run('isovfy', [path])
     t.equal(checked.status, 0, checked.stderr)
     t.match(checked.stdout, /No errors found/, checked.stdout)
@@ -109,7 +111,10 @@ t.test('the same structure as genisoimage -R -J -V config-2 of the same tree', a
   t.same(isoinfoNames(['-R'], '/openstack/latest/').sort(), (() => {
     const out = run('isoinfo', ['-R', '-l', '-i', theirs]).stdout
     const section = out.split('Directory listing of ').find((block) => block.startsWith('/openstack/latest/\n')) ?? ''
-    return section.split('\n').slice(1).map((line) => /\]\s+(.*?)\s*$/.exec(line)?.[1] ?? '').filter((name) => name !== '' && name !== '.' && name !== '..').sort()
+    return section.split('\n').slice(1)
+      .map((line) => /\]\s+(.*?)\s*$/.exec(line)?.[1] ?? '')
+      .filter((name) => name !== '' && name !== '.' && name !== '..')
+      .sort()
   })(), 'the same Rock Ridge names')
   t.equal(blkid(theirs).LABEL, blkid(iso).LABEL)
   t.equal(blkid(theirs).TYPE, blkid(iso).TYPE)

@@ -7,6 +7,11 @@ function byPath (files: ReturnType<typeof configDriveFiles>): Map<string, Buffer
   return new Map(files.map((file) => [file.path, file.data]))
 }
 
+/** openstack/latest/meta_data.json, parsed. */
+function metaData (files: ReturnType<typeof configDriveFiles>): Record<string, unknown> {
+  return JSON.parse(byPath(files).get('openstack/latest/meta_data.json')?.toString('utf8') ?? '') as Record<string, unknown>
+}
+
 t.test('a full request: hostname, user data, metadata and an SSH key', async (t) => {
   const files = configDriveFiles({
     hostname: 'web-1',
@@ -36,7 +41,7 @@ t.test('a minimal request still makes a drive with a uuid', async (t) => {
 })
 
 t.test('without options.uuid, a fresh random v4 UUID each time', async (t) => {
-  const meta = (): { uuid: string } => JSON.parse(byPath(configDriveFiles({ metadata: {} })).get('openstack/latest/meta_data.json')?.toString('utf8') ?? '') as { uuid: string }
+  const meta = (): { uuid: string } => metaData(configDriveFiles({ metadata: {} })) as { uuid: string }
   const a = meta().uuid
   const b = meta().uuid
   t.match(a, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
@@ -49,17 +54,21 @@ t.test('deterministic given the uuid', async (t) => {
 })
 
 t.test('sshKey alone becomes public_keys; metadata alone becomes meta', async (t) => {
-  const withKey = JSON.parse(byPath(configDriveFiles({ metadata: {}, sshKey: 'ssh-rsa AAAA' }, { uuid: UUID })).get('openstack/latest/meta_data.json')?.toString('utf8') ?? '') as Record<string, unknown>
+  const withKey = metaData(configDriveFiles({ metadata: {}, sshKey: 'ssh-rsa AAAA' }, { uuid: UUID }))
   t.same(withKey.public_keys, { default: 'ssh-rsa AAAA' })
   t.notOk('meta' in withKey)
-  const withMeta = JSON.parse(byPath(configDriveFiles({ metadata: { k: 'v' } }, { uuid: UUID })).get('openstack/latest/meta_data.json')?.toString('utf8') ?? '') as Record<string, unknown>
+  const withMeta = metaData(configDriveFiles({ metadata: { k: 'v' } }, { uuid: UUID }))
   t.same(withMeta.meta, { k: 'v' })
   t.notOk('public_keys' in withMeta)
   t.notOk('hostname' in withMeta)
 })
 
 t.test('network_data.json only when given; only the latest/ folder', async (t) => {
-  const network = { links: [{ id: 'eth0', type: 'phy', ethernet_mac_address: '52:54:00:12:34:56' }], networks: [{ id: 'n0', link: 'eth0', type: 'ipv4_dhcp' }], services: [] }
+  const network = {
+    links: [{ id: 'eth0', type: 'phy', ethernet_mac_address: '52:54:00:12:34:56' }],
+    networks: [{ id: 'n0', link: 'eth0', type: 'ipv4_dhcp' }],
+    services: [],
+  }
   const files = configDriveFiles({ metadata: {}, userData: '' }, { uuid: UUID, networkData: network })
   const map = byPath(files)
   t.same(JSON.parse(map.get('openstack/latest/network_data.json')?.toString('utf8') ?? ''), network)

@@ -36,15 +36,29 @@ function makeEsp (name: string, mkfsArgs: string[], sizeKiB: number): string {
 
 const esps = [
   { name: 'FAT16 ESP (mkfs.vfat, 40 MiB)', file: 'esp16.img', args: ['-F', '16', '-n', 'ESP'], sizeKiB: 40 * 1024, fatBits: '16', label: 'ESP' },
-  { name: 'FAT32 ESP (mkfs.vfat -F 32, 34 MiB)', file: 'esp32.img', args: ['-F', '32', '-n', 'EFI-SYSTEM'], sizeKiB: 34 * 1024, fatBits: '32', label: 'EFI-SYSTEM' },
-  { name: 'FAT32 ESP with 4096-byte sectors (260 MiB, sparse)', file: 'esp32-4k.img', args: ['-F', '32', '-S', '4096', '-s', '1'], sizeKiB: 260 * 1024, fatBits: '32', label: undefined },
+  {
+    name: 'FAT32 ESP (mkfs.vfat -F 32, 34 MiB)',
+    file: 'esp32.img',
+    args: ['-F', '32', '-n', 'EFI-SYSTEM'],
+    sizeKiB: 34 * 1024,
+    fatBits: '32',
+    label: 'EFI-SYSTEM',
+  },
+  {
+    name: 'FAT32 ESP with 4096-byte sectors (260 MiB, sparse)',
+    file: 'esp32-4k.img',
+    args: ['-F', '32', '-S', '4096', '-s', '1'],
+    sizeKiB: 260 * 1024,
+    fatBits: '32',
+    label: undefined,
+  },
   { name: 'FAT12 (mkfs.vfat, 1.44 MB)', file: 'esp12.img', args: ['-F', '12', '-n', 'small'], sizeKiB: 1440, fatBits: '12', label: 'small' },
 ]
 
 for (const esp of esps) {
   t.test(esp.name, async (t) => {
     const path = makeEsp(esp.file, esp.args, esp.sizeKiB)
-    t.match(run('fsck.fat', ['-n', '-v', path]).stdout, `${esp.fatBits === '12' ? '12' : esp.fatBits === '16' ? '16' : '32'} bit entries`, 'the FAT type intended')
+    t.match(run('fsck.fat', ['-n', '-v', path]).stdout, `${esp.fatBits} bit entries`, 'the FAT type intended')
     const read = fileReader(path)
     t.equal(await fatFileExists(read, '\\EFI\\debian\\grubx64.efi'), true)
     t.equal(await fatFileExists(read, '\\efi\\DEBIAN\\GRUBX64.EFI'), true, 'case-insensitive, as UEFI')
@@ -99,7 +113,8 @@ function countingReader (data: Buffer): { read: ReadAt; count: () => number } {
 }
 
 t.test('garbage: a clear error or false, never a hang', async (t) => {
-  for (const [name, data] of [['zeros', Buffer.alloc(1024 * 1024)], ['random bytes', pseudoRandomBytes(1024 * 1024, 7)], ['too short', Buffer.alloc(100)]] as const) {
+  const garbage = [['zeros', Buffer.alloc(1024 * 1024)], ['random bytes', pseudoRandomBytes(1024 * 1024, 7)], ['too short', Buffer.alloc(100)]] as const
+  for (const [name, data] of garbage) {
     await t.rejects(within(2000, () => fatFileExists(bufferReader(data), '\\EFI\\BOOT\\BOOTX64.EFI')), FatFormatError, name)
     t.equal(await within(2000, () => readFatLabel(bufferReader(data))), undefined, `${name}: no label`)
   }

@@ -1,7 +1,16 @@
 import t from 'tap'
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { compareDiskNames, devicePath, findAutoDisk, parseMountInfo, parseSwaps, pickAutoDisk, readBlockDevices, type BlockDeviceInfo } from '../../../agent/disk/auto-disk.js'
+import {
+  compareDiskNames,
+  devicePath,
+  findAutoDisk,
+  parseMountInfo,
+  parseSwaps,
+  pickAutoDisk,
+  readBlockDevices,
+  type BlockDeviceInfo,
+} from '../../../agent/disk/auto-disk.js'
 import { tempDir } from '../../helpers/disk-files.js'
 
 const tmp = tempDir()
@@ -35,11 +44,24 @@ t.test('the first whole, non-removable, non-virtual disk', async (t) => {
 
 t.test('never loop, ram, zram, sr, fd, dm, md, nbd, a partition, a virtual, read-only or empty device', async (t) => {
   const never = ['loop0', 'ram0', 'zram0', 'sr0', 'fd0', 'dm-0', 'md0', 'md127', 'nbd0'].map((name) => disk(name))
-  const odd = [disk('sda1', { partition: true }), disk('vdb', { virtual: true }), disk('sdc', { removable: true }), disk('sdd', { readOnly: true }), disk('sde', { size512: 0 })]
+  const odd = [
+    disk('sda1', { partition: true }),
+    disk('vdb', { virtual: true }),
+    disk('sdc', { removable: true }),
+    disk('sdd', { readOnly: true }),
+    disk('sde', { size512: 0 }),
+  ]
   const choice = pickAutoDisk([...never, ...odd])
   t.equal(choice.disk, undefined)
   t.equal(choice.skipped.length, never.length + odd.length, 'each one said')
-  t.match(Object.fromEntries(choice.skipped.map((s) => [s.name, s.reason])), { loop0: /not a disk/, sda1: 'a partition', vdb: 'a virtual device', sdc: 'removable', sdd: 'read-only', sde: 'empty (size 0)' })
+  t.match(Object.fromEntries(choice.skipped.map((s) => [s.name, s.reason])), {
+    loop0: /not a disk/,
+    sda1: 'a partition',
+    vdb: 'a virtual device',
+    sdc: 'removable',
+    sdd: 'read-only',
+    sde: 'empty (size 0)',
+  })
   t.same(pickAutoDisk([]), { disk: undefined, skipped: [] })
 })
 
@@ -70,7 +92,11 @@ t.test('never a disk in use: mounted, swap or held, each said; the next free dis
   })
   // Being in use is told after what the device is: a removable stick in use says removable.
   t.same(pickAutoDisk([disk('sdh', { removable: true, mounts: [{ device: 'sdh1', mountPoint: '/media' }] })]).skipped, [{ name: 'sdh', reason: 'removable' }])
-  t.same(pickAutoDisk([disk('sda', { swaps: ['sda1'] })]), { disk: undefined, skipped: [{ name: 'sda', reason: 'in use: swap on sda1' }] }, 'none left: none chosen')
+  t.same(
+    pickAutoDisk([disk('sda', { swaps: ['sda1'] })]),
+    { disk: undefined, skipped: [{ name: 'sda', reason: 'in use: swap on sda1' }] },
+    'none left: none chosen',
+  )
 })
 
 t.test('mountinfo: device number, mount point (unescaped) and source; odd lines skipped', async (t) => {
@@ -93,7 +119,9 @@ t.test('mountinfo: device number, mount point (unescaped) and source; odd lines 
 })
 
 t.test('/proc/swaps: the file names after the header', async (t) => {
-  const text = 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/dev/sda2                               partition\t8388604\t\t0\t\t-2\n/swap\\040file\t\t\t\t\tfile\t\t1048572\t\t0\t\t-3\n'
+  const text = 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n' +
+    '/dev/sda2                               partition\t8388604\t\t0\t\t-2\n' +
+    '/swap\\040file\t\t\t\t\tfile\t\t1048572\t\t0\t\t-3\n'
   t.same(parseSwaps(text), ['/dev/sda2', '/swap file'])
   t.same(parseSwaps('Filename\tType\tSize\tUsed\tPriority\n'), [])
   t.same(parseSwaps(''), [])
@@ -107,7 +135,13 @@ t.test('device paths: ! in a sysfs name is a /', async (t) => {
 interface FakePartition { name: string; dev?: string; holders?: string[] }
 
 /** A folder laid out like /sys: /sys/devices/… with the attributes, /sys/block/NAME → the device. */
-function fakeSysfs (root: string, devices: Array<{ name: string; under: string; attrs: Record<string, string>; partitions?: Array<string | FakePartition>; holders?: string[] }>): string {
+function fakeSysfs (root: string, devices: Array<{
+  name: string
+  under: string
+  attrs: Record<string, string>
+  partitions?: Array<string | FakePartition>
+  holders?: string[]
+}>): string {
   const block = join(root, 'block')
   mkdirSync(block, { recursive: true })
   const holders = (dir: string, names: string[] | undefined): void => {
@@ -138,11 +172,26 @@ t.test('reads a sysfs-like folder and picks from it', async (t) => {
     { name: 'zram0', under: 'virtual', attrs: { removable: '0', size: '8388608', ro: '0' } },
     { name: 'sr0', under: 'pci0000:00/ata1/host0', attrs: { removable: '1', size: '2097152', ro: '0' } },
     { name: 'sdb', under: 'pci0000:00/usb1/1-1', attrs: { removable: '1', size: '30000000', ro: '0', 'device/model': 'USB Stick' } },
-    { name: 'sda', under: 'pci0000:00/ata2/host1', attrs: { removable: '0', size: '937703088', ro: '0', 'device/model': 'SAMSUNG MZ7LH480  ' }, partitions: ['sda1', 'sda2'] },
+    {
+      name: 'sda',
+      under: 'pci0000:00/ata2/host1',
+      attrs: { removable: '0', size: '937703088', ro: '0', 'device/model': 'SAMSUNG MZ7LH480  ' },
+      partitions: ['sda1', 'sda2'],
+    },
     { name: 'nvme0n1', under: 'pci0000:00/nvme/nvme0', attrs: { removable: '0', size: '0', ro: '0' } },
   ])
   const devices = await readBlockDevices({ sysBlockDir: block, ...NOTHING_IN_USE })
-  t.match(devices.find((d) => d.name === 'sda'), { removable: false, size512: 937703088, virtual: false, partition: false, readOnly: false, model: 'SAMSUNG MZ7LH480', mounts: [], swaps: [], holders: [] })
+  t.match(devices.find((d) => d.name === 'sda'), {
+    removable: false,
+    size512: 937703088,
+    virtual: false,
+    partition: false,
+    readOnly: false,
+    model: 'SAMSUNG MZ7LH480',
+    mounts: [],
+    swaps: [],
+    holders: [],
+  })
   t.match(devices.find((d) => d.name === 'zram0'), { virtual: true })
   t.match(devices.find((d) => d.name === 'sdb'), { removable: true, model: 'USB Stick' })
   const choice = await findAutoDisk({ sysBlockDir: block, ...NOTHING_IN_USE })
@@ -157,7 +206,8 @@ t.test('a device with unreadable attributes counts as empty', async (t) => {
 
 t.test('mounts, swaps and holders found in a sysfs-like folder, by device number or /dev path', async (t) => {
   const root = join(tmp.path, 'sys3')
-  const disk = (name: string, dev: string, extra: { partitions?: Array<string | FakePartition>; holders?: string[] } = {}): Parameters<typeof fakeSysfs>[1][number] =>
+  type FakeDevice = Parameters<typeof fakeSysfs>[1][number]
+  const disk = (name: string, dev: string, extra: { partitions?: Array<string | FakePartition>; holders?: string[] } = {}): FakeDevice =>
     ({ name, under: `pci0000:00/${name}`, attrs: { removable: '0', size: '2097152', ro: '0', dev }, ...extra })
   const block = fakeSysfs(root, [
     disk('sda', '8:0', { partitions: [{ name: 'sda1', dev: '8:1' }, { name: 'sda2', dev: '8:2' }, { name: 'sda3', dev: '8:3' }] }),
@@ -181,7 +231,9 @@ t.test('mounts, swaps and holders found in a sysfs-like folder, by device number
     '50 27 8:64 / /mnt/other rw - ext4 /dev/sde rw', // no such disk here
   ].join('\n') + '\n')
   const swapsPath = join(root, 'swaps')
-  writeFileSync(swapsPath, 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/dev/sda2                               partition\t2097148\t0\t-2\n/dev/vdb1\tpartition\t1024\t0\t-3\n')
+  writeFileSync(swapsPath, 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n' +
+    '/dev/sda2                               partition\t2097148\t0\t-2\n' +
+    '/dev/vdb1\tpartition\t1024\t0\t-3\n')
 
   const sources = { sysBlockDir: block, mountInfoPath, swapsPath }
   const devices = Object.fromEntries((await readBlockDevices(sources)).map((d) => [d.name, d]))
@@ -208,10 +260,17 @@ t.test('mounts, swaps and holders found in a sysfs-like folder, by device number
 
 t.test('an unreadable mount table is an error; no /proc/swaps means no swap', async (t) => {
   const block = fakeSysfs(join(tmp.path, 'sys4'), [{ name: 'sda', under: 'pci0000:00/x', attrs: { removable: '0', size: '2048', ro: '0', dev: '8:0' } }])
-  await t.rejects(findAutoDisk({ sysBlockDir: block, mountInfoPath: join(tmp.path, 'no-mountinfo'), swapsPath: NOTHING_IN_USE.swapsPath }), /cannot read .*no-mountinfo to tell which disks are mounted/)
+  await t.rejects(
+    findAutoDisk({ sysBlockDir: block, mountInfoPath: join(tmp.path, 'no-mountinfo'), swapsPath: NOTHING_IN_USE.swapsPath }),
+    /cannot read .*no-mountinfo to tell which disks are mounted/,
+  )
   const choice = await findAutoDisk({ sysBlockDir: block, mountInfoPath: NOTHING_IN_USE.mountInfoPath, swapsPath: join(tmp.path, 'no-swaps') })
   t.equal(choice.disk?.name, 'sda')
-  await t.rejects(findAutoDisk({ sysBlockDir: block, mountInfoPath: NOTHING_IN_USE.mountInfoPath, swapsPath: tmp.path }), /cannot read .* to tell which disks hold swap/, 'a swaps path that cannot be read (a folder)')
+  await t.rejects(
+    findAutoDisk({ sysBlockDir: block, mountInfoPath: NOTHING_IN_USE.mountInfoPath, swapsPath: tmp.path }),
+    /cannot read .* to tell which disks hold swap/,
+    'a swaps path that cannot be read (a folder)',
+  )
 })
 
 t.test('the real /sys/block and /proc can be read (nothing is chosen for use here)', { skip: process.platform !== 'linux' }, async (t) => {
@@ -226,5 +285,6 @@ t.test('the real /sys/block and /proc can be read (nothing is chosen for use her
     t.not(choice.disk?.name, root.name, `${root.name} holds / and is not chosen`)
     t.ok(choice.skipped.some((s) => s.name === root.name), choice.skipped.find((s) => s.name === root.name)?.reason ?? 'not said')
   }
-  t.ok(choice.disk === undefined || devices.some((d) => d.name === choice.disk?.name && d.mounts.length === 0 && d.swaps.length === 0 && d.holders.length === 0), 'the choice, if any, is free')
+  const free = (name: string): boolean => devices.some((d) => d.name === name && d.mounts.length === 0 && d.swaps.length === 0 && d.holders.length === 0)
+  t.ok(choice.disk === undefined || free(choice.disk.name), 'the choice, if any, is free')
 })

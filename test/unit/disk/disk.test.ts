@@ -35,7 +35,10 @@ t.test('nothing is read or written outside the disk', async (t) => {
 })
 
 t.test('refusals name the disk and the reason', async (t) => {
-  await t.rejects(Disk.open(join(tmp.path, 'missing')), { code: 'DISK_UNAVAILABLE', message: `Could not open disk ${join(tmp.path, 'missing')}: no such file or device.` })
+  await t.rejects(Disk.open(join(tmp.path, 'missing')), {
+    code: 'DISK_UNAVAILABLE',
+    message: `Could not open disk ${join(tmp.path, 'missing')}: no such file or device.`,
+  })
   await t.rejects(Disk.open(tmp.path), { code: 'DISK_UNAVAILABLE', message: `Could not open disk ${tmp.path}: not a regular file or a block device.` })
   const empty = join(tmp.path, 'empty.img')
   writeFileSync(empty, '')

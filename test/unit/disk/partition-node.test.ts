@@ -70,12 +70,17 @@ t.test('says why when nothing fits in time', { skip: isRoot ? false : 'needs roo
   const stale = fakeDisk(t, 'vde', 243, [['vde3', 3, 2048, sectors(span.sizeBytes)]])
   execFileSync('mknod', [join(stale.dev, 'vde3'), 'b', '243', '3'])
   const old = await findPartitionNode(stale.disk, span, { sysRoot: stale.sys, devRoot: stale.dev, timeoutMs: 0 })
-  t.same(old, { found: false, reason: `the kernel's partition 3 of ${stale.disk} (vde3) lies at bytes ${MiB} + ${span.sizeBytes}, not at ${span.offsetBytes} + ${span.sizeBytes} as written (waited 0 s)` })
+  t.same(old, {
+    found: false,
+    reason: `the kernel's partition 3 of ${stale.disk} (vde3) lies at bytes ${MiB} + ${span.sizeBytes}, ` +
+      `not at ${span.offsetBytes} + ${span.sizeBytes} as written (waited 0 s)`,
+  })
 
   // A node of that name that is another device.
   const other = fakeDisk(t, 'vdf', 244, [['vdf3', 3, sectors(span.offsetBytes), sectors(span.sizeBytes)]])
   execFileSync('mknod', [join(other.dev, 'vdf3'), 'b', '244', '7'])
-  t.match(await findPartitionNode(other.disk, span, { sysRoot: other.sys, devRoot: other.dev, timeoutMs: 0 }), { found: false, reason: /is not block device 244:3/ })
+  const found = await findPartitionNode(other.disk, span, { sysRoot: other.sys, devRoot: other.dev, timeoutMs: 0 })
+  t.match(found, { found: false, reason: /is not block device 244:3/ })
 })
 
 t.test('a regular file is no block device', async (t) => {

@@ -31,7 +31,12 @@ t.test('a 206 resume answered with Content-Encoding is refused too', async (t) =
   const server = await startScriptedServer([
     (req, res) => serveFile(req, res, FILE, { etag: '"v1"', cutAfterBytes: 20_000 }),
     (_req, res) => {
-      res.writeHead(206, { 'content-range': `bytes 20000-${FILE.length - 1}/${FILE.length}`, 'content-length': String(FILE.length - 20_000), 'content-encoding': 'br', etag: '"v1"' }).end(FILE.subarray(20_000))
+      res.writeHead(206, {
+        'content-range': `bytes 20000-${FILE.length - 1}/${FILE.length}`,
+        'content-length': String(FILE.length - 20_000),
+        'content-encoding': 'br',
+        etag: '"v1"',
+      }).end(FILE.subarray(20_000))
     },
   ])
   t.teardown(server.close)

@@ -86,7 +86,8 @@ for (const { name, head } of [
   { name: 'HTTP/1.0', head: 'HTTP/1.0 200 OK\nContent-Length: LENGTH\n' },
   { name: 'HTTP/1.1 with Connection: close', head: 'HTTP/1.1 200 OK\nContent-Length: LENGTH\nConnection: close\n' },
 ]) {
-  t.test(`${name}: a server that closes while a slow sink still holds the body back gets every byte, no crash (undici asserted on a 'close' before its parser had read the rest)`, async (t) => {
+  t.test(`${name}: a server that closes while a slow sink still holds the body back gets every byte, no crash ` +
+    '(undici asserted on a \'close\' before its parser had read the rest)', async (t) => {
     const body = testFile(8 * 1024 * 1024)
     const server = await rawServer(t, head.replace('LENGTH', String(body.length)), body, Buffer.alloc(0))
     const sink = new SlowSink()

@@ -139,7 +139,10 @@ t.test('a 206 from the wrong offset fails that attempt; the next starts over wit
 t.test('a 206 for a file of another size fails that attempt; the next starts over', async (t) => {
   const server = await startScriptedServer([
     (req, res) => serveFile(req, res, FILE, { etag: ETAG, cutAfterBytes: 60_000 }),
-    (_req, res) => sendBody(res.writeHead(206, { etag: ETAG, 'content-range': `bytes 60000-${FILE.length + 99}/${FILE.length + 100}` }), Buffer.alloc(FILE.length + 100 - 60_000)),
+    (_req, res) => sendBody(
+      res.writeHead(206, { etag: ETAG, 'content-range': `bytes 60000-${FILE.length + 99}/${FILE.length + 100}` }),
+      Buffer.alloc(FILE.length + 100 - 60_000),
+    ),
     (req, res) => serveFile(req, res, FILE, { etag: ETAG }),
   ])
   t.teardown(server.close)

@@ -150,7 +150,11 @@ t.test('a 206 body longer than its Content-Range is never a success', async (t) 
   const file = testFile(1000)
   const server = await startScriptedServer([
     (req, res) => serveFile(req, res, file, { etag: ETAG, cutAfterBytes: 400 }),
-    (req) => writeRaw(req, `HTTP/1.1 206 Partial Content\nContent-Range: bytes 400-999/1000\nContent-Length: 600\nETag: ${ETAG}\n`, Buffer.concat([file.subarray(400), Buffer.from('trailing garbage')])),
+    (req) => writeRaw(
+      req,
+      `HTTP/1.1 206 Partial Content\nContent-Range: bytes 400-999/1000\nContent-Length: 600\nETag: ${ETAG}\n`,
+      Buffer.concat([file.subarray(400), Buffer.from('trailing garbage')]),
+    ),
   ])
   t.teardown(server.close)
   const err: unknown = await download(options(server.url()), new RecordingSink()).catch((e: unknown) => e)
@@ -178,7 +182,8 @@ t.test("abort with an Error as reason rethrows that Error", async (t) => {
   t.teardown(server.close)
   const controller = new AbortController()
   const reason = new Error('job cancelled')
-  const err: unknown = await download(options(server.url(), { signal: controller.signal, onProgress: () => controller.abort(reason) }), new RecordingSink()).catch((e: unknown) => e)
+  const aborting = options(server.url(), { signal: controller.signal, onProgress: () => controller.abort(reason) })
+  const err: unknown = await download(aborting, new RecordingSink()).catch((e: unknown) => e)
   t.equal(err, reason)
   t.equal(server.requests.length, 1)
 })

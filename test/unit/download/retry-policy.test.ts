@@ -15,7 +15,11 @@ t.test('which statuses are retried, followed, or honour Retry-After', async (t) 
 
 t.test('which errors are retried', async (t) => {
   const err = (code: string): Error => Object.assign(new Error(code), { code })
-  for (const code of ['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'HPE_INVALID_CONSTANT']) {
+  const retried = [
+    'ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EAI_AGAIN',
+    'UND_ERR_SOCKET', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'HPE_INVALID_CONSTANT',
+  ]
+  for (const code of retried) {
     t.ok(isRetryableError(err(code)), code)
   }
   for (const code of ['UND_ERR_INVALID_ARG', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID', 'DEPTH_ZERO_SELF_SIGNED_CERT']) {

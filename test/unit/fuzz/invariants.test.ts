@@ -32,7 +32,20 @@ function writeAt (path: string, data: Buffer, offset: number): void {
 }
 
 function tableCase (served: Buffer, mode: FuzzCase['mode']): FuzzCase {
-  return { id: 'review-0', family: 'table', index: 0, label: 'review', kind: 'review', imageType: 'raw', served, guest: () => served, behaviour: { kind: 'ok', chunked: false }, mode, checksumType: undefined, mustFail: false }
+  return {
+    id: 'review-0',
+    family: 'table',
+    index: 0,
+    label: 'review',
+    kind: 'review',
+    imageType: 'raw',
+    served,
+    guest: () => served,
+    behaviour: { kind: 'ok', chunked: false },
+    mode,
+    checksumType: undefined,
+    mustFail: false,
+  }
 }
 
 function run (outcome: CaseRun['outcome']): CaseRun {
@@ -70,7 +83,13 @@ t.test('the judge: an INSTALLED MBR image whose sector 5 (the MBR gap, where GRU
   writeAt(disk.path, Buffer.alloc(MiB), DISK_BYTES - MiB)
   writeAt(disk.path, Buffer.alloc(8192 * 512), 8192 * 512)
   writeAt(disk.path, Buffer.alloc(512, 0x5a), 5 * 512) // a broken agent's stray write in the MBR gap
-  const verdict = judge(tableCase(image, 'memory'), run({ kind: 'installed', bytes: image.length, table: 'mbr', configDrive: { offsetBytes: 8192 * 512, sizeBytes: 8192 * 512, table: 'mbr' } }), disk)
+  const outcome = run({
+    kind: 'installed',
+    bytes: image.length,
+    table: 'mbr',
+    configDrive: { offsetBytes: 8192 * 512, sizeBytes: 8192 * 512, table: 'mbr' },
+  })
+  const verdict = judge(tableCase(image, 'memory'), outcome, disk)
   t.equal(verdict.result, 'INSTALLED')
   t.not(invariantBreaks(verdict).length, 0, 'the image\'s sector 5 differs on the disk: the judge should say "data differs from the image"')
 })
@@ -95,6 +114,7 @@ t.test('the http generator: a stall after some bytes is progress, the download g
     const b = c.behaviour
     if (b.kind !== 'stall' || b.beforeHeaders || b.afterBytes === 0 || !c.mustFail) continue
     seen++
-    t.notOk(c.mustFail, `seed ${seed}: ${c.label}: every attempt brings ${b.afterBytes} bytes, the agent's retries go on (failures in a row reset on progress): an install is right`)
+    t.notOk(c.mustFail, `seed ${seed}: ${c.label}: every attempt brings ${b.afterBytes} bytes, ` +
+      'the agent\'s retries go on (failures in a row reset on progress): an install is right')
   }
 })

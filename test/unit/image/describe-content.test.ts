@@ -27,7 +27,10 @@ t.test('what an image without a partition table holds, on bytes made by the real
     ['qcow2', made('a.qcow2', 'qemu-img', ['create', '-q', '-f', 'qcow2', join(dir, 'a.qcow2'), '1M']), 'a qcow2 image'],
     ['ext4', made('ext4.img', 'mkfs.ext4', ['-q', '-F', ext4]), 'an ext2/ext3/ext4 filesystem'],
     ['FAT', made('fat.img', 'mkfs.fat', [fat]), 'a FAT filesystem'],
-    ['swap', (() => { execFileSync('truncate', ['-s', '1M', join(dir, 'swap.img')]); return made('swap.img', 'mkswap', [join(dir, 'swap.img')]) })(), 'a Linux swap area'],
+    ['swap', (() => {
+      execFileSync('truncate', ['-s', '1M', join(dir, 'swap.img')])
+      return made('swap.img', 'mkswap', [join(dir, 'swap.img')])
+    })(), 'a Linux swap area'],
     ['zeros', Buffer.alloc(MiB), 'zeros'],
     ['empty', Buffer.alloc(0), 'nothing (0 bytes)'],
     ['text', Buffer.from('#!/bin/sh\necho hi\n'), 'text'],

@@ -2,15 +2,31 @@ import t from 'tap'
 import { promises as fs } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { configDriveFiles, type ConfigDriveFile } from '../../../agent/configdrive/index.js'
-import { checkConfigDriveMount, commandMountRunner, mountCheckNote, type MountCheckOptions, type MountCheckTarget, type MountRunner } from '../../../agent/install/config-drive-mount-check.js'
+import {
+  checkConfigDriveMount,
+  commandMountRunner,
+  mountCheckNote,
+  type MountCheckOptions,
+  type MountCheckTarget,
+  type MountRunner,
+} from '../../../agent/install/config-drive-mount-check.js'
 import { tempDir } from '../../helpers/disk-files.js'
 import { expectInstallError, type TapTest } from '../../helpers/tap.js'
 
-const files = configDriveFiles({ hostname: 'web-1', userData: '#!/bin/sh\necho hi\n', metadata: { role: 'web' } }, { uuid: '11111111-2222-4333-8444-555555555555' })
+const files = configDriveFiles(
+  { hostname: 'web-1', userData: '#!/bin/sh\necho hi\n', metadata: { role: 'web' } },
+  { uuid: '11111111-2222-4333-8444-555555555555' },
+)
 const DEVICE = '/dev/vda3'
 
 function target (overrides: Partial<MountCheckTarget> = {}): MountCheckTarget {
-  return { disk: { path: '/dev/vda', kind: 'block' }, partition: { number: 3, offsetBytes: 2046 * 1024 * 1024, sizeBytes: 2 * 1024 * 1024 }, filesystem: 'iso9660', files, ...overrides }
+  return {
+    disk: { path: '/dev/vda', kind: 'block' },
+    partition: { number: 3, offsetBytes: 2046 * 1024 * 1024, sizeBytes: 2 * 1024 * 1024 },
+    filesystem: 'iso9660',
+    files,
+    ...overrides,
+  }
 }
 
 /**
@@ -51,7 +67,12 @@ t.test('passes when every file written reads back the same through the mount', a
   const fake = fakeRunner(files)
   const opts = options(t, fake.runner)
   const check = await checkConfigDriveMount(target(), opts)
-  t.same(check, { status: 'passed', device: DEVICE, fsType: 'iso9660', files: ['openstack/latest/meta_data.json', 'openstack/latest/user_data', 'openstack/latest/vendor_data.json'] })
+  t.same(check, {
+    status: 'passed',
+    device: DEVICE,
+    fsType: 'iso9660',
+    files: ['openstack/latest/meta_data.json', 'openstack/latest/user_data', 'openstack/latest/vendor_data.json'],
+  })
   t.same(fake.calls, [`mount -o ro -t iso9660 ${DEVICE}`, 'umount'])
   t.match(fake.mountPoints[0], /byoi-config-2-/)
   t.same(await fs.readdir(opts.tmpDir), [], 'the mount point is removed')
@@ -68,7 +89,11 @@ t.test('a FAT ConfigDrive (4Kn disks) is mounted as vfat', async (t) => {
 t.test('mounted, but a file differs or is missing: CONFIGDRIVE_FAILED, and still unmounted', async (t) => {
   const changed = files.map((file) => file.path.endsWith('user_data') ? { ...file, data: Buffer.from('#!/bin/sh\necho HI\n') } : file)
   const missing = files.filter((file) => !file.path.endsWith('meta_data.json'))
-  for (const [name, shown, why] of [['differs', changed, /openstack\/latest\/user_data holds 18 bytes that differ from the 18 written/], ['missing', missing, /openstack\/latest\/meta_data\.json cannot be read \(ENOENT\)/]] as const) {
+  const cases = [
+    ['differs', changed, /openstack\/latest\/user_data holds 18 bytes that differ from the 18 written/],
+    ['missing', missing, /openstack\/latest\/meta_data\.json cannot be read \(ENOENT\)/],
+  ] as const
+  for (const [name, shown, why] of cases) {
     const fake = fakeRunner(shown)
     const opts = options(t, fake.runner)
     const promise = checkConfigDriveMount(target(), opts)
@@ -90,7 +115,8 @@ t.test('the mount fails (no filesystem driver, say): skipped, with why; umount t
   t.same(check, { status: 'skipped', reason: `mount -o ro -t iso9660 ${DEVICE} failed (mount: mounting /dev/vda3 on /tmp/x failed: No such device)` })
   t.same(fake.calls, [`mount -o ro -t iso9660 ${DEVICE}`, 'umount'])
   t.same(await fs.readdir(opts.tmpDir), [])
-  t.equal(mountCheckNote(check), `config-2 mount check skipped: mount -o ro -t iso9660 ${DEVICE} failed (mount: mounting /dev/vda3 on /tmp/x failed: No such device); the ConfigDrive was read back and compared byte for byte instead.`)
+  t.equal(mountCheckNote(check), `config-2 mount check skipped: mount -o ro -t iso9660 ${DEVICE} failed ` +
+    '(mount: mounting /dev/vda3 on /tmp/x failed: No such device); the ConfigDrive was read back and compared byte for byte instead.')
 })
 
 t.test('no partition node: skipped, nothing mounted', async (t) => {
@@ -120,7 +146,12 @@ t.test('mount(8) missing: skipped, named', async (t) => {
   const tmp = tempDir()
   t.teardown(tmp.remove)
   const runner = commandMountRunner({ mount: '/nonexistent/mount', umount: '/nonexistent/umount' })
-  const check = await checkConfigDriveMount(target(), { runner, tmpDir: tmp.path, locate: async () => ({ status: 'found', device: DEVICE }), isRoot: () => true })
+  const check = await checkConfigDriveMount(target(), {
+    runner,
+    tmpDir: tmp.path,
+    locate: async () => ({ status: 'found', device: DEVICE }),
+    isRoot: () => true,
+  })
   t.same(check, { status: 'skipped', reason: `mount -o ro -t iso9660 ${DEVICE} failed (/nonexistent/mount not found)` })
   t.same(await fs.readdir(tmp.path), [], 'the mount point is removed')
 })

@@ -10,7 +10,9 @@ import { installStartSchema, reinstallSchema, schemasDir } from '../../../agent/
 const SHA512 = createHash('sha512').update('image').digest('hex')
 const SHA256 = createHash('sha256').update('image').digest('hex')
 const ED25519 = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID49eqVCyulQKQ8F0//T/TjoV0cfC/gEGkQij8PNvoUR alice@laptop'
-const ECDSA384 = 'ecdsa-sha2-nistp384 AAAAE2VjZHNhLXNoYTItbmlzdHAzODQAAAAIbmlzdHAzODQAAABhBBSmjJdp+EJW4OUnxvGljv+BHaL3mZZ0CEQTpho7Gs7eyCtPEds7OSEahCr6WvdlG/QCZvc9Ity0lTXl4NbaNcB0lGhpoKmxeoxuPL2JB4VLiDpE8x26c0sOsiwD94OJJQ=='
+const ECDSA384 = 'ecdsa-sha2-nistp384 ' +
+  'AAAAE2VjZHNhLXNoYTItbmlzdHAzODQAAAAIbmlzdHAzODQAAABhBBSmjJdp+EJW4OUnxvGljv+BHaL3mZZ0CEQTpho7Gs7eyCtPEds7OSEahCr6Wvdl' +
+  'G/QCZvc9Ity0lTXl4NbaNcB0lGhpoKmxeoxuPL2JB4VLiDpE8x26c0sOsiwD94OJJQ=='
 const IMAGE = { imageURL: 'https://example.invalid/os.qcow2', imageType: 'qcow2' }
 
 /** An install/start body from userMetadata pairs (a list, so keys may repeat). */
@@ -387,7 +389,11 @@ t.test('refuses an efiBootloaderPath that is not a UEFI path to an .efi file', a
   const paths = ['EFI\\BOOT\\BOOTX64.EFI', '/EFI/BOOT/BOOTX64.EFI', '\\EFI\\BOOT\\BOOTX64', '\\EFI\\..\\BOOTX64.EFI', '\\EFI\\\\BOOTX64.EFI',
     '\\EFI/BOOT\\BOOTX64.EFI', `\\${'a'.repeat(252)}.efi`, '\\EFI\\BOOT\\BOOT\nX64.EFI']
   for (const efiBootloaderPath of paths) {
-    t.same(refusal(reinstall({ ...IMAGE, efiBootloaderPath })), bad('Bad efiBootloaderPath, expected: a path like \\EFI\\BOOT\\BOOTX64.EFI.'), efiBootloaderPath)
+    t.same(
+      refusal(reinstall({ ...IMAGE, efiBootloaderPath })),
+      bad('Bad efiBootloaderPath, expected: a path like \\EFI\\BOOT\\BOOTX64.EFI.'),
+      efiBootloaderPath,
+    )
   }
 })
 

@@ -23,20 +23,29 @@ t.test('OVH messages are word for word', async (t) => {
   t.equal(errors.configDriveFailed().message, 'Could not create configdrive on disk.')
   t.equal(errors.badChecksumType().message, 'Bad checkSumType, expected: sha1, sha256, md5, sha512.')
   // OVH's current guide.
-  t.equal(errors.noPartitionTable('raw', 'gzip data').message, 'image provided format is not of type raw because no partition table was found. It seems to contain: `gzip data`')
+  t.equal(errors.noPartitionTable('raw', 'gzip data').message,
+    'image provided format is not of type raw because no partition table was found. It seems to contain: `gzip data`')
 })
 
 t.test('the agent\'s partition-table messages', async (t) => {
-  t.same(errors.noPartitionTable('qcow2', 'nothing (0 bytes)').toJSON(), { code: 'QCOW2_NO_PARTITION_TABLE', message: 'Bad format image, the qcow2\'s virtual disk has no partition table, it seems to contain: `nothing (0 bytes)`.' })
-  t.same(errors.partitionTableInvalid('partition 2 (LBA 10-20) overlaps partition 1 (LBA 5-12).').toJSON(),
-    { code: 'PARTITION_TABLE_INVALID', message: 'Bad format image, its partition table is not valid: partition 2 (LBA 10-20) overlaps partition 1 (LBA 5-12).' })
+  t.same(errors.noPartitionTable('qcow2', 'nothing (0 bytes)').toJSON(), {
+    code: 'QCOW2_NO_PARTITION_TABLE',
+    message: 'Bad format image, the qcow2\'s virtual disk has no partition table, it seems to contain: `nothing (0 bytes)`.',
+  })
+  t.same(errors.partitionTableInvalid('partition 2 (LBA 10-20) overlaps partition 1 (LBA 5-12).').toJSON(), {
+    code: 'PARTITION_TABLE_INVALID',
+    message: 'Bad format image, its partition table is not valid: partition 2 (LBA 10-20) overlaps partition 1 (LBA 5-12).',
+  })
 })
 
 t.test('every constructor makes an InstallError whose code is in the table', async (t) => {
   const made = [
-    errors.downloadFailed('u'), errors.downloadRefused('u', 'r'), errors.qcow2TooBig(), errors.qcow2WriteFailed(), errors.badImageFormat(), errors.badChecksumType(),
+    errors.downloadFailed('u'), errors.downloadRefused('u', 'r'), errors.qcow2TooBig(), errors.qcow2WriteFailed(), errors.badImageFormat(),
+    errors.badChecksumType(),
     errors.checksumMismatch('md5', 'a', 'b'), errors.gptMoveFailed(), errors.configDriveFailed(), errors.payloadMissingField('f'),
-    errors.payloadBadField('f', 'x'), errors.rawWriteFailed(), errors.imageTypeMismatch('raw', 'qcow2'), errors.qcow2Unsupported('backing file'), errors.qcow2Damaged('x'), errors.sectorSizeMismatch(512, '/d', 4096), errors.efiBootloaderNotFound('\\EFI\\x', 'not-in-esp'), errors.imageTooBigForDisk(2, '/d', 1), errors.diskUnavailable('/d', 'r'),
+    errors.payloadBadField('f', 'x'), errors.rawWriteFailed(), errors.imageTypeMismatch('raw', 'qcow2'), errors.qcow2Unsupported('backing file'),
+    errors.qcow2Damaged('x'), errors.sectorSizeMismatch(512, '/d', 4096), errors.efiBootloaderNotFound('\\EFI\\x', 'not-in-esp'),
+    errors.imageTooBigForDisk(2, '/d', 1), errors.diskUnavailable('/d', 'r'),
     errors.noPartitionTable('raw', 'zeros'), errors.noPartitionTable('qcow2', 'zeros'), errors.partitionTableInvalid('r'),
     errors.cancelled(), errors.cancelledUntouched(), errors.internalError(new Error('x')),
     errors.interrupted(), errors.interruptedUntouched(), errors.busy('j'), errors.notRunning(), errors.shuttingDown(), errors.unauthorized(), errors.notFound(),

@@ -163,7 +163,8 @@ t.test('state: saved on each step change and at the end; read back by the next r
   t.match(again.status(), { state: 'done', jobId })
 })
 
-t.test('state: the result is on the disk before it is told (a kill after the install but before the save would zero an installed disk at the next start)', async (t) => {
+t.test('state: the result is on the disk before it is told ' +
+  '(a kill after the install but before the save would zero an installed disk at the next start)', async (t) => {
   const dir = newStateDir()
   const install = new ManualInstall()
   const store = new JobStateStore(dir, quietLogger())

@@ -8,15 +8,31 @@ const iso = (ms: number): string => new Date(ms).toISOString()
 
 t.test('idle: every step todo, nothing else', async (t) => {
   const status = idleStatus(FAKE_DISK)
-  t.same(status, { state: 'idle', jobId: null, disk: FAKE_DISK, startedAt: null, endedAt: null, steps: STEP_NAMES.map((name) => ({ name, status: 'todo', startedAt: null, endedAt: null })), progress: null, result: null, notes: [] })
+  t.same(status, {
+    state: 'idle',
+    jobId: null,
+    disk: FAKE_DISK,
+    startedAt: null,
+    endedAt: null,
+    steps: STEP_NAMES.map((name) => ({ name, status: 'todo', startedAt: null, endedAt: null })),
+    progress: null,
+    result: null,
+    notes: [],
+  })
 })
 
 t.test('steps: doing sets startedAt, done and error set endedAt; a repeat changes nothing', async (t) => {
   const tracker = new JobStatusTracker('j', FAKE_DISK, T0)
   t.match(tracker.snapshot(), { state: 'running', jobId: 'j', startedAt: iso(T0) })
-  t.same(tracker.apply({ type: 'step', step: 'preflight', status: 'doing', at: iso(T0 + 1) }, T0 + 1), { type: 'step', step: { name: 'preflight', status: 'doing', startedAt: iso(T0 + 1), endedAt: null } })
+  t.same(
+    tracker.apply({ type: 'step', step: 'preflight', status: 'doing', at: iso(T0 + 1) }, T0 + 1),
+    { type: 'step', step: { name: 'preflight', status: 'doing', startedAt: iso(T0 + 1), endedAt: null } },
+  )
   t.equal(tracker.apply({ type: 'step', step: 'preflight', status: 'doing', at: iso(T0 + 2) }, T0 + 2), undefined)
-  t.same(tracker.apply({ type: 'step', step: 'preflight', status: 'done', at: iso(T0 + 3) }, T0 + 3), { type: 'step', step: { name: 'preflight', status: 'done', startedAt: iso(T0 + 1), endedAt: iso(T0 + 3) } })
+  t.same(
+    tracker.apply({ type: 'step', step: 'preflight', status: 'done', at: iso(T0 + 3) }, T0 + 3),
+    { type: 'step', step: { name: 'preflight', status: 'done', startedAt: iso(T0 + 1), endedAt: iso(T0 + 3) } },
+  )
   tracker.apply({ type: 'step', step: 'download', status: 'doing', at: iso(T0 + 4) }, T0 + 4)
   t.same(tracker.apply({ type: 'note', message: 'hi' }, T0 + 5), { type: 'note', message: 'hi' })
   const snapshot = tracker.snapshot()
@@ -40,7 +56,10 @@ t.test('notes: at most MAX_NOTES kept; a saved status without notes (an older ag
 t.test('progress: rate over a sliding window, ETA from the rate', async (t) => {
   const tracker = new JobStatusTracker('j', FAKE_DISK, T0)
   const MiB = 1024 * 1024
-  t.same(tracker.apply({ type: 'progress', step: 'download', bytes: 0, totalBytes: 100 * MiB }, T0), { type: 'progress', progress: { step: 'download', bytes: 0, totalBytes: 100 * MiB, bytesPerSecond: 0, etaSeconds: null } })
+  t.same(
+    tracker.apply({ type: 'progress', step: 'download', bytes: 0, totalBytes: 100 * MiB }, T0),
+    { type: 'progress', progress: { step: 'download', bytes: 0, totalBytes: 100 * MiB, bytesPerSecond: 0, etaSeconds: null } },
+  )
   // 10 MiB/s for 2 s.
   for (let i = 1; i <= 20; i++) tracker.apply({ type: 'progress', step: 'download', bytes: i * MiB, totalBytes: 100 * MiB }, T0 + i * 100)
   t.same(tracker.snapshot().progress, { step: 'download', bytes: 20 * MiB, totalBytes: 100 * MiB, bytesPerSecond: 10 * MiB, etaSeconds: 8 })
@@ -50,7 +69,11 @@ t.test('progress: rate over a sliding window, ETA from the rate', async (t) => {
   // Unknown size: no ETA.
   tracker.apply({ type: 'progress', step: 'write', bytes: 0, totalBytes: undefined }, T0 + 13_000)
   tracker.apply({ type: 'progress', step: 'write', bytes: 5 * MiB, totalBytes: undefined }, T0 + 14_000)
-  t.same(tracker.snapshot().progress, { step: 'write', bytes: 5 * MiB, totalBytes: null, bytesPerSecond: 5 * MiB, etaSeconds: null }, 'a new step starts a new window')
+  t.same(
+    tracker.snapshot().progress,
+    { step: 'write', bytes: 5 * MiB, totalBytes: null, bytesPerSecond: 5 * MiB, etaSeconds: null },
+    'a new step starts a new window',
+  )
 })
 
 t.test('RateMeter: 0 for the first half second, reset when the bytes go back', async (t) => {

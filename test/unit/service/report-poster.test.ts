@@ -13,7 +13,12 @@ async function bodyOf (req: IncomingMessage): Promise<string> {
 }
 
 /** A server that records bodies and answers `statuses` in turn (then 204). */
-async function receiver (statuses: number[] = []): Promise<{ url: string; bodies: unknown[]; headers: IncomingMessage['headers'][]; close: () => Promise<void> }> {
+async function receiver (statuses: number[] = []): Promise<{
+  url: string
+  bodies: unknown[]
+  headers: IncomingMessage['headers'][]
+  close: () => Promise<void>
+}> {
   const bodies: unknown[] = []
   const headers: IncomingMessage['headers'][] = []
   let n = 0

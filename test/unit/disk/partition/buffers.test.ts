@@ -8,16 +8,37 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
 import type { TableKind } from '../../../../agent/disk/partition-table.js'
-import { addConfigDrivePartition, checkSectorSize, detectPartitionTable, readImage, relocateBackupGpt, writeImage } from '../../../../agent/disk/partition-table.js'
+import {
+  addConfigDrivePartition,
+  checkSectorSize,
+  detectPartitionTable,
+  readImage,
+  relocateBackupGpt,
+  writeImage,
+} from '../../../../agent/disk/partition-table.js'
 import { tempDir } from '../../../helpers/disk-files.js'
-import { craftGptImage, fixHeaderCrc, headerFields, LINUX_FS_TYPE_BYTES, mbrRecords, MemoryIo, MiB, sgdiskPartitions, sgdiskVerify } from './fixtures/partition-tools.js'
+import {
+  craftGptImage,
+  fixHeaderCrc,
+  headerFields,
+  LINUX_FS_TYPE_BYTES,
+  mbrRecords,
+  MemoryIo,
+  MiB,
+  sgdiskPartitions,
+  sgdiskVerify,
+} from './fixtures/partition-tools.js'
 
 const tmp = tempDir('byoi-buf-')
 t.teardown(tmp.remove)
 
 t.test('the crafted GPT is one sgdisk finds no problem with', async (t) => {
   const file = join(tmp.path, 'crafted.img')
-  writeFileSync(file, craftGptImage({ sectorBytes: 512, imageSectors: 8192, partitions: [{ firstLba: 2048, lastLba: 4095, name: 'one' }, { firstLba: 4096, lastLba: 8158 }] }))
+  writeFileSync(file, craftGptImage({
+    sectorBytes: 512,
+    imageSectors: 8192,
+    partitions: [{ firstLba: 2048, lastLba: 4095, name: 'one' }, { firstLba: 4096, lastLba: 8158 }],
+  }))
   t.match(sgdiskVerify(file), /No problems found/)
   t.match(sgdiskPartitions(file), [{ number: 1, start: 2048, end: 4095, name: 'one' }, { number: 2, start: 4096, end: 8158 }])
 })
@@ -50,11 +71,31 @@ t.test('detectPartitionTable', async (t) => {
     ['55 AA without partitions', mbrWith([]), { kind: 'none' }],
     ['a bad boot indicator (a FAT boot sector, not an MBR)', mbrWith([[0x12, 0x83, 2048, 4096]]), { kind: 'none' }],
     ['an MBR record starting at LBA 0', mbrWith([[0, 0x83, 0, 4096]]), { kind: 'none' }],
-    ['protective MBR + GPT header at 512', withPrimaryHeader(mbrWith([[0, 0xee, 1, 100]]), 512), { kind: 'gpt', sectorBytes: 512, hybridMbr: false, headerFound: true }],
-    ['protective MBR + GPT header at 4096', withPrimaryHeader(mbrWith([[0, 0xee, 1, 100]]), 4096), { kind: 'gpt', sectorBytes: 4096, hybridMbr: false, headerFound: true }],
-    ['a damaged header at 512, a valid one at 4096', withPrimaryHeader(withPrimaryHeader(mbrWith([[0, 0xee, 1, 100]]), 4096), 512, false), { kind: 'gpt', sectorBytes: 4096, hybridMbr: false, headerFound: true }],
-    ['a damaged header at 512 only', withPrimaryHeader(mbrWith([[0, 0xee, 1, 100]]), 512, false), { kind: 'gpt', sectorBytes: 512, hybridMbr: false, headerFound: true }],
-    ['hybrid MBR + GPT header', withPrimaryHeader(mbrWith([[0, 0xee, 1, 2047], [0x80, 0x0c, 2048, 4096]]), 512), { kind: 'gpt', sectorBytes: 512, hybridMbr: true, headerFound: true }],
+    [
+      'protective MBR + GPT header at 512',
+      withPrimaryHeader(mbrWith([[0, 0xee, 1, 100]]), 512),
+      { kind: 'gpt', sectorBytes: 512, hybridMbr: false, headerFound: true },
+    ],
+    [
+      'protective MBR + GPT header at 4096',
+      withPrimaryHeader(mbrWith([[0, 0xee, 1, 100]]), 4096),
+      { kind: 'gpt', sectorBytes: 4096, hybridMbr: false, headerFound: true },
+    ],
+    [
+      'a damaged header at 512, a valid one at 4096',
+      withPrimaryHeader(withPrimaryHeader(mbrWith([[0, 0xee, 1, 100]]), 4096), 512, false),
+      { kind: 'gpt', sectorBytes: 4096, hybridMbr: false, headerFound: true },
+    ],
+    [
+      'a damaged header at 512 only',
+      withPrimaryHeader(mbrWith([[0, 0xee, 1, 100]]), 512, false),
+      { kind: 'gpt', sectorBytes: 512, hybridMbr: false, headerFound: true },
+    ],
+    [
+      'hybrid MBR + GPT header',
+      withPrimaryHeader(mbrWith([[0, 0xee, 1, 2047], [0x80, 0x0c, 2048, 4096]]), 512),
+      { kind: 'gpt', sectorBytes: 512, hybridMbr: true, headerFound: true },
+    ],
     ['GPT header without any MBR', withPrimaryHeader(Buffer.alloc(MiB), 512), { kind: 'gpt', sectorBytes: 512, hybridMbr: false, headerFound: true }],
     ['a plain MBR before a stale GPT header (Linux reads the MBR)', withPrimaryHeader(mbrWith([[0, 0x83, 2048, 4096]]), 512), { kind: 'mbr' }],
     ['protective MBR, no header anywhere', mbrWith([[0, 0xee, 1, 100]]), { kind: 'gpt', sectorBytes: 512, hybridMbr: false, headerFound: false }],
@@ -90,7 +131,11 @@ for (const sectorBytes of [512, 4096]) {
     const imageSectors = 8 * MiB / sectorBytes
     const diskSectors = 12 * imageSectors // 96 MiB: room for the whole 64 MiB window
     const step = MiB / sectorBytes
-    const image = craftGptImage({ sectorBytes, imageSectors, partitions: [{ firstLba: step, lastLba: 3 * step - 1, name: 'boot' }, { firstLba: 3 * step, lastLba: 6 * step - 1, name: 'root' }] })
+    const image = craftGptImage({
+      sectorBytes,
+      imageSectors,
+      partitions: [{ firstLba: step, lastLba: 3 * step - 1, name: 'boot' }, { firstLba: 3 * step, lastLba: 6 * step - 1, name: 'root' }],
+    })
     const entrySectors = 128 * 128 / sectorBytes // 32 or 4
     const firstUsable = 2 + entrySectors
     const data = Buffer.alloc(diskSectors * sectorBytes)
@@ -102,12 +147,37 @@ for (const sectorBytes of [512, 4096]) {
 
     const moved = await relocateBackupGpt(head, io, { imageBytes: image.length })
     const lastLba = diskSectors - 1
-    t.same(moved, { kind: 'gpt', sectorBytes, moved: true, repairedFromBackup: false, backupLba: lastLba, lastUsableLba: diskSectors - firstUsable, previousBackupLba: imageSectors - 1, protectiveMbr: 'resized' })
+    t.same(moved, {
+      kind: 'gpt',
+      sectorBytes,
+      moved: true,
+      repairedFromBackup: false,
+      backupLba: lastLba,
+      lastUsableLba: diskSectors - firstUsable,
+      previousBackupLba: imageSectors - 1,
+      protectiveMbr: 'resized',
+    })
     t.ok(io.writes.every((w) => w.offset >= head.length), 'no disk write below the head')
     const primary = headerFields(head, sectorBytes)
-    t.match(primary, { headerCrcOk: true, myLba: 1n, alternateLba: BigInt(lastLba), firstUsableLba: BigInt(firstUsable), lastUsableLba: BigInt(diskSectors - firstUsable), entriesLba: 2n, entriesCrc })
+    t.match(primary, {
+      headerCrcOk: true,
+      myLba: 1n,
+      alternateLba: BigInt(lastLba),
+      firstUsableLba: BigInt(firstUsable),
+      lastUsableLba: BigInt(diskSectors - firstUsable),
+      entriesLba: 2n,
+      entriesCrc,
+    })
     const backup = headerFields(await readImage(head, io, lastLba * sectorBytes, sectorBytes), 0)
-    t.match(backup, { headerCrcOk: true, myLba: BigInt(lastLba), alternateLba: 1n, lastUsableLba: primary.lastUsableLba, entriesLba: primary.lastUsableLba + 1n, entriesCrc, diskGuid: primary.diskGuid })
+    t.match(backup, {
+      headerCrcOk: true,
+      myLba: BigInt(lastLba),
+      alternateLba: 1n,
+      lastUsableLba: primary.lastUsableLba,
+      entriesLba: primary.lastUsableLba + 1n,
+      entriesCrc,
+      diskGuid: primary.diskGuid,
+    })
     const backupEntries = await readImage(head, io, Number(backup.entriesLba) * sectorBytes, 128 * 128)
     t.equal(crc32(backupEntries), entriesCrc, 'backup entries CRC')
     t.match(mbrRecords(head)[0], { type: 0xee, start: 1, size: lastLba })
@@ -118,7 +188,14 @@ for (const sectorBytes of [512, 4096]) {
     t.ok(io.writes.every((w) => w.offset >= head.length), 'no disk write below the head')
     const lastUsable = diskSectors - firstUsable
     const start = Math.ceil((lastUsable + 1 - 64 * MiB / sectorBytes) / step) * step
-    t.same(added, { table: 'gpt', number: 3, reused: false, offsetBytes: start * sectorBytes, sizeBytes: (lastUsable + 1 - start) * sectorBytes, uniqueGuid: added.uniqueGuid })
+    t.same(added, {
+      table: 'gpt',
+      number: 3,
+      reused: false,
+      offsetBytes: start * sectorBytes,
+      sizeBytes: (lastUsable + 1 - start) * sectorBytes,
+      uniqueGuid: added.uniqueGuid,
+    })
     const entries = head.subarray(2 * sectorBytes, 2 * sectorBytes + 128 * 128)
     const entry = entries.subarray(2 * 128, 3 * 128)
     t.ok(entry.subarray(0, 16).equals(LINUX_FS_TYPE_BYTES), 'type 0FC63DAF-8483-4772-8E79-3D69D8477DE4, stored mixed-endian')

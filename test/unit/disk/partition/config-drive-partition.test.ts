@@ -10,7 +10,21 @@ import type { AddedPartition } from '../../../../agent/disk/partition-table.js'
 import { addConfigDrivePartition, relocateBackupGpt } from '../../../../agent/disk/partition-table.js'
 import { readRange, tempDir } from '../../../helpers/disk-files.js'
 import type { Disk } from '../../../../agent/disk/disk.js'
-import { GiB, growInto, MemoryIo, MiB, run, sfdiskDump, sfdiskImage, sgdiskImage, sgdiskInfo, sgdiskPartitions, sgdiskVerify, TiB, withHead } from './fixtures/partition-tools.js'
+import {
+  GiB,
+  growInto,
+  MemoryIo,
+  MiB,
+  run,
+  sfdiskDump,
+  sfdiskImage,
+  sgdiskImage,
+  sgdiskInfo,
+  sgdiskPartitions,
+  sgdiskVerify,
+  TiB,
+  withHead,
+} from './fixtures/partition-tools.js'
 
 const tmp = tempDir('byoi-cd-')
 t.teardown(tmp.remove)
@@ -110,20 +124,34 @@ t.test('GPT refusals: CONFIGDRIVE_FAILED with the reason as the cause', async (t
     sgdiskImage(small, IMAGE_BYTES, ['-o', '-S', '4', '-n', '1:0:+8M', '-n', '2:0:+8M', '-n', '3:0:+8M', '-n', '4:0:+8M'])
     const disk = path('disk.img')
     growInto(small, disk, GiB)
-    await t.rejects(install(disk), { code: 'CONFIGDRIVE_FAILED', message: 'Could not create configdrive on disk.', cause: { message: 'all 4 GPT partition entries are in use' } })
+    await t.rejects(install(disk), {
+      code: 'CONFIGDRIVE_FAILED',
+      message: 'Could not create configdrive on disk.',
+      cause: { message: 'all 4 GPT partition entries are in use' },
+    })
   })
   t.test('no free space (the image fills the disk)', async (t) => {
     const disk = path('disk.img')
     growInto(gptImage, disk, IMAGE_BYTES)
-    await t.rejects(install(disk), { code: 'CONFIGDRIVE_FAILED', cause: { message: /^no room for a partition of at least 1048576 bytes after the last partition \(0 bytes free from LBA 131039\)$/ } })
+    await t.rejects(install(disk), {
+      code: 'CONFIGDRIVE_FAILED',
+      cause: { message: /^no room for a partition of at least 1048576 bytes after the last partition \(0 bytes free from LBA 131039\)$/ },
+    })
   })
   t.test('less room than minSizeBytes', async (t) => {
     const disk = path('disk.img')
     growInto(gptImage, disk, IMAGE_BYTES + 3 * MiB)
-    await t.rejects(install(disk, { minSizeBytes: 4 * MiB }), { code: 'CONFIGDRIVE_FAILED', cause: { message: /no room for a partition of at least 4194304 bytes/ } })
+    await t.rejects(install(disk, { minSizeBytes: 4 * MiB }), {
+      code: 'CONFIGDRIVE_FAILED',
+      cause: { message: /no room for a partition of at least 4194304 bytes/ },
+    })
     const disk2 = path('disk.img')
     growInto(gptImage, disk2, IMAGE_BYTES + 3 * MiB)
-    t.match(await install(disk2), { reused: false, sizeBytes: 3 * MiB - 33 * 512 }, 'smaller down to the minimum: what is left after the last partition, 1 MiB aligned')
+    t.match(
+      await install(disk2),
+      { reused: false, sizeBytes: 3 * MiB - 33 * 512 },
+      'smaller down to the minimum: what is left after the last partition, 1 MiB aligned',
+    )
     t.match(sgdiskVerify(disk2), /No problems found/)
   })
   t.test('more than 64 MiB asked', async (t) => {
@@ -134,11 +162,17 @@ t.test('GPT refusals: CONFIGDRIVE_FAILED with the reason as the cause', async (t
   t.test('a reused partition smaller than minSizeBytes', async (t) => {
     const disk = path('disk.img')
     growInto(gptImage, disk, GiB)
-    await t.rejects(install(disk, { minSizeBytes: 32 * MiB, isConfigDrive: async (offset) => offset === MiB }), { code: 'CONFIGDRIVE_FAILED', cause: { message: 'the existing config-2 partition 1 holds 16777216 bytes, less than the 33554432 needed' } })
+    await t.rejects(install(disk, { minSizeBytes: 32 * MiB, isConfigDrive: async (offset) => offset === MiB }), {
+      code: 'CONFIGDRIVE_FAILED',
+      cause: { message: 'the existing config-2 partition 1 holds 16777216 bytes, less than the 33554432 needed' },
+    })
   })
   t.test('no partition table', async (t) => {
     const io = new MemoryIo(Buffer.alloc(8 * MiB))
-    await t.rejects(addConfigDrivePartition(Buffer.alloc(MiB), io), { code: 'CONFIGDRIVE_FAILED', cause: { message: 'the image has no partition table (neither GPT nor MBR)' } })
+    await t.rejects(addConfigDrivePartition(Buffer.alloc(MiB), io), {
+      code: 'CONFIGDRIVE_FAILED',
+      cause: { message: 'the image has no partition table (neither GPT nor MBR)' },
+    })
     t.same(io.writes, [])
   })
 })
@@ -163,7 +197,8 @@ for (const primaries of [1, 2, 3]) {
     t.same(added, { table: 'mbr', number: primaries + 1, reused: false, offsetBytes: start * 512, sizeBytes: size * 512 })
     const after = sfdiskDump(disk)
     t.equal(after.label, 'dos')
-    t.same(after.partitions.slice(0, primaries).map(({ start, size, type }) => ({ start, size, type })), before.partitions.map(({ start, size, type }) => ({ start, size, type })), 'the image\'s partitions unchanged')
+    const spans = (partitions: typeof before.partitions): unknown[] => partitions.map(({ start, size, type }) => ({ start, size, type }))
+    t.same(spans(after.partitions.slice(0, primaries)), spans(before.partitions), 'the image\'s partitions unchanged')
     t.match(after.partitions[primaries], { node: `${disk}${primaries + 1}`, start, size, type: '83' })
     t.match(run('sgdisk', ['-v', disk]), /No problems found/, 'sgdisk -v: nothing overlaps where a backup GPT would go')
     t.equal(after.partitions.length, primaries + 1)
@@ -182,7 +217,11 @@ t.test('MBR with four primaries: refused, the head unchanged', async (t) => {
   data.fill(0, 0, MiB)
   const io = new MemoryIo(data)
   t.match(await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES }), { kind: 'mbr', moved: false })
-  await t.rejects(addConfigDrivePartition(head, io), { code: 'CONFIGDRIVE_FAILED', message: 'Could not create configdrive on disk.', cause: { message: 'all four primary partitions are in use' } })
+  await t.rejects(addConfigDrivePartition(head, io), {
+    code: 'CONFIGDRIVE_FAILED',
+    message: 'Could not create configdrive on disk.',
+    cause: { message: 'all four primary partitions are in use' },
+  })
   t.same(io.writes, [])
   t.ok(head.equals(before))
 })
@@ -220,7 +259,11 @@ t.test('MBR: a primary whose filesystem is labelled config-2 is reused', async (
 
 t.test('MBR with an extended partition: the container is not asked about, the 4th slot is used', async (t) => {
   const image = path('mbr-ext.img')
-  sfdiskImage(image, IMAGE_BYTES, 'label: dos\n1: start=2048, size=8MiB, type=83\n2: size=32MiB, type=5\n3: size=8MiB, type=83\n5: start=20480, size=8MiB, type=83\n')
+  sfdiskImage(image, IMAGE_BYTES, 'label: dos\n' +
+    '1: start=2048, size=8MiB, type=83\n' +
+    '2: size=32MiB, type=5\n' +
+    '3: size=8MiB, type=83\n' +
+    '5: start=20480, size=8MiB, type=83\n')
   const disk = path('disk.img')
   growInto(image, disk, GiB)
   const asked: number[] = []

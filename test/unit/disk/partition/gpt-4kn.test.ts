@@ -9,7 +9,21 @@ import { join } from 'node:path'
 import { Disk } from '../../../../agent/disk/disk.js'
 import { addConfigDrivePartition, checkSectorSize, detectPartitionTable, relocateBackupGpt } from '../../../../agent/disk/partition-table.js'
 import { attachLoop, readRange, tempDir } from '../../../helpers/disk-files.js'
-import { GiB, growInto, headerFields, mbrRecords, MiB, run, sgdiskImage, sgdiskInfo, sgdiskPartitions, sgdiskVerify, sparseFile, takeHead, writeAt } from './fixtures/partition-tools.js'
+import {
+  GiB,
+  growInto,
+  headerFields,
+  mbrRecords,
+  MiB,
+  run,
+  sgdiskImage,
+  sgdiskInfo,
+  sgdiskPartitions,
+  sgdiskVerify,
+  sparseFile,
+  takeHead,
+  writeAt,
+} from './fixtures/partition-tools.js'
 
 const tmp = tempDir('byoi-4kn-')
 t.teardown(tmp.remove)
@@ -44,7 +58,14 @@ await withLoop(reference, (device) => run('sgdisk', ['-e', device]))
 t.test('sgdisk made a 4Kn GPT: header at byte 4096, entries at LBA 2..5, first usable LBA 6', async (t) => {
   const head = readRange(image, 0, MiB)
   t.same(detectPartitionTable(head), { kind: 'gpt', sectorBytes: 4096, hybridMbr: false, headerFound: true })
-  t.match(headerFields(head, 4096), { signature: 'EFI PART', headerCrcOk: true, myLba: 1n, firstUsableLba: 6n, entriesLba: 2n, alternateLba: BigInt(IMAGE_BYTES / 4096 - 1) })
+  t.match(headerFields(head, 4096), {
+    signature: 'EFI PART',
+    headerCrcOk: true,
+    myLba: 1n,
+    firstUsableLba: 6n,
+    entriesLba: 2n,
+    alternateLba: BigInt(IMAGE_BYTES / 4096 - 1),
+  })
   t.equal(head.subarray(512, 4096).every((b) => b === 0), true, 'the rest of LBA 0 is zero')
 })
 
@@ -60,9 +81,21 @@ t.test('a 4Kn image on a larger 4Kn disk: backup moved as sgdisk -e moves it, th
       const table = detectPartitionTable(head)
       checkSectorSize(table, io.logicalSectorBytes, device)
       const moved = await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES })
-      t.match(moved, { kind: 'gpt', moved: true, sectorBytes: 4096, backupLba: LAST_LBA, lastUsableLba: DISK_BYTES / 4096 - 6, previousBackupLba: IMAGE_BYTES / 4096 - 1, protectiveMbr: 'resized' })
+      t.match(moved, {
+        kind: 'gpt',
+        moved: true,
+        sectorBytes: 4096,
+        backupLba: LAST_LBA,
+        lastUsableLba: DISK_BYTES / 4096 - 6,
+        previousBackupLba: IMAGE_BYTES / 4096 - 1,
+        protectiveMbr: 'resized',
+      })
       // Same headers and protective MBR as sgdisk -e on a 4Kn device.
-      const ref = await withLoop(reference, (refDevice) => ({ sector0: readRange(refDevice, 0, 4096), primary: readRange(refDevice, 4096, 512), backup: readRange(refDevice, LAST_LBA * 4096, 512) }))
+      const ref = await withLoop(reference, (refDevice) => ({
+        sector0: readRange(refDevice, 0, 4096),
+        primary: readRange(refDevice, 4096, 512),
+        backup: readRange(refDevice, LAST_LBA * 4096, 512),
+      }))
       t.same(headerFields(head, 4096), headerFields(ref.primary, 0), 'primary header as sgdisk -e writes it')
       const backup = Buffer.alloc(512)
       await io.read(backup, LAST_LBA * 4096)
@@ -89,7 +122,13 @@ t.test('a 4Kn image on a larger 4Kn disk: backup moved as sgdisk -e moves it, th
     const partitions = sgdiskPartitions(device)
     t.same(partitions.slice(0, 2), imagePartitions)
     t.match(partitions[2], { number: 3, start, end: lastUsable, name: 'config-2' })
-    t.match(sgdiskInfo(device, 3), { typeGuid: '0FC63DAF-8483-4772-8E79-3D69D8477DE4', uniqueGuid: added.uniqueGuid, first: start, last: lastUsable, name: 'config-2' })
+    t.match(sgdiskInfo(device, 3), {
+      typeGuid: '0FC63DAF-8483-4772-8E79-3D69D8477DE4',
+      uniqueGuid: added.uniqueGuid,
+      first: start,
+      last: lastUsable,
+      name: 'config-2',
+    })
   })
 })
 
@@ -129,7 +168,10 @@ t.test('sector sizes that differ are refused before anything is written', async 
       })
       const io = await Disk.open(device)
       try {
-        await t.rejects(relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES }), { code: 'GPT_MOVE_FAILED', cause: { message: "the image's GPT uses 512-byte sectors, the disk 4096-byte sectors" } })
+        await t.rejects(relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES }), {
+          code: 'GPT_MOVE_FAILED',
+          cause: { message: "the image's GPT uses 512-byte sectors, the disk 4096-byte sectors" },
+        })
         await t.rejects(addConfigDrivePartition(head, io), { code: 'CONFIGDRIVE_FAILED' })
       } finally {
         await io.close()
@@ -160,6 +202,9 @@ t.test('sector sizes that differ are refused before anything is written', async 
     t.doesNotThrow(() => checkSectorSize({ kind: 'mbr' }, 4096, '/dev/sda'))
     t.doesNotThrow(() => checkSectorSize({ kind: 'none' }, 4096, '/dev/sda'))
     t.doesNotThrow(() => checkSectorSize({ kind: 'gpt', sectorBytes: 4096, hybridMbr: false }, 4096, '/dev/sda'))
-    t.doesNotThrow(() => checkSectorSize({ kind: 'gpt', sectorBytes: 512, hybridMbr: false, headerFound: false }, 4096, '/dev/sda'), 'no header found: the sector size is unknown, relocate decides')
+    t.doesNotThrow(
+      () => checkSectorSize({ kind: 'gpt', sectorBytes: 512, hybridMbr: false, headerFound: false }, 4096, '/dev/sda'),
+      'no header found: the sector size is unknown, relocate decides',
+    )
   })
 })

@@ -15,7 +15,11 @@ import { craftGptImage, fixHeaderCrc, MemoryIo, MiB } from './fixtures/partition
 
 const IMAGE_SECTORS = 8192 // 4 MiB of 512-byte sectors
 const DISK_BYTES = 16 * MiB
-const base = craftGptImage({ sectorBytes: 512, imageSectors: IMAGE_SECTORS, partitions: [{ firstLba: 2048, lastLba: 4095 }, { firstLba: 4096, lastLba: 8158 }] })
+const base = craftGptImage({
+  sectorBytes: 512,
+  imageSectors: IMAGE_SECTORS,
+  partitions: [{ firstLba: 2048, lastLba: 4095 }, { firstLba: 4096, lastLba: 8158 }],
+})
 
 interface Setup { head: Buffer; io: MemoryIo; image: Buffer }
 
@@ -56,7 +60,12 @@ const entryCases: Array<[string, (image: Buffer) => void, RegExp]> = [
 ]
 
 t.test('absurd header fields: GPT_MOVE_FAILED with the reason, nothing written', async (t) => {
-  for (const [what, mutate, reason] of [...cases, ...entryCases, ['entries that fail their CRC', (i: Buffer) => { i.writeUInt8(i.readUInt8(1024 + 60) ^ 1, 1024 + 60) }, /GPT entries at LBA 2 fail their CRC/] as const]) {
+  const crcCase = [
+    'entries that fail their CRC',
+    (i: Buffer) => { i.writeUInt8(i.readUInt8(1024 + 60) ^ 1, 1024 + 60) },
+    /GPT entries at LBA 2 fail their CRC/,
+  ] as const
+  for (const [what, mutate, reason] of [...cases, ...entryCases, crcCase]) {
     const image = Buffer.from(base)
     mutate(image)
     if (cases.some(([w]) => w === what)) fixHeaderCrc(image, 512)
@@ -90,7 +99,10 @@ t.test('a partition past what the disk can hold once the backup is there', async
   const data = Buffer.from(image) // the disk is as large as the image
   const head = Buffer.from(data.subarray(0, MiB))
   const io = new MemoryIo(data)
-  await t.rejects(relocateBackupGpt(head, io, { imageBytes: image.length }), { code: 'GPT_MOVE_FAILED', cause: { message: 'partition 2 ends at LBA 8180, past the last usable LBA 8158 of the disk' } })
+  await t.rejects(relocateBackupGpt(head, io, { imageBytes: image.length }), {
+    code: 'GPT_MOVE_FAILED',
+    cause: { message: 'partition 2 ends at LBA 8180, past the last usable LBA 8158 of the disk' },
+  })
   t.same(io.writes, [])
 })
 
@@ -136,8 +148,19 @@ const u32Fields = [12, 80, 84] as const
 
 const mutation = fc.oneof(
   fc.record({ kind: fc.constant('byte' as const), at: fc.nat({ max: 2 * 4096 + 128 * 128 }), value: fc.integer({ min: 0, max: 255 }) }),
-  fc.record({ kind: fc.constant('u64' as const), field: fc.constantFrom(...u64Fields), value: fc.oneof(fc.constantFrom(0n, 1n, 2n, 6n, 33n, 34n, 2047n, 8191n, 8192n, 32767n, 32768n, 2n ** 32n, 2n ** 53n, 2n ** 63n, 2n ** 64n - 1n), fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })) }),
-  fc.record({ kind: fc.constant('u32' as const), field: fc.constantFrom(...u32Fields), value: fc.oneof(fc.constantFrom(0, 1, 4, 91, 92, 128, 256, 511, 512, 513, 4096, 8192, 8193, 2 ** 31, 2 ** 32 - 1), fc.nat()) }),
+  fc.record({
+    kind: fc.constant('u64' as const),
+    field: fc.constantFrom(...u64Fields),
+    value: fc.oneof(
+      fc.constantFrom(0n, 1n, 2n, 6n, 33n, 34n, 2047n, 8191n, 8192n, 32767n, 32768n, 2n ** 32n, 2n ** 53n, 2n ** 63n, 2n ** 64n - 1n),
+      fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+    ),
+  }),
+  fc.record({
+    kind: fc.constant('u32' as const),
+    field: fc.constantFrom(...u32Fields),
+    value: fc.oneof(fc.constantFrom(0, 1, 4, 91, 92, 128, 256, 511, 512, 513, 4096, 8192, 8193, 2 ** 31, 2 ** 32 - 1), fc.nat()),
+  }),
   fc.record({ kind: fc.constant('entry' as const), index: fc.nat({ max: 3 }), field: fc.constantFrom(32, 40), value: fc.bigInt({ min: 0n, max: 40000n }) }),
 )
 
@@ -147,7 +170,11 @@ t.test('mutated GPTs: a clean result or a clean refusal, never a write out of pl
     async (sectorBytes, mutations, fixCrcs, keepBackup) => {
       const imageSectors = 4 * MiB / sectorBytes
       const step = MiB / sectorBytes
-      const image = craftGptImage({ sectorBytes, imageSectors, partitions: [{ firstLba: step, lastLba: 2 * step - 1 }, { firstLba: 2 * step, lastLba: 3 * step - 1 }] })
+      const image = craftGptImage({
+        sectorBytes,
+        imageSectors,
+        partitions: [{ firstLba: step, lastLba: 2 * step - 1 }, { firstLba: 2 * step, lastLba: 3 * step - 1 }],
+      })
       const header = sectorBytes
       const entries = 2 * sectorBytes
       for (const m of mutations) {

@@ -110,8 +110,10 @@ t.test('zstd: refusals', async (t) => {
   rle.writeUIntLE((1024 << 3) | (1 << 1), 0, 3)
   const lastRle = Buffer.from(rle)
   lastRle[0]! |= 1
-  cases.push(['a declared size of 0 with data', Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x80, 0x00, 0, 0, 0, 0]), lastRle]), /overflows the cluster/])
-  cases.push(['a thousand RLE blocks', Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x00]), ...Array.from({ length: 999 }, () => rle), lastRle]), /overflows the cluster/])
+  const emptyFrame = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x80, 0x00, 0, 0, 0, 0])
+  cases.push(['a declared size of 0 with data', Buffer.concat([emptyFrame, lastRle]), /overflows the cluster/])
+  const frameHeader = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x00])
+  cases.push(['a thousand RLE blocks', Buffer.concat([frameHeader, ...Array.from({ length: 999 }, () => rle), lastRle]), /overflows the cluster/])
   for (const [name, input, message] of cases) t.throws(() => { zstdDecompressCluster(input, out) }, message, name)
   const small = Buffer.alloc(16)
   zstdDecompressCluster(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x10, (16 << 3) | 3, 0, 0, 0xaa]), small)
@@ -134,7 +136,11 @@ t.test('the pool decodes many clusters per request, on threads', async (t) => {
   await pool.close()
   const again = await pool.decompress('deflate', [deflateRawSync(clusters[0]!)], CLUSTER)
   t.ok(again.equals(clusters[0]!), 'threads start again after close')
-  const cut = t.rejects(pool.decompress('zstd', Array.from({ length: 64 }, () => zstd(clusters[0]!)), CLUSTER), /exited/, 'a thread stopped under a request fails it')
+  const cut = t.rejects(
+    pool.decompress('zstd', Array.from({ length: 64 }, () => zstd(clusters[0]!)), CLUSTER),
+    /exited/,
+    'a thread stopped under a request fails it',
+  )
   await pool.close()
   await cut
   const after = await pool.decompress('zstd', [zstd(clusters[2]!)], CLUSTER)

@@ -59,7 +59,8 @@ async function fixture (name: string, create: string[], writes: string[], conver
 
 const fixtures = {
   'v3, 64 KiB clusters, plain, zero and compressed clusters': await fixture('mixed', [], [
-    'write -c -P 0x41 0 128k', `write -c -s ${pattern} 1M 256k`, 'write -P 0x11 64k 4k', `write -s ${pattern} 2M 512k`, 'write -z 2304k 64k', 'write -P 0x12 4032k 64k',
+    'write -c -P 0x41 0 128k', `write -c -s ${pattern} 1M 256k`, 'write -P 0x11 64k 4k',
+    `write -s ${pattern} 2M 512k`, 'write -z 2304k 64k', 'write -P 0x12 4032k 64k',
   ]),
   'v3, extended L2': await fixture('extl2', ['extended_l2=on'], [
     'write -P 0x21 2048 2048', `write -s ${pattern} 1052672 8192`, 'write -z 1060864 2048', 'write -P 0x22 3M 64k', 'write -z 3147776 4096', 'write -z 2M 64k',

@@ -5,7 +5,18 @@ import { isInstallError } from '../../../../agent/report/install-error.js'
 import { isQcow2, openQcow2, writeQcow2 } from '../../../../agent/image/qcow2/index.js'
 import { parseQcow2Header } from '../../../../agent/image/qcow2/header.js'
 import { tempDir } from '../../../helpers/disk-files.js'
-import { convertQcow2, createQcow2, loadSource, makePatternFile, MemoryTarget, MiB, patchU32, patchU64, qemuImg, qemuIo } from '../../../helpers/qcow2-fixtures.js'
+import {
+  convertQcow2,
+  createQcow2,
+  loadSource,
+  makePatternFile,
+  MemoryTarget,
+  MiB,
+  patchU32,
+  patchU64,
+  qemuImg,
+  qemuIo,
+} from '../../../helpers/qcow2-fixtures.js'
 import type { TapTest } from '../../../helpers/tap.js'
 
 /** What openQcow2 accepts, and what it refuses: each refusal with its code and exact message. */
@@ -71,7 +82,16 @@ t.test('isQcow2 looks at the magic only', async (t) => {
 
 t.test('what the header says', async (t) => {
   const v3 = await openQcow2(loadSource(plainImage()))
-  t.match(v3, { version: 3, virtualSizeBytes: 16 * MiB, clusterBits: 16, clusterBytes: 65536, compressionType: 'deflate', extendedL2: false, snapshots: 0, dirty: false })
+  t.match(v3, {
+    version: 3,
+    virtualSizeBytes: 16 * MiB,
+    clusterBits: 16,
+    clusterBytes: 65536,
+    compressionType: 'deflate',
+    extendedL2: false,
+    snapshots: 0,
+    dirty: false,
+  })
   t.equal(v3.l2TableOffsets.length, 1)
   const v2 = await openQcow2(loadSource(plainImage(['compat=0.10', 'cluster_size=4k'])))
   t.match(v2, { version: 2, clusterBits: 12, compressionType: 'deflate', extendedL2: false })

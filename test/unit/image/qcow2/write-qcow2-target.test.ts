@@ -44,7 +44,13 @@ t.test('zero ranges over old data are written as zeros', async (t) => {
 })
 
 t.test('contiguous data goes in large writes, as views of the source', async (t) => {
-  const file = image(32 * MiB, [`write -s ${pattern} 0 4M`, `write -s ${pattern} 4M 4M`, `write -s ${pattern} 8M 4M`, `write -s ${pattern} 12M 4M`, `write -s ${pattern} 16M 4M`])
+  const file = image(32 * MiB, [
+    `write -s ${pattern} 0 4M`,
+    `write -s ${pattern} 4M 4M`,
+    `write -s ${pattern} 8M 4M`,
+    `write -s ${pattern} 12M 4M`,
+    `write -s ${pattern} 16M 4M`,
+  ])
   const source = loadSource(file)
   const slabs = new Set<ArrayBufferLike>([...source.pieces()].map((piece) => piece.data.buffer))
   const views: boolean[] = []
@@ -115,7 +121,8 @@ t.test('abort', async (t) => {
     const target = new MemoryTarget(33 * MiB, 0x5a)
     const controller = new AbortController()
     controller.abort()
-    const err = await writeQcow2(await openQcow2(loadSource(sparse)), loadSource(sparse), target, { signal: controller.signal }).then(() => undefined, (e: unknown) => e)
+    const err = await writeQcow2(await openQcow2(loadSource(sparse)), loadSource(sparse), target, { signal: controller.signal })
+      .then(() => undefined, (e: unknown) => e)
     t.match(err, { name: 'AbortError' })
     t.same(target.writes, [])
   })
@@ -131,7 +138,8 @@ t.test('abort', async (t) => {
       },
       read: async (data, offset) => { await memory.read(data, offset) },
     }
-    const err = await writeQcow2(await openQcow2(loadSource(sparse)), loadSource(sparse), target, { signal: controller.signal }).then(() => undefined, (e: unknown) => e)
+    const err = await writeQcow2(await openQcow2(loadSource(sparse)), loadSource(sparse), target, { signal: controller.signal })
+      .then(() => undefined, (e: unknown) => e)
     t.equal(err, reason)
     t.equal(memory.inFlight, 0)
     t.ok(memory.writes.length <= 4, 'at most the writes already under way')
