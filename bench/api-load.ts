@@ -63,7 +63,15 @@ const CONDITIONS: Condition[] = [
   { id: 'events', label: `${POLLERS} event streams`, load: { kind: 'events', rate: 0 } },
 ]
 
-interface Run { condition: string; mode: 'memory' | 'stream'; round: number; seconds: number; agentCpuSeconds: number; agentPageFaults: number; poller: PollerFigures | undefined }
+interface Run {
+  condition: string
+  mode: 'memory' | 'stream'
+  round: number
+  seconds: number
+  agentCpuSeconds: number
+  agentPageFaults: number
+  poller: PollerFigures | undefined
+}
 
 /** A full garbage collection, on demand (V8's `gc`, exposed at run time rather than by a node flag). */
 function fullGc (): () => void {
@@ -89,7 +97,12 @@ async function outputMatch (output: () => string, from: number, pattern: RegExp,
 }
 
 /** A child process that prints a line matching `ready` once it is; its stdout is kept. */
-async function startChild (args: string[], ready: RegExp): Promise<{ child: ChildProcess; match: RegExpExecArray; output: () => string; stop: () => Promise<string> }> {
+async function startChild (args: string[], ready: RegExp): Promise<{
+  child: ChildProcess
+  match: RegExpExecArray
+  output: () => string
+  stop: () => Promise<string>
+}> {
   const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] })
   let output = ''
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
@@ -144,7 +157,14 @@ function median (values: number[]): number {
 }
 
 async function main (): Promise<void> {
-  const { values } = parseArgs({ options: { 'image-mib': { type: 'string', default: '1024' }, rounds: { type: 'string', default: '3' }, 'no-doc': { type: 'boolean', default: false }, modes: { type: 'string', default: 'memory,stream' } } })
+  const { values } = parseArgs({
+    options: {
+      'image-mib': { type: 'string', default: '1024' },
+      rounds: { type: 'string', default: '3' },
+      'no-doc': { type: 'boolean', default: false },
+      modes: { type: 'string', default: 'memory,stream' },
+    },
+  })
   const imageBytes = Number(values['image-mib']) * MiB
   const rounds = Number(values.rounds)
   const modes = values.modes.split(',').filter((m): m is 'memory' | 'stream' => m === 'memory' || m === 'stream')
@@ -159,7 +179,10 @@ async function main (): Promise<void> {
   // Read once so every run finds it in the page cache.
   await sha256File(imagePath)
 
-  const files = await startChild([join(root, 'dist', 'scripts', 'serve-files.js'), join(workDir, 'www'), '--port', '0'], /^listening (http:\/\/127\.0\.0\.1:\d+)\s*$/m)
+  const files = await startChild(
+    [join(root, 'dist', 'scripts', 'serve-files.js'), join(workDir, 'www'), '--port', '0'],
+    /^listening (http:\/\/127\.0\.0\.1:\d+)\s*$/m,
+  )
   const imageUrl = `${files.match[1] ?? ''}/image.raw`
   // The load generator, forked now, before this process (the agent) holds any image: see the top.
   const pollers = await startChild([join(root, 'dist', 'bench', 'api-pollers.js'), TOKEN, String(POLLERS)], /^waiting$/m)
@@ -210,7 +233,15 @@ async function main (): Promise<void> {
             const answer = await request(`${baseUrl}/install/start`, {
               method: 'POST',
               headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-              body: JSON.stringify({ templateName: 'byoi_64', userMetadata: [{ key: 'imageURL', value: imageUrl }, { key: 'imageType', value: 'raw' }, { key: 'imageCheckSum', value: digest }, { key: 'imageCheckSumType', value: 'sha256' }] }),
+              body: JSON.stringify({
+                templateName: 'byoi_64',
+                userMetadata: [
+                  { key: 'imageURL', value: imageUrl },
+                  { key: 'imageType', value: 'raw' },
+                  { key: 'imageCheckSum', value: digest },
+                  { key: 'imageCheckSumType', value: 'sha256' },
+                ],
+              }),
             })
             if (answer.statusCode !== 202) throw new Error(`install/start: HTTP ${answer.statusCode}: ${await answer.body.text()}`)
             await answer.body.dump()
@@ -224,7 +255,13 @@ async function main (): Promise<void> {
             const figures = load === undefined ? undefined : JSON.parse((await tellPollers('stop', /^\{.*\}$/m))[0]) as PollerFigures
             if (status.result?.code !== 'INSTALLED') throw new Error(`the install failed: ${status.result?.message ?? 'no result'}`)
             if (round >= 0) runs.push({ condition: condition.id, mode, round, seconds, agentCpuSeconds, agentPageFaults, poller: figures })
-            console.error(`${mode} ${condition.id} ${round < 0 ? 'warm-up' : `round ${round + 1}`}: ${seconds.toFixed(2)} s, ${(imageBytes / MiB / seconds).toFixed(0)} MiB/s, agent CPU ${agentCpuSeconds.toFixed(2)} s, ${agentPageFaults} page faults${figures === undefined ? '' : `, ${figures.requests} requests (${figures.requestsPerSecond}/s, p99 ${figures.latencyP99Ms ?? '-'} ms), ${figures.events} events, ${figures.non2xx + figures.errors} failed`}`)
+            const which = round < 0 ? 'warm-up' : `round ${round + 1}`
+            const answered = figures === undefined
+              ? ''
+              : `, ${figures.requests} requests (${figures.requestsPerSecond}/s, p99 ${figures.latencyP99Ms ?? '-'} ms), ` +
+                `${figures.events} events, ${figures.non2xx + figures.errors} failed`
+            console.error(`${mode} ${condition.id} ${which}: ${seconds.toFixed(2)} s, ${(imageBytes / MiB / seconds).toFixed(0)} MiB/s, ` +
+              `agent CPU ${agentCpuSeconds.toFixed(2)} s, ${agentPageFaults} page faults${answered}`)
           }
         }
       } finally {
@@ -244,12 +281,33 @@ async function main (): Promise<void> {
   rmSync(workDir, { recursive: true, force: true })
 }
 
-function report (runs: Run[], options: { imageBytes: number; rounds: number; modes: string[]; diskPath: string; loadBefore: number; loadAfter: number }): string {
+function report (runs: Run[], options: {
+  imageBytes: number
+  rounds: number
+  modes: string[]
+  diskPath: string
+  loadBefore: number
+  loadAfter: number
+}): string {
   const lines: string[] = []
   const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU'
-  lines.push(`Measured ${new Date().toISOString().slice(0, 10)} on ${availableParallelism()} CPUs (${cpu}), ${Math.round(totalmem() / 1024 ** 3)} GiB RAM, Node ${process.version}: a ${options.imageBytes / MiB} MiB raw image with a GPT and a sha256, onto ${options.diskPath.startsWith('/dev/shm/') ? 'a sparse file in /dev/shm (tmpfs, so the disk\'s speed does not hide the API\'s cost)' : 'a sparse file'}; ${options.rounds} rounds per condition after one warm-up install, the conditions' order turning each round; each loaded run is compared with the unloaded run of its round, and the median of those differences is given. The load generator is forked before the first install (never while the agent holds an image); before each run a full GC frees the last install's memory, so every run's slabs are fresh memory, as in a freshly started agent's first install, and each run starts 0.5 s later. The agent, the file server and the load each in their own process on the same machine; its load average was ${options.loadBefore.toFixed(1)} before and ${options.loadAfter.toFixed(1)} after (the bench itself keeps it near 2; above 0.5 before, other work was sharing the CPUs, which widens the spread of the rounds).`)
+  const date = new Date().toISOString().slice(0, 10)
+  const onto = options.diskPath.startsWith('/dev/shm/')
+    ? 'a sparse file in /dev/shm (tmpfs, so the disk\'s speed does not hide the API\'s cost)'
+    : 'a sparse file'
+  lines.push(`Measured ${date} on ${availableParallelism()} CPUs (${cpu}), ${Math.round(totalmem() / 1024 ** 3)} GiB RAM, Node ${process.version}: ` +
+    `a ${options.imageBytes / MiB} MiB raw image with a GPT and a sha256, onto ${onto}; ` +
+    `${options.rounds} rounds per condition after one warm-up install, the conditions' order turning each round; ` +
+    'each loaded run is compared with the unloaded run of its round, and the median of those differences is given. ' +
+    'The load generator is forked before the first install (never while the agent holds an image); ' +
+    'before each run a full GC frees the last install\'s memory, so every run\'s slabs are fresh memory, ' +
+    'as in a freshly started agent\'s first install, and each run starts 0.5 s later. ' +
+    'The agent, the file server and the load each in their own process on the same machine; ' +
+    `its load average was ${options.loadBefore.toFixed(1)} before and ${options.loadAfter.toFixed(1)} after ` +
+    '(the bench itself keeps it near 2; above 0.5 before, other work was sharing the CPUs, which widens the spread of the rounds).')
   lines.push('')
-  lines.push('| mode | condition | install (median) | throughput | vs. no load (median of rounds) | each round | agent CPU (median) | agent page faults (median) | API answered |')
+  lines.push('| mode | condition | install (median) | throughput | vs. no load (median of rounds) | each round | ' +
+    'agent CPU (median) | agent page faults (median) | API answered |')
   lines.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
   for (const mode of options.modes) {
     const baselineOf = new Map(runs.filter((r) => r.mode === mode && r.condition === 'baseline').map((r) => [r.round, r.seconds]))
@@ -266,12 +324,24 @@ function report (runs: Run[], options: { imageBytes: number; rounds: number; mod
         ? '-'
         : condition.load.kind === 'events'
           ? `${Math.round(median(pollers.map((p) => p.events)))} events per run, ${pollers.reduce((n, p) => n + p.errors, 0)} failed`
-          : `${Math.round(median(pollers.map((p) => p.requestsPerSecond)))} req/s, p99 ${median(pollers.map((p) => p.latencyP99Ms ?? 0))} ms, ${pollers.reduce((n, p) => n + p.non2xx + p.errors, 0)} failed`
+          : `${Math.round(median(pollers.map((p) => p.requestsPerSecond)))} req/s, ` +
+            `p99 ${median(pollers.map((p) => p.latencyP99Ms ?? 0))} ms, ${pollers.reduce((n, p) => n + p.non2xx + p.errors, 0)} failed`
       const baseline = condition.id === 'baseline'
       const agentCpu = median(mine.map((r) => r.agentCpuSeconds))
       const faults = median(mine.map((r) => r.agentPageFaults))
       const loadCpu = pollers.length === 0 ? '' : `; the load generator: ${median(pollers.map((p) => p.cpuSeconds)).toFixed(2)} s CPU`
-      lines.push(`| ${mode} | ${condition.label} | ${seconds.toFixed(2)} s | ${(options.imageBytes / MiB / seconds).toFixed(0)} MiB/s | ${baseline ? '-' : `${slower >= 0 ? '+' : ''}${slower.toFixed(1)} %`} | ${baseline ? '-' : `${each} %`} | ${agentCpu.toFixed(2)} s | ${Math.round(faults / 1000)}k | ${answered}${loadCpu} |`)
+      const cells = [
+        mode,
+        condition.label,
+        `${seconds.toFixed(2)} s`,
+        `${(options.imageBytes / MiB / seconds).toFixed(0)} MiB/s`,
+        baseline ? '-' : `${slower >= 0 ? '+' : ''}${slower.toFixed(1)} %`,
+        baseline ? '-' : `${each} %`,
+        `${agentCpu.toFixed(2)} s`,
+        `${Math.round(faults / 1000)}k`,
+        `${answered}${loadCpu}`,
+      ]
+      lines.push(`| ${cells.join(' | ')} |`)
     }
   }
   return lines.join('\n')

@@ -182,7 +182,19 @@ export function renderSection (report: SuiteReport): string {
     ...(report.agentRebuiltDuringRuns ? ['**Warning: dist/agent/ was rebuilt while the bench ran; the agent\'s runs mix two builds.**', ''] : []),
     '| contender | runs (s) | median (s) | MiB/s | ratio | peak RSS (MiB) | RSS of | checks |',
     '| --- | ---: | ---: | ---: | --- | ---: | --- | --- |',
-    ...report.summaries.map((s) => `| ${cell(s.contender.label)} | ${runsText(s)} | ${fixed(s.medianMs / 1000, 2)} | ${fixed(s.mibPerSecond, 0)} | ${cell(suite.ratioText(report.summaries, s.contender.id))} | ${fixed(s.peakRssMiB, 1)} | ${s.peakProcess}; covers ${cell(s.contender.rssCovers)} | ${s.failures.length === 0 ? 'ok' : `**failed**: ${cell(s.failures[0] ?? '')}`} |`),
+    ...report.summaries.map((s) => {
+      const cells = [
+        cell(s.contender.label),
+        runsText(s),
+        fixed(s.medianMs / 1000, 2),
+        fixed(s.mibPerSecond, 0),
+        cell(suite.ratioText(report.summaries, s.contender.id)),
+        fixed(s.peakRssMiB, 1),
+        `${s.peakProcess}; covers ${cell(s.contender.rssCovers)}`,
+        s.failures.length === 0 ? 'ok' : `**failed**: ${cell(s.failures[0] ?? '')}`,
+      ]
+      return `| ${cells.join(' | ')} |`
+    }),
     '',
     '### Aims',
     '',

@@ -62,9 +62,16 @@ export async function checkAgentResult (runDir: string, expected: AgentExpectati
   } catch {
     return `no JSON result on standard output: ${JSON.stringify(text.slice(0, 300))}`
   }
-  const { status, message, bytes, digest } = (result ?? {}) as { status?: unknown; message?: unknown; bytes?: unknown; digest?: { type?: unknown; hex?: unknown } | null }
+  const { status, message, bytes, digest } = (result ?? {}) as {
+    status?: unknown
+    message?: unknown
+    bytes?: unknown
+    digest?: { type?: unknown; hex?: unknown } | null
+  }
   if (status !== 'done') return `status ${String(status)}: ${String(message)}`
-  if (digest?.type !== 'sha512' || digest.hex !== expected.sha512Hex) return `digest ${JSON.stringify(digest)}, expected sha512 ${expected.sha512Hex.slice(0, 16)}…`
+  if (digest?.type !== 'sha512' || digest.hex !== expected.sha512Hex) {
+    return `digest ${JSON.stringify(digest)}, expected sha512 ${expected.sha512Hex.slice(0, 16)}…`
+  }
   if (bytes !== expected.bytes) return `bytes ${String(bytes)}, expected ${expected.bytes}`
   // The default must really have gone through memory (not switched to streaming), and --stream must have streamed.
   if (typeof message !== 'string' || !message.includes(expected.modeWords)) return `the message does not say "${expected.modeWords}": ${String(message)}`

@@ -101,7 +101,8 @@ async function prepareQcow2 (guestPath: string, name: Qcow2File['name'], payload
   const [guest, existing] = await Promise.all([fs.stat(guestPath), fs.stat(path).catch(() => undefined)])
   if (existing === undefined || existing.mtimeMs < guest.mtimeMs) {
     console.error(`qemu-img convert ${name === 'zlib' ? '-c ' : ''}-O qcow2 → ${path}…`)
-    await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', ...(name === 'zlib' ? ['-c', '-o', 'compression_type=zlib'] : []), guestPath, `${path}.partial`])
+    const compress = name === 'zlib' ? ['-c', '-o', 'compression_type=zlib'] : []
+    await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', ...compress, guestPath, `${path}.partial`])
     await fs.rename(`${path}.partial`, path)
   }
   const sha512Hex = await cachedSha512(path)
@@ -127,7 +128,8 @@ function contendersFor (env: SuiteEnv, image: Qcow2File, disk: DiskUnderTest, im
     {
       id: `ipa-${image.name}`,
       label: `${image.name}: (b) curl to tmpfs, sha512sum, qemu-img convert`,
-      shown: 'curl -sf -o /dev/shm/bench.qcow2 URL && sha512sum /dev/shm/bench.qcow2 && qemu-img convert -n -t writeback -f qcow2 -O raw /dev/shm/bench.qcow2 DISK',
+      shown: 'curl -sf -o /dev/shm/bench.qcow2 URL && sha512sum /dev/shm/bench.qcow2 && ' +
+        'qemu-img convert -n -t writeback -f qcow2 -O raw /dev/shm/bench.qcow2 DISK',
       disk,
       editsPartitionTables: false,
       rssCovers: `largest of curl, sha512sum, qemu-img (the file also fills ${fixed(image.fileBytes / MIB, 0)} MiB of tmpfs, in no RSS)`,
@@ -178,7 +180,8 @@ function text (images: Qcow2File[]): SuiteText {
     ],
     measured: ({ rounds, residentBefore, residentAfter }) => [
       `- The guest: ${GUEST_BYTES} bytes under a GPT (\`sgdisk\`). Its first ${DATA_END / MIB} MiB are data in 64 KiB units of`,
-      `  ${RANDOM_PER_UNIT / 1024} KiB random bytes then ${(UNIT_BYTES - RANDOM_PER_UNIT) / 1024} KiB of text (words of a 2048-word vocabulary), one unit in ${ZERO_UNIT_EVERY} all zeros;`,
+      `  ${RANDOM_PER_UNIT / 1024} KiB random bytes then ${(UNIT_BYTES - RANDOM_PER_UNIT) / 1024} KiB of text ` +
+        `(words of a 2048-word vocabulary), one unit in ${ZERO_UNIT_EVERY} all zeros;`,
       `  the last ${(GUEST_BYTES - DATA_END) / MIB} MiB are zeros. \`qemu-img convert -O qcow2\` makes the plain file (zero clusters left`,
       '  unallocated) and `qemu-img convert -c -O qcow2 -o compression_type=zlib` the zlib file (64 KiB clusters, deflate);',
       '  both are generated once into build/bench/ and reused, with their sha512 from `sha512sum`.',

@@ -90,7 +90,8 @@ async function prepare (env: SuiteEnv): Promise<PreparedSuite> {
   const files = await prepareBenchFiles(env.benchDir)
   const imageUrl = `${env.baseUrl}/${files.imageName}`
   await writeInstallPayload(files.payloadPath, { imageUrl, imageType: 'raw', sha512Hex: files.sha512Hex })
-  console.error(`raw image ${files.imagePath} (${files.imageBytes} bytes${files.generated ? ', new' : ', reused'}), sha512 ${files.sha512Hex.slice(0, 16)}…, served at ${imageUrl}`)
+  const source = `${files.imageBytes} bytes${files.generated ? ', new' : ', reused'}`
+  console.error(`raw image ${files.imagePath} (${source}), sha512 ${files.sha512Hex.slice(0, 16)}…, served at ${imageUrl}`)
   const disk: DiskUnderTest = { path: files.diskPath, sizeBytes: files.diskBytes, referencePath: files.imagePath, referenceBytes: files.imageBytes }
   const sumCheck = async (runDir: string): Promise<string | undefined> => await checkSumFile(runDir, files.sha512Hex)
   const ddTo = (runDir: string, from: string): string =>

@@ -76,7 +76,9 @@ async function runOnce (contender: Contender, suiteId: string, round: number, by
   const top = run.processes[0]
   const record = { wallMs: run.wallMs, peakRssKiB: top?.peakRssKiB ?? Number.NaN, peakProcess: top?.name ?? '?', failure }
   const mibPerSecond = bytesPerRun / 1024 ** 2 / (record.wallMs / 1000)
-  console.error(`round ${round}/${ROUNDS} ${contender.label}: ${(record.wallMs / 1000).toFixed(2)} s, ${mibPerSecond.toFixed(0)} MiB/s, peak RSS ${(record.peakRssKiB / 1024).toFixed(1)} MiB (${record.peakProcess})${record.failure === undefined ? '' : `  FAILED: ${record.failure}`}`)
+  const failed = record.failure === undefined ? '' : `  FAILED: ${record.failure}`
+  console.error(`round ${round}/${ROUNDS} ${contender.label}: ${(record.wallMs / 1000).toFixed(2)} s, ${mibPerSecond.toFixed(0)} MiB/s, ` +
+    `peak RSS ${(record.peakRssKiB / 1024).toFixed(1)} MiB (${record.peakProcess})${failed}`)
   return record
 }
 

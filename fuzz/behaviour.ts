@@ -21,7 +21,8 @@ export type Behaviour =
   /** The first answer cut after `afterBytes`; the Range request that follows answered wrong. */
   | { kind: 'wrong-range'; afterBytes: number; answer: WrongRange }
 
-export type ContentLengthVariant = 'huge' | 'over-safe' | 'over-disk' | 'malformed' | 'negative' | 'duplicate-same' | 'duplicate-different' | 'too-small' | 'list'
+export type ContentLengthVariant =
+  'huge' | 'over-safe' | 'over-disk' | 'malformed' | 'negative' | 'duplicate-same' | 'duplicate-different' | 'too-small' | 'list'
 export type WrongRange = 'full-200' | 'wrong-start' | 'wrong-total' | 'no-content-range' | '416' | 'past-end'
 
 /** A short text for the report: the kind and its parameters. */

@@ -22,7 +22,10 @@ export type InstallOutcome =
 export interface FromWorker { type: 'done'; outcome: InstallOutcome; loopMaxMs: number }
 
 function describe (err: unknown): string {
-  if (err instanceof Error) return `${err.name}: ${err.message}${err.stack === undefined ? '' : ` @ ${err.stack.split('\n').slice(1, 3).map((l) => l.trim()).join(' < ')}`}`
+  if (err instanceof Error) {
+    const at = err.stack === undefined ? '' : ` @ ${err.stack.split('\n').slice(1, 3).map((l) => l.trim()).join(' < ')}`
+    return `${err.name}: ${err.message}${at}`
+  }
   return String(err)
 }
 
@@ -42,7 +45,12 @@ port.on('message', (message: ToWorker) => {
     try {
       const result = await runInstall({ ...message.options, signal: controller?.signal })
       const { partition } = result.configDrive
-      return { kind: 'installed', bytes: result.bytes, table: result.partitionTable.kind, configDrive: { offsetBytes: partition.offsetBytes, sizeBytes: partition.sizeBytes, table: partition.table } }
+      return {
+        kind: 'installed',
+        bytes: result.bytes,
+        table: result.partitionTable.kind,
+        configDrive: { offsetBytes: partition.offsetBytes, sizeBytes: partition.sizeBytes, table: partition.table },
+      }
     } catch (err) {
       if (!isInstallError(err)) return { kind: 'crash', error: describe(err) }
       return { kind: 'error', code: err.code, message: err.message, cause: err.cause === undefined ? undefined : describe(err.cause) }

@@ -36,7 +36,9 @@ function guestBytes (random: Random, sizeBytes: number): Buffer {
     const kind = random.int(0, 2)
     if (kind === 0) {
       let o = 0
-      for (let line = random.int(0, 1e6); o < band.length; line++) o += band.write(`line ${line} ${(line * 2654435761) >>> 0} ${'abcdefghij'.repeat(line % 7)}\n`, o)
+      for (let line = random.int(0, 1e6); o < band.length; line++) {
+        o += band.write(`line ${line} ${(line * 2654435761) >>> 0} ${'abcdefghij'.repeat(line % 7)}\n`, o)
+      }
     } else if (kind === 1) {
       random.bytes(band.length).copy(band)
     }
@@ -57,7 +59,10 @@ export function makeFixtures (dir: string): Fixtures {
     execFileSync('sgdisk', ['-o', '-n', '1:2048:+1M', '-t', '1:ef00', '-c', '1:EFI', '-n', '2:0:0', '-t', '2:8300', '-c', '2:root', file], { stdio: 'ignore' })
   })
   const mbrImage = rawWith(dir, 'mbr.raw', guestBytes(random, RAW_BYTES), (file) => {
-    execFileSync('sfdisk', ['-q', file], { input: 'label: dos\nstart=2048, size=2048, type=83, bootable\nstart=4096, size=2048, type=83\n', stdio: ['pipe', 'ignore', 'ignore'] })
+    execFileSync('sfdisk', ['-q', file], {
+      input: 'label: dos\nstart=2048, size=2048, type=83, bootable\nstart=4096, size=2048, type=83\n',
+      stdio: ['pipe', 'ignore', 'ignore'],
+    })
   })
   const guestFile = join(dir, 'guest.raw')
   rawWith(dir, 'guest.raw', guestBytes(random, GUEST_BYTES), (file) => {

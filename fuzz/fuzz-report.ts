@@ -31,7 +31,9 @@ export function groupFindings (records: CaseRecord[]): Map<string, Group> {
   }
   for (const r of records) {
     if (r.verdict.crash !== undefined) add(`${r.family}: crash`, r, r.verdict.crash)
-    if (r.verdict.hang !== undefined) add(`${r.family}: hang (${r.verdict.hang === 'aborted' ? 'ended once aborted' : 'worker terminated'})`, r, `did not end within the case deadline`)
+    if (r.verdict.hang !== undefined) {
+      add(`${r.family}: hang (${r.verdict.hang === 'aborted' ? 'ended once aborted' : 'worker terminated'})`, r, `did not end within the case deadline`)
+    }
     for (const b of r.verdict.breaks) add(`${b.late === true ? 'late refusal, not a break: ' : ''}${r.family}: ${b.kind}`, r, b.detail)
   }
   return groups
@@ -43,15 +45,17 @@ export function renderReport (records: CaseRecord[], info: RunInfo): string {
   const count = (list: CaseRecord[], test: (r: CaseRecord) => boolean): number => list.filter(test).length
   const broken = (r: CaseRecord): boolean => invariantBreaks(r.verdict).length > 0
   const late = (r: CaseRecord): boolean => r.verdict.breaks.some((b) => b.late === true)
+  /** A row: `label`, then `cell` of each family's records, then of all. */
+  const row = (label: string, cell: (l: CaseRecord[]) => string): string[] => [label, ...byFamily.map(cell), cell(records)]
   const summary = table(['', ...FAMILIES, 'all'], [
-    ['cases', ...byFamily.map((l) => String(l.length)), String(records.length)],
-    ...codes.map((code) => [`\`${code}\``, ...byFamily.map((l) => String(count(l, (r) => r.verdict.result === code))), String(count(records, (r) => r.verdict.result === code))]),
-    ['crashes', ...byFamily.map((l) => String(count(l, (r) => r.verdict.crash !== undefined))), String(count(records, (r) => r.verdict.crash !== undefined))],
-    ['hangs', ...byFamily.map((l) => String(count(l, (r) => r.verdict.hang !== undefined))), String(count(records, (r) => r.verdict.hang !== undefined))],
-    ['cases with an invariant break', ...byFamily.map((l) => String(count(l, broken))), String(count(records, broken))],
-    ['refused only once writing began (disk zeroed)', ...byFamily.map((l) => String(count(l, late))), String(count(records, late))],
-    ['peak RSS (sampled, per case)', ...byFamily.map((l) => mib(Math.max(0, ...l.map((r) => r.peakRssBytes)))), mib(Math.max(0, ...records.map((r) => r.peakRssBytes)))],
-    ['longest event-loop block', ...byFamily.map((l) => `${Math.max(0, ...l.map((r) => r.loopMaxMs)).toFixed(0)} ms`), `${Math.max(0, ...records.map((r) => r.loopMaxMs)).toFixed(0)} ms`],
+    row('cases', (l) => String(l.length)),
+    ...codes.map((code) => row(`\`${code}\``, (l) => String(count(l, (r) => r.verdict.result === code)))),
+    row('crashes', (l) => String(count(l, (r) => r.verdict.crash !== undefined))),
+    row('hangs', (l) => String(count(l, (r) => r.verdict.hang !== undefined))),
+    row('cases with an invariant break', (l) => String(count(l, broken))),
+    row('refused only once writing began (disk zeroed)', (l) => String(count(l, late))),
+    row('peak RSS (sampled, per case)', (l) => mib(Math.max(0, ...l.map((r) => r.peakRssBytes)))),
+    row('longest event-loop block', (l) => `${Math.max(0, ...l.map((r) => r.loopMaxMs)).toFixed(0)} ms`),
   ])
   const groups = [...groupFindings(records).entries()].sort((a, b) => b[1].count - a[1].count)
   const findings = groups.length === 0
@@ -62,7 +66,8 @@ export function renderReport (records: CaseRecord[], info: RunInfo): string {
     ]))
   const slowest = records.reduce<CaseRecord | undefined>((a, r) => (a === undefined || r.loopMaxMs > a.loopMaxMs ? r : a), undefined)
   return [
-    `Seed ${info.seed}, ${info.budget}: ${records.length} cases in ${(info.elapsedMs / 1000).toFixed(0)} s on ${info.date}; the process's peak RSS (\`process.resourceUsage().maxRSS\`) ${mib(info.maxRssBytes)}.`,
+    `Seed ${info.seed}, ${info.budget}: ${records.length} cases in ${(info.elapsedMs / 1000).toFixed(0)} s on ${info.date}; ` +
+      `the process's peak RSS (\`process.resourceUsage().maxRSS\`) ${mib(info.maxRssBytes)}.`,
     slowest === undefined ? '' : `Longest event-loop block: ${slowest.loopMaxMs.toFixed(0)} ms in \`${slowest.id}\` (${escape(slowest.label)}).`,
     '',
     summary,

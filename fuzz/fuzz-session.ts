@@ -45,7 +45,9 @@ export function familyOf (index: number): Family {
 /** `FAMILY-INDEX` → index, checked. */
 export function parseCaseId (id: string): number {
   const m = /^(http|qcow2|table)-(\d+)$/.exec(id)
-  if (m === null || familyOf(Number(m[2])) !== m[1]) throw new Error(`no case ${id}: ids are FAMILY-INDEX with the families in turn (http-0, qcow2-1, table-2, http-3…)`)
+  if (m === null || familyOf(Number(m[2])) !== m[1]) {
+    throw new Error(`no case ${id}: ids are FAMILY-INDEX with the families in turn (http-0, qcow2-1, table-2, http-3…)`)
+  }
   return Number(m[2])
 }
 
@@ -106,7 +108,19 @@ export class FuzzSession {
       await server.close()
     }
     const verdict = judge(c, run, this.disk)
-    return { seed, id: c.id, family: c.family, kind: c.kind, label: c.label, mode: c.imageType === 'qcow2' ? 'memory' : c.mode, verdict, wallMs: run.wallMs, loopMaxMs: run.loopMaxMs, peakRssBytes: run.peakRssBytes, requests: server.requests.length }
+    return {
+      seed,
+      id: c.id,
+      family: c.family,
+      kind: c.kind,
+      label: c.label,
+      mode: c.imageType === 'qcow2' ? 'memory' : c.mode,
+      verdict,
+      wallMs: run.wallMs,
+      loopMaxMs: run.loopMaxMs,
+      peakRssBytes: run.peakRssBytes,
+      requests: server.requests.length,
+    }
   }
 
   async close (): Promise<void> {

@@ -104,7 +104,8 @@ export async function startHostileServer (file: Buffer, behaviour: Behaviour): P
           'too-small': [String(n - 4096)],
           list: [`${n}, ${n + 7}`],
         }
-        await write(head('200 OK', [['content-type', 'application/octet-stream'], ...values[b.variant].map((v): [string, string] => ['content-length', v]), ['connection', 'close']]))
+        const lengths = values[b.variant].map((v): [string, string] => ['content-length', v])
+        await write(head('200 OK', [['content-type', 'application/octet-stream'], ...lengths, ['connection', 'close']]))
         await write(file)
         socket.end()
         return
@@ -158,12 +159,24 @@ export async function startHostileServer (file: Buffer, behaviour: Behaviour): P
           'full-200': () => ['200 OK', [['content-length', file.length]], file],
           'wrong-start': () => {
             const s = Math.max(0, start - 4096)
-            return ['206 Partial Content', [['content-range', `bytes ${s}-${file.length - 1}/${file.length}`], ['content-length', file.length - s]], file.subarray(s)]
+            return [
+              '206 Partial Content',
+              [['content-range', `bytes ${s}-${file.length - 1}/${file.length}`], ['content-length', file.length - s]],
+              file.subarray(s),
+            ]
           },
-          'wrong-total': () => ['206 Partial Content', [['content-range', `bytes ${start}-${file.length + 511}/${file.length + 512}`], ['content-length', file.length + 512 - start]], Buffer.concat([file.subarray(start), Buffer.alloc(512)])],
+          'wrong-total': () => [
+            '206 Partial Content',
+            [['content-range', `bytes ${start}-${file.length + 511}/${file.length + 512}`], ['content-length', file.length + 512 - start]],
+            Buffer.concat([file.subarray(start), Buffer.alloc(512)]),
+          ],
           'no-content-range': () => ['206 Partial Content', [['content-length', file.length - start]], file.subarray(start)],
           416: () => ['416 Range Not Satisfiable', [['content-range', `bytes */${file.length}`], ['content-length', 0]], Buffer.alloc(0)],
-          'past-end': () => ['206 Partial Content', [['content-range', `bytes ${file.length}-${file.length + 1023}/${file.length + 1024}`], ['content-length', 1024]], Buffer.alloc(1024, 0x77)],
+          'past-end': () => [
+            '206 Partial Content',
+            [['content-range', `bytes ${file.length}-${file.length + 1023}/${file.length + 1024}`], ['content-length', 1024]],
+            Buffer.alloc(1024, 0x77),
+          ],
         }
         const [status, headers, body] = wrong[b.answer]()
         await write(head(status, [['content-type', 'application/octet-stream'], ['etag', etag], ...headers]))

@@ -6,8 +6,20 @@ import type { FuzzCase, InstallMode } from './fuzz-case.js'
 import type { Random } from './random.js'
 
 /** What the suite passes as download tuning: short, so that failures end quickly. */
-/** Short timeouts so hostile servers end quickly: a trickle fails each attempt after 2 s under 10 KiB/s, every download within 12 s (the case deadline is 20 s). */
-export const FUZZ_TUNING = { connectTimeoutMs: 1000, idleTimeoutMs: 1500, lowSpeedLimitBytesPerSecond: 10 * 1024, lowSpeedTimeMs: 2000, deadlineMs: 12_000, maxAttempts: 3, retryBaseDelayMs: 10, maxRedirects: 3 }
+/**
+ * Short timeouts so hostile servers end quickly: a trickle fails each attempt after 2 s under
+ * 10 KiB/s, every download within 12 s (the case deadline is 20 s).
+ */
+export const FUZZ_TUNING = {
+  connectTimeoutMs: 1000,
+  idleTimeoutMs: 1500,
+  lowSpeedLimitBytesPerSecond: 10 * 1024,
+  lowSpeedTimeMs: 2000,
+  deadlineMs: 12_000,
+  maxAttempts: 3,
+  retryBaseDelayMs: 10,
+  maxRedirects: 3,
+}
 
 export function pickChecksum (random: Random): ChecksumType | undefined {
   return random.weighted<ChecksumType | undefined>([[2, undefined], [2, 'sha512'], [1, 'sha256'], [1, 'md5'], [1, 'sha1']])
@@ -28,13 +40,19 @@ function pickBehaviour (random: Random, fileBytes: number): { behaviour: Behavio
     case 'ok': return { behaviour: { kind, chunked: random.chance(0.5) }, mustFail: false }
     case 'short-body': {
       const cutAttempts = random.int(1, attempts + 1)
-      return { behaviour: { kind, missingBytes: random.pick([1, 512, 4096, random.int(1, fileBytes)]), cutAttempts, ranges: random.chance(0.5) }, mustFail: false }
+      const missingBytes = random.pick([1, 512, 4096, random.int(1, fileBytes)])
+      return { behaviour: { kind, missingBytes, cutAttempts, ranges: random.chance(0.5) }, mustFail: false }
     }
     case 'long-body':
-      return { behaviour: { kind, extraBytes: random.pick([1, 512, 65536, 1048576]), framing: random.pick(['keep-alive', 'close', 'http1.0'] as const) }, mustFail: true }
+      return {
+        behaviour: { kind, extraBytes: random.pick([1, 512, 65536, 1048576]), framing: random.pick(['keep-alive', 'close', 'http1.0'] as const) },
+        mustFail: true,
+      }
     case 'gzip': return { behaviour: { kind }, mustFail: false }
     case 'content-length': {
-      const variant = random.pick<ContentLengthVariant>(['huge', 'over-safe', 'over-disk', 'malformed', 'negative', 'duplicate-same', 'duplicate-different', 'too-small', 'list'])
+      const variant = random.pick<ContentLengthVariant>([
+        'huge', 'over-safe', 'over-disk', 'malformed', 'negative', 'duplicate-same', 'duplicate-different', 'too-small', 'list',
+      ])
       return { behaviour: { kind, variant }, mustFail: variant !== 'duplicate-same' }
     }
     case 'stall': {
@@ -75,7 +93,9 @@ export function httpCase (index: number, random: Random, fixtures: Fixtures): Fu
     family: 'http',
     index,
     label: `${describeBehaviour(behaviour)} ${mode} ${checksumType ?? 'no-checksum'}`,
-    kind: behaviour.kind === 'long-body' ? `long-body ${behaviour.framing}` : behaviour.kind === 'content-length' ? `content-length ${behaviour.variant}` : behaviour.kind,
+    kind: behaviour.kind === 'long-body'
+      ? `long-body ${behaviour.framing}`
+      : behaviour.kind === 'content-length' ? `content-length ${behaviour.variant}` : behaviour.kind,
     imageType: 'raw',
     served,
     guest: () => served,

@@ -71,7 +71,12 @@ function judgeTable (path: string): Break[] {
   const ends = [readBytes(path, 0, PRIMARY_GPT_END), readBytes(path, DISK_BYTES - BACKUP_GPT_BYTES, BACKUP_GPT_BYTES)]
   if (ends.some((b) => b.includes(name))) {
     const listed = sgdisk(['-p'], path).includes(OLD_PARTITION_NAME)
-    breaks.push({ kind: `old table still on the disk (${OLD_PARTITION_NAME})`, detail: listed ? 'sgdisk -p lists the old system\'s partition' : 'the old GPT\'s entries are still in the GPT sectors (sgdisk loads that backup when the primary is invalid)' })
+    breaks.push({
+      kind: `old table still on the disk (${OLD_PARTITION_NAME})`,
+      detail: listed
+        ? 'sgdisk -p lists the old system\'s partition'
+        : 'the old GPT\'s entries are still in the GPT sectors (sgdisk loads that backup when the primary is invalid)',
+    })
   }
   return breaks
 }
@@ -114,7 +119,9 @@ export function judge (c: FuzzCase, run: CaseRun, disk: TargetDisk): Verdict {
   if (sizeBytes !== DISK_BYTES) breaks.push({ kind: 'wrote past the disk (its size changed)', detail: `${DISK_BYTES} → ${sizeBytes} bytes` })
   if (outcome === undefined) return { result: 'HANG', crash: undefined, hang: run.hang, breaks }
   if (outcome.kind === 'crash') return { result: 'CRASH', crash: outcome.error, hang: run.hang, breaks }
-  if (outcome.kind === 'error' && outcome.code === 'INTERNAL_ERROR') return { result: 'INTERNAL_ERROR', crash: `INTERNAL_ERROR: ${outcome.cause ?? outcome.message}`, hang: run.hang, breaks }
+  if (outcome.kind === 'error' && outcome.code === 'INTERNAL_ERROR') {
+    return { result: 'INTERNAL_ERROR', crash: `INTERNAL_ERROR: ${outcome.cause ?? outcome.message}`, hang: run.hang, breaks }
+  }
 
   // What the agent rewrites: the GPT's sectors at both ends; on an MBR disk only LBA 0 (its gap, LBA 1-2047, holds GRUB's core.img).
   const tableStart = outcome.kind === 'installed' && outcome.table === 'mbr' ? 512 : PRIMARY_GPT_END

@@ -43,13 +43,23 @@ function readField (bytes: Buffer, at: number, width: 1 | 4 | 8): bigint {
 }
 
 /** The fixture's table offsets, read from its header. */
-function layout (bytes: Buffer): { l1: number; l1Entries: number; l2: number[]; refcountTable: number; refcountBlocks: number[]; clusterBytes: number; extendedL2: boolean } {
+function layout (bytes: Buffer): {
+  l1: number
+  l1Entries: number
+  l2: number[]
+  refcountTable: number
+  refcountBlocks: number[]
+  clusterBytes: number
+  extendedL2: boolean
+} {
   const clusterBytes = 2 ** bytes.readUInt32BE(20)
   const l1 = Number(bytes.readBigUInt64BE(40))
   const l1Entries = bytes.readUInt32BE(36)
   const l2 = Array.from({ length: l1Entries }, (_, i) => Number(bytes.readBigUInt64BE(l1 + i * 8) & OFFSET_MASK)).filter((o) => o !== 0)
   const refcountTable = Number(bytes.readBigUInt64BE(48))
-  const refcountBlocks = Array.from({ length: clusterBytes / 8 }, (_, i) => refcountTable + i * 8 < bytes.length ? Number(bytes.readBigUInt64BE(refcountTable + i * 8) & OFFSET_MASK) : 0).filter((o) => o !== 0)
+  const refcountBlocks = Array.from({ length: clusterBytes / 8 }, (_, i) => {
+    return refcountTable + i * 8 < bytes.length ? Number(bytes.readBigUInt64BE(refcountTable + i * 8) & OFFSET_MASK) : 0
+  }).filter((o) => o !== 0)
   const extendedL2 = bytes.readUInt32BE(4) >= 3 && (bytes.readBigUInt64BE(72) & 16n) !== 0n
   return { l1, l1Entries, l2, refcountTable, refcountBlocks, clusterBytes, extendedL2 }
 }
@@ -68,7 +78,10 @@ function mutate (random: Random, fixture: Qcow2Fixture): { bytes: Buffer; what: 
     case 'l1': {
       const i = random.int(0, Math.max(0, map.l1Entries - 1))
       const original = readField(bytes, map.l1 + i * 8, 8)
-      const value = random.pick([0n, 1n << 63n, original | 1n, original & ~(1n << 63n), BigInt(map.l1), BigInt(map.refcountTable), 0x200n, BigInt(bytes.length), BigInt(map.l2[0] ?? 0) | (1n << 63n), nasty(random, original, bytes.length, 8)])
+      const value = random.pick([
+        0n, 1n << 63n, original | 1n, original & ~(1n << 63n), BigInt(map.l1), BigInt(map.refcountTable), 0x200n, BigInt(bytes.length),
+        BigInt(map.l2[0] ?? 0) | (1n << 63n), nasty(random, original, bytes.length, 8),
+      ])
       writeField(bytes, map.l1 + i * 8, 8, value)
       return { bytes, what: `L1[${i}]=0x${value.toString(16)}`, kind: 'L1 entry' }
     }
@@ -79,8 +92,9 @@ function mutate (random: Random, fixture: Qcow2Fixture): { bytes: Buffer; what: 
       const at = table + i * entryBytes + (map.extendedL2 && random.chance(0.3) ? 8 : 0)
       const original = readField(bytes, at, 8)
       const value = random.pick([
-        0n, 1n, original | 1n, original ^ (1n << 62n), (1n << 62n) | BigInt(bytes.length - 100), (1n << 62n) | ((1n << 61n) - 1n), BigInt(map.l1) | (1n << 63n),
-        BigInt(table) | (1n << 63n), BigInt(bytes.length) | (1n << 63n), (original & OFFSET_MASK) + 256n, 0xffffffff00000000n, nasty(random, original, bytes.length, 8),
+        0n, 1n, original | 1n, original ^ (1n << 62n), (1n << 62n) | BigInt(bytes.length - 100), (1n << 62n) | ((1n << 61n) - 1n),
+        BigInt(map.l1) | (1n << 63n), BigInt(table) | (1n << 63n), BigInt(bytes.length) | (1n << 63n), (original & OFFSET_MASK) + 256n,
+        0xffffffff00000000n, nasty(random, original, bytes.length, 8),
       ])
       writeField(bytes, at, 8, value)
       return { bytes, what: `L2@${table}[${i}]${at % entryBytes === 8 ? '.bitmap' : ''}=0x${value.toString(16)}`, kind: 'L2 entry' }
@@ -103,7 +117,9 @@ function mutate (random: Random, fixture: Qcow2Fixture): { bytes: Buffer; what: 
       return { bytes, what: `size=64 MiB${bytes.readUInt32BE(36) !== map.l1Entries ? `, l1_size=${l1Needed}` : ''}`, kind: 'virtual size grown to the disk' }
     }
     case 'refcount': {
-      const target = map.refcountBlocks.length > 0 && random.chance(0.6) ? random.pick(map.refcountBlocks) + random.int(0, 63) * 2 : map.refcountTable + random.int(0, 3) * 8
+      const target = map.refcountBlocks.length > 0 && random.chance(0.6)
+        ? random.pick(map.refcountBlocks) + random.int(0, 63) * 2
+        : map.refcountTable + random.int(0, 3) * 8
       const width = target >= map.refcountTable && target < map.refcountTable + map.clusterBytes ? 8 : 4
       const value = nasty(random, readField(bytes, target, width), bytes.length, width)
       writeField(bytes, target, width, value)

@@ -44,7 +44,8 @@ if (!Number.isSafeInteger(seed) || !(seconds > 0) || !(maxCases > 0)) throw new 
 const session = FuzzSession.open({ caseTimeoutMs: Number(values['case-timeout-ms']) })
 const records: CaseRecord[] = []
 const started = performance.now()
-console.error(`fuzz: seed ${seed}, ${caseIds.length > 0 ? `cases ${caseIds.join(' ')}` : `${Number.isFinite(maxCases) ? `${maxCases} cases or ` : ''}${seconds} s`}`)
+const budget = `${Number.isFinite(maxCases) ? `${maxCases} cases or ` : ''}${seconds} s`
+console.error(`fuzz: seed ${seed}, ${caseIds.length > 0 ? `cases ${caseIds.join(' ')}` : budget}`)
 try {
   const indexes = caseIds.length > 0 ? caseIds.map(parseCaseId) : undefined
   for (let i = 0; indexes === undefined ? records.length < maxCases && performance.now() - started < seconds * 1000 : i < indexes.length; i++) {
@@ -53,8 +54,14 @@ try {
     const record = await session.run(seed, index)
     records.push(record)
     const { verdict } = record
-    const flags = [verdict.crash !== undefined ? `CRASH ${verdict.crash}` : '', verdict.hang !== undefined ? `HANG (${verdict.hang})` : '', ...verdict.breaks.map((b) => `${b.late === true ? 'LATE' : 'BREAK'} ${b.kind}: ${b.detail}`)].filter((f) => f !== '')
-    console.error(`${record.id.padEnd(10)} ${verdict.result.padEnd(22)} ${(record.wallMs / 1000).toFixed(1).padStart(5)} s  ${record.mode.padEnd(11)} ${record.label}${flags.length > 0 ? `\n           ${flags.join('\n           ')}\n           replay: ${replayCommand(seed, record.id)}` : ''}`)
+    const flags = [
+      verdict.crash !== undefined ? `CRASH ${verdict.crash}` : '',
+      verdict.hang !== undefined ? `HANG (${verdict.hang})` : '',
+      ...verdict.breaks.map((b) => `${b.late === true ? 'LATE' : 'BREAK'} ${b.kind}: ${b.detail}`),
+    ].filter((f) => f !== '')
+    const details = flags.length > 0 ? `\n           ${flags.join('\n           ')}\n           replay: ${replayCommand(seed, record.id)}` : ''
+    console.error(`${record.id.padEnd(10)} ${verdict.result.padEnd(22)} ${(record.wallMs / 1000).toFixed(1).padStart(5)} s  ` +
+      `${record.mode.padEnd(11)} ${record.label}${details}`)
   }
 } finally {
   await session.close()

@@ -29,7 +29,9 @@ function recomputeCrcs (image: Buffer, lba: number): void {
   const h = lba * SECTOR
   const entriesAt = Number(image.readBigUInt64LE(h + 72)) * SECTOR
   const entriesBytes = image.readUInt32LE(h + 80) * image.readUInt32LE(h + 84)
-  if (entriesAt >= 0 && entriesBytes <= 1024 * 1024 && entriesAt + entriesBytes <= image.length) image.writeUInt32LE(crc32(image.subarray(entriesAt, entriesAt + entriesBytes)), h + 88)
+  if (entriesAt >= 0 && entriesBytes <= 1024 * 1024 && entriesAt + entriesBytes <= image.length) {
+    image.writeUInt32LE(crc32(image.subarray(entriesAt, entriesAt + entriesBytes)), h + 88)
+  }
   const headerBytes = Math.min(SECTOR, Math.max(92, image.readUInt32LE(h + 12)))
   image.writeUInt32LE(0, h + 16)
   image.writeUInt32LE(crc32(image.subarray(h, h + headerBytes)), h + 16)
@@ -41,7 +43,10 @@ function entriesOf (image: Buffer, lba: number): number {
 
 function nastyLba (random: Random, image: Buffer, original: bigint): bigint {
   const sectors = BigInt(image.length / SECTOR)
-  return BigInt.asUintN(64, random.pick([0n, 1n, 2n, 33n, 34n, original - 1n, original + 1n, sectors - 1n, sectors, sectors + 1n, sectors * 2n, 131072n, 131071n, 2n ** 32n, 2n ** 63n, 2n ** 64n - 1n]))
+  return BigInt.asUintN(64, random.pick([
+    0n, 1n, 2n, 33n, 34n, original - 1n, original + 1n, sectors - 1n, sectors, sectors + 1n, sectors * 2n,
+    131072n, 131071n, 2n ** 32n, 2n ** 63n, 2n ** 64n - 1n,
+  ]))
 }
 
 function writeUtf16Name (entry: Buffer, name: string): void {
@@ -61,7 +66,9 @@ function mutateGpt (random: Random, base: Buffer): Mutation {
     if (recompute) for (const c of copies) recomputeCrcs(image, headerLba(image, c))
     return { image, what: `${copy} ${what} ${crcNote}`, kind }
   }
-  const kind = random.weighted<string>([[4, 'field'], [4, 'entry'], [2, 'overlap'], [3, 'config-2'], [1, 'no-table'], [1, 'primary-gone'], [1, 'sector-4k'], [1, 'mbr-of-gpt'], [2, 'flips']])
+  const kind = random.weighted<string>([
+    [4, 'field'], [4, 'entry'], [2, 'overlap'], [3, 'config-2'], [1, 'no-table'], [1, 'primary-gone'], [1, 'sector-4k'], [1, 'mbr-of-gpt'], [2, 'flips'],
+  ])
   switch (kind) {
     case 'field': {
       const [at, width, name] = random.pick(GPT_FIELDS)
@@ -136,7 +143,11 @@ function mutateGpt (random: Random, base: Buffer): Mutation {
     case 'mbr-of-gpt': {
       const record = 446
       const [what, start, size, type] = random.pick<[string, number, number, number]>([
-        ['protective too small', 1, 100, 0xee], ['protective past end', 1, 0xffffffff, 0xee], ['hybrid', 2048, 2048, 0x0c], ['protective starting at 0', 0, 1000, 0xee], ['not protective', 2048, 4096, 0x83],
+        ['protective too small', 1, 100, 0xee],
+        ['protective past end', 1, 0xffffffff, 0xee],
+        ['hybrid', 2048, 2048, 0x0c],
+        ['protective starting at 0', 0, 1000, 0xee],
+        ['not protective', 2048, 4096, 0x83],
       ])
       if (what === 'hybrid') {
         // A real hybrid (as `sgdisk -h` makes it): the 0xEE record over the GPT's own sectors, a data record after it.
@@ -168,7 +179,12 @@ function mutateMbr (random: Random, base: Buffer): Mutation {
   switch (kind) {
     case 'start-size': {
       const [what, start, size] = random.pick<[string, number, number]>([
-        ['past the image', sectors + 10, 2048], ['overlapping', 3000, 2048], ['zero size', 6144, 0], ['to 2^32', 2048, 0xffffffff - 2048], ['at 0', 0, 100], ['whole image', 1, sectors - 1],
+        ['past the image', sectors + 10, 2048],
+        ['overlapping', 3000, 2048],
+        ['zero size', 6144, 0],
+        ['to 2^32', 2048, 0xffffffff - 2048],
+        ['at 0', 0, 100],
+        ['whole image', 1, sectors - 1],
       ])
       if (image[record + 4] === 0) image[record + 4] = 0x83
       image.writeUInt32LE(start, record + 8)

@@ -32,7 +32,9 @@ export class TargetDisk {
     } finally {
       closeSync(fd)
     }
-    execFileSync('sgdisk', ['-o', '-n', '1:2048:+40M', '-t', '1:8300', '-c', `1:${OLD_PARTITION_NAME}`, '-n', '2:0:0', '-c', '2:OLD_DATA', path], { stdio: 'ignore' })
+    execFileSync('sgdisk', ['-o', '-n', '1:2048:+40M', '-t', '1:8300', '-c', `1:${OLD_PARTITION_NAME}`, '-n', '2:0:0', '-c', '2:OLD_DATA', path], {
+      stdio: 'ignore',
+    })
     const bands = starts.map((offset) => ({ offset, bytes: readBytes(path, offset, 2 * MiB) }))
     return new TargetDisk(path, bands, hashFile(path))
   }

@@ -35,7 +35,9 @@ let lastPlainTenth = -1
 function drawProgress (event: Extract<AgentEvent, { type: 'progress' }>['data']): void {
   const total = event.totalBytes ?? 0
   const fraction = total > 0 ? Math.min(1, event.bytes / total) : 0
-  const text = `${event.step.padEnd(8)} ${(fraction * 100).toFixed(0).padStart(3)} %  ${String(Math.round(event.bytes / MiB)).padStart(5)}/${Math.round(total / MiB)} MiB  ${(event.bytesPerSecond / MiB).toFixed(0).padStart(4)} MiB/s  ETA ${event.etaSeconds ?? '?'} s`
+  const text = `${event.step.padEnd(8)} ${(fraction * 100).toFixed(0).padStart(3)} %  ` +
+    `${String(Math.round(event.bytes / MiB)).padStart(5)}/${Math.round(total / MiB)} MiB  ` +
+    `${(event.bytesPerSecond / MiB).toFixed(0).padStart(4)} MiB/s  ETA ${event.etaSeconds ?? '?'} s`
   if (live) {
     const width = 30
     const filled = Math.round(fraction * width)
@@ -71,7 +73,10 @@ const report = await runCase(demo, {
       console.log(`\n  ${bold(`result: ${event.data.result.code}`)}\n  ${bold(event.data.result.message)}`)
     }
   },
-  check: (check) => { clearBar(); console.log(`  ${check.ok ? 'ok' : 'NOT OK'}  ${check.name}${check.detail === '' ? '' : `\n        ${check.detail.slice(0, 300)}`}`) },
+  check: (check) => {
+    clearBar()
+    console.log(`  ${check.ok ? 'ok' : 'NOT OK'}  ${check.name}${check.detail === '' ? '' : `\n        ${check.detail.slice(0, 300)}`}`)
+  },
   installed: async (disk) => {
     console.log('\n  the installed disk (sgdisk -p): the image\'s partitions, its GPT moved to the disk end, config-2 added')
     const table = execFileSync('sgdisk', ['-p', disk], { encoding: 'utf8' })
@@ -86,7 +91,8 @@ if (boot !== undefined) {
   const consoleText = boot.checks.find((c) => c.name.startsWith('motd'))?.ok === true ? MOTD_LINE : '(no motd seen)'
   console.log(`  the installed system greeted with: ${bold(consoleText)}`)
 }
-console.log(`  rescue power-on → API: ${report.timings.rescueToApi ?? '?'} s, install: ${report.timings.install ?? '?'} s, boot to the motd: ${report.timings.boots.bios ?? '?'} s`)
+console.log(`  rescue power-on → API: ${report.timings.rescueToApi ?? '?'} s, install: ${report.timings.install ?? '?'} s, ` +
+  `boot to the motd: ${report.timings.boots.bios ?? '?'} s`)
 console.log(`  logs: ${report.dir} (rescue.console.log, boot-bios.console.log, payload.json, report.json)`)
 if (report.error !== undefined) console.log(`  error: ${report.error}`)
 process.exitCode = report.ok ? 0 : 1
