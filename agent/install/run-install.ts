@@ -91,7 +91,8 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
     stage = chooseStage(context, options.stream === true)
     if (stage.mode === 'stream') steps.enter('download', 'write')
     else steps.enter('download')
-    const downloaded = await fetchImage(request, stage, { signal, logger, emit, downloadTuning: options.downloadTuning })
+    const onProgress = (bytes: number, totalBytes: number | undefined): void => { steps.progress('download', bytes, totalBytes) }
+    const downloaded = await fetchImage(request, stage, { signal, logger, onProgress, downloadTuning: options.downloadTuning })
     await stage.end()
 
     // ── verify: nothing of the image becomes bootable (in memory mode, nothing is written) before this passes ──
