@@ -1,6 +1,6 @@
 /**
  * Finds the image's EFI system partition: the GPT entry of type C12A7328-F81F-11D2-BA4B-00A0C93EC93B
- * (UEFI spec 5.3.3), or an MBR record of type 0xEF (UEFI spec 5.2.2). Reads go through `readImage`,
+ * (UEFI spec 5.3.3), or an MBR record of type 0xEF (UEFI spec 5.2.2). Reads go through an `ImageIo`,
  * so it works on an image in memory, on a written disk whose head is still held back, or on both.
  */
 import { readBytes, type ImageIo } from './block-io.js'

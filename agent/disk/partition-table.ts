@@ -153,7 +153,7 @@ export interface ConfigDrivePartitionOptions {
   /**
    * Whether the filesystem at [offsetBytes, offsetBytes + sizeBytes) is labelled config-2 (ironic's
    * `get_labelled_partition`). Asked for every MBR primary partition, and on GPT for every partition
-   * not named config-2. Offsets below head.length must be read from the head (use readImage).
+   * not named config-2. It reads through the ImageIo, so offsets below head.length come from the head.
    */
   isConfigDrive?: (offsetBytes: number, sizeBytes: number) => Promise<boolean>
 }

@@ -72,7 +72,7 @@ t.test('checkSectorSize names both sizes', async (t) => {
   t.doesNotThrow(() => checkSectorSize({ kind: 'gpt', sectorBytes: 512, hybridMbr: false }, 512, '/dev/sda'))
 })
 
-t.test('readImage and writeImage: below head.length the head, above it the disk', async (t) => {
+t.test('HeadOverlay: below head.length the head, above it the disk', async (t) => {
   const head = Buffer.alloc(1000, 1)
   const io = new MemoryIo(Buffer.alloc(4000, 2))
   t.same([...await readBytes(new HeadOverlay(head, io), 998, 4)], [1, 1, 2, 2])
