@@ -1,9 +1,36 @@
 // @ts-check
+import { readFileSync } from 'node:fs'
+import { URL } from 'node:url'
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 /** max-len's options (below): 160 characters, URLs excepted. */
 const MAX_LEN = { code: 160, ignoreUrls: true }
+
+/**
+ * The layering of agent/ (layers.json, the "may import" column of docs/architecture.md; a test
+ * keeps the two equal): what each folder may import from the others.
+ */
+const { layers } = JSON.parse(readFileSync(new URL('./layers.json', import.meta.url), 'utf8'))
+
+/** One no-restricted-imports block per layer: any relative import of another layer it may not use. */
+function layerRules () {
+  return Object.entries(/** @type {Record<string, string[]>} */ (layers)).map(([layer, allowed]) => {
+    const forbidden = Object.keys(layers).filter((other) => other !== layer && !allowed.includes(other))
+    const files = layer === 'time-slice' ? ['agent/time-slice.ts'] : [`agent/${layer}/**/*.ts`]
+    return {
+      files,
+      rules: {
+        'no-restricted-imports': ['error', {
+          patterns: forbidden.map((other) => ({
+            regex: `^(\\.\\./)+${other}(/|\\.js$)`,
+            message: `agent/${layer} may import only ${allowed.length === 0 ? 'nothing of agent/' : allowed.join(', ')} (docs/architecture.md, "may import").`,
+          })),
+        }],
+      },
+    }
+  })
+}
 
 export default tseslint.config(
   { ignores: ['dist/**', 'build/**', 'node_modules/**', '.tap/**'] },
@@ -32,6 +59,7 @@ export default tseslint.config(
       '@typescript-eslint/require-await': 'off',
     },
   },
+  ...layerRules(),
   // Plain JS (this file): no type information.
   { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
   // Lines of at most 160 characters (a URL alone may run longer). ESLint's own max-len: deprecated
@@ -44,12 +72,12 @@ export default tseslint.config(
     ignores: [
       // being rewritten (issue 12)
       'agent/install/*.ts',
-      'agent/disk/sequential-writer.ts',
       'agent/disk/block-io.ts',
       'agent/image/memory-image.ts',
       'agent/image/raw.ts',
       'agent/download/http-download.ts',
       'agent/download/running-digest.ts',
+      'agent/download/slab-feed.ts',
       'agent/report/*.ts',
       'agent/api/api-errors.ts',
     ],

@@ -7,7 +7,7 @@
  * and checkSectorSize before writing, relocateBackupGpt, then addConfigDrivePartition.
  */
 import { errors, isInstallError } from '../report/install-error.js'
-import { readImage, type BlockIo } from './block-io.js'
+import { readBytes, type ImageIo } from './block-io.js'
 import { CONFIG_DRIVE_MAX_BYTES, MIB } from './end-placement.js'
 import type { GptMoveResult } from './gpt.js'
 import {
@@ -22,8 +22,8 @@ import {
 } from './gpt.js'
 import { addMbrPartition, checkLogicalPartitions, checkMbrRecords, classifyMbr, LINUX_TYPE } from './mbr.js'
 
-export type { BlockIo } from './block-io.js'
-export { readImage, writeImage } from './block-io.js'
+export type { BlockIo, ImageIo } from './block-io.js'
+export { HeadOverlay, readBytes } from './block-io.js'
 
 export type TableKind =
   | {
@@ -74,11 +74,8 @@ export function checkSectorSize (table: TableKind, diskSectorBytes: number, disk
  * returned for the caller to refuse with what the bytes look like. `primaryOnly`: the primary GPT
  * alone is judged (a streamed image's head, whose backup is not there yet).
  */
-export async function checkPartitionTable (
-  head: Buffer,
-  io: BlockIo,
-  options: { imageBytes: number; diskPath: string; primaryOnly?: boolean },
-): Promise<TableKind> {
+export async function checkPartitionTable (io: ImageIo, options: { imageBytes: number; diskPath: string; primaryOnly?: boolean }): Promise<TableKind> {
+  const head = io.head
   const table = detectPartitionTable(head)
   checkSectorSize(table, io.logicalSectorBytes, options.diskPath)
   try {
@@ -89,7 +86,7 @@ export async function checkPartitionTable (
       const geometry = { sectorBytes, diskSectors }
       let loaded
       try {
-        loaded = await loadGpt(head, io, geometry, options.primaryOnly === true ? [] : [imageSectors - 1])
+        loaded = await loadGpt(io, geometry, options.primaryOnly === true ? [] : [imageSectors - 1])
       } catch (err) {
         // The head alone: entries that fail their CRC may still be repaired from the image's backup, checked once it is there.
         if (options.primaryOnly === true && err instanceof GptEntriesCrcError) return table
@@ -108,7 +105,7 @@ export async function checkPartitionTable (
       }
       checkMbrRecords(head, { diskSectors, ...(options.primaryOnly === true ? {} : { imageSectors }) })
       if (options.primaryOnly !== true) {
-        await checkLogicalPartitions(head, async (lba) => await readImage(head, io, lba * sectorBytes, 512), { imageSectors })
+        await checkLogicalPartitions(head, async (lba) => await readBytes(io, lba * sectorBytes, 512), { imageSectors })
       }
     }
   } catch (err) {
@@ -134,7 +131,8 @@ export interface RelocateResult extends Partial<Omit<GptMoveResult, 'moved' | 'r
  * last LBA is imageBytes / sector − 1) is repaired from the backup. MBR-only: untouched. Hybrid MBR:
  * its entries kept. Any failure: GPT_MOVE_FAILED, with the reason as the cause.
  */
-export async function relocateBackupGpt (head: Buffer, io: BlockIo, options: { imageBytes: number }): Promise<RelocateResult> {
+export async function relocateBackupGpt (io: ImageIo, options: { imageBytes: number }): Promise<RelocateResult> {
+  const head = io.head
   const table = detectPartitionTable(head)
   if (table.kind !== 'gpt') return { kind: table.kind, moved: false, repairedFromBackup: false }
   const sectorBytes = table.headerFound === false ? io.logicalSectorBytes : table.sectorBytes
@@ -142,7 +140,7 @@ export async function relocateBackupGpt (head: Buffer, io: BlockIo, options: { i
     if (sectorBytes !== io.logicalSectorBytes) {
       throw new Error(`the image's GPT uses ${sectorBytes}-byte sectors, the disk ${io.logicalSectorBytes}-byte sectors`)
     }
-    const result = await moveBackupGptToEnd(head, io, { sectorBytes, imageBytes: options.imageBytes })
+    const result = await moveBackupGptToEnd(io, { sectorBytes, imageBytes: options.imageBytes })
     return { kind: 'gpt', sectorBytes, ...result }
   } catch (err) {
     throw errors.gptMoveFailed(err)
@@ -169,7 +167,7 @@ export interface ConfigDrivePartitionOptions {
   /**
    * Whether the filesystem at [offsetBytes, offsetBytes + sizeBytes) is labelled config-2 (ironic's
    * `get_labelled_partition`). Asked for every MBR primary partition, and on GPT for every partition
-   * not named config-2. Offsets below head.length must be read from the head (use readImage).
+   * not named config-2. It reads through the ImageIo, so offsets below head.length come from the head.
    */
   isConfigDrive?: (offsetBytes: number, sizeBytes: number) => Promise<boolean>
 }
@@ -182,7 +180,8 @@ export interface ConfigDrivePartitionOptions {
  * existing partition named config-2 (GPT), or one `isConfigDrive` accepts, is reused. No slot, no
  * space, no table: CONFIGDRIVE_FAILED with the reason as the cause. Must run after relocateBackupGpt.
  */
-export async function addConfigDrivePartition (head: Buffer, io: BlockIo, options: ConfigDrivePartitionOptions = {}): Promise<AddedPartition> {
+export async function addConfigDrivePartition (io: ImageIo, options: ConfigDrivePartitionOptions = {}): Promise<AddedPartition> {
+  const head = io.head
   const maxBytes = options.sizeBytes ?? CONFIG_DRIVE_MAX_BYTES
   const minBytes = options.minSizeBytes ?? MIB
   try {
@@ -199,7 +198,7 @@ export async function addConfigDrivePartition (head: Buffer, io: BlockIo, option
       if (table.headerFound !== false && table.sectorBytes !== sectorBytes) {
         throw new Error(`the image's GPT uses ${table.sectorBytes}-byte sectors, the disk ${sectorBytes}-byte sectors`)
       }
-      const partition = await addGptPartition(head, io, {
+      const partition = await addGptPartition(io, {
         sectorBytes,
         name: CONFIG_DRIVE_LABEL,
         typeGuid: LINUX_FILESYSTEM_GUID,
