@@ -36,11 +36,13 @@ export default tseslint.config(
   { ignores: ['dist/**', 'build/**', 'node_modules/**', '.tap/**'] },
   js.configs.recommended,
   // Type-aware: the TypeScript files are linted with the types of the project tsconfig.json
-  // (agent, test, bench, fuzz, scripts), so promises that nobody awaits are caught.
+  // (agent, test, bench, fuzz, scripts), so promises that nobody awaits are caught. `project`
+  // rather than `projectService`: the same findings, ~15 % faster and 0.2 GB less here (and a .ts
+  // file the tsconfig leaves out is an error, not linted against a default program).
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
-      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+      parserOptions: { project: './tsconfig.json', tsconfigRootDir: import.meta.dirname },
     },
     rules: {
       '@typescript-eslint/no-explicit-any': 'error',
