@@ -6,7 +6,7 @@
  * else goes to the disk through `BlockIo` (block-io.ts). Order in the install: detectPartitionTable
  * and checkSectorSize before writing, relocateBackupGpt, then addConfigDrivePartition.
  */
-import { errors, isInstallError } from '../report/install-error.js'
+import { errors, isInstallError } from '../errors/install-error.js'
 import { readImage, type BlockIo } from './block-io.js'
 import { CONFIG_DRIVE_MAX_BYTES, MIB } from './end-placement.js'
 import type { GptMoveResult } from './gpt.js'

@@ -1,7 +1,7 @@
 import { BackgroundSync } from './background-sync.js'
 import type { Disk } from './disk.js'
 import { SpanHasher, type RunningDigest } from '../download/running-digest.js'
-import type { InstallError } from '../report/install-error.js'
+import type { InstallError } from '../errors/install-error.js'
 
 /**
  * The first MiB of the image: held in memory and written last, only once everything else is on the

@@ -5,7 +5,8 @@ import { download, type DownloadOptions, type DownloadResult, type DownloadSink 
 import type { RunningDigest } from '../download/running-digest.js'
 import { MemoryBudgetExceeded, MemoryImage } from '../image/memory-image.js'
 import type { InstallRequest } from '../payload/install-request.js'
-import { errors, type InstallMode } from '../report/install-error.js'
+import { errors } from '../errors/install-error.js'
+import type { InstallMode } from '../errors/installed-message.js'
 import type { InstallEventListener } from '../report/progress.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
 

@@ -7,7 +7,7 @@ import { PlannedDisk } from '../disk/planned-disk.js'
 import { describeContent } from '../image/describe-content.js'
 import { isQcow2 } from '../image/qcow2/index.js'
 import type { InstallRequest } from '../payload/install-request.js'
-import { errors } from '../report/install-error.js'
+import { errors, type InstallError } from '../errors/install-error.js'
 
 /**
  * The checks an image passes before it may become bootable. They run before the first byte is
@@ -39,7 +39,7 @@ export function checkDeclaredType (request: InstallRequest, firstBytes: Buffer):
 export async function checkImageHead (request: InstallRequest, head: Buffer, disk: { path: string; sizeBytes: number; logicalSectorBytes: number }): Promise<void> {
   if (request.imageType === 'raw') checkDeclaredType(request, head)
   const table = detectPartitionTable(head)
-  if (table.kind === 'none') throw errors.noPartitionTable(request.imageType, describeContent(head))
+  if (table.kind === 'none') throw noPartitionTable(request, describeContent(head))
   checkSectorSize(table, disk.logicalSectorBytes, disk.path)
   if (table.kind === 'gpt' && !hasWholePrimaryInHead(head, disk.logicalSectorBytes)) return
   // The head alone: the image's bytes past it are not needed for a whole primary GPT or an MBR.
@@ -54,7 +54,12 @@ export async function checkImageHead (request: InstallRequest, head: Buffer, dis
  */
 export async function checkImageTables (request: InstallRequest, head: Buffer, planned: PlannedDisk, diskPath: string): Promise<void> {
   const table = await checkPartitionTable(head, planned, { imageBytes: planned.imageBytes, diskPath })
-  if (table.kind === 'none') throw errors.noPartitionTable(request.imageType, describeContent(head.subarray(0, planned.imageBytes)))
+  if (table.kind === 'none') throw noPartitionTable(request, describeContent(head.subarray(0, planned.imageBytes)))
+}
+
+/** No partition table: OVH's words for a raw image, the agent's for a qcow2's virtual disk; `what` says what the bytes look like. */
+function noPartitionTable (request: InstallRequest, what: string): InstallError {
+  return request.imageType === 'qcow2' ? errors.qcow2NoPartitionTable(what) : errors.noPartitionTable(what)
 }
 
 /**

@@ -1,6 +1,5 @@
-import type { ChecksumType } from '../report/install-error.js'
-
-export type { ChecksumType }
+/** The checksum types the agent accepts (imageCheckSumType). */
+export type ChecksumType = 'md5' | 'sha1' | 'sha256' | 'sha512'
 export type ImageType = 'raw' | 'qcow2'
 
 export const checksumHexLength: Record<ChecksumType, number> = {

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { Disk } from '../../../agent/disk/disk.js'
 import { HEAD_BYTES, SequentialWriter } from '../../../agent/disk/sequential-writer.js'
 import { inlineDigest, WorkerDigest } from '../../../agent/download/running-digest.js'
-import { errors } from '../../../agent/report/install-error.js'
+import { errors } from '../../../agent/errors/install-error.js'
 import { tempDir } from '../../helpers/disk-files.js'
 
 const tmp = tempDir()
