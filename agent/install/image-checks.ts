@@ -1,7 +1,7 @@
 import { fatFileExists, FatFormatError } from '../configdrive/index.js'
 import type { BlockIo } from '../disk/block-io.js'
 import { findEfiSystemPartition, partitionReader } from '../disk/efi-system-partition.js'
-import { hasWholePrimaryInHead } from '../disk/gpt.js'
+import { GptFormatError, hasWholePrimaryInHead } from '../disk/gpt.js'
 import { checkPartitionTable, checkSectorSize, detectPartitionTable } from '../disk/partition-table.js'
 import { PlannedDisk } from '../disk/planned-disk.js'
 import { describeContent } from '../image/describe-content.js'
@@ -63,6 +63,16 @@ function noPartitionTable (request: InstallRequest, what: string): InstallError 
 }
 
 /**
+ * What the EFI lookup throws when the image's bytes are not a readable ESP: a FAT that is not one
+ * or is damaged (FatFormatError), a GPT that locates it that is not valid (GptFormatError), a read
+ * outside the partition or the disk (RangeError: partitionReader, readImage, PlannedDisk; also a
+ * malformed efiPath). The file is then not in the image's EFI system partition, as UEFI would find.
+ */
+function isUnreadableEsp (err: unknown): boolean {
+  return err instanceof FatFormatError || err instanceof GptFormatError || err instanceof RangeError
+}
+
+/**
  * efiBootloaderPath names a file that the image's EFI system partition holds, matched without
  * regard to case as UEFI does. `io` reads the image past its head (the image in memory, or the disk).
  * The walk gives the event loop its turns and ends with the signal's reason once aborted.
@@ -78,9 +88,8 @@ export async function checkEfiBootloader (efiPath: string | undefined, head: Buf
   } catch (err) {
     // An abort is a cancel, never "not found", whatever reason it carries.
     signal?.throwIfAborted()
-    if (err instanceof FatFormatError || err instanceof RangeError || (err instanceof Error && !('code' in err))) {
-      throw errors.efiBootloaderNotFound(efiPath, 'not-in-esp', err)
-    }
+    if (isUnreadableEsp(err)) throw errors.efiBootloaderNotFound(efiPath, 'not-in-esp', err)
+    // Anything else (an InstallError from reading the image, a bug) goes up as it is: a bug is an INTERNAL_ERROR, not a bad image.
     throw err
   }
   if (!found) throw errors.efiBootloaderNotFound(efiPath, 'not-in-esp')
