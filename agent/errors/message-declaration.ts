@@ -55,7 +55,7 @@ export type AnyErrorDeclaration = ErrorDeclaration<never[]>
 type ArgsOf<D> = D extends { readonly message: (...args: infer A) => string } ? A : never
 
 /**
- * The check that `declareMessages` makes of each entry: one placeholder per argument, and every
+ * The check that `declareMessages` and `declareErrors` make of each entry: one placeholder per argument, and every
  * argument able to be one (`Shown<T>`), so that the template can be made.
  */
 type Checked<D> = {
@@ -89,8 +89,9 @@ export type Constructors<Ds, E> = {
 /** The constructors of `declarations`, each making its error with `make` (code, message, cause). */
 export function constructorsOf<Ds extends Record<string, AnyErrorDeclaration>, E> (declarations: Ds, make: (code: keyof Ds & string, message: string, cause: unknown) => E): Constructors<Ds, E> {
   const made: Record<string, (...args: unknown[]) => E> = {}
-  for (const code of Object.keys(declarations) as Array<keyof Ds & string>) {
-    const { constructorName, message, placeholders, withCause } = declarations[code] as AnyErrorDeclaration
+  // Object.entries forgets the codes' type; each declaration is an AnyErrorDeclaration by Ds's bound.
+  for (const [code, declaration] of Object.entries(declarations) as Array<[keyof Ds & string, AnyErrorDeclaration]>) {
+    const { constructorName, message, placeholders, withCause } = declaration
     const arity = placeholders.length
     made[constructorName] = (...args) => make(code, message(...(args.slice(0, arity) as never[])), withCause === true ? args[arity] : undefined)
   }
