@@ -1,6 +1,6 @@
 // The Markdown table of result messages that docs/result-messages.md holds (a test keeps them equal),
 // made from the declarations: the template column is each message function called with placeholders.
-import { apiErrorDeclarations } from '../agent/api/api-error-declarations.js'
+import { apiErrorDeclarations } from '../agent/errors/api-error-declarations.js'
 import { installErrorDeclarations } from '../agent/errors/install-error-declarations.js'
 import { installedDeclaration } from '../agent/errors/installed-message.js'
 import { templateOf, type AnyMessageDeclaration } from '../agent/errors/message-declaration.js'

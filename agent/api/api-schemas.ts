@@ -6,7 +6,7 @@
 import { installErrorDeclarations } from '../errors/install-error-declarations.js'
 import { installedDeclaration } from '../errors/installed-message.js'
 import { STEP_NAMES } from '../report/progress.js'
-import { apiErrorDeclarations } from './api-error-declarations.js'
+import { apiErrorDeclarations } from '../errors/api-error-declarations.js'
 
 export type SchemaObject = Record<string, unknown>
 

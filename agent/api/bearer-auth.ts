@@ -8,7 +8,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { apiErrors } from './api-error.js'
+import { apiErrors } from '../errors/api-error.js'
 import { sendApiError } from './error-handler.js'
 
 const BEARER = /^Bearer +([\x21-\x7e]+) *$/i

@@ -10,7 +10,7 @@ import { fastify, LogController, type FastifyError, type FastifyHttpsOptions, ty
 import type { Logger } from 'pino'
 import type { InstallJobs } from '../service/job-runner.js'
 import { parsePayloadJson } from '../payload/payload-json.js'
-import { apiErrors } from './api-error.js'
+import { apiErrors } from '../errors/api-error.js'
 import { clientErrorHandler, handleError, sendApiError, sendError, toErrorAnswer } from './error-handler.js'
 import { bearerAuthHook, bearerTokenCheck } from './bearer-auth.js'
 import { healthRoutes } from './health-routes.js'

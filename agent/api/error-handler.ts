@@ -9,7 +9,7 @@ import type { Socket } from 'node:net'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { errors, httpStatusOf, isInstallError, type InstallError } from '../errors/install-error.js'
-import { apiErrors, isApiError, type ApiError } from './api-error.js'
+import { apiErrors, isApiError, type ApiError } from '../errors/api-error.js'
 
 /** An error answer: its status and its `{ code, message }`. */
 export interface ErrorAnswer {

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto'
-import type { InstallRequest } from '../payload/install-request.js'
 
 /** One file of the ConfigDrive, by its path inside the filesystem (`/`-separated, no leading `/`). */
 export interface ConfigDriveFile {
@@ -8,7 +7,17 @@ export interface ConfigDriveFile {
   data: Buffer
 }
 
-export type ConfigDriveRequest = Pick<InstallRequest, 'hostname' | 'userData' | 'metadata' | 'sshKey'>
+/** What the ConfigDrive carries (an install request has these fields). */
+export interface ConfigDriveRequest {
+  /** The host name (meta_data.json `hostname` and `name`). */
+  hostname?: string
+  /** user_data, verbatim. */
+  userData?: string
+  /** meta_data.json `meta`. */
+  metadata: Record<string, string>
+  /** A public key (meta_data.json `public_keys.default`). */
+  sshKey?: string
+}
 
 export interface ConfigDriveFilesOptions {
   /** The instance id cloud-init sees (`uuid` in meta_data.json); a random v4 UUID when absent. */

@@ -1,5 +1,3 @@
-import type { Disk } from './disk.js'
-
 /** How much may be written before a background fdatasync is started. */
 export const SYNC_EVERY_BYTES = 256 * 1024 * 1024 // 256 MiB
 
@@ -15,7 +13,7 @@ export class BackgroundSync {
   private running: Promise<void> | undefined
   private failure: unknown
 
-  constructor (private readonly disk: Disk, private readonly everyBytes = SYNC_EVERY_BYTES) {}
+  constructor (private readonly disk: { sync (): Promise<void> }, private readonly everyBytes = SYNC_EVERY_BYTES) {}
 
   /** Counts `bytes` as written; starts a sync when enough has accumulated and none is running. */
   wrote (bytes: number): void {

@@ -14,12 +14,11 @@
 import type { Socket } from 'node:net'
 import { Duplex } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
-import type { buildConnector as BuildConnector } from 'undici'
-import { buildConnector } from './undici-agent.js'
+import { buildConnector } from 'undici'
 
 export interface ConnectionWatchOptions {
   /** Passed to undici's connector (`timeout` is the connect timeout). */
-  connect: BuildConnector.BuildOptions
+  connect: buildConnector.BuildOptions
   /** How long to wait for the server's close after undici let go of a connection; default 1000 (1 s). */
   waitMs?: number
 }
@@ -31,7 +30,7 @@ const PASS_THROUGH_BYTES = 1024 * 1024 // 1 MiB
 
 export class ConnectionWatch {
   /** For undici's `connect` option. */
-  readonly connect: BuildConnector.connector
+  readonly connect: buildConnector.connector
   private readonly sockets: WatchedSocket[] = []
 
   constructor (options: ConnectionWatchOptions) {

@@ -5,14 +5,14 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
-import type { Dispatcher } from 'undici'
-import { Agent } from './undici-agent.js'
+import { Agent, type Dispatcher } from 'undici'
 import { ConnectionWatch } from './connection-watch.js'
 import { LowSpeedWatch } from './low-speed-watch.js'
 import { errors } from '../errors/install-error.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
 import { AttemptFailure, SinkError } from './attempt-failure.js'
-import { inlineDigest, WorkerDigest, type DigestType, type RunningDigest } from './running-digest.js'
+import type { DigestType } from './running-digest.js'
+import { SlabFeed, type DownloadSink } from './slab-feed.js'
 import {
   errorCode, honoursRetryAfter, isRedirectStatus, isRetryableError, isRetryableStatus, parseRetryAfterMs, retryDelayMs,
 } from './retry-policy.js'
@@ -21,26 +21,7 @@ import {
   headerValue, ifRangeValidator, parseContentLength, parseContentRange, strongEtag, type ResponseHeaders,
 } from './validators.js'
 
-export type { DigestType }
-
-export interface DownloadSink {
-  /** Called once with the size the server announced for the whole file (Content-Length of a 200, or the total of a Content-Range), or undefined; before any byte. Throwing here aborts the download with that error, unchanged. Not called again after a rewind, even if the file came back with another size: a sink must still check what it is given. */
-  begin (sizeBytes: number | undefined): void | Promise<void>
-  /** The next bytes of the file, in order, each byte exactly once (awaited: backpressure). */
-  write (chunk: Buffer): Promise<void>
-  /** The server could not resume: everything given so far is void, the next write is byte 0 again. */
-  rewind (): void | Promise<void>
-  /**
-   * Optional, for a sink that keeps the bytes in shared memory: it hands them to the run's digest
-   * itself (`digest.updateShared`, every byte once, in order), which hashes them there on a worker
-   * thread, no copy made. Called before the first byte and after each rewind, with that run's
-   * digest (undefined when no checksum is computed). A sink without it has each chunk hashed by the
-   * download, on the calling thread.
-   */
-  hashWith? (digest: RunningDigest | undefined): void
-  /** With hashWith: hands the digest what the sink holds but has not given it yet; awaited before the digest is read. */
-  flushHash? (): Promise<void>
-}
+export type { DigestType, DownloadSink }
 
 export interface DownloadOptions {
   url: string
@@ -143,8 +124,8 @@ interface Job {
 /** The bytes given to the sink since its last rewind, and what may guard resuming after them. */
 interface Run {
   bytes: number
-  /** `chunks` when the download hashes the chunks itself (the sink keeps no shared memory). */
-  hash: { digest: RunningDigest; chunks: ((chunk: Uint8Array) => void) | undefined } | undefined
+  /** The slabs and the digest between the body and the sink. */
+  feed: SlabFeed
   /** Whole-file size announced by the answer that began this run. */
   totalBytes: number | undefined
   /** If-Range value from that answer; undefined: this run cannot be resumed, only restarted. */
@@ -192,8 +173,7 @@ interface BodyPlan {
 export async function download (options: DownloadOptions, sink: DownloadSink): Promise<DownloadResult> {
   const job = prepare(options)
   const { signal, logger } = job
-  const run: Run = { bytes: 0, hash: undefined, totalBytes: undefined, validator: undefined, restart: false, begun: false }
-  newHash(job, sink, run)
+  const run: Run = { bytes: 0, feed: new SlabFeed(sink, job.digestType), totalBytes: undefined, validator: undefined, restart: false, begun: false }
   logger?.debug({ url: job.shownUrl, headers: redactHeaders(Object.fromEntries(options.headers.map((h) => [h.name, h.value]))) }, 'download starts')
 
   try {
@@ -233,14 +213,14 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
       }
       if (complete) {
         logger?.info({ url: job.shownUrl, bytes: run.bytes, attempts: attempt }, 'download complete')
-        await sink.flushHash?.()
-        const digestHex = await run.hash?.digest.digestHex()
+        // The last slab goes to the sink (its error, unchanged, ends the download), then the digest is read.
+        const digestHex = await run.feed.end()
         return { bytes: run.bytes, digestHex, contentLength: run.totalBytes, attempts: attempt }
       }
     }
   } finally {
-    // The worker of a digest that will not be read (failure, abort); a no-op after digestHex.
-    run.hash?.digest.dispose()
+    // The worker of a digest that will not be read (failure, abort); a no-op after the end.
+    run.feed.dispose()
   }
 }
 
@@ -325,25 +305,6 @@ function decodeUserInfo (text: string): string {
   }
 }
 
-/**
- * The run's digest (the last one's dropped), given to the sink. A sink that keeps the bytes in
- * shared memory hashes them there, on a worker thread (WorkerDigest); for any other, the download
- * hashes each chunk as it comes, on this thread.
- */
-function newHash (job: Job, sink: DownloadSink, run: Run): void {
-  run.hash?.digest.dispose()
-  run.hash = undefined
-  if (job.digestType !== undefined) {
-    if (sink.hashWith !== undefined) {
-      run.hash = { digest: new WorkerDigest(job.digestType), chunks: undefined }
-    } else {
-      const digest = inlineDigest(job.digestType)
-      run.hash = { digest, chunks: digest.update }
-    }
-  }
-  sink.hashWith?.(run.hash?.digest)
-}
-
 /** One attempt: the request (through its redirects), then the body into the sink. */
 async function runAttempt (job: Job, sink: DownloadSink, run: Run): Promise<void> {
   // Resume only what a validator guards: a Range without If-Range could splice two versions of the file.
@@ -359,7 +320,7 @@ async function runAttempt (job: Job, sink: DownloadSink, run: Run): Promise<void
     const plan = planBody(answer, run, resumeFromBytes)
     if (plan.fromZero) await startRun(job, sink, run, plan)
     else if (run.totalBytes === undefined) run.totalBytes = plan.totalBytes
-    const received = await streamBody(job, sink, run, answer.body, plan.expectedBytes)
+    const received = await streamBody(job, run, answer.body, plan.expectedBytes)
     if (plan.expectedBytes !== undefined && received < plan.expectedBytes) {
       throw new AttemptFailure(`the body ended after ${received} of ${plan.expectedBytes} bytes`, { retryable: true })
     }
@@ -563,9 +524,8 @@ function sameValidator (validator: string | undefined, headers: ResponseHeaders)
 async function startRun (job: Job, sink: DownloadSink, run: Run, plan: BodyPlan): Promise<void> {
   if (run.bytes > 0) {
     job.logger?.warn({ url: job.shownUrl, discardedBytes: run.bytes }, 'the server could not resume; starting again from byte 0')
-    await callSink(() => sink.rewind())
+    await callSink(async () => { await run.feed.rewind() })
     run.bytes = 0
-    newHash(job, sink, run)
   }
   run.totalBytes = plan.totalBytes
   run.validator = plan.validator
@@ -576,10 +536,9 @@ async function startRun (job: Job, sink: DownloadSink, run: Run, plan: BodyPlan)
   }
 }
 
-/** The hot loop: undici's chunks go to the sink as they come, one awaited write each (and a hash update, for a sink that does not hash). */
-async function streamBody (job: Job, sink: DownloadSink, run: Run, body: Answer['body'], expectedBytes: number | undefined): Promise<number> {
+/** The hot loop: undici's chunks go into the feed's slabs as they come, one awaited write each. */
+async function streamBody (job: Job, run: Run, body: Answer['body'], expectedBytes: number | undefined): Promise<number> {
   const { onProgress } = job
-  const hashChunk = run.hash?.chunks
   const { lowSpeedLimitBytesPerSecond: limit, lowSpeedTimeMs } = job
   const lowSpeed = limit > 0 ? new LowSpeedWatch({ limitBytesPerSecond: limit, windowMs: lowSpeedTimeMs, nowMs: Date.now() }) : undefined
   let received = 0
@@ -593,10 +552,9 @@ async function streamBody (job: Job, sink: DownloadSink, run: Run, body: Answer[
     if (expectedBytes !== undefined && received > expectedBytes) {
       throw new AttemptFailure(`the body is longer than the ${expectedBytes} bytes announced`, { retryable: false })
     }
-    hashChunk?.(chunk)
     run.bytes += chunk.length
     try {
-      await sink.write(chunk)
+      await run.feed.write(chunk)
       onProgress?.({ bytes: run.bytes, totalBytes: run.totalBytes })
     } catch (err) {
       throw new SinkError(err)
@@ -606,9 +564,9 @@ async function streamBody (job: Job, sink: DownloadSink, run: Run, body: Answer[
   return received
 }
 
-async function callSink (call: () => void | Promise<void>): Promise<void> {
+async function callSink<T> (call: () => T | Promise<T>): Promise<T> {
   try {
-    await call()
+    return await call()
   } catch (err) {
     throw new SinkError(err)
   }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
 
 export type DigestType = 'md5' | 'sha1' | 'sha256' | 'sha512'
@@ -23,21 +22,6 @@ export interface RunningDigest {
   dispose (): void
 }
 
-/** A digest on the calling thread, which also takes plain chunks (for sinks that keep no shared memory). */
-export interface InlineDigest extends RunningDigest {
-  update (chunk: Uint8Array): void
-}
-
-export function inlineDigest (type: DigestType): InlineDigest {
-  const hash = createHash(type)
-  return {
-    update: (chunk) => { hash.update(chunk) },
-    updateShared: async (span) => { hash.update(new Uint8Array(span.buffer, span.offset, span.length)) },
-    digestHex: async () => hash.digest('hex'),
-    dispose: () => {},
-  }
-}
-
 // The worker hashes the spans it is sent, in the order they are posted (messages keep their
 // order), answering each; a shared buffer is registered once by its id. Plain JS, evaluated:
 // nothing to find on disk, so it works the same from agent/, dist/ and the rescue image's bundle.
@@ -56,8 +40,8 @@ parentPort.on('message', (m) => {
 
 /**
  * On a worker thread, so that hashing (about 1 GB/s for sha512 on one core) runs beside the
- * download and the writes instead of between them. It reads the bytes where the download's sinks
- * keep them (the memory image's slabs, the stream writer's head and slabs): no copy is made for it.
+ * download and the writes instead of between them. It reads the bytes where they lie, in the
+ * download's slabs (download/slab-feed): no copy is made for it.
  */
 export class WorkerDigest implements RunningDigest {
   private readonly worker: Worker
@@ -115,44 +99,5 @@ export class WorkerDigest implements RunningDigest {
 
   dispose (): void {
     void this.worker.terminate()
-  }
-}
-
-/**
- * A sink's side of a run's digest: hands it the stream's bytes, each once and in order, where they
- * lie in the sink's shared memory, and remembers how far it got.
- */
-export class SpanHasher {
-  private digest: RunningDigest | undefined
-  /** Stream bytes below this were handed to the digest (or hashed before this sink got them). */
-  private hashedUpTo = 0
-  /** The newest span's hashing (the digest hashes in order: when it settles, all before it have). */
-  private lastHash: Promise<void> = Promise.resolve()
-
-  /** From now on the bytes go to `digest` (undefined: none), but for the stream's first `alreadyHashedBytes`. */
-  use (digest: RunningDigest | undefined, alreadyHashedBytes = 0): void {
-    this.digest = digest
-    this.hashedUpTo = alreadyHashedBytes
-    this.lastHash = Promise.resolve()
-  }
-
-  /**
-   * Stream bytes up to `to`, which lie in `buffer` from stream position `bufferStart`, less those
-   * already hashed. `last`: nothing of `buffer` comes later. Resolves once hashed; a failed digest
-   * rejects here and fails digestHex() and settled(), never unhandled.
-   */
-  hash (buffer: Buffer, bufferStart: number, to: number, last = false): Promise<void> {
-    const from = Math.max(this.hashedUpTo, bufferStart)
-    if (this.digest === undefined || from >= to) return Promise.resolve()
-    const hashing = this.digest.updateShared({ buffer: buffer.buffer as SharedArrayBuffer, offset: buffer.byteOffset + from - bufferStart, length: to - from, last })
-    hashing.catch(() => {})
-    this.hashedUpTo = to
-    this.lastHash = hashing
-    return hashing
-  }
-
-  /** Waits until everything handed over is hashed. */
-  async settled (): Promise<void> {
-    await this.lastHash
   }
 }

@@ -7,8 +7,10 @@
  * OVH's messages are kept word for word; the agent's own follow the same style: one sentence, the
  * facts that let the customer fix it, never a secret.
  */
-import type { ChecksumType } from '../payload/install-request.js'
 import { declareErrors, shown, type Shown } from './message-declaration.js'
+
+/** The checksum types the agent accepts (imageCheckSumType; payload/install-request uses it). */
+export type ChecksumType = 'md5' | 'sha1' | 'sha256' | 'sha512'
 
 /** Why efiBootloaderPath is refused: the file is not in the image's EFI system partition, or the image has none. */
 export type EfiBootloaderProblem = 'not-in-esp' | 'no-esp'

@@ -2,7 +2,7 @@
  * The one success message, declared as the failures are (message-declaration): its words written
  * once, the docs' template made from them.
  */
-import type { ChecksumType } from '../payload/install-request.js'
+import type { ChecksumType } from './install-error-declarations.js'
 import { declareMessages, shown, type Shown } from './message-declaration.js'
 
 /** How the image reached the disk: from memory once downloaded whole, or while streaming. */

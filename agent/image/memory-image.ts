@@ -1,12 +1,9 @@
 /**
- * An image held in memory as a list of large slabs (no single huge Buffer), filled in order.
- * Its capacity is the memory budget: going past it throws `MemoryBudgetExceeded`, and the caller
- * decides what that means (raw: switch to streaming; qcow2: "too big to download in memory").
- *
- * The slabs are shared memory: given a digest (`hashWith`), the image hands it each slab as it
- * fills, and the digest's thread reads the bytes where they lie, with no copy made for it.
+ * An image held in memory as a list of large slabs (no single huge Buffer), filled in order: the
+ * download's own slabs, kept as they are (`adopt`), or bytes copied in (`append`). Its capacity is
+ * the memory budget: going past it throws `MemoryBudgetExceeded`, and the caller decides what that
+ * means (raw: switch to streaming; qcow2: "too big to download in memory").
  */
-import { SpanHasher, type RunningDigest } from '../download/running-digest.js'
 
 export const SLAB_BYTES = 16 * 1024 * 1024 // 16 MiB per slab
 
@@ -31,7 +28,6 @@ export class MemoryImage implements ByteSource {
   private slabs: Buffer[] = []
   private used = 0 // bytes used in the last slab
   private total = 0
-  private readonly hasher = new SpanHasher()
 
   constructor (readonly limitBytes: number) {}
 
@@ -39,24 +35,22 @@ export class MemoryImage implements ByteSource {
     return this.total
   }
 
+  /** Bytes of the next slab the budget allows: SLAB_BYTES, less near the budget, 0 once it is reached. */
+  nextSlabBytes (): number {
+    return Math.min(SLAB_BYTES, this.limitBytes - this.total)
+  }
+
   /**
-   * From now on every byte appended goes to `digest` too (undefined: none), in order: each slab
-   * once full, the rest on `flushHash`.
+   * Keeps `data` (the filled part of a slab of the download, never changed after) as the image's
+   * next bytes, without copying it. Only the last slab may be shorter than SLAB_BYTES for reads to
+   * stay copy-free (nextSlabBytes gives that).
    */
-  hashWith (digest: RunningDigest | undefined): void {
-    this.hasher.use(digest, this.total)
-  }
-
-  /** Hands the digest the bytes not yet given to it (the last slab's), and waits until all are hashed. */
-  async flushHash (): Promise<void> {
-    this.hashLastSlab()
-    await this.hasher.settled()
-  }
-
-  /** The unhashed bytes of the last slab to the digest (once it is full, or at the end). */
-  private hashLastSlab (): void {
-    const slab = this.slabs[this.slabs.length - 1]
-    if (slab !== undefined) void this.hasher.hash(slab, this.total - this.used, this.total, this.used === slab.length)
+  adopt (data: Buffer): void {
+    if (this.total + data.length > this.limitBytes) throw new MemoryBudgetExceeded(this.limitBytes)
+    if (data.length === 0) return
+    this.slabs.push(data)
+    this.used = data.length
+    this.total += data.length
   }
 
   /** Copies `chunk` in at the end. */
@@ -75,7 +69,6 @@ export class MemoryImage implements ByteSource {
       this.used += n
       this.total += n
       from += n
-      if (this.used === slab.length) this.hashLastSlab()
     }
   }
 
@@ -107,7 +100,7 @@ export class MemoryImage implements ByteSource {
     if (offset >= end) return Buffer.alloc(0)
     // Every slab but the last is SLAB_BYTES long, unless the budget made the first one smaller.
     const first = this.slabs[0]
-    if (first !== undefined && first.length === SLAB_BYTES) {
+    if (first !== undefined && first.length === SLAB_BYTES && (this.slabs.length < 3 || (this.slabs[this.slabs.length - 2] as Buffer).length === SLAB_BYTES)) {
       const index = Math.floor(offset / SLAB_BYTES)
       if (index === Math.floor((end - 1) / SLAB_BYTES)) {
         const slab = this.slabs[index] as Buffer
@@ -122,6 +115,5 @@ export class MemoryImage implements ByteSource {
     this.slabs = []
     this.used = 0
     this.total = 0
-    this.hasher.use(undefined)
   }
 }

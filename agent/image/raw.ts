@@ -1,10 +1,15 @@
 import { BackgroundSync } from '../disk/background-sync.js'
-import type { Disk } from '../disk/disk.js'
-import { HEAD_BYTES } from '../disk/sequential-writer.js'
+import { InFlight } from '../disk/in-flight.js'
 import type { MemoryImage } from './memory-image.js'
 import { errors } from '../errors/install-error.js'
 
 const MAX_IN_FLIGHT = 3 // 16 MiB slabs being written at once
+
+/** Where a raw image goes: the install's target, which keeps the image's first MiB back itself. */
+export interface RawWriteTarget {
+  write (data: Uint8Array, offset: number): Promise<void>
+  sync (): Promise<void>
+}
 
 export interface WriteFromMemoryOptions {
   onProgress?: (writtenBytes: number) => void
@@ -12,38 +17,30 @@ export interface WriteFromMemoryOptions {
 }
 
 /**
- * Writes a verified raw image held in memory to the disk, all but its first MiB, and syncs.
- * Returns the first MiB (the head), which the install writes last.
+ * Writes a verified raw image held in memory to the target, slab by slab with a few in flight (the
+ * copies into the page cache overlap, and the flushes with them), and syncs. I/O failures are
+ * `Can't write raw on disk.`; an abort ends with the signal's reason once the writes under way end.
  */
-export async function writeRawFromMemory (disk: Disk, image: MemoryImage, options: WriteFromMemoryOptions = {}): Promise<Buffer> {
-  if (image.sizeBytes > disk.sizeBytes) throw errors.imageTooBigForDisk(image.sizeBytes, disk.path, disk.sizeBytes)
-  const head = image.read(0, HEAD_BYTES)
-  let written = head.length
-  const backgroundSync = new BackgroundSync(disk)
-  const inFlight = new Set<Promise<void>>()
+export async function writeRawFromMemory (target: RawWriteTarget, image: MemoryImage, options: WriteFromMemoryOptions = {}): Promise<void> {
+  let written = 0
+  const backgroundSync = new BackgroundSync(target)
+  const writes = new InFlight(MAX_IN_FLIGHT)
   try {
     for (const piece of image.pieces()) {
       options.signal?.throwIfAborted()
-      const skip = Math.max(0, HEAD_BYTES - piece.offset)
-      if (skip >= piece.data.length) continue
-      const length = piece.data.length - skip
-      // A few slabs in flight: the copies into the page cache overlap, and the flushes with them.
-      const write: Promise<void> = disk.write(piece.data.subarray(skip), piece.offset + skip).then(() => {
-        inFlight.delete(write)
-        written += length
-        backgroundSync.wrote(length)
+      await writes.add(async () => {
+        await target.write(piece.data, piece.offset)
+        written += piece.data.length
+        backgroundSync.wrote(piece.data.length)
         options.onProgress?.(written)
       })
-      inFlight.add(write)
-      if (inFlight.size >= MAX_IN_FLIGHT) await Promise.race(inFlight)
     }
-    await Promise.all(inFlight)
+    await writes.drain()
     await backgroundSync.settle()
-    await disk.sync()
+    await target.sync()
   } catch (err) {
-    await Promise.allSettled(inFlight)
+    await writes.settle()
     if (options.signal?.aborted === true) throw err
     throw errors.rawWriteFailed(err)
   }
-  return head
 }

@@ -1,8 +1,10 @@
 import type { Disk } from '../disk/disk.js'
 import { relocateBackupGpt, type RelocateResult } from '../disk/partition-table.js'
-import type { PlannedDisk, PlannedWrite } from '../disk/planned-disk.js'
+import { PlannedDisk, type PlannedWrite } from '../disk/planned-disk.js'
 import type { InstallRequest } from '../payload/install-request.js'
 import { writeConfigDrive, type ConfigDriveStepOptions, type PreparedConfigDrive, type WrittenConfigDrive } from './config-drive-step.js'
+import type { StagedImage } from './image-stage.js'
+import { checkEfiBootloader, checkImageTables } from './image-checks.js'
 
 /**
  * The partition-table and ConfigDrive steps, made in the verify step on a PlannedDisk (the image
@@ -30,7 +32,31 @@ export interface TablePlan {
   configDrive: WrittenConfigDrive
 }
 
-export async function planPartitionTables (request: InstallRequest, head: Buffer, planned: PlannedDisk, options: { prepared: PreparedConfigDrive; configDrive?: ConfigDriveStepOptions; signal?: AbortSignal }): Promise<TablePlan> {
+export interface PlanOptions {
+  prepared: PreparedConfigDrive
+  configDrive?: ConfigDriveStepOptions
+  signal?: AbortSignal
+}
+
+/**
+ * The verify step's planning, on the image alone as it will lie on the disk (a PlannedDisk: the
+ * image's bytes, zeros past its end, nothing the disk held before): the head as it will be
+ * written, the whole partition table checked, the EFI bootloader found, then the GPT and
+ * ConfigDrive steps run. In memory mode all of it comes before the first write; streaming, before
+ * the head is written.
+ */
+export async function planInstall (request: InstallRequest, disk: { path: string; sizeBytes: number; logicalSectorBytes: number; head: Buffer }, image: StagedImage, options: PlanOptions): Promise<TablePlan> {
+  const { imageBytes } = image
+  const head = Buffer.alloc(disk.head.length)
+  await image.read(head.subarray(0, Math.min(head.length, imageBytes)), 0)
+  const planned = new PlannedDisk(disk.sizeBytes, disk.logicalSectorBytes, imageBytes, image.read)
+  await checkImageTables(request, head, planned, disk.path)
+  await checkEfiBootloader(request.efiBootloaderPath, head, planned, { imageBytes, signal: options.signal })
+  options.signal?.throwIfAborted()
+  return await planPartitionTables(request, head, planned, options)
+}
+
+export async function planPartitionTables (request: InstallRequest, head: Buffer, planned: PlannedDisk, options: PlanOptions): Promise<TablePlan> {
   planned.zeroTailPastImage()
   const partitionTable = await relocateBackupGpt(head, planned, { imageBytes: planned.imageBytes })
   const gptWrites = planned.writes.length

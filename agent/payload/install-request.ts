@@ -1,5 +1,6 @@
-/** The checksum types the agent accepts (imageCheckSumType). */
-export type ChecksumType = 'md5' | 'sha1' | 'sha256' | 'sha512'
+import type { ChecksumType } from '../errors/install-error-declarations.js'
+
+export type { ChecksumType }
 export type ImageType = 'raw' | 'qcow2'
 
 export const checksumHexLength: Record<ChecksumType, number> = {

@@ -11,7 +11,7 @@ import type { Logger } from 'pino'
 import { Disk, rereadPartitionTable } from '../disk/disk.js'
 import { errors, isInstallError, type InstallError } from '../errors/install-error.js'
 import type { SavedState } from './job-state-store.js'
-import { makeUnbootable } from '../install/run-install.js'
+import { makeUnbootable } from '../disk/boot-area.js'
 
 export interface InterruptedOutcome {
   error: InstallError

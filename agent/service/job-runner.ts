@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { InstallRequest } from '../payload/install-request.js'
-import { apiErrors } from '../api/api-error.js'
+import { apiErrors } from '../errors/api-error.js'
 import { errors, isInstallError } from '../errors/install-error.js'
 import type { InstallEvent } from '../report/progress.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'

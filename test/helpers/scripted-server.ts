@@ -6,6 +6,7 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { pino, type Logger } from 'pino'
+import type { DownloadSink, Slab } from '../../agent/download/index.js'
 
 export interface RecordedRequest {
   method: string
@@ -130,10 +131,22 @@ export function writeRaw (req: IncomingMessage, head: string, body: Buffer): voi
 
 export type SinkEvent = { type: 'begin'; sizeBytes: number | undefined } | { type: 'write'; bytes: number } | { type: 'rewind' }
 
-/** A sink that keeps the bytes and the order of calls. */
-export class RecordingSink {
+/** A sink that keeps (copies of) the bytes and the order of calls; each slab a 'write'. */
+export class RecordingSink implements DownloadSink {
   readonly events: SinkEvent[] = []
   private chunks: Buffer[] = []
+
+  /** 64 KiB slabs: about one per chunk undici gives. */
+  constructor (private readonly slabSize = 64 * 1024) {}
+
+  slabBytes (): number {
+    return this.slabSize
+  }
+
+  async take (slab: Slab): Promise<void> {
+    await this.write(Buffer.from(slab.data))
+    slab.release()
+  }
 
   begin (sizeBytes: number | undefined): void {
     this.events.push({ type: 'begin', sizeBytes })

@@ -1,4 +1,5 @@
-import { HEAD_BYTES } from '../../disk/sequential-writer.js'
+import { HEAD_BYTES } from '../../disk/boot-area.js'
+import { InFlight } from '../../disk/in-flight.js'
 import { SLAB_BYTES, type ByteSource } from '../memory-image.js'
 import { errors } from '../../errors/install-error.js'
 import { TimeSlice } from '../../time-slice.js'
@@ -11,7 +12,7 @@ import { ClusterDecodeError, decompressPool } from './decompress-pool.js'
  *
  * The guest's first MiB never reaches the target here: it holds the MBR, the primary GPT and the
  * boot code, so it is assembled in memory and handed back for the caller to write last, once
- * everything else is on the disk (as for raw images, see SequentialWriter). A disk left half
+ * everything else is on the disk (as for raw images). A disk left half
  * written by a failure or an abort therefore keeps its old first MiB, or whatever the caller made
  * of it, never a new partition table pointing at missing data.
  *
@@ -46,39 +47,6 @@ let zeros: Buffer | undefined
 function zeroBuffer (): Buffer {
   zeros ??= Buffer.alloc(ZERO_CHECK_BYTES)
   return zeros
-}
-
-/** Runs jobs with at most `max` under way; the first failure stops new ones and is rethrown. */
-class InFlight {
-  private readonly running = new Set<Promise<void>>()
-  private failed = false
-  private failure: unknown
-
-  constructor (private readonly max: number) {}
-
-  async add (job: () => Promise<void>): Promise<void> {
-    while (this.running.size >= this.max) await Promise.race(this.running)
-    if (this.failed) throw this.failure
-    const tracked: Promise<void> = job()
-      .catch((err: unknown) => {
-        if (!this.failed) {
-          this.failed = true
-          this.failure = err
-        }
-      })
-      .finally(() => { this.running.delete(tracked) })
-    this.running.add(tracked)
-  }
-
-  async drain (): Promise<void> {
-    await Promise.all(this.running)
-    if (this.failed) throw this.failure
-  }
-
-  /** Waits for what is under way, ignoring failures (after an error or an abort elsewhere). */
-  async settle (): Promise<void> {
-    await Promise.allSettled(this.running)
-  }
 }
 
 async function targetIo (io: Promise<void>): Promise<void> {

@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http'
 import type { InstallJobs, JobChange, JobListener, ReportMessage } from '../../../agent/service/job-runner.js'
 import { copyStatus, idleStatus, type DiskView, type InstallStatus } from '../../../agent/service/job-status.js'
 import type { InstallRequest } from '../../../agent/payload/install-request.js'
-import { apiErrors } from '../../../agent/api/api-error.js'
+import { apiErrors } from '../../../agent/errors/api-error.js'
 import { REDACTED_PATHS } from '../../../agent/service/service-logger.js'
 import { startScriptedServer } from '../../helpers/scripted-server.js'
 

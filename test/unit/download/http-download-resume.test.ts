@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import t from 'tap'
 import { download, type DownloadOptions, type DownloadSink } from '../../../agent/download/http-download.js'
-import type { RunningDigest } from '../../../agent/download/running-digest.js'
+import type { Slab } from '../../../agent/download/slab-feed.js'
 import { MemoryImage } from '../../../agent/image/memory-image.js'
 import { isInstallError } from '../../../agent/errors/install-error.js'
 import { RecordingSink, sendBody, serveFile, startScriptedServer, testFile } from '../../helpers/scripted-server.js'
@@ -245,22 +245,21 @@ t.test('attempts that make progress do not use up the retries, but the total sta
   t.equal(stuck.requests.length, 3)
 })
 
-/** A sink that keeps the bytes in a MemoryImage and hashes them there (as the install's does). */
-function hashingSink (): DownloadSink & { image: MemoryImage, digests: number } {
+/** A sink that keeps the download's slabs in a MemoryImage (as the install's memory mode does). */
+function memorySink (): DownloadSink & { image: MemoryImage, runs: number } {
   const image = new MemoryImage(1024 * 1024)
   const sink = {
     image,
-    digests: 0,
-    begin: () => {},
-    write: async (chunk: Buffer) => { image.append(chunk) },
-    rewind: () => { image.clear() },
-    hashWith: (digest: RunningDigest | undefined) => { sink.digests++; image.hashWith(digest) },
-    flushHash: async () => { await image.flushHash() },
+    runs: 0,
+    begin: () => { sink.runs++ },
+    slabBytes: () => 16 * 1024,
+    take: async (slab: Slab) => { image.adopt(slab.data) },
+    rewind: () => { sink.runs++; image.clear() },
   }
   return sink
 }
 
-t.test('a sink that hashes its own shared memory: resumed and restarted runs give the digest of the file', async (t) => {
+t.test('slabs kept in memory: resumed and restarted runs give the digest of the file, hashed where the slabs lie', async (t) => {
   const newer = testFile(120_000, 9)
   const server = await startScriptedServer([
     (req, res) => serveFile(req, res, FILE, { etag: ETAG, cutAfterBytes: 40_000 }),
@@ -268,9 +267,9 @@ t.test('a sink that hashes its own shared memory: resumed and restarted runs giv
     (req, res) => serveFile(req, res, newer, { etag: '"v2"' }), // the file changed: from byte 0
   ])
   t.teardown(server.close)
-  const sink = hashingSink()
+  const sink = memorySink()
   const result = await download(options(server.url()), sink)
   t.same(result, { bytes: newer.length, digestHex: sha256(newer), contentLength: newer.length, attempts: 3 })
-  t.equal(sink.digests, 2, 'one digest per run: the first, and the one after the rewind')
+  t.equal(sink.runs, 2, 'two runs: the first, and the one after the rewind')
   t.ok(sink.image.read(0, newer.length).equals(newer))
 })

@@ -162,7 +162,7 @@ t.test('abort via AbortSignal mid-body rejects with AbortError, no retry', async
   const server = await startScriptedServer((req, res) => serveFile(req, res, FILE, { stallAfterBytes: 50_000 }))
   t.teardown(server.close)
   const controller = new AbortController()
-  const sink = new RecordingSink()
+  const sink = new RecordingSink(4096) // slabs that fill before the stall
   const write = sink.write.bind(sink)
   sink.write = async (chunk) => {
     await write(chunk)

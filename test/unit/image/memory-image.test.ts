@@ -1,6 +1,5 @@
 import t from 'tap'
-import { createHash, randomBytes } from 'node:crypto'
-import { inlineDigest, WorkerDigest } from '../../../agent/download/running-digest.js'
+import { randomBytes } from 'node:crypto'
 import { MemoryBudgetExceeded, MemoryImage, SLAB_BYTES } from '../../../agent/image/memory-image.js'
 
 t.test('appends across slabs and reads back any range', async (t) => {
@@ -53,27 +52,18 @@ t.test('view: zero-copy inside a slab, a copy across slabs, short at the end', a
   t.throws(() => image.view(-1, 2), RangeError)
 })
 
-t.test('hashWith: every byte appended reaches the digest once, in order, slab by slab then the rest', async (t) => {
-  const data = randomBytes(SLAB_BYTES * 2 + 54321)
-  const image = new MemoryImage(data.length)
-  const digest = new WorkerDigest('sha256')
-  image.hashWith(digest)
-  for (let at = 0; at < data.length; at += 1_000_003) image.append(data.subarray(at, at + 1_000_003))
-  await image.flushHash()
-  await image.flushHash() // nothing new: nothing hashed twice
-  t.equal(await digest.digestHex(), createHash('sha256').update(data).digest('hex'))
-})
-
-t.test('hashWith after a clear: the new digest gets the new bytes only', async (t) => {
-  const image = new MemoryImage(SLAB_BYTES * 2)
-  const first = inlineDigest('sha256')
-  image.hashWith(first)
-  image.append(randomBytes(SLAB_BYTES + 10))
-  image.clear()
-  const second = inlineDigest('sha256')
-  image.hashWith(second)
-  const data = randomBytes(999)
-  image.append(data)
-  await image.flushHash()
-  t.equal(await second.digestHex(), createHash('sha256').update(data).digest('hex'))
+t.test('adopt keeps the slabs given, without copying, and counts them against the budget', async (t) => {
+  const data = randomBytes(SLAB_BYTES + 500)
+  const image = new MemoryImage(SLAB_BYTES + 1000)
+  t.equal(image.nextSlabBytes(), SLAB_BYTES)
+  const first = Buffer.from(new SharedArrayBuffer(SLAB_BYTES))
+  data.copy(first, 0, 0, SLAB_BYTES)
+  image.adopt(first)
+  t.equal(image.nextSlabBytes(), 1000, 'the budget left')
+  image.adopt(data.subarray(SLAB_BYTES))
+  t.equal(image.sizeBytes, data.length)
+  t.equal(image.view(10, 100).buffer, first.buffer, 'the same memory')
+  t.ok(image.read(0, data.length).equals(data))
+  t.throws(() => image.adopt(Buffer.alloc(501)), MemoryBudgetExceeded)
+  t.equal(image.sizeBytes, data.length)
 })

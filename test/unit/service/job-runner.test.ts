@@ -5,7 +5,7 @@ import { JobRunner, type InstallFunction, type JobChange, type ReportMessage } f
 import { JobStateStore } from '../../../agent/service/job-state-store.js'
 import type { InstallOptions, InstallResult } from '../../../agent/install/run-install.js'
 import { parseInstallRequest } from '../../../agent/payload/parse-install-request.js'
-import { isApiError } from '../../../agent/api/api-error.js'
+import { isApiError } from '../../../agent/errors/api-error.js'
 import { errors } from '../../../agent/errors/install-error.js'
 import type { InstallEvent, StepName } from '../../../agent/report/progress.js'
 import type { ReportSink } from '../../../agent/service/report-poster.js'

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { join } from 'node:path'
-import { HEAD_BYTES } from '../../../../agent/disk/sequential-writer.js'
+import { HEAD_BYTES } from '../../../../agent/disk/boot-area.js'
 import { openQcow2, writeQcow2, type Qcow2WriteTarget } from '../../../../agent/image/qcow2/index.js'
 import { tempDir } from '../../../helpers/disk-files.js'
 import { createQcow2, loadSource, makePatternFile, MemoryTarget, MiB, qemuIo, qemuRaw } from '../../../helpers/qcow2-fixtures.js'

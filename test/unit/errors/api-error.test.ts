@@ -1,6 +1,6 @@
 import t from 'tap'
-import { apiErrorDeclarations } from '../../../agent/api/api-error-declarations.js'
-import { ApiError, apiErrors, isApiError, type ApiErrorCode } from '../../../agent/api/api-error.js'
+import { apiErrorDeclarations } from '../../../agent/errors/api-error-declarations.js'
+import { ApiError, apiErrors, isApiError, type ApiErrorCode } from '../../../agent/errors/api-error.js'
 import { isInstallError } from '../../../agent/errors/install-error.js'
 import { checkDeclaredConstructors, type ConstructorSamples } from '../../helpers/declared-constructors.js'
 

@@ -2,9 +2,9 @@
  * The service's own refusal of a request: `ApiError { code, message }` with the HTTP status it is
  * answered with, made only by `apiErrors.*`, one constructor per code derived from its declaration
  * (api-error-declarations.ts). The job runner throws the ones about jobs (BUSY, NOT_RUNNING,
- * SHUTTING_DOWN); the app's error handler (error-handler.ts) the ones about HTTP.
+ * SHUTTING_DOWN); the app's error handler (api/error-handler.ts) the ones about HTTP.
  */
-import { constructorsOf } from '../errors/message-declaration.js'
+import { constructorsOf } from './message-declaration.js'
 import { apiErrorDeclarations } from './api-error-declarations.js'
 
 export type ApiErrorCode = keyof typeof apiErrorDeclarations

@@ -1,0 +1,159 @@
+import type { Slab } from '../download/index.js'
+import { MemoryBudgetExceeded, MemoryImage } from '../image/memory-image.js'
+import { openQcow2, readQcow2Guest, writeQcow2, type Qcow2Image } from '../image/qcow2/index.js'
+import { writeRawFromMemory } from '../image/raw.js'
+import { errors } from '../errors/install-error.js'
+import type { ImageStage, StageContext, StagedImage } from './image-stage.js'
+import { checkDeclaredType } from './image-checks.js'
+import { RawStreamStage } from './raw-stream-stage.js'
+
+/**
+ * A raw image downloaded into memory (the download's slabs kept as they are, within the budget)
+ * and written only once verified, so any failure before leaves the disk untouched. Over the
+ * budget (announced, or grown past it) it goes on as a RawStreamStage: what memory holds first,
+ * then the rest, straight to the disk with the head held back.
+ */
+export class RawMemoryStage implements ImageStage {
+  private readonly memory: MemoryImage
+  private stream: RawStreamStage | undefined
+  /** The budget is used up: the next slab goes to the disk. */
+  private overBudget = false
+
+  constructor (private readonly context: StageContext) {
+    this.memory = new MemoryImage(context.memoryLimitBytes)
+  }
+
+  get mode (): 'memory' | 'stream' {
+    return this.stream === undefined ? 'memory' : 'stream'
+  }
+
+  async begin (sizeBytes: number | undefined): Promise<void> {
+    if (sizeBytes === undefined) return
+    // Refused before any write: the announced size cannot fit.
+    this.context.target.checkFits(sizeBytes)
+    if (sizeBytes > this.context.memoryLimitBytes) await this.switchToStream('content-length')
+  }
+
+  slabBytes (): number {
+    if (this.stream !== undefined) return this.stream.slabBytes()
+    const bytes = this.memory.nextSlabBytes()
+    if (bytes > 0) return bytes
+    this.overBudget = true
+    return new RawStreamStage(this.context).slabBytes()
+  }
+
+  async take (slab: Slab): Promise<void> {
+    if (this.stream === undefined && !this.overBudget) {
+      this.context.target.checkFits(this.memory.sizeBytes + slab.data.length)
+      this.memory.adopt(slab.data)
+      return
+    }
+    const stream = this.stream ?? await this.switchToStream('grew past budget')
+    await stream.take(slab)
+  }
+
+  async rewind (): Promise<void> {
+    this.memory.clear()
+    await this.stream?.rewind()
+  }
+
+  async end (): Promise<void> {
+    await this.stream?.end()
+  }
+
+  async verify (): Promise<StagedImage> {
+    if (this.stream !== undefined) return await this.stream.verify()
+    const { request, target } = this.context
+    const memory = this.memory
+    checkDeclaredType(request, memory.view(0, 8))
+    target.checkFits(memory.sizeBytes)
+    return { imageBytes: memory.sizeBytes, read: async (data, offset) => { data.set(memory.read(offset, data.length)) } }
+  }
+
+  async write (): Promise<void> {
+    if (this.stream !== undefined) return
+    const { target, signal, emit } = this.context
+    const totalBytes = this.memory.sizeBytes
+    await writeRawFromMemory(target, this.memory, { signal, onProgress: (bytes) => emit({ type: 'progress', step: 'write', bytes, totalBytes }) })
+    this.memory.clear()
+  }
+
+  async settle (): Promise<void> {
+    await this.stream?.settle()
+  }
+
+  /** Raw over the memory budget: what memory holds, and the rest, go straight to the disk. */
+  private async switchToStream (reason: string): Promise<RawStreamStage> {
+    const { memoryLimitBytes } = this.context
+    this.context.logger?.info({ memoryLimitBytes, reason }, 'raw image over the memory budget: streaming to disk')
+    this.context.emit({ type: 'note', message: `The image is larger than the memory budget of ${memoryLimitBytes} bytes: streaming it to the disk, the first MiB held back until verified.` })
+    this.context.steps.enter('download', 'write')
+    const stream = new RawStreamStage(this.context)
+    this.stream = stream
+    // Kept slabs are never reused upstream: letting go of them is a no-op.
+    for (const piece of this.memory.pieces()) await stream.take({ ...piece, release: () => {} })
+    this.memory.clear()
+    return stream
+  }
+}
+
+/**
+ * A qcow2 held in memory whole (the service's rule: one over the budget is refused, OVH's
+ * `qcow2 image is too big to download in memory`), its header and every table checked by openQcow2
+ * in verify, its guest disk written after.
+ */
+export class Qcow2MemoryStage implements ImageStage {
+  readonly mode = 'memory'
+  private readonly memory: MemoryImage
+  private image: Qcow2Image | undefined
+
+  constructor (private readonly context: StageContext) {
+    this.memory = new MemoryImage(context.memoryLimitBytes)
+  }
+
+  begin (sizeBytes: number | undefined): void {
+    const limit = this.context.memoryLimitBytes
+    if (sizeBytes !== undefined && sizeBytes > limit) throw errors.qcow2TooBig(new Error(`Content-Length ${sizeBytes} > memory budget ${limit}`))
+  }
+
+  slabBytes (): number {
+    const bytes = this.memory.nextSlabBytes()
+    if (bytes <= 0) throw errors.qcow2TooBig(new MemoryBudgetExceeded(this.memory.limitBytes))
+    return bytes
+  }
+
+  async take (slab: Slab): Promise<void> {
+    this.memory.adopt(slab.data)
+  }
+
+  rewind (): void {
+    this.memory.clear()
+  }
+
+  async end (): Promise<void> {}
+
+  async verify (): Promise<StagedImage> {
+    const { request, target, signal } = this.context
+    const memory = this.memory
+    checkDeclaredType(request, memory.view(0, 8))
+    const image = await openQcow2(memory, { signal })
+    target.checkFits(image.virtualSizeBytes)
+    this.image = image
+    return { imageBytes: image.virtualSizeBytes, read: async (data, offset) => { data.set(readQcow2Guest(image, memory, offset, data.length)) } }
+  }
+
+  async write (): Promise<void> {
+    const image = this.image
+    if (image === undefined) throw new Error('write before verify')
+    const { target, signal, emit } = this.context
+    await writeQcow2(image, this.memory, target, { signal, onProgress: (bytes) => emit({ type: 'progress', step: 'write', bytes, totalBytes: image.virtualSizeBytes }) })
+    try {
+      await target.sync()
+    } catch (err) {
+      throw errors.qcow2WriteFailed(err)
+    }
+    this.memory.clear()
+  }
+
+  async settle (): Promise<void> {}
+}
