@@ -1,6 +1,6 @@
 /**
  * The HTTP service's own refusals (`serve`, docs/api.md), declared once as the install's failures
- * are (errors/message-declaration): code, HTTP status, when, and the one function that writes the
+ * are (message-declaration.ts): code, HTTP status, when, and the one function that writes the
  * message. Nothing was installed or changed when one is given. `apiErrors.*` (api-error.ts) and
  * the service's section of docs/result-messages.md are made from these. They live here, below
  * service/ and api/, because the job runner (service/) throws BUSY, NOT_RUNNING and SHUTTING_DOWN.
