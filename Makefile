@@ -17,7 +17,7 @@ help:
 	@echo "make test   - lint, typecheck and the tap suite (installs its dependencies)"
 	@echo "make deps   - Debian and npm packages (idempotent, as root)"
 	@echo "make build  - compile to dist/ (the byoi-agent binary)"
-	@echo "make bench  - the benchmarks in bench/, figures into docs/benchmarks.md"
+	@echo "make bench  - the benchmarks in bench/, figures into docs/benchmarks.md (BASELINE=DIR: an A/B against that built checkout)"
 	@echo "make fuzz   - the hostile-input suite (FUZZ_SECONDS=420, SEED=, CASE= to replay), summary into docs/fuzz.md"
 	@echo "make e2e    - the QEMU matrix: rescue image, installs onto virtual disks, installed systems booted (docs/e2e.md)"
 	@echo "make e2e-ci - one full install-and-boot case (run by .ci/run)"
@@ -54,7 +54,7 @@ tap: deps
 test: deps lint typecheck tap
 
 bench: deps build
-	node dist/bench/run-all.js
+	node dist/bench/run-all.js $(if $(BASELINE),--baseline $(BASELINE))
 
 demo: deps build rescue-image test-os-image
 	bash scripts/demo.sh

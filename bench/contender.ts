@@ -35,6 +35,8 @@ export interface Contender {
   check: (run: TimedRun, runDir: string) => Promise<string | undefined>
   /** After each run, outside the timed part. */
   cleanup?: () => Promise<void>
+  /** The same contender run by another build of the agent (an A/B against `--baseline`): agent contenders only. */
+  withAgent?: (agentMain: string) => Contender
 }
 
 /** The sha512sum line a pipeline wrote to runDir/sum must name `sha512Hex`. */
@@ -116,5 +118,9 @@ export function agentContender (options: AgentRunOptions): Contender {
       `> ${shq(join(runDir, 'result.json'))} 2> ${shq(join(runDir, 'agent.stderr'))}`,
     ].join(' '),
     check: async (_run, runDir) => await checkAgentResult(runDir, options.expected) ?? await checkAgentGpt(options.disk.path),
+    withAgent: (agentMain) => agentContender({ ...options, agentMain, id: `${options.id}${BASELINE_SUFFIX}`, label: `${options.label} [baseline]` }),
   }
 }
+
+/** The id of a contender's twin run by the baseline build. */
+export const BASELINE_SUFFIX = '-baseline'

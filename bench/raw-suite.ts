@@ -73,7 +73,7 @@ function text (imageBytes: number): SuiteText {
       '- (c) writes nothing: `--stream` against it measures what downloading and writing add to hashing.',
       '  (d) is the cost of the write and its fsync alone, for reference.',
       '- The agent hashes on a worker thread that reads the bytes where the download keeps them (shared memory:',
-      '  the memory image\'s slabs, or the stream writer\'s), so each byte is copied once on the main thread. On 2 cores',
+      '  the download\'s slabs, kept in memory or on their way to the disk), so each byte is copied once on the main thread. On 2 cores',
       '  with the file server beside it the run is CPU-bound: sha512 takes one core for as long as (c) runs, and the',
       '  main thread (HTTP, the copy, the writes), the kernel\'s socket and page-cache copies and the server share the other.',
       '- Above the image, the default mode\'s peak RSS holds node itself (its binary\'s mapped pages count, ~45 MiB),',

@@ -2,7 +2,9 @@
  * `make bench`: the bench suites, one after the other: raw (a 2 GiB raw image, both agent modes,
  * against the shell pipelines) and qcow2 (2 GiB guests in plain and zlib qcow2, against qemu-img).
  * Prints a table per suite and rewrites its section of docs/benchmarks.md.
- * `--suite raw|qcow2` (repeatable) runs only those. Not a test: nothing here asserts on time.
+ * `--suite raw|qcow2` (repeatable) runs only those. `--baseline DIR` (a checkout of another commit,
+ * built) runs each agent contender twice per round, this build and that one, interleaved, and
+ * prints an A/B table instead of rewriting the doc. Not a test: nothing here asserts on time.
  */
 import { execFile } from 'node:child_process'
 import { accessSync, constants, promises as fs } from 'node:fs'
@@ -11,8 +13,8 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs, promisify } from 'node:util'
 import { recreateDisk, residentShare, warmFile } from './bench-files.js'
-import { mergeSection, renderSection, renderTable, summarize, type Machine, type RunRecord, type SuiteReport } from './bench-report.js'
-import type { Contender } from './contender.js'
+import { mergeSection, renderSection, renderTable, summarize, type ContenderSummary, type Machine, type RunRecord, type SuiteReport } from './bench-report.js'
+import { BASELINE_SUFFIX, type Contender } from './contender.js'
 import { compareDiskSamples } from './disk-samples.js'
 import { startFileServer, type FileServer } from './file-server.js'
 import { qcow2Suite } from './qcow2-suite.js'
@@ -94,6 +96,8 @@ async function runSuite (suite: Suite, env: SuiteEnv): Promise<boolean> {
   const machine = await describeMachine()
   if (machine.loadAverage > 0.5) console.error(`warning: load average ${machine.loadAverage.toFixed(2)}: other work on the machine will skew the figures`)
   const prepared = await suite.prepare(env)
+  const baselineMain = env.baselineMain
+  if (baselineMain !== undefined) prepared.contenders = prepared.contenders.flatMap((c) => c.withAgent === undefined ? [c] : [c, c.withAgent(baselineMain)])
   const records = new Map<string, RunRecord[]>(prepared.contenders.map((c) => [c.id, []]))
   let residentBefore: number | undefined
   try {
@@ -122,6 +126,13 @@ async function runSuite (suite: Suite, env: SuiteEnv): Promise<boolean> {
     totalSeconds: (Date.now() - startedAt) / 1000,
   }
   console.log(renderTable(report))
+  if (baselineMain !== undefined) {
+    const table = renderAbTable(suite.id, summaries)
+    console.log(table)
+    await fs.writeFile(join(benchDir, `ab-${suite.id}.md`), `${table}\n`)
+    console.error(`A/B against ${baselineMain}: wrote ${join(benchDir, `ab-${suite.id}.md`)}, the doc left as it was`)
+    return summaries.every((s) => s.failures.length === 0)
+  }
   const docPath = join(root, 'docs', 'benchmarks.md')
   const existing = await fs.readFile(docPath, 'utf8').catch(() => '')
   await fs.writeFile(docPath, mergeSection(existing, { id: suite.id, text: renderSection(report) }, SUITES.map((s) => s.id)))
@@ -131,8 +142,27 @@ async function runSuite (suite: Suite, env: SuiteEnv): Promise<boolean> {
   return failed.length === 0
 }
 
+/** Each agent contender against its baseline twin: medians with the spread (min–max) of the runs, the ratio, peak RSS. */
+function renderAbTable (suiteId: string, summaries: ContenderSummary[]): string {
+  const seconds = (ms: number): string => (ms / 1000).toFixed(2)
+  const spread = (s: ContenderSummary): string => {
+    const walls = s.runs.map((r) => r.wallMs)
+    return `${seconds(s.medianMs)} (${seconds(Math.min(...walls))}–${seconds(Math.max(...walls))})`
+  }
+  const lines = [
+    `| ${suiteId}: contender | this build: median s (min–max) | baseline: median s (min–max) | time ratio (this / baseline) | peak RSS MiB (this / baseline) |`,
+    '| --- | --- | --- | --- | --- |',
+  ]
+  for (const now of summaries) {
+    const before = summaries.find((s) => s.contender.id === `${now.contender.id}${BASELINE_SUFFIX}`)
+    if (before === undefined) continue
+    lines.push(`| ${now.contender.label} | ${spread(now)} | ${spread(before)} | ×${(now.medianMs / before.medianMs).toFixed(2)} | ${now.peakRssMiB.toFixed(0)} / ${before.peakRssMiB.toFixed(0)} |`)
+  }
+  return lines.join('\n')
+}
+
 async function main (): Promise<number> {
-  const { values } = parseArgs({ options: { suite: { type: 'string', multiple: true } } })
+  const { values } = parseArgs({ options: { suite: { type: 'string', multiple: true }, baseline: { type: 'string' } } })
   const chosen = values.suite ?? SUITES.map((s) => s.id)
   const unknown = chosen.filter((id) => !SUITES.some((s) => s.id === id))
   if (unknown.length > 0) {
@@ -165,7 +195,9 @@ async function main (): Promise<number> {
   let ok = true
   try {
     server = await startFileServer({ script: serveScript, dir: benchDir, cwd: root })
-    const env: SuiteEnv = { root, benchDir, baseUrl: server.baseUrl, agentMain }
+    const baselineMain = values.baseline === undefined ? undefined : join(resolve(values.baseline), 'dist', 'agent', 'main.js')
+    if (baselineMain !== undefined) accessSync(baselineMain, constants.R_OK)
+    const env: SuiteEnv = { root, benchDir, baseUrl: server.baseUrl, agentMain, baselineMain }
     for (const suite of SUITES.filter((s) => chosen.includes(s.id))) ok = await runSuite(suite, env) && ok
   } finally {
     await server?.stop()

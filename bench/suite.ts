@@ -11,6 +11,8 @@ export interface SuiteEnv {
   baseUrl: string
   /** dist/agent/main.js. */
   agentMain: string
+  /** `--baseline`: another build's dist/agent/main.js, run beside each agent contender. */
+  baselineMain?: string
 }
 
 export interface PreparedSuite {

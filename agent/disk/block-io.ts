@@ -1,10 +1,11 @@
 /**
- * Reads and writes of the installed image while its head is still in memory.
+ * Reads and writes of an image whose first MiB (the "head": MBR, primary GPT header and entries)
+ * is kept in memory.
  *
- * The install keeps the image's first MiB (the "head": MBR, primary GPT header and entries) in a
- * Buffer and writes it last, so that a disk is never bootable before the whole image is verified.
- * Everything past the head is already on the disk. The partition-table code therefore reads and
- * writes through these two helpers: bytes below `head.length` live in the head, the rest on the disk.
+ * The install holds the image's head back and writes it last, so that a disk is never bootable
+ * before the whole image is verified; everything past the head is on the disk (or, while the
+ * install is planned, in a PlannedDisk). The partition-table, EFI and ConfigDrive code therefore
+ * take one `ImageIo`: bytes below `head.length` live in the head, the rest below it.
  */
 
 /** What the partition-table code needs of a disk; `Disk` (disk.ts) has this shape. */
@@ -15,26 +16,50 @@ export interface BlockIo {
   write (data: Uint8Array, offset: number): Promise<void>
 }
 
+/** A BlockIo with the image's head overlaid: `read` and `write` below `head.length` go to `head`. */
+export interface ImageIo extends BlockIo {
+  readonly head: Buffer
+}
+
 function checkRange (io: BlockIo, offset: number, length: number): void {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > io.sizeBytes) {
     throw new RangeError(`${length} bytes at ${offset} are outside the disk (${io.sizeBytes} bytes)`)
   }
 }
 
-/** The image's bytes [offset, offset + length): from the head below `head.length`, from the disk above. */
-export async function readImage (head: Buffer, io: BlockIo, offset: number, length: number): Promise<Buffer> {
-  checkRange(io, offset, length)
-  const out = Buffer.alloc(length)
-  const inHead = Math.max(0, Math.min(head.length, offset + length) - offset)
-  if (inHead > 0) head.copy(out, 0, offset, offset + inHead)
-  if (inHead < length) await io.read(out.subarray(inHead), offset + inHead)
-  return out
+/** `head` laid over `io`: the one overlay the install and the tests use. */
+export class HeadOverlay implements ImageIo {
+  constructor (readonly head: Buffer, private readonly io: BlockIo) {}
+
+  get sizeBytes (): number {
+    return this.io.sizeBytes
+  }
+
+  get logicalSectorBytes (): number {
+    return this.io.logicalSectorBytes
+  }
+
+  /** The image's bytes [offset, offset + data.length): from the head below `head.length`, from `io` above. */
+  async read (data: Uint8Array, offset: number): Promise<void> {
+    checkRange(this.io, offset, data.length)
+    const inHead = Math.max(0, Math.min(this.head.length, offset + data.length) - offset)
+    if (inHead > 0) data.set(this.head.subarray(offset, offset + inHead))
+    if (inHead < data.length) await this.io.read(data.subarray(inHead), offset + inHead)
+  }
+
+  /** Writes `data` at `offset` of the image: into the head below `head.length`, to `io` above. */
+  async write (data: Uint8Array, offset: number): Promise<void> {
+    checkRange(this.io, offset, data.length)
+    const inHead = Math.max(0, Math.min(this.head.length, offset + data.length) - offset)
+    if (inHead > 0) this.head.set(data.subarray(0, inHead), offset)
+    if (inHead < data.length) await this.io.write(data.subarray(inHead), offset + inHead)
+  }
 }
 
-/** Writes `data` at `offset` of the image: into the head below `head.length`, onto the disk above. */
-export async function writeImage (head: Buffer, io: BlockIo, data: Uint8Array, offset: number): Promise<void> {
-  checkRange(io, offset, data.length)
-  const inHead = Math.max(0, Math.min(head.length, offset + data.length) - offset)
-  if (inHead > 0) head.set(data.subarray(0, inHead), offset)
-  if (inHead < data.length) await io.write(data.subarray(inHead), offset + inHead)
+/** Bytes [offset, offset + length) of `io`, in a new Buffer. */
+export async function readBytes (io: BlockIo, offset: number, length: number): Promise<Buffer> {
+  checkRange(io, offset, length)
+  const out = Buffer.alloc(length)
+  await io.read(out, offset)
+  return out
 }

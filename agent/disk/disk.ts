@@ -59,7 +59,7 @@ function describe (err: unknown): string {
  */
 export class Disk {
   /**
-   * Awaited once, before the first byte is written (by any path: the stream writer, the memory
+   * Awaited once, before the first byte is written (by any path: the streamed image, the memory
    * write, the partition tables, an undo): the service records there, durably, that the disk may
    * be half-written, so a restart after a kill can make it unbootable.
    */

@@ -1,9 +1,9 @@
 /**
  * Finds the image's EFI system partition: the GPT entry of type C12A7328-F81F-11D2-BA4B-00A0C93EC93B
- * (UEFI spec 5.3.3), or an MBR record of type 0xEF (UEFI spec 5.2.2). Reads go through `readImage`,
+ * (UEFI spec 5.3.3), or an MBR record of type 0xEF (UEFI spec 5.2.2). Reads go through an `ImageIo`,
  * so it works on an image in memory, on a written disk whose head is still held back, or on both.
  */
-import { readImage, type BlockIo } from './block-io.js'
+import { readBytes, type ImageIo } from './block-io.js'
 import { loadGpt } from './gpt.js'
 import { isEmptyRecord, readMbrRecords } from './mbr.js'
 import { detectPartitionTable } from './partition-table.js'
@@ -23,7 +23,8 @@ export interface PartitionSpan {
  * Its work is bounded (one GPT: header and at most MAX_ENTRIES_BYTES of entries); `signal` is
  * looked at before and after the reads.
  */
-export async function findEfiSystemPartition (head: Buffer, io: BlockIo, options: { imageBytes: number; signal?: AbortSignal }): Promise<PartitionSpan | undefined> {
+export async function findEfiSystemPartition (io: ImageIo, options: { imageBytes: number; signal?: AbortSignal }): Promise<PartitionSpan | undefined> {
+  const head = io.head
   options.signal?.throwIfAborted()
   const table = detectPartitionTable(head)
   if (table.kind === 'gpt') {
@@ -31,7 +32,7 @@ export async function findEfiSystemPartition (head: Buffer, io: BlockIo, options
     const diskSectors = Math.floor(io.sizeBytes / sectorBytes)
     const backupLba = Math.floor(options.imageBytes / sectorBytes) - 1
     // The image's own backup only: what lies past the image on the disk is not part of it.
-    const { entries } = await loadGpt(head, io, { sectorBytes, diskSectors }, [backupLba])
+    const { entries } = await loadGpt(io, { sectorBytes, diskSectors }, [backupLba])
     options.signal?.throwIfAborted()
     const esp = entries.find((entry) => entry.typeGuid === EFI_SYSTEM_GUID)
     if (esp === undefined) return undefined
@@ -47,11 +48,11 @@ export async function findEfiSystemPartition (head: Buffer, io: BlockIo, options
 }
 
 /** A reader of the partition's bytes, bounded to the partition. */
-export function partitionReader (head: Buffer, io: BlockIo, span: PartitionSpan): (offset: number, length: number) => Promise<Buffer> {
+export function partitionReader (io: ImageIo, span: PartitionSpan): (offset: number, length: number) => Promise<Buffer> {
   return async (offset, length) => {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > span.sizeBytes) {
       throw new RangeError(`${length} bytes at ${offset} are outside partition ${span.number} (${span.sizeBytes} bytes)`)
     }
-    return await readImage(head, io, span.offsetBytes + offset, length)
+    return await readBytes(io, span.offsetBytes + offset, length)
   }
 }

@@ -3,7 +3,7 @@
  * as `sgdisk -e` does, and add a partition entry.
  *
  * The primary header and entries normally lie in the image's head, which the install writes last;
- * every read and write here goes through readImage/writeImage (block-io.ts), so they land in the head
+ * every read and write here goes through an ImageIo (block-io.ts), so they land in the head
  * or on the disk as they should. LBA fields are u64: they are read as bigint and checked against the
  * disk before they become numbers, so a hostile header can neither crash this code nor steer a write
  * outside the disk or into a partition.
@@ -11,8 +11,7 @@
 import { randomUUID } from 'node:crypto'
 import { crc32 } from 'node:zlib'
 import { isInstallError } from '../errors/install-error.js'
-import type { BlockIo } from './block-io.js'
-import { readImage, writeImage } from './block-io.js'
+import { readBytes, type ImageIo } from './block-io.js'
 import type { Placement } from './end-placement.js'
 import { placeAtEnd } from './end-placement.js'
 import type { ProtectiveMbrChange } from './mbr.js'
@@ -267,13 +266,13 @@ function entriesBlock (array: Buffer, header: GptHeader, sectorBytes: number): B
   return block
 }
 
-async function readHeader (head: Buffer, io: BlockIo, lba: number, geometry: GptGeometry): Promise<GptHeader> {
+async function readHeader (io: ImageIo, lba: number, geometry: GptGeometry): Promise<GptHeader> {
   if (!Number.isSafeInteger(lba) || lba < 1 || lba >= geometry.diskSectors) throw new GptFormatError(`LBA ${lba} is outside the disk`)
-  return parseGptHeader(await readImage(head, io, lba * geometry.sectorBytes, geometry.sectorBytes), lba, geometry)
+  return parseGptHeader(await readBytes(io, lba * geometry.sectorBytes, geometry.sectorBytes), lba, geometry)
 }
 
-async function readEntries (head: Buffer, io: BlockIo, header: GptHeader, geometry: GptGeometry): Promise<{ array: Buffer; entries: GptEntry[] }> {
-  const array = await readImage(head, io, header.entriesLba * geometry.sectorBytes, header.entryCount * ENTRY_BYTES)
+async function readEntries (io: ImageIo, header: GptHeader, geometry: GptGeometry): Promise<{ array: Buffer; entries: GptEntry[] }> {
+  const array = await readBytes(io, header.entriesLba * geometry.sectorBytes, header.entryCount * ENTRY_BYTES)
   return { array, entries: parseGptEntries(array, header, geometry) }
 }
 
@@ -290,11 +289,11 @@ export interface LoadedGpt {
  * The primary GPT, or when it is damaged, one rebuilt from the first valid backup among
  * `backupLbas` (its entries then belong at LBA 2, which the caller writes).
  */
-export async function loadGpt (head: Buffer, io: BlockIo, geometry: GptGeometry, backupLbas: readonly number[]): Promise<LoadedGpt> {
+export async function loadGpt (io: ImageIo, geometry: GptGeometry, backupLbas: readonly number[]): Promise<LoadedGpt> {
   let primaryError: unknown
   try {
-    const primary = await readHeader(head, io, 1, geometry)
-    return { primary, ...await readEntries(head, io, primary, geometry), repairedFromLba: undefined }
+    const primary = await readHeader(io, 1, geometry)
+    return { primary, ...await readEntries(io, primary, geometry), repairedFromLba: undefined }
   } catch (err) {
     if (backupLbas.length === 0 || !isUnusableCopy(err)) throw err
     primaryError = err
@@ -303,8 +302,8 @@ export async function loadGpt (head: Buffer, io: BlockIo, geometry: GptGeometry,
   for (const lba of new Set(backupLbas)) {
     if (!Number.isSafeInteger(lba) || lba <= 1 || lba >= geometry.diskSectors) continue
     try {
-      const backup = await readHeader(head, io, lba, geometry)
-      const { array, entries } = await readEntries(head, io, backup, geometry)
+      const backup = await readHeader(io, lba, geometry)
+      const { array, entries } = await readEntries(io, backup, geometry)
       // The primary, as gdisk rebuilds it: the backup's fields with MyLBA 1, the entries at LBA 2.
       const block = headerBlock(backup.raw, { myLba: 1, alternateLba: lba, lastUsableLba: backup.lastUsableLba, entriesLba: 2, entriesCrc: backup.entriesCrc }, geometry.sectorBytes)
       const primary = parseGptHeader(block, 1, geometry)
@@ -319,13 +318,13 @@ export async function loadGpt (head: Buffer, io: BlockIo, geometry: GptGeometry,
 }
 
 /** Whether a valid backup matching `primary` sits at `lba`. */
-async function hasMatchingBackup (head: Buffer, io: BlockIo, primary: GptHeader, lba: number, geometry: GptGeometry): Promise<boolean> {
+async function hasMatchingBackup (io: ImageIo, primary: GptHeader, lba: number, geometry: GptGeometry): Promise<boolean> {
   try {
-    const backup = await readHeader(head, io, lba, geometry)
+    const backup = await readHeader(io, lba, geometry)
     if (backup.entriesCrc !== primary.entriesCrc || backup.entryCount !== primary.entryCount ||
       backup.firstUsableLba !== primary.firstUsableLba || backup.lastUsableLba !== primary.lastUsableLba ||
       backup.alternateLba !== 1 || !backup.raw.subarray(DISK_GUID, DISK_GUID + 16).equals(primary.raw.subarray(DISK_GUID, DISK_GUID + 16))) return false
-    await readEntries(head, io, backup, geometry)
+    await readEntries(io, backup, geometry)
     return true
   } catch {
     return false
@@ -349,7 +348,8 @@ export interface GptMoveResult {
  * entries, backup header, (zeroes the stale backup header), primary entries and header (into the
  * head), protective MBR (into the head). Throws plain Errors; the caller maps them to a result code.
  */
-export async function moveBackupGptToEnd (head: Buffer, io: BlockIo, options: { sectorBytes: number; imageBytes: number }): Promise<GptMoveResult> {
+export async function moveBackupGptToEnd (io: ImageIo, options: { sectorBytes: number; imageBytes: number }): Promise<GptMoveResult> {
+  const head = io.head
   const { sectorBytes, imageBytes } = options
   const diskSectors = Math.floor(io.sizeBytes / sectorBytes)
   const geometry: GptGeometry = { sectorBytes, diskSectors }
@@ -358,14 +358,14 @@ export async function moveBackupGptToEnd (head: Buffer, io: BlockIo, options: { 
   const lastLba = diskSectors - 1
 
   // The image's own backup only: what lies past the image on the disk is not part of it.
-  const gpt = await loadGpt(head, io, geometry, [imageLastLba])
+  const gpt = await loadGpt(io, geometry, [imageLastLba])
   const { primary, array, entries } = gpt
   const repaired = gpt.repairedFromLba !== undefined
   const previousBackupLba = gpt.repairedFromLba ?? primary.alternateLba
   const previousDiskSectors = previousBackupLba + 1
   const mbrOptions = { diskSectors, previousDiskSectors }
 
-  if (!repaired && primary.alternateLba === lastLba && await hasMatchingBackup(head, io, primary, lastLba, geometry)) {
+  if (!repaired && primary.alternateLba === lastLba && await hasMatchingBackup(io, primary, lastLba, geometry)) {
     // Already at the end (the image is as large as the disk, or this ran before).
     return { moved: false, repairedFromBackup: false, backupLba: lastLba, lastUsableLba: primary.lastUsableLba, previousBackupLba, protectiveMbr: fitProtectiveMbr(head, mbrOptions) }
   }
@@ -390,16 +390,16 @@ export async function moveBackupGptToEnd (head: Buffer, io: BlockIo, options: { 
   parseGptHeader(backupHeader, lastLba, geometry)
   parseGptHeader(primaryHeader, 1, geometry)
 
-  await writeImage(head, io, entriesBlock(array, primary, sectorBytes), backupEntriesLba * sectorBytes)
-  await writeImage(head, io, backupHeader, lastLba * sectorBytes)
+  await io.write(entriesBlock(array, primary, sectorBytes), backupEntriesLba * sectorBytes)
+  await io.write(backupHeader, lastLba * sectorBytes)
   // The old backup header is left behind by gdisk; we zero it so no tool finds a stale table
   // there (formats.md 2.6 step 6), but only where nothing of the new layout or any partition lies.
   if (previousBackupLba !== lastLba && previousBackupLba > maxUsedLba && previousBackupLba < backupEntriesLba) {
-    const old = await readImage(head, io, previousBackupLba * sectorBytes, sectorBytes)
-    if (hasGptSignature(old, 0)) await writeImage(head, io, Buffer.alloc(sectorBytes), previousBackupLba * sectorBytes)
+    const old = await readBytes(io, previousBackupLba * sectorBytes, sectorBytes)
+    if (hasGptSignature(old, 0)) await io.write(Buffer.alloc(sectorBytes), previousBackupLba * sectorBytes)
   }
-  if (repaired) await writeImage(head, io, entriesBlock(array, primary, sectorBytes), primary.entriesLba * sectorBytes)
-  await writeImage(head, io, primaryHeader, sectorBytes)
+  if (repaired) await io.write(entriesBlock(array, primary, sectorBytes), primary.entriesLba * sectorBytes)
+  await io.write(primaryHeader, sectorBytes)
   return { moved: true, repairedFromBackup: repaired, backupLba: lastLba, lastUsableLba, previousBackupLba, protectiveMbr: fitProtectiveMbr(head, mbrOptions) }
 }
 
@@ -416,7 +416,7 @@ export interface NewGptPartition {
  * `maxBytes` of the free space after the last partition (start aligned to 1 MiB), type
  * `typeGuid`, a fresh random unique GUID. Updates both copies and their CRCs.
  */
-export async function addGptPartition (head: Buffer, io: BlockIo, options: {
+export async function addGptPartition (io: ImageIo, options: {
   sectorBytes: number
   name: string
   typeGuid: string
@@ -426,15 +426,15 @@ export async function addGptPartition (head: Buffer, io: BlockIo, options: {
 }): Promise<NewGptPartition> {
   const { sectorBytes, name } = options
   const geometry: GptGeometry = { sectorBytes, diskSectors: Math.floor(io.sizeBytes / sectorBytes) }
-  const { primary, array, entries } = await loadGpt(head, io, geometry, [])
+  const { primary, array, entries } = await loadGpt(io, geometry, [])
   // A partition reused as config-2 gets written over: it must lie where partitions may, alone.
   checkGptEntries(entries, primary)
   let backup: GptHeader
   try {
     if (primary.alternateLba <= primary.lastUsableLba) throw new Error('it would lie in the usable space')
-    backup = await readHeader(head, io, primary.alternateLba, geometry)
+    backup = await readHeader(io, primary.alternateLba, geometry)
     if (backup.firstUsableLba !== primary.firstUsableLba || backup.lastUsableLba !== primary.lastUsableLba) throw new Error('its usable LBAs differ from the primary\'s')
-    const backupEntries = await readEntries(head, io, backup, geometry)
+    const backupEntries = await readEntries(io, backup, geometry)
     if (!backupEntries.array.equals(array)) throw new Error('its entries differ from the primary entries')
   } catch (err) {
     throw new Error(`the backup GPT at LBA ${primary.alternateLba} is not valid (${err instanceof Error ? err.message : String(err)})`, { cause: err })
@@ -482,9 +482,9 @@ export async function addGptPartition (head: Buffer, io: BlockIo, options: {
   const backupHeader = headerBlock(backup.raw, { myLba: backup.myLba, alternateLba: backup.alternateLba, lastUsableLba: backup.lastUsableLba, entriesLba: backup.entriesLba, entriesCrc }, sectorBytes)
   const primaryHeader = headerBlock(primary.raw, { myLba: 1, alternateLba: primary.alternateLba, lastUsableLba: primary.lastUsableLba, entriesLba: primary.entriesLba, entriesCrc }, sectorBytes)
   // Backup first, then the primary (into the head), as gdisk orders its writes.
-  await writeImage(head, io, entriesBlock(newArray, backup, sectorBytes), backup.entriesLba * sectorBytes)
-  await writeImage(head, io, backupHeader, backup.myLba * sectorBytes)
-  await writeImage(head, io, entriesBlock(newArray, primary, sectorBytes), primary.entriesLba * sectorBytes)
-  await writeImage(head, io, primaryHeader, sectorBytes)
+  await io.write(entriesBlock(newArray, backup, sectorBytes), backup.entriesLba * sectorBytes)
+  await io.write(backupHeader, backup.myLba * sectorBytes)
+  await io.write(entriesBlock(newArray, primary, sectorBytes), primary.entriesLba * sectorBytes)
+  await io.write(primaryHeader, sectorBytes)
   return { offsetBytes: placement.startLba * sectorBytes, sizeBytes: placement.sizeLba * sectorBytes, number: slot + 1, reused: false, uniqueGuid }
 }

@@ -7,14 +7,14 @@
  * and checkSectorSize before writing, relocateBackupGpt, then addConfigDrivePartition.
  */
 import { errors, isInstallError } from '../errors/install-error.js'
-import { readImage, type BlockIo } from './block-io.js'
+import { readBytes, type ImageIo } from './block-io.js'
 import { CONFIG_DRIVE_MAX_BYTES, MIB } from './end-placement.js'
 import type { GptMoveResult } from './gpt.js'
 import { addGptPartition, checkGptEntries, GptEntriesCrcError, GptFormatError, hasGptSignature, hasIntactPrimaryHeader, LINUX_FILESYSTEM_GUID, loadGpt, moveBackupGptToEnd } from './gpt.js'
 import { addMbrPartition, checkLogicalPartitions, checkMbrRecords, classifyMbr, LINUX_TYPE, MbrFormatError } from './mbr.js'
 
-export type { BlockIo } from './block-io.js'
-export { readImage, writeImage } from './block-io.js'
+export type { BlockIo, ImageIo } from './block-io.js'
+export { HeadOverlay, readBytes } from './block-io.js'
 
 export type TableKind =
   | {
@@ -65,7 +65,8 @@ export function checkSectorSize (table: TableKind, diskSectorBytes: number, disk
  * returned for the caller to refuse with what the bytes look like. `primaryOnly`: the primary GPT
  * alone is judged (a streamed image's head, whose backup is not there yet).
  */
-export async function checkPartitionTable (head: Buffer, io: BlockIo, options: { imageBytes: number; diskPath: string; primaryOnly?: boolean }): Promise<TableKind> {
+export async function checkPartitionTable (io: ImageIo, options: { imageBytes: number; diskPath: string; primaryOnly?: boolean }): Promise<TableKind> {
+  const head = io.head
   const table = detectPartitionTable(head)
   checkSectorSize(table, io.logicalSectorBytes, options.diskPath)
   try {
@@ -76,7 +77,7 @@ export async function checkPartitionTable (head: Buffer, io: BlockIo, options: {
       const geometry = { sectorBytes, diskSectors }
       let loaded
       try {
-        loaded = await loadGpt(head, io, geometry, options.primaryOnly === true ? [] : [imageSectors - 1])
+        loaded = await loadGpt(io, geometry, options.primaryOnly === true ? [] : [imageSectors - 1])
       } catch (err) {
         // The head alone: entries that fail their CRC may still be repaired from the image's backup, checked once it is there.
         if (options.primaryOnly === true && err instanceof GptEntriesCrcError) return table
@@ -92,7 +93,7 @@ export async function checkPartitionTable (head: Buffer, io: BlockIo, options: {
       if (gptSector !== undefined) throw new MbrFormatError(`LBA 0 holds an MBR with no protective (0xEE) partition, but a valid GPT header follows it (at byte ${gptSector}): two partition tables that disagree`)
       checkMbrRecords(head, { diskSectors, ...(options.primaryOnly === true ? {} : { imageSectors }) })
       if (options.primaryOnly !== true) {
-        await checkLogicalPartitions(head, async (lba) => await readImage(head, io, lba * sectorBytes, 512), { imageSectors })
+        await checkLogicalPartitions(head, async (lba) => await readBytes(io, lba * sectorBytes, 512), { imageSectors })
       }
     }
   } catch (err) {
@@ -130,13 +131,14 @@ export interface RelocateResult extends Partial<Omit<GptMoveResult, 'moved' | 'r
  * last LBA is imageBytes / sector − 1) is repaired from the backup. MBR-only: untouched. Hybrid MBR:
  * its entries kept. Any failure: GPT_MOVE_FAILED, with the reason as the cause.
  */
-export async function relocateBackupGpt (head: Buffer, io: BlockIo, options: { imageBytes: number }): Promise<RelocateResult> {
+export async function relocateBackupGpt (io: ImageIo, options: { imageBytes: number }): Promise<RelocateResult> {
+  const head = io.head
   const table = detectPartitionTable(head)
   if (table.kind !== 'gpt') return { kind: table.kind, moved: false, repairedFromBackup: false }
   const sectorBytes = table.headerFound === false ? io.logicalSectorBytes : table.sectorBytes
   try {
     if (sectorBytes !== io.logicalSectorBytes) throw new Error(`the image's GPT uses ${sectorBytes}-byte sectors, the disk ${io.logicalSectorBytes}-byte sectors`)
-    const result = await moveBackupGptToEnd(head, io, { sectorBytes, imageBytes: options.imageBytes })
+    const result = await moveBackupGptToEnd(io, { sectorBytes, imageBytes: options.imageBytes })
     return { kind: 'gpt', sectorBytes, ...result }
   } catch (err) {
     throw errors.gptMoveFailed(err)
@@ -163,7 +165,7 @@ export interface ConfigDrivePartitionOptions {
   /**
    * Whether the filesystem at [offsetBytes, offsetBytes + sizeBytes) is labelled config-2 (ironic's
    * `get_labelled_partition`). Asked for every MBR primary partition, and on GPT for every partition
-   * not named config-2. Offsets below head.length must be read from the head (use readImage).
+   * not named config-2. It reads through the ImageIo, so offsets below head.length come from the head.
    */
   isConfigDrive?: (offsetBytes: number, sizeBytes: number) => Promise<boolean>
 }
@@ -176,7 +178,8 @@ export interface ConfigDrivePartitionOptions {
  * existing partition named config-2 (GPT), or one `isConfigDrive` accepts, is reused. No slot, no
  * space, no table: CONFIGDRIVE_FAILED with the reason as the cause. Must run after relocateBackupGpt.
  */
-export async function addConfigDrivePartition (head: Buffer, io: BlockIo, options: ConfigDrivePartitionOptions = {}): Promise<AddedPartition> {
+export async function addConfigDrivePartition (io: ImageIo, options: ConfigDrivePartitionOptions = {}): Promise<AddedPartition> {
+  const head = io.head
   const maxBytes = options.sizeBytes ?? CONFIG_DRIVE_MAX_BYTES
   const minBytes = options.minSizeBytes ?? MIB
   try {
@@ -187,7 +190,7 @@ export async function addConfigDrivePartition (head: Buffer, io: BlockIo, option
     let added: AddedPartition
     if (table.kind === 'gpt') {
       if (table.headerFound !== false && table.sectorBytes !== sectorBytes) throw new Error(`the image's GPT uses ${table.sectorBytes}-byte sectors, the disk ${sectorBytes}-byte sectors`)
-      added = { table: 'gpt', ...await addGptPartition(head, io, { sectorBytes, name: CONFIG_DRIVE_LABEL, typeGuid: LINUX_FILESYSTEM_GUID, maxBytes, minBytes, isWanted: options.isConfigDrive }) }
+      added = { table: 'gpt', ...await addGptPartition(io, { sectorBytes, name: CONFIG_DRIVE_LABEL, typeGuid: LINUX_FILESYSTEM_GUID, maxBytes, minBytes, isWanted: options.isConfigDrive }) }
     } else if (table.kind === 'mbr') {
       const diskSectors = Math.floor(io.sizeBytes / sectorBytes)
       added = { table: 'mbr', ...await addMbrPartition(head, { sectorBytes, diskSectors, type: LINUX_TYPE, maxBytes, minBytes, isWanted: options.isConfigDrive }) }

@@ -1,7 +1,7 @@
 import { buildConfigDrive, readFatLabel, readIsoVolumeId, type ConfigDrive, type ConfigDriveFile } from '../configdrive/index.js'
-import type { BlockIo } from '../disk/block-io.js'
+import type { ImageIo } from '../disk/block-io.js'
 import { partitionReader } from '../disk/efi-system-partition.js'
-import { addConfigDrivePartition, readImage, writeImage, type AddedPartition } from '../disk/partition-table.js'
+import { addConfigDrivePartition, readBytes, type AddedPartition } from '../disk/partition-table.js'
 import type { InstallRequest } from '../payload/install-request.js'
 import { errors, isInstallError } from '../errors/install-error.js'
 
@@ -27,8 +27,8 @@ export interface ConfigDriveStepOptions {
 }
 
 /** Whether the filesystem at a partition is labelled config-2 (ISO 9660 volume id or FAT label), as cloud-init looks for it. */
-async function isConfigDrive (head: Buffer, io: BlockIo, offsetBytes: number, sizeBytes: number, signal: AbortSignal | undefined): Promise<boolean> {
-  const read = partitionReader(head, io, { number: 0, offsetBytes, sizeBytes })
+async function isConfigDrive (io: ImageIo, offsetBytes: number, sizeBytes: number, signal: AbortSignal | undefined): Promise<boolean> {
+  const read = partitionReader(io, { number: 0, offsetBytes, sizeBytes })
   const label = await readIsoVolumeId(read).catch(() => undefined) ?? await readFatLabel(read, { signal }).catch(() => undefined)
   // A probe that failed on a cancel is not "no label": the install stops.
   signal?.throwIfAborted()
@@ -60,22 +60,22 @@ export function prepareConfigDrive (request: InstallRequest, sectorBytes: number
  * into it, reads it back and compares. Any failure: `Could not create configdrive on disk.` The
  * install runs this on a PlannedDisk in its verify step, so every failure comes before any write.
  */
-export async function writeConfigDrive (request: InstallRequest, head: Buffer, io: BlockIo, options: ConfigDriveStepOptions & { prepared?: PreparedConfigDrive; signal?: AbortSignal } = {}): Promise<WrittenConfigDrive> {
+export async function writeConfigDrive (request: InstallRequest, io: ImageIo, options: ConfigDriveStepOptions & { prepared?: PreparedConfigDrive; signal?: AbortSignal } = {}): Promise<WrittenConfigDrive> {
   try {
     const sectorBytes = io.logicalSectorBytes
     const prepared = options.prepared ?? prepareConfigDrive(request, sectorBytes, options)
     const { filesystem, uuid } = prepared
     // An ISO is as large as its content: the partition must hold at least that. A FAT fills its partition.
     const sized = prepared.iso
-    const partition = await addConfigDrivePartition(head, io, {
+    const partition = await addConfigDrivePartition(io, {
       sizeBytes: CONFIG_DRIVE_BYTES,
       minSizeBytes: sized?.image.length ?? 1024 * 1024,
-      isConfigDrive: async (offsetBytes, sizeBytes) => await isConfigDrive(head, io, offsetBytes, sizeBytes, options.signal),
+      isConfigDrive: async (offsetBytes, sizeBytes) => await isConfigDrive(io, offsetBytes, sizeBytes, options.signal),
     })
     const drive = sized ?? buildConfigDrive(request, { sectorBytes, partitionBytes: partition.sizeBytes, force: filesystem, uuid })
     if (drive.image.length > partition.sizeBytes) throw new Error(`the ConfigDrive (${drive.image.length} bytes) does not fit partition ${partition.number} (${partition.sizeBytes} bytes)`)
-    await writeImage(head, io, drive.image, partition.offsetBytes)
-    const back = await readImage(head, io, partition.offsetBytes, drive.image.length)
+    await io.write(drive.image, partition.offsetBytes)
+    const back = await readBytes(io, partition.offsetBytes, drive.image.length)
     if (!back.equals(drive.image)) throw new Error(`the ConfigDrive read back from partition ${partition.number} differs from what was written`)
     return { result: { partition, filesystem: drive.filesystem, bytes: drive.image.length, uuid }, files: drive.files }
   } catch (err) {

@@ -1,8 +1,8 @@
 import { fatFileExists, FatFormatError } from '../configdrive/index.js'
-import type { BlockIo } from '../disk/block-io.js'
+import type { ImageIo } from '../disk/block-io.js'
 import { findEfiSystemPartition, partitionReader } from '../disk/efi-system-partition.js'
 import { GptFormatError, hasWholePrimaryInHead } from '../disk/gpt.js'
-import { checkPartitionTable, checkSectorSize, detectPartitionTable } from '../disk/partition-table.js'
+import { checkPartitionTable, checkSectorSize, detectPartitionTable, HeadOverlay } from '../disk/partition-table.js'
 import { PlannedDisk } from '../disk/planned-disk.js'
 import { describeContent } from '../image/describe-content.js'
 import { isQcow2 } from '../image/qcow2/index.js'
@@ -44,17 +44,17 @@ export async function checkImageHead (request: InstallRequest, head: Buffer, dis
   if (table.kind === 'gpt' && !hasWholePrimaryInHead(head, disk.logicalSectorBytes)) return
   // The head alone: the image's bytes past it are not needed for a whole primary GPT or an MBR.
   const headOnly = new PlannedDisk(disk.sizeBytes, disk.logicalSectorBytes, Math.min(head.length, disk.sizeBytes), async (data, offset) => { data.set(head.subarray(offset, offset + data.length)) })
-  await checkPartitionTable(head, headOnly, { imageBytes: headOnly.imageBytes, diskPath: disk.path, primaryOnly: true })
+  await checkPartitionTable(new HeadOverlay(head, headOnly), { imageBytes: headOnly.imageBytes, diskPath: disk.path, primaryOnly: true })
 }
 
 /**
- * The whole image's partition table, as it will lie on the disk (`planned`: the image's bytes, its
+ * The whole image's partition table, as it will lie on the disk (`io`: the image's bytes, its
  * length, nothing of what the disk held): GPT headers and entries (a damaged primary rebuilt from
  * the image's own backup), partitions within bounds and not overlapping; MBR records likewise.
  */
-export async function checkImageTables (request: InstallRequest, head: Buffer, planned: PlannedDisk, diskPath: string): Promise<void> {
-  const table = await checkPartitionTable(head, planned, { imageBytes: planned.imageBytes, diskPath })
-  if (table.kind === 'none') throw noPartitionTable(request, describeContent(head.subarray(0, planned.imageBytes)))
+export async function checkImageTables (request: InstallRequest, io: ImageIo, imageBytes: number, diskPath: string): Promise<void> {
+  const table = await checkPartitionTable(io, { imageBytes, diskPath })
+  if (table.kind === 'none') throw noPartitionTable(request, describeContent(io.head.subarray(0, imageBytes)))
 }
 
 /** No partition table: OVH's words for a raw image, the agent's for a qcow2's virtual disk; `what` says what the bytes look like. */
@@ -65,7 +65,7 @@ function noPartitionTable (request: InstallRequest, what: string): InstallError 
 /**
  * What the EFI lookup throws when the image's bytes are not a readable ESP: a FAT that is not one
  * or is damaged (FatFormatError), a GPT that locates it that is not valid (GptFormatError), a read
- * outside the partition or the disk (RangeError: partitionReader, readImage, PlannedDisk; also a
+ * outside the partition or the disk (RangeError: partitionReader, readBytes, PlannedDisk; also a
  * malformed efiPath). The file is then not in the image's EFI system partition, as UEFI would find.
  */
 function isUnreadableEsp (err: unknown): boolean {
@@ -74,17 +74,17 @@ function isUnreadableEsp (err: unknown): boolean {
 
 /**
  * efiBootloaderPath names a file that the image's EFI system partition holds, matched without
- * regard to case as UEFI does. `io` reads the image past its head (the image in memory, or the disk).
+ * regard to case as UEFI does. `io` reads the image with its head in memory (the rest as planned).
  * The walk gives the event loop its turns and ends with the signal's reason once aborted.
  */
-export async function checkEfiBootloader (efiPath: string | undefined, head: Buffer, io: BlockIo, options: { imageBytes: number; signal?: AbortSignal }): Promise<void> {
+export async function checkEfiBootloader (efiPath: string | undefined, io: ImageIo, options: { imageBytes: number; signal?: AbortSignal }): Promise<void> {
   if (efiPath === undefined) return
   const { imageBytes, signal } = options
   let found: boolean
   try {
-    const esp = await findEfiSystemPartition(head, io, { imageBytes, signal })
+    const esp = await findEfiSystemPartition(io, { imageBytes, signal })
     if (esp === undefined) throw errors.efiBootloaderNotFound(efiPath, 'no-esp')
-    found = await fatFileExists(partitionReader(head, io, esp), efiPath, { signal })
+    found = await fatFileExists(partitionReader(io, esp), efiPath, { signal })
   } catch (err) {
     // An abort is a cancel, never "not found", whatever reason it carries.
     signal?.throwIfAborted()

@@ -72,9 +72,9 @@ export class RawMemoryStage implements ImageStage {
 
   async write (): Promise<void> {
     if (this.stream !== undefined) return
-    const { target, signal, emit } = this.context
+    const { target, signal, steps } = this.context
     const totalBytes = this.memory.sizeBytes
-    await writeRawFromMemory(target, this.memory, { signal, onProgress: (bytes) => emit({ type: 'progress', step: 'write', bytes, totalBytes }) })
+    await writeRawFromMemory(target, this.memory, { signal, onProgress: (bytes) => { steps.progress('write', bytes, totalBytes) } })
     this.memory.clear()
   }
 
@@ -145,8 +145,8 @@ export class Qcow2MemoryStage implements ImageStage {
   async write (): Promise<void> {
     const image = this.image
     if (image === undefined) throw new Error('write before verify')
-    const { target, signal, emit } = this.context
-    await writeQcow2(image, this.memory, target, { signal, onProgress: (bytes) => emit({ type: 'progress', step: 'write', bytes, totalBytes: image.virtualSizeBytes }) })
+    const { target, signal, steps } = this.context
+    await writeQcow2(image, this.memory, target, { signal, onProgress: (bytes) => { steps.progress('write', bytes, image.virtualSizeBytes) } })
     try {
       await target.sync()
     } catch (err) {

@@ -1,5 +1,5 @@
 import type { Disk } from '../disk/disk.js'
-import { relocateBackupGpt, type RelocateResult } from '../disk/partition-table.js'
+import { HeadOverlay, relocateBackupGpt, type RelocateResult } from '../disk/partition-table.js'
 import { PlannedDisk, type PlannedWrite } from '../disk/planned-disk.js'
 import type { InstallRequest } from '../payload/install-request.js'
 import { writeConfigDrive, type ConfigDriveStepOptions, type PreparedConfigDrive, type WrittenConfigDrive } from './config-drive-step.js'
@@ -50,19 +50,22 @@ export async function planInstall (request: InstallRequest, disk: { path: string
   const head = Buffer.alloc(disk.head.length)
   await image.read(head.subarray(0, Math.min(head.length, imageBytes)), 0)
   const planned = new PlannedDisk(disk.sizeBytes, disk.logicalSectorBytes, imageBytes, image.read)
-  await checkImageTables(request, head, planned, disk.path)
-  await checkEfiBootloader(request.efiBootloaderPath, head, planned, { imageBytes, signal: options.signal })
+  const io = new HeadOverlay(head, planned)
+  await checkImageTables(request, io, imageBytes, disk.path)
+  await checkEfiBootloader(request.efiBootloaderPath, io, { imageBytes, signal: options.signal })
   options.signal?.throwIfAborted()
-  return await planPartitionTables(request, head, planned, options)
+  return await planPartitionTables(request, io, planned, options)
 }
 
-export async function planPartitionTables (request: InstallRequest, head: Buffer, planned: PlannedDisk, options: PlanOptions): Promise<TablePlan> {
+/** The GPT and ConfigDrive steps on `io` (the head over `planned`), their writes recorded in `planned`. */
+async function planPartitionTables (request: InstallRequest, io: HeadOverlay, planned: PlannedDisk, options: PlanOptions): Promise<TablePlan> {
+  const { head } = io
   planned.zeroTailPastImage()
-  const partitionTable = await relocateBackupGpt(head, planned, { imageBytes: planned.imageBytes })
+  const partitionTable = await relocateBackupGpt(io, { imageBytes: planned.imageBytes })
   const gptWrites = planned.writes.length
   const headAfterGpt = Buffer.from(head)
   options.signal?.throwIfAborted()
-  const configDrive = await writeConfigDrive(request, head, planned, { ...options.configDrive, prepared: options.prepared, signal: options.signal })
+  const configDrive = await writeConfigDrive(request, io, { ...options.configDrive, prepared: options.prepared, signal: options.signal })
   const configDriveUndo: PlannedWrite[] = []
   for (const write of planned.writes.slice(gptWrites)) {
     const data = Buffer.alloc(write.data.length)

@@ -6,7 +6,7 @@ import { errors, isInstallError, type InstallError } from '../errors/install-err
 import { installedMessage, type InstallMode } from '../errors/installed-message.js'
 import type { InstallEventListener } from '../report/progress.js'
 import { checkConfigDriveMount, mountCheckNote, type ConfigDriveMountCheck, type MountCheckOptions } from './config-drive-mount-check.js'
-import { prepareConfigDrive, type ConfigDriveResult, type ConfigDriveStepOptions } from './config-drive-step.js'
+import { prepareConfigDrive, type ConfigDriveResult, type ConfigDriveStepOptions, type WrittenConfigDrive } from './config-drive-step.js'
 import { fetchImage, type DownloadTuning } from './fetch-image.js'
 import type { ImageStage, StageContext } from './image-stage.js'
 import { checkDigest } from './image-checks.js'
@@ -92,10 +92,11 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
     stage = chooseStage(context, options.stream === true)
     if (stage.mode === 'stream') steps.enter('download', 'write')
     else steps.enter('download')
-    const downloaded = await fetchImage(request, stage, { signal, logger, emit, downloadTuning: options.downloadTuning })
+    const onProgress = (bytes: number, totalBytes: number | undefined): void => { steps.progress('download', bytes, totalBytes) }
+    const downloaded = await fetchImage(request, stage, { signal, logger, onProgress, downloadTuning: options.downloadTuning })
     await stage.end()
 
-    // ── verify: nothing of the image becomes bootable (in memory mode, nothing is written) before this passes ──
+    // Nothing of the image becomes bootable (in memory mode, nothing is written) before this passes.
     steps.enter('verify')
     checkDigest(request, downloaded.digestHex)
     if (downloaded.bytes === 0) throw errors.badImageFormat(new Error('the image is empty'))
@@ -113,19 +114,11 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
     const configDrive = plan.configDrive.result
     logger?.info({ configDrive }, 'config drive')
 
-    // ── finish: the head goes last; then the kernel re-reads the table and mounts config-2 ──
     steps.enter('finish')
     signal?.throwIfAborted()
     await target.writeHeadLast(plan.head, (cause) => request.imageType === 'qcow2' ? errors.qcow2WriteFailed(cause) : errors.rawWriteFailed(cause))
     await target.close()
-    const mountCheck = await checkConfigDriveMount(
-      { disk: { path: target.path, kind: target.kind }, partition: configDrive.partition, filesystem: configDrive.filesystem, files: plan.configDrive.files },
-      { ...options.mountCheck, logger },
-    )
-    const note = mountCheckNote(mountCheck)
-    if (note !== undefined) emit({ type: 'note', message: note })
-    if (mountCheck.status === 'skipped') logger?.warn({ mountCheck }, 'config-2 mount check skipped')
-    else logger?.info({ mountCheck }, `config-2 mount check ${mountCheck.status}`)
+    const mountCheck = await checkMountedConfigDrive(target, plan.configDrive, { ...options.mountCheck, logger }, emit)
     steps.enter()
 
     const { bytes, digestHex } = downloaded
@@ -146,11 +139,26 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
     const failure = toInstallError(err, signal, target.touched)
     logger?.error({ code: failure.code, cause: describeCause(err) }, failure.message)
     await stage?.settle()
-    await target.rollback(failure, { cancelled: signal?.aborted === true })
+    const disk = await target.rollback(failure, { cancelled: signal?.aborted === true })
+    logger?.info({ disk }, 'the disk after the failure')
     throw failure
   } finally {
     await target.close()
   }
+}
+
+/**
+ * The disk let go of (while the agent holds it with O_EXCL the kernel refuses to re-read its table
+ * or mount a partition): config-2 mounted read-only and every file compared, or why not; a note.
+ */
+async function checkMountedConfigDrive (target: Target, written: WrittenConfigDrive, options: MountCheckOptions, emit: InstallEventListener): Promise<ConfigDriveMountCheck> {
+  const { partition, filesystem } = written.result
+  const mountCheck = await checkConfigDriveMount({ disk: { path: target.path, kind: target.kind }, partition, filesystem, files: written.files }, options)
+  const note = mountCheckNote(mountCheck)
+  if (note !== undefined) emit({ type: 'note', message: note })
+  if (mountCheck.status === 'skipped') options.logger?.warn({ mountCheck }, 'config-2 mount check skipped')
+  else options.logger?.info({ mountCheck }, `config-2 mount check ${mountCheck.status}`)
+  return mountCheck
 }
 
 /** Raw: into memory (over the budget, or with --stream, straight to the disk); qcow2: into memory. */

@@ -9,7 +9,7 @@
  * is the one place that undoes a failure.
  */
 import type { Logger } from 'pino'
-import type { BlockIo } from '../disk/block-io.js'
+import { HeadOverlay, type ImageIo } from '../disk/block-io.js'
 import { HEAD_BYTES, makeUnbootable } from '../disk/boot-area.js'
 import { Disk, rereadPartitionTable, type DiskKind } from '../disk/disk.js'
 import { errors, type InstallError } from '../errors/install-error.js'
@@ -31,10 +31,12 @@ type Progress =
 /** What `rollback` did. */
 export type Rollback = 'untouched' | 'unbootable' | 'kept-without-configdrive' | 'failed'
 
-export class Target implements BlockIo {
+export class Target implements ImageIo {
   /** The image's first MiB (zeros past the image's end), held back: written last, by writeHeadLast. */
   readonly head: Buffer
   private disk: Disk
+  /** The head over the disk: every image read and write of the install. */
+  private io: HeadOverlay
   private open = true
   private progress: Progress = 'image'
   private plan: TablePlan | undefined
@@ -42,6 +44,7 @@ export class Target implements BlockIo {
   private constructor (disk: Disk, private readonly options: TargetOptions) {
     this.disk = disk
     this.head = Buffer.alloc(Math.min(HEAD_BYTES, disk.sizeBytes))
+    this.io = new HeadOverlay(this.head, disk)
     const record = options.beforeFirstWrite
     if (record !== undefined) disk.beforeFirstWrite = async () => { await record({ path: disk.path, sizeBytes: disk.sizeBytes }) }
   }
@@ -68,18 +71,12 @@ export class Target implements BlockIo {
 
   /** The image's bytes [offset, offset + data.length): the head's below `head.length`, the disk's above. */
   async read (data: Uint8Array, offset: number): Promise<void> {
-    this.checkRange(offset, data.length)
-    const inHead = Math.max(0, Math.min(this.head.length, offset + data.length) - offset)
-    if (inHead > 0) data.set(this.head.subarray(offset, offset + inHead))
-    if (inHead < data.length) await this.disk.read(data.subarray(inHead), offset + inHead)
+    await this.io.read(data, offset)
   }
 
   /** Writes `data` at `offset` of the image: into the head below `head.length`, onto the disk above. */
   async write (data: Uint8Array, offset: number): Promise<void> {
-    this.checkRange(offset, data.length)
-    const inHead = Math.max(0, Math.min(this.head.length, offset + data.length) - offset)
-    if (inHead > 0) this.head.set(data.subarray(0, inHead), offset)
-    if (inHead < data.length) await this.disk.write(data.subarray(inHead), offset + inHead)
+    await this.io.write(data, offset)
   }
 
   async sync (): Promise<void> {
@@ -131,6 +128,7 @@ export class Target implements BlockIo {
     if (wasClosed) {
       try {
         this.disk = await Disk.open(this.disk.path)
+        this.io = new HeadOverlay(this.head, this.disk)
         this.open = true
       } catch (err) {
         logger?.error({ err }, `could not open ${this.disk.path} again to undo the install`)
@@ -163,12 +161,6 @@ export class Target implements BlockIo {
     } catch (err) {
       this.options.logger?.error({ err }, 'could not leave the image in place without a ConfigDrive')
       return await makeUnbootable(this.disk, this.options.logger) ? 'unbootable' : 'failed'
-    }
-  }
-
-  private checkRange (offset: number, length: number): void {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.sizeBytes) {
-      throw new RangeError(`${length} bytes at ${offset} are outside the disk (${this.sizeBytes} bytes)`)
     }
   }
 }

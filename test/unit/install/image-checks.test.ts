@@ -6,6 +6,7 @@
 import t from 'tap'
 import { crc32 } from 'node:zlib'
 import { buildFat } from '../../../agent/configdrive/index.js'
+import { HeadOverlay } from '../../../agent/disk/block-io.js'
 import { EFI_SYSTEM_GUID } from '../../../agent/disk/efi-system-partition.js'
 import { guidToBytes } from '../../../agent/disk/gpt.js'
 import { isInstallError } from '../../../agent/errors/install-error.js'
@@ -38,12 +39,13 @@ function espFat (): Buffer {
 }
 
 async function check (image: Buffer, io = new MemoryIo(image)): Promise<void> {
-  await checkEfiBootloader(EFI_PATH, Buffer.from(image.subarray(0, HEAD_BYTES)), io, { imageBytes: image.length })
+  await checkEfiBootloader(EFI_PATH, new HeadOverlay(Buffer.from(image.subarray(0, HEAD_BYTES)), io), { imageBytes: image.length })
 }
 
 t.test('the file in the ESP: found, matched without regard to case', async (t) => {
   await t.resolves(check(imageWithEsp(espFat())))
-  await t.resolves(checkEfiBootloader('\\efi\\boot\\bootx64.efi', imageWithEsp(espFat()).subarray(0, HEAD_BYTES), new MemoryIo(imageWithEsp(espFat())), { imageBytes: IMAGE_SECTORS * SECTOR }))
+  const image = imageWithEsp(espFat())
+  await t.resolves(checkEfiBootloader('\\efi\\boot\\bootx64.efi', new HeadOverlay(Buffer.from(image.subarray(0, HEAD_BYTES)), new MemoryIo(image)), { imageBytes: image.length }))
 })
 
 t.test('an ESP that is no FAT: EFI_BOOTLOADER_NOT_FOUND, not in the ESP', async (t) => {
@@ -96,6 +98,6 @@ t.test('an abort during the lookup is the signal\'s reason, never "not found"', 
     controller.abort(reason)
     throw new RangeError('a read that failed because of the cancel')
   }
-  const err = await checkEfiBootloader(EFI_PATH, Buffer.from(image.subarray(0, HEAD_BYTES)), io, { imageBytes: image.length, signal: controller.signal }).then(() => undefined, (e: unknown) => e)
+  const err = await checkEfiBootloader(EFI_PATH, new HeadOverlay(Buffer.from(image.subarray(0, HEAD_BYTES)), io), { imageBytes: image.length, signal: controller.signal }).then(() => undefined, (e: unknown) => e)
   t.equal(err, reason)
 })

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
 import type { TableKind } from '../../../../agent/disk/partition-table.js'
-import { addConfigDrivePartition, checkSectorSize, detectPartitionTable, readImage, relocateBackupGpt, writeImage } from '../../../../agent/disk/partition-table.js'
+import { addConfigDrivePartition, checkSectorSize, detectPartitionTable, HeadOverlay, readBytes, relocateBackupGpt } from '../../../../agent/disk/partition-table.js'
 import { tempDir } from '../../../helpers/disk-files.js'
 import { craftGptImage, fixHeaderCrc, headerFields, LINUX_FS_TYPE_BYTES, mbrRecords, MemoryIo, MiB, sgdiskPartitions, sgdiskVerify } from './fixtures/partition-tools.js'
 
@@ -72,16 +72,16 @@ t.test('checkSectorSize names both sizes', async (t) => {
   t.doesNotThrow(() => checkSectorSize({ kind: 'gpt', sectorBytes: 512, hybridMbr: false }, 512, '/dev/sda'))
 })
 
-t.test('readImage and writeImage: below head.length the head, above it the disk', async (t) => {
+t.test('HeadOverlay: below head.length the head, above it the disk', async (t) => {
   const head = Buffer.alloc(1000, 1)
   const io = new MemoryIo(Buffer.alloc(4000, 2))
-  t.same([...await readImage(head, io, 998, 4)], [1, 1, 2, 2])
-  await writeImage(head, io, Buffer.from([7, 7, 7, 7]), 998)
+  t.same([...await readBytes(new HeadOverlay(head, io), 998, 4)], [1, 1, 2, 2])
+  await new HeadOverlay(head, io).write(Buffer.from([7, 7, 7, 7]), 998)
   t.same([...head.subarray(996)], [1, 1, 7, 7])
   t.same(io.writes, [{ offset: 1000, length: 2 }])
   t.same([...io.data.subarray(998, 1004)], [2, 2, 7, 7, 2, 2], 'the disk under the head is not written')
-  await t.rejects(readImage(head, io, 3999, 2), RangeError)
-  await t.rejects(writeImage(head, io, Buffer.alloc(2), -1), RangeError)
+  await t.rejects(readBytes(new HeadOverlay(head, io), 3999, 2), RangeError)
+  await t.rejects(new HeadOverlay(head, io).write(Buffer.alloc(2), -1), RangeError)
   t.equal(io.writes.length, 1)
 })
 
@@ -100,21 +100,21 @@ for (const sectorBytes of [512, 4096]) {
     const io = new MemoryIo(data, sectorBytes)
     const entriesCrc = crc32(image.subarray(2 * sectorBytes, 2 * sectorBytes + 128 * 128))
 
-    const moved = await relocateBackupGpt(head, io, { imageBytes: image.length })
+    const moved = await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: image.length })
     const lastLba = diskSectors - 1
     t.same(moved, { kind: 'gpt', sectorBytes, moved: true, repairedFromBackup: false, backupLba: lastLba, lastUsableLba: diskSectors - firstUsable, previousBackupLba: imageSectors - 1, protectiveMbr: 'resized' })
     t.ok(io.writes.every((w) => w.offset >= head.length), 'no disk write below the head')
     const primary = headerFields(head, sectorBytes)
     t.match(primary, { headerCrcOk: true, myLba: 1n, alternateLba: BigInt(lastLba), firstUsableLba: BigInt(firstUsable), lastUsableLba: BigInt(diskSectors - firstUsable), entriesLba: 2n, entriesCrc })
-    const backup = headerFields(await readImage(head, io, lastLba * sectorBytes, sectorBytes), 0)
+    const backup = headerFields(await readBytes(new HeadOverlay(head, io), lastLba * sectorBytes, sectorBytes), 0)
     t.match(backup, { headerCrcOk: true, myLba: BigInt(lastLba), alternateLba: 1n, lastUsableLba: primary.lastUsableLba, entriesLba: primary.lastUsableLba + 1n, entriesCrc, diskGuid: primary.diskGuid })
-    const backupEntries = await readImage(head, io, Number(backup.entriesLba) * sectorBytes, 128 * 128)
+    const backupEntries = await readBytes(new HeadOverlay(head, io), Number(backup.entriesLba) * sectorBytes, 128 * 128)
     t.equal(crc32(backupEntries), entriesCrc, 'backup entries CRC')
     t.match(mbrRecords(head)[0], { type: 0xee, start: 1, size: lastLba })
-    t.notOk((await readImage(head, io, (imageSectors - 1) * sectorBytes, 8)).toString('latin1') === 'EFI PART', 'old backup header zeroed')
+    t.notOk((await readBytes(new HeadOverlay(head, io), (imageSectors - 1) * sectorBytes, 8)).toString('latin1') === 'EFI PART', 'old backup header zeroed')
 
     io.writes.length = 0
-    const added = await addConfigDrivePartition(head, io)
+    const added = await addConfigDrivePartition(new HeadOverlay(head, io))
     t.ok(io.writes.every((w) => w.offset >= head.length), 'no disk write below the head')
     const lastUsable = diskSectors - firstUsable
     const start = Math.ceil((lastUsable + 1 - 64 * MiB / sectorBytes) / step) * step
@@ -131,9 +131,9 @@ for (const sectorBytes of [512, 4096]) {
     t.equal(unique[7]! >> 4, 4, 'a version 4 GUID (byte 7 holds the version, mixed-endian)')
     const newCrc = crc32(entries)
     t.match(headerFields(head, sectorBytes), { headerCrcOk: true, entriesCrc: newCrc })
-    const backupAfter = headerFields(await readImage(head, io, lastLba * sectorBytes, sectorBytes), 0)
+    const backupAfter = headerFields(await readBytes(new HeadOverlay(head, io), lastLba * sectorBytes, sectorBytes), 0)
     t.match(backupAfter, { headerCrcOk: true, entriesCrc: newCrc })
-    t.ok((await readImage(head, io, Number(backupAfter.entriesLba) * sectorBytes, 128 * 128)).equals(entries), 'both entry arrays equal')
+    t.ok((await readBytes(new HeadOverlay(head, io), Number(backupAfter.entriesLba) * sectorBytes, 128 * 128)).equals(entries), 'both entry arrays equal')
   })
 }
 
@@ -142,9 +142,9 @@ t.test('an image smaller than a MiB: the head is the whole image, the rest goes 
   const data = Buffer.alloc(8 * MiB)
   const head = Buffer.from(image)
   const io = new MemoryIo(data)
-  t.match(await relocateBackupGpt(head, io, { imageBytes: image.length }), { moved: true, backupLba: 8 * MiB / 512 - 1 })
+  t.match(await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: image.length }), { moved: true, backupLba: 8 * MiB / 512 - 1 })
   t.ok(io.writes.every((w) => w.offset >= head.length))
-  t.match(await addConfigDrivePartition(head, io, { minSizeBytes: MiB }), { number: 2, offsetBytes: MiB })
+  t.match(await addConfigDrivePartition(new HeadOverlay(head, io), { minSizeBytes: MiB }), { number: 2, offsetBytes: MiB })
 })
 
 t.test('a header size above 92 bytes keeps its extra bytes', async (t) => {
@@ -157,10 +157,10 @@ t.test('a header size above 92 bytes keeps its extra bytes', async (t) => {
   const head = Buffer.from(data.subarray(0, MiB))
   const io = new MemoryIo(data)
   // The image's own backup has a 92-byte header: only the primary is used.
-  t.match(await relocateBackupGpt(head, io, { imageBytes: image.length }), { moved: true })
+  t.match(await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: image.length }), { moved: true })
   t.match(headerFields(head, 512), { headerSize: 100, headerCrcOk: true })
   t.equal(head.subarray(512 + 92, 512 + 100).toString('latin1'), 'EXTRA!!!')
-  const backup = await readImage(head, io, (16 * MiB / 512 - 1) * 512, 512)
+  const backup = await readBytes(new HeadOverlay(head, io), (16 * MiB / 512 - 1) * 512, 512)
   t.match(headerFields(backup, 0), { headerSize: 100, headerCrcOk: true })
   t.equal(backup.subarray(92, 100).toString('latin1'), 'EXTRA!!!')
 })

@@ -6,7 +6,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { checkPartitionTable } from '../../../../agent/disk/partition-table.js'
+import { checkPartitionTable, HeadOverlay } from '../../../../agent/disk/partition-table.js'
 import { isInstallError } from '../../../../agent/errors/install-error.js'
 import { tempDir } from '../../../helpers/disk-files.js'
 import { expectInstallError } from '../../../helpers/tap.js'
@@ -23,7 +23,7 @@ function damagedPrimary (): Buffer {
 }
 
 async function check (image: Buffer, io = new MemoryIo(image)): Promise<unknown> {
-  return await checkPartitionTable(Buffer.from(image.subarray(0, HEAD_BYTES)), io, { imageBytes: image.length, diskPath: '/dev/test' })
+  return await checkPartitionTable(new HeadOverlay(Buffer.from(image.subarray(0, HEAD_BYTES)), io), { imageBytes: image.length, diskPath: '/dev/test' })
 }
 
 t.test('a damaged primary GPT is checked from the image\'s backup; with both damaged, PARTITION_TABLE_INVALID', async (t) => {

@@ -7,7 +7,7 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AddedPartition } from '../../../../agent/disk/partition-table.js'
-import { addConfigDrivePartition, relocateBackupGpt } from '../../../../agent/disk/partition-table.js'
+import { addConfigDrivePartition, HeadOverlay, relocateBackupGpt } from '../../../../agent/disk/partition-table.js'
 import { readRange, tempDir } from '../../../helpers/disk-files.js'
 import type { Disk } from '../../../../agent/disk/disk.js'
 import { GiB, growInto, MemoryIo, MiB, run, sfdiskDump, sfdiskImage, sgdiskImage, sgdiskInfo, sgdiskPartitions, sgdiskVerify, TiB, withHead } from './fixtures/partition-tools.js'
@@ -24,10 +24,10 @@ sgdiskImage(gptImage, IMAGE_BYTES, ['-o', '-n', '1:0:+16M', '-t', '1:ef00', '-n'
 const gptPartitions = sgdiskPartitions(gptImage)
 
 /** The install's order: relocate, then add. */
-async function install (disk: string, options: Parameters<typeof addConfigDrivePartition>[2] = {}): Promise<AddedPartition> {
+async function install (disk: string, options: Parameters<typeof addConfigDrivePartition>[1] = {}): Promise<AddedPartition> {
   const { result } = await withHead(disk, IMAGE_BYTES, async (head: Buffer, io: Disk) => {
-    await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES })
-    return await addConfigDrivePartition(head, io, options)
+    await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: IMAGE_BYTES })
+    return await addConfigDrivePartition(new HeadOverlay(head, io), options)
   })
   return result
 }
@@ -80,10 +80,10 @@ t.test('GPT: an image already holding a config-2 partition: reused, no new entry
   const head = Buffer.from(data.subarray(0, MiB))
   data.fill(0, 0, MiB)
   const io = new MemoryIo(data)
-  await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES })
+  await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: IMAGE_BYTES })
   const headBefore = Buffer.from(head)
   io.writes.length = 0
-  const added = await addConfigDrivePartition(head, io)
+  const added = await addConfigDrivePartition(new HeadOverlay(head, io))
   t.match(added, { table: 'gpt', number: 2, reused: true, offsetBytes: 34816 * 512, sizeBytes: 16 * MiB })
   t.same(io.writes, [])
   t.ok(head.equals(headBefore))
@@ -138,7 +138,7 @@ t.test('GPT refusals: CONFIGDRIVE_FAILED with the reason as the cause', async (t
   })
   t.test('no partition table', async (t) => {
     const io = new MemoryIo(Buffer.alloc(8 * MiB))
-    await t.rejects(addConfigDrivePartition(Buffer.alloc(MiB), io), { code: 'CONFIGDRIVE_FAILED', cause: { message: 'the image has no partition table (neither GPT nor MBR)' } })
+    await t.rejects(addConfigDrivePartition(new HeadOverlay(Buffer.alloc(MiB), io)), { code: 'CONFIGDRIVE_FAILED', cause: { message: 'the image has no partition table (neither GPT nor MBR)' } })
     t.same(io.writes, [])
   })
 })
@@ -181,8 +181,8 @@ t.test('MBR with four primaries: refused, the head unchanged', async (t) => {
   const before = Buffer.from(head)
   data.fill(0, 0, MiB)
   const io = new MemoryIo(data)
-  t.match(await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES }), { kind: 'mbr', moved: false })
-  await t.rejects(addConfigDrivePartition(head, io), { code: 'CONFIGDRIVE_FAILED', message: 'Could not create configdrive on disk.', cause: { message: 'all four primary partitions are in use' } })
+  t.match(await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: IMAGE_BYTES }), { kind: 'mbr', moved: false })
+  await t.rejects(addConfigDrivePartition(new HeadOverlay(head, io)), { code: 'CONFIGDRIVE_FAILED', message: 'Could not create configdrive on disk.', cause: { message: 'all four primary partitions are in use' } })
   t.same(io.writes, [])
   t.ok(head.equals(before))
 })

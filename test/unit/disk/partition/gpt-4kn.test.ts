@@ -7,7 +7,7 @@
 import t from 'tap'
 import { join } from 'node:path'
 import { Disk } from '../../../../agent/disk/disk.js'
-import { addConfigDrivePartition, checkSectorSize, detectPartitionTable, relocateBackupGpt } from '../../../../agent/disk/partition-table.js'
+import { addConfigDrivePartition, checkSectorSize, detectPartitionTable, HeadOverlay, relocateBackupGpt } from '../../../../agent/disk/partition-table.js'
 import { attachLoop, readRange, tempDir } from '../../../helpers/disk-files.js'
 import { GiB, growInto, headerFields, mbrRecords, MiB, run, sgdiskImage, sgdiskInfo, sgdiskPartitions, sgdiskVerify, sparseFile, takeHead, writeAt } from './fixtures/partition-tools.js'
 
@@ -59,7 +59,7 @@ t.test('a 4Kn image on a larger 4Kn disk: backup moved as sgdisk -e moves it, th
       t.equal(io.logicalSectorBytes, 4096)
       const table = detectPartitionTable(head)
       checkSectorSize(table, io.logicalSectorBytes, device)
-      const moved = await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES })
+      const moved = await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: IMAGE_BYTES })
       t.match(moved, { kind: 'gpt', moved: true, sectorBytes: 4096, backupLba: LAST_LBA, lastUsableLba: DISK_BYTES / 4096 - 6, previousBackupLba: IMAGE_BYTES / 4096 - 1, protectiveMbr: 'resized' })
       // Same headers and protective MBR as sgdisk -e on a 4Kn device.
       const ref = await withLoop(reference, (refDevice) => ({ sector0: readRange(refDevice, 0, 4096), primary: readRange(refDevice, 4096, 512), backup: readRange(refDevice, LAST_LBA * 4096, 512) }))
@@ -70,7 +70,7 @@ t.test('a 4Kn image on a larger 4Kn disk: backup moved as sgdisk -e moves it, th
       t.same(mbrRecords(head), mbrRecords(ref.sector0), 'protective MBR as sgdisk -e writes it, sizes in 4096-byte sectors')
       t.match(mbrRecords(head)[0], { type: 0xee, start: 1, size: LAST_LBA })
 
-      const added = await addConfigDrivePartition(head, io)
+      const added = await addConfigDrivePartition(new HeadOverlay(head, io))
       await io.write(head, 0)
       await io.sync()
       return added
@@ -101,7 +101,7 @@ t.test('a 4Kn image with a damaged primary header is repaired from its backup', 
   await withLoop(disk, async (device) => {
     const io = await Disk.open(device)
     try {
-      t.match(await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES }), { moved: true, repairedFromBackup: true, sectorBytes: 4096 })
+      t.match(await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: IMAGE_BYTES }), { moved: true, repairedFromBackup: true, sectorBytes: 4096 })
       await io.write(head, 0)
       await io.sync()
     } finally {
@@ -129,8 +129,8 @@ t.test('sector sizes that differ are refused before anything is written', async 
       })
       const io = await Disk.open(device)
       try {
-        await t.rejects(relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES }), { code: 'GPT_MOVE_FAILED', cause: { message: "the image's GPT uses 512-byte sectors, the disk 4096-byte sectors" } })
-        await t.rejects(addConfigDrivePartition(head, io), { code: 'CONFIGDRIVE_FAILED' })
+        await t.rejects(relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: IMAGE_BYTES }), { code: 'GPT_MOVE_FAILED', cause: { message: "the image's GPT uses 512-byte sectors, the disk 4096-byte sectors" } })
+        await t.rejects(addConfigDrivePartition(new HeadOverlay(head, io)), { code: 'CONFIGDRIVE_FAILED' })
       } finally {
         await io.close()
       }
@@ -150,7 +150,7 @@ t.test('sector sizes that differ are refused before anything is written', async 
         code: 'SECTOR_SIZE_MISMATCH',
         message: `Bad format image, its partition table uses 4096-byte sectors but disk ${disk} has 512-byte sectors.`,
       })
-      await t.rejects(relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES }), { code: 'GPT_MOVE_FAILED' })
+      await t.rejects(relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: IMAGE_BYTES }), { code: 'GPT_MOVE_FAILED' })
     } finally {
       await io.close()
     }

@@ -8,7 +8,7 @@ import fc from 'fast-check'
 import { randomBytes } from 'node:crypto'
 import { crc32 } from 'node:zlib'
 import type { RelocateResult } from '../../../../agent/disk/partition-table.js'
-import { addConfigDrivePartition, relocateBackupGpt } from '../../../../agent/disk/partition-table.js'
+import { addConfigDrivePartition, HeadOverlay, relocateBackupGpt } from '../../../../agent/disk/partition-table.js'
 import { isInstallError } from '../../../../agent/errors/install-error.js'
 import { craftGptImage, fixHeaderCrc, MemoryIo, MiB } from './fixtures/partition-tools.js'
 
@@ -63,7 +63,7 @@ t.test('absurd header fields: GPT_MOVE_FAILED with the reason, nothing written',
     image.fill(0, (IMAGE_SECTORS - 1) * 512) // no backup to fall back on
     const { head, io } = setup(image)
     const before = Buffer.from(head)
-    const err = await relocateBackupGpt(head, io, { imageBytes: image.length }).catch((e: unknown) => e)
+    const err = await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: image.length }).catch((e: unknown) => e)
     t.match(err, { code: 'GPT_MOVE_FAILED', message: 'Can not move backup GPT data structures to the end of disk.' }, what)
     t.match(String((err as Error).cause), reason, what)
     t.same(io.writes, [], `${what}: nothing written`)
@@ -77,8 +77,8 @@ t.test('absurd primary fields with a valid backup: repaired from the backup', as
     mutate(image)
     fixHeaderCrc(image, 512)
     const { head, io } = setup(image)
-    t.match(await relocateBackupGpt(head, io, { imageBytes: image.length }), { moved: true, repairedFromBackup: true }, what)
-    t.match(await relocateBackupGpt(head, io, { imageBytes: image.length }), { moved: false }, `${what}: a second run has nothing to do`)
+    t.match(await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: image.length }), { moved: true, repairedFromBackup: true }, what)
+    t.match(await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: image.length }), { moved: false }, `${what}: a second run has nothing to do`)
   }
 })
 
@@ -89,14 +89,14 @@ t.test('a partition past what the disk can hold once the backup is there', async
   const data = Buffer.from(image) // the disk is as large as the image
   const head = Buffer.from(data.subarray(0, MiB))
   const io = new MemoryIo(data)
-  await t.rejects(relocateBackupGpt(head, io, { imageBytes: image.length }), { code: 'GPT_MOVE_FAILED', cause: { message: 'partition 2 ends at LBA 8180, past the last usable LBA 8158 of the disk' } })
+  await t.rejects(relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: image.length }), { code: 'GPT_MOVE_FAILED', cause: { message: 'partition 2 ends at LBA 8180, past the last usable LBA 8158 of the disk' } })
   t.same(io.writes, [])
 })
 
 t.test('a bad image size is refused', async (t) => {
   for (const imageBytes of [Number.NaN, -1, 0, DISK_BYTES + 1, 2 ** 60]) {
     const { head, io } = setup(base)
-    await t.rejects(relocateBackupGpt(head, io, { imageBytes }), { code: 'GPT_MOVE_FAILED' }, String(imageBytes))
+    await t.rejects(relocateBackupGpt(new HeadOverlay(head, io), { imageBytes }), { code: 'GPT_MOVE_FAILED' }, String(imageBytes))
     t.same(io.writes, [])
   }
 })
@@ -112,8 +112,8 @@ t.test('random heads never crash', async (t) => {
     }
     const io = new MemoryIo(Buffer.alloc(8 * MiB))
     for (const step of [
-      async () => await relocateBackupGpt(head, io, { imageBytes: 4 * MiB }),
-      async () => await addConfigDrivePartition(head, io),
+      async () => await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: 4 * MiB }),
+      async () => await addConfigDrivePartition(new HeadOverlay(head, io)),
     ]) {
       const err = await step().then(() => undefined, (e: unknown) => e)
       if (err !== undefined && !(isInstallError(err) && ['GPT_MOVE_FAILED', 'CONFIGDRIVE_FAILED'].includes(err.code))) t.fail(`unexpected ${String(err)}`)
@@ -159,7 +159,7 @@ t.test('mutated GPTs: a clean result or a clean refusal, never a write out of pl
       if (!keepBackup) image.fill(0, (imageSectors - 1) * sectorBytes)
       const { head, io } = setup(image, sectorBytes)
       const imageEnd = (imageSectors - 1) * sectorBytes
-      const moved: unknown = await relocateBackupGpt(head, io, { imageBytes: image.length }).catch((e: unknown) => e)
+      const moved: unknown = await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: image.length }).catch((e: unknown) => e)
       if (!isRelocateResult(moved)) {
         if (!isInstallError(moved) || moved.code !== 'GPT_MOVE_FAILED') throw moved
         if (moved.cause instanceof RangeError) throw moved.cause
@@ -168,11 +168,11 @@ t.test('mutated GPTs: a clean result or a clean refusal, never a write out of pl
       }
       for (const w of io.writes) if (w.offset < Math.max(head.length, imageEnd)) throw new Error(`relocate wrote at ${w.offset}, inside the image`)
       if (moved.kind === 'gpt') {
-        const again = await relocateBackupGpt(head, io, { imageBytes: image.length })
+        const again = await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: image.length })
         if (again.moved) throw new Error('a second relocate moved again')
       }
       io.writes.length = 0
-      const added: unknown = await addConfigDrivePartition(head, io).catch((e: unknown) => e)
+      const added: unknown = await addConfigDrivePartition(new HeadOverlay(head, io)).catch((e: unknown) => e)
       if (added instanceof Error) {
         if (!isInstallError(added) || added.code !== 'CONFIGDRIVE_FAILED') throw added
         if (added.cause instanceof RangeError) throw added.cause

@@ -6,7 +6,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { detectPartitionTable, relocateBackupGpt } from '../../../../agent/disk/partition-table.js'
+import { detectPartitionTable, HeadOverlay, relocateBackupGpt } from '../../../../agent/disk/partition-table.js'
 import { readRange, tempDir } from '../../../helpers/disk-files.js'
 import { GiB, growInto, headerFields, MemoryIo, mbrRecords, MiB, readHeaderAt, run, sgdiskImage, sgdiskPartitions, sgdiskVerify, TiB, withHead, writeAt } from './fixtures/partition-tools.js'
 
@@ -43,7 +43,7 @@ for (const [label, diskBytes] of [['1 GiB', GiB], ['3 TiB (sparse)', 3 * TiB]] a
     growInto(image, disk, diskBytes)
     t.match(sgdiskVerify(disk), /doesn't reside\nat the end of the disk/, 'before: sgdisk sees the backup in the middle')
 
-    const { result, head } = await withHead(disk, IMAGE_BYTES, async (head, io) => await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES }))
+    const { result, head } = await withHead(disk, IMAGE_BYTES, async (head, io) => await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: IMAGE_BYTES }))
     const lastLba = diskBytes / 512 - 1
     t.match(result, { kind: 'gpt', moved: true, repairedFromBackup: false, sectorBytes: 512, backupLba: lastLba, previousBackupLba: IMAGE_SECTORS - 1, lastUsableLba: lastLba - 33, protectiveMbr: 'resized' })
 
@@ -75,7 +75,7 @@ t.test('an image as large as the disk: nothing to do, nothing written', async (t
   const head = Buffer.from(data.subarray(0, MiB))
   data.fill(0, 0, MiB)
   const io = new MemoryIo(data)
-  const result = await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES })
+  const result = await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: IMAGE_BYTES })
   t.match(result, { kind: 'gpt', moved: false, repairedFromBackup: false, backupLba: IMAGE_SECTORS - 1, protectiveMbr: 'unchanged' })
   t.same(io.writes, [])
   t.ok(head.equals(readFileSync(image).subarray(0, MiB)), 'head unchanged')
@@ -87,11 +87,11 @@ t.test('a second run finds the backup at the end and changes nothing', async (t)
   const head = Buffer.from(data.subarray(0, MiB))
   data.fill(0, 0, MiB)
   const io = new MemoryIo(data)
-  t.match(await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES }), { moved: true })
+  t.match(await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: IMAGE_BYTES }), { moved: true })
   t.ok(io.writes.every((w) => w.offset >= head.length), 'no disk write below the head')
   const afterFirst = Buffer.from(head)
   io.writes.length = 0
-  t.match(await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES }), { moved: false, protectiveMbr: 'unchanged' })
+  t.match(await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: IMAGE_BYTES }), { moved: false, protectiveMbr: 'unchanged' })
   t.same(io.writes, [])
   t.ok(head.equals(afterFirst))
 })
@@ -113,7 +113,7 @@ for (const [what, damage] of damages) {
     growInto(image, disk, GiB)
     damage(disk)
     const lastLba = GiB / 512 - 1
-    const { result } = await withHead(disk, IMAGE_BYTES, async (head, io) => await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES }))
+    const { result } = await withHead(disk, IMAGE_BYTES, async (head, io) => await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: IMAGE_BYTES }))
     t.match(result, { kind: 'gpt', moved: true, repairedFromBackup: true, backupLba: lastLba, previousBackupLba: IMAGE_SECTORS - 1 })
     t.match(sgdiskVerify(disk), /No problems found/)
     t.same(sgdiskPartitions(disk), imagePartitions)
@@ -132,7 +132,7 @@ t.test('a damaged primary without a valid backup: GPT_MOVE_FAILED, nothing writt
   const before = Buffer.from(head)
   data.fill(0, 0, MiB)
   const io = new MemoryIo(data)
-  const err = await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES }).catch((e: unknown) => e)
+  const err = await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: IMAGE_BYTES }).catch((e: unknown) => e)
   t.match(err, { code: 'GPT_MOVE_FAILED', message: 'Can not move backup GPT data structures to the end of disk.' })
   t.match((err as Error).cause, { message: /primary GPT is not valid \(GPT header at LBA 1 fails its CRC\) and no valid backup was found \(LBA 131071: GPT header at LBA 131071 fails its CRC\)/ })
   t.same(io.writes, [])
@@ -145,7 +145,7 @@ t.test('a GPT image without a protective MBR gets one (Linux would not read the 
   writeAt(disk, Buffer.alloc(512), 0)
   const { result, head } = await withHead(disk, IMAGE_BYTES, async (head, io) => {
     t.match(detectPartitionTable(head), { kind: 'gpt', sectorBytes: 512, hybridMbr: false })
-    return await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES })
+    return await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: IMAGE_BYTES })
   })
   t.match(result, { moved: true, protectiveMbr: 'created' })
   t.match(mbrRecords(head)[0], { type: 0xee, start: 1, size: GiB / 512 - 1 })
@@ -164,7 +164,7 @@ t.test('hybrid MBRs keep their entries', async (t) => {
     growInto(hybrid, disk, GiB)
     const { result, head } = await withHead(disk, IMAGE_BYTES, async (head, io) => {
       t.match(detectPartitionTable(head), { kind: 'gpt', sectorBytes: 512, hybridMbr: true })
-      return await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES })
+      return await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: IMAGE_BYTES })
     })
     t.match(result, { moved: true, protectiveMbr: 'unchanged' })
     t.same(mbrRecords(head), before)
@@ -185,7 +185,7 @@ t.test('hybrid MBRs keep their entries', async (t) => {
     const disk = path('disk.img')
     const reference = sgdiskMoved(hybrid, GiB)
     growInto(hybrid, disk, GiB)
-    const { result, head } = await withHead(disk, IMAGE_BYTES, async (head, io) => await relocateBackupGpt(head, io, { imageBytes: IMAGE_BYTES }))
+    const { result, head } = await withHead(disk, IMAGE_BYTES, async (head, io) => await relocateBackupGpt(new HeadOverlay(head, io), { imageBytes: IMAGE_BYTES }))
     t.match(result, { moved: true, protectiveMbr: 'resized' })
     const records = mbrRecords(head)
     t.same(records.slice(0, 2), mbrRecords(sector0).slice(0, 2), 'the first 0xEE and the FAT record are kept, bootable flag included')
