@@ -13,7 +13,7 @@ import { interruptedStatus, JobStatusTracker, type DiskView } from './service/jo
 import { runInstall, type InstallResult } from './install/run-install.js'
 import { parseInstallRequest } from './payload/parse-install-request.js'
 import { parsePayloadJson } from './payload/payload-json.js'
-import { errors, isInstallError, type InstallError } from './report/install-error.js'
+import { errors, isInstallError, type InstallError } from './errors/install-error.js'
 import type { InstallEvent } from './report/progress.js'
 import { formatProgress, parseByteSize } from './report/progress-text.js'
 import { safeUrl } from './report/redact.js'

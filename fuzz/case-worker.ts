@@ -7,7 +7,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { parentPort } from 'node:worker_threads'
 import { runInstall, type InstallOptions } from '../agent/install/run-install.js'
-import { isInstallError } from '../agent/report/install-error.js'
+import { isInstallError } from '../agent/errors/install-error.js'
 
 export type WorkerInstallOptions = Pick<InstallOptions, 'request' | 'diskPath' | 'stream' | 'memoryLimitBytes' | 'downloadTuning'>
 

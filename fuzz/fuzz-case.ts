@@ -1,4 +1,4 @@
-import type { ChecksumType } from '../agent/report/install-error.js'
+import type { ChecksumType } from '../agent/payload/install-request.js'
 import type { Behaviour } from './behaviour.js'
 
 export type Family = 'http' | 'qcow2' | 'table'

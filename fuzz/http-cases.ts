@@ -1,5 +1,5 @@
 /** Family `http`: a good raw image served badly. */
-import type { ChecksumType } from '../agent/report/install-error.js'
+import type { ChecksumType } from '../agent/payload/install-request.js'
 import { describeBehaviour, type Behaviour, type ContentLengthVariant, type WrongRange } from './behaviour.js'
 import type { Fixtures } from './fixtures.js'
 import type { FuzzCase, InstallMode } from './fuzz-case.js'

@@ -3,13 +3,22 @@
  * (fast-json-stringify) and in /openapi.json, so the document cannot drift from what is sent.
  * The request bodies' schemas are the payload's own, in schemas/ (payload/parse-install-request).
  */
-import { resultMessages } from '../report/install-error.js'
+import { installErrorDeclarations } from '../errors/install-error-declarations.js'
+import { installedDeclaration } from '../errors/installed-message.js'
 import { STEP_NAMES } from '../report/progress.js'
+import { apiErrorDeclarations } from '../errors/api-error-declarations.js'
 
 export type SchemaObject = Record<string, unknown>
 
 const nullable = (type: string): SchemaObject => ({ type: [type, 'null'] })
 const timestamp = (description: string): SchemaObject => ({ type: ['string', 'null'], format: 'date-time', description })
+
+/** Every code an answer or a result holds, in docs/result-messages.md's order: INSTALLED, the install's failures, the service's refusals. */
+export const ANSWER_CODES: readonly string[] = [
+  ...Object.keys(installedDeclaration),
+  ...Object.keys(installErrorDeclarations),
+  ...Object.keys(apiErrorDeclarations),
+]
 
 export const errorSchema: SchemaObject = {
   title: 'Error',
@@ -18,7 +27,7 @@ export const errorSchema: SchemaObject = {
   required: ['code', 'message'],
   additionalProperties: false,
   properties: {
-    code: { type: 'string', enum: Object.keys(resultMessages) },
+    code: { type: 'string', enum: [...ANSWER_CODES] },
     message: { type: 'string' },
   },
 }

@@ -8,8 +8,8 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { errors } from '../report/install-error.js'
-import { sendError } from './api-errors.js'
+import { apiErrors } from '../errors/api-error.js'
+import { sendApiError } from './error-handler.js'
 
 const BEARER = /^Bearer +([\x21-\x7e]+) *$/i
 
@@ -41,7 +41,7 @@ export function bearerAuthHook (check: TokenCheck): (request: FastifyRequest, re
     }
     request.log.info({ url: request.routeOptions.url, method: request.method }, 'unauthorized request')
     void reply.header('www-authenticate', 'Bearer realm="byoi-agent"')
-    sendError(reply, 401, errors.unauthorized())
+    sendApiError(reply, apiErrors.unauthorized())
   }
 }
 

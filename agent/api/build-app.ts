@@ -10,8 +10,8 @@ import { fastify, LogController, type FastifyError, type FastifyHttpsOptions, ty
 import type { Logger } from 'pino'
 import type { InstallJobs } from '../service/job-runner.js'
 import { parsePayloadJson } from '../payload/payload-json.js'
-import { errors } from '../report/install-error.js'
-import { clientErrorHandler, handleError, toApiError, sendError } from './api-errors.js'
+import { apiErrors } from '../errors/api-error.js'
+import { clientErrorHandler, handleError, sendApiError, sendError, toErrorAnswer } from './error-handler.js'
 import { bearerAuthHook, bearerTokenCheck } from './bearer-auth.js'
 import { healthRoutes } from './health-routes.js'
 import { installEvents } from './install-events.js'
@@ -56,8 +56,7 @@ export function buildApp (deps: AppDeps): FastifyInstance {
     clientErrorHandler: clientErrorHandler(logger),
     // fastify's routing errors (a malformed URL) go through the same mapping.
     frameworkErrors: (error, _request, reply) => {
-      const { statusCode, error: answer } = toApiError(error, { bodyLimitBytes })
-      sendError(reply, statusCode, answer)
+      sendError(reply, toErrorAnswer(error, { bodyLimitBytes }))
     },
   }
   // With cert and key fastify makes an https.Server; the instance is used the same way (listen,
@@ -90,7 +89,7 @@ export function buildApp (deps: AppDeps): FastifyInstance {
   app.setErrorHandler((err: FastifyError, request, reply) => handleError(err, request, reply, { bodyLimitBytes }))
   app.setNotFoundHandler((request, reply) => {
     request.log.debug({ method: request.method }, 'no such route')
-    sendError(reply, 404, errors.notFound())
+    sendApiError(reply, apiErrors.notFound())
   })
   // One line per request at debug level (5xx are logged by the error handler). Only when debug is
   // on: the hook costs on every poll.

@@ -1,6 +1,7 @@
 /**
  * The install resource: POST /install/start, GET /install/status, POST /install/cancel.
- * Refusals are thrown as InstallErrors and answered by the app's error handler (api-errors).
+ * Refusals are thrown (the payload's as InstallErrors, the job runner's as ApiErrors) and answered
+ * by the app's error handler (error-handler).
  */
 import type { FastifyPluginAsync } from 'fastify'
 import type { InstallJobs } from '../service/job-runner.js'

@@ -1,4 +1,4 @@
-import { errors } from '../report/install-error.js'
+import { errors } from '../errors/install-error.js'
 import { buildFat, MAX_FAT_BYTES } from './build-fat.js'
 import { buildIso9660, ISO_SECTOR_BYTES } from './build-iso9660.js'
 import { configDriveFiles, type ConfigDriveFile, type ConfigDriveRequest } from './config-drive-files.js'

@@ -1,6 +1,6 @@
 import { constants, promises as fs } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
-import { errors } from '../report/install-error.js'
+import { errors } from '../errors/install-error.js'
 import { runCommand } from './run-command.js'
 
 export type DiskKind = 'file' | 'block'

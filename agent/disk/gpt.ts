@@ -10,6 +10,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { crc32 } from 'node:zlib'
+import { isInstallError } from '../errors/install-error.js'
 import { readBytes, type ImageIo } from './block-io.js'
 import type { Placement } from './end-placement.js'
 import { placeAtEnd } from './end-placement.js'
@@ -116,10 +117,29 @@ function headerCrc (raw: Buffer): number {
   return crc32(copy)
 }
 
+/** The bytes are no valid GPT (a header, its entries, or both copies): bad data, never a bug of the reader. */
+export class GptFormatError extends Error {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'GptFormatError'
+  }
+}
+
+/**
+ * Whether a failure to load one copy of the GPT means that copy is unusable, so that the next is
+ * tried: its bytes (GptFormatError), a read outside the disk (RangeError), the image's bytes there
+ * unreadable (an InstallError, e.g. a qcow2 cluster that does not decompress) or the disk's (a
+ * system call's error, e.g. EIO). Anything else is a bug and goes up as it is.
+ */
+function isUnusableCopy (err: unknown): boolean {
+  return err instanceof GptFormatError || err instanceof RangeError || isInstallError(err) ||
+    (err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string')
+}
+
 /** A u64 LBA field, which must name a sector of the disk. */
 function readLba (buffer: Buffer, offset: number, what: string, diskSectors: number): number {
   const value = buffer.readBigUInt64LE(offset)
-  if (value >= BigInt(diskSectors)) throw new Error(`${what} ${value} is beyond the disk's last LBA ${diskSectors - 1}`)
+  if (value >= BigInt(diskSectors)) throw new GptFormatError(`${what} ${value} is beyond the disk's last LBA ${diskSectors - 1}`)
   return Number(value)
 }
 
@@ -130,41 +150,43 @@ function readLba (buffer: Buffer, offset: number, what: string, diskSectors: num
  */
 export function parseGptHeader (block: Buffer, lba: number, geometry: GptGeometry): GptHeader {
   const { sectorBytes, diskSectors } = geometry
-  if (!hasGptSignature(block, 0)) throw new Error(`no GPT signature at LBA ${lba}`)
+  if (!hasGptSignature(block, 0)) throw new GptFormatError(`no GPT signature at LBA ${lba}`)
   const headerSize = block.readUInt32LE(HEADER_SIZE)
   if (headerSize < HEADER_MIN_BYTES || headerSize > sectorBytes || headerSize > block.length) {
-    throw new Error(`GPT header at LBA ${lba} has a size of ${headerSize} bytes (92 to ${sectorBytes} allowed)`)
+    throw new GptFormatError(`GPT header at LBA ${lba} has a size of ${headerSize} bytes (92 to ${sectorBytes} allowed)`)
   }
   const raw = Buffer.from(block.subarray(0, headerSize))
-  if (headerCrc(raw) !== raw.readUInt32LE(HEADER_CRC)) throw new Error(`GPT header at LBA ${lba} fails its CRC`)
+  if (headerCrc(raw) !== raw.readUInt32LE(HEADER_CRC)) throw new GptFormatError(`GPT header at LBA ${lba} fails its CRC`)
   const myLba = readLba(raw, MY_LBA, 'MyLBA', diskSectors)
-  if (myLba !== lba) throw new Error(`GPT header at LBA ${lba} says it is at LBA ${myLba}`)
+  if (myLba !== lba) throw new GptFormatError(`GPT header at LBA ${lba} says it is at LBA ${myLba}`)
   const alternate = raw.readBigUInt64LE(ALTERNATE_LBA)
-  if (alternate > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`GPT header at LBA ${lba} has an AlternateLBA of ${alternate}`)
+  if (alternate > BigInt(Number.MAX_SAFE_INTEGER)) throw new GptFormatError(`GPT header at LBA ${lba} has an AlternateLBA of ${alternate}`)
   const firstUsableLba = readLba(raw, FIRST_USABLE_LBA, 'FirstUsableLBA', diskSectors)
   const lastUsableLba = readLba(raw, LAST_USABLE_LBA, 'LastUsableLBA', diskSectors)
-  if (lastUsableLba < firstUsableLba) throw new Error(`GPT header at LBA ${lba} has LastUsableLBA ${lastUsableLba} before FirstUsableLBA ${firstUsableLba}`)
+  if (lastUsableLba < firstUsableLba) {
+    throw new GptFormatError(`GPT header at LBA ${lba} has LastUsableLBA ${lastUsableLba} before FirstUsableLBA ${firstUsableLba}`)
+  }
   const entrySize = raw.readUInt32LE(ENTRY_SIZE)
-  if (entrySize !== ENTRY_BYTES) throw new Error(`GPT header at LBA ${lba} has ${entrySize}-byte entries (only 128 is supported)`)
+  if (entrySize !== ENTRY_BYTES) throw new GptFormatError(`GPT header at LBA ${lba} has ${entrySize}-byte entries (only 128 is supported)`)
   const entryCount = raw.readUInt32LE(ENTRY_COUNT)
   if (entryCount === 0 || entryCount * ENTRY_BYTES > MAX_ENTRIES_BYTES) {
-    throw new Error(`GPT header at LBA ${lba} has ${entryCount} partition entries (1 to ${MAX_ENTRIES_BYTES / ENTRY_BYTES} allowed)`)
+    throw new GptFormatError(`GPT header at LBA ${lba} has ${entryCount} partition entries (1 to ${MAX_ENTRIES_BYTES / ENTRY_BYTES} allowed)`)
   }
   const entriesLba = readLba(raw, ENTRIES_LBA, 'PartitionEntryLBA', diskSectors)
   const entriesEnd = entriesLba * sectorBytes + entryCount * ENTRY_BYTES
   if (lba === 1) {
     if (entriesLba < 2 || entriesEnd > firstUsableLba * sectorBytes) {
-      throw new Error(`primary GPT entries at LBA ${entriesLba} (${entryCount} entries) do not lie between LBA 2 and FirstUsableLBA ${firstUsableLba}`)
+      throw new GptFormatError(`primary GPT entries at LBA ${entriesLba} (${entryCount} entries) do not lie between LBA 2 and FirstUsableLBA ${firstUsableLba}`)
     }
   } else if (entriesLba <= lastUsableLba || entriesEnd > lba * sectorBytes) {
-    throw new Error(`backup GPT entries at LBA ${entriesLba} (${entryCount} entries) ` +
+    throw new GptFormatError(`backup GPT entries at LBA ${entriesLba} (${entryCount} entries) ` +
       `do not lie between LastUsableLBA ${lastUsableLba} and the header at LBA ${lba}`)
   }
   return { raw, myLba, alternateLba: Number(alternate), firstUsableLba, lastUsableLba, entriesLba, entryCount, entriesCrc: raw.readUInt32LE(ENTRIES_CRC) }
 }
 
 /** Entries that fail their CRC: damage the other copy of the GPT may repair (Linux then reads the backup). */
-export class GptEntriesCrcError extends Error {
+export class GptEntriesCrcError extends GptFormatError {
   constructor (message: string) {
     super(message)
     this.name = 'GptEntriesCrcError'
@@ -173,7 +195,7 @@ export class GptEntriesCrcError extends Error {
 
 /** Checks the entry array's CRC and returns the used entries (type GUID not zero), checked against the disk. */
 export function parseGptEntries (array: Buffer, header: GptHeader, geometry: GptGeometry): GptEntry[] {
-  if (array.length !== header.entryCount * ENTRY_BYTES) throw new Error('GPT entry array of the wrong length')
+  if (array.length !== header.entryCount * ENTRY_BYTES) throw new GptFormatError('GPT entry array of the wrong length')
   if (crc32(array) !== header.entriesCrc) throw new GptEntriesCrcError(`GPT entries at LBA ${header.entriesLba} fail their CRC`)
   const entries: GptEntry[] = []
   for (let index = 0; index < header.entryCount; index++) {
@@ -181,7 +203,7 @@ export function parseGptEntries (array: Buffer, header: GptHeader, geometry: Gpt
     if (entry.subarray(ENTRY_TYPE, ENTRY_TYPE + 16).every((b) => b === 0)) continue
     const firstLba = readLba(entry, ENTRY_FIRST_LBA, `partition ${index + 1} StartingLBA`, geometry.diskSectors)
     const lastLba = readLba(entry, ENTRY_LAST_LBA, `partition ${index + 1} EndingLBA`, geometry.diskSectors)
-    if (lastLba < firstLba) throw new Error(`partition ${index + 1} ends (LBA ${lastLba}) before it starts (LBA ${firstLba})`)
+    if (lastLba < firstLba) throw new GptFormatError(`partition ${index + 1} ends (LBA ${lastLba}) before it starts (LBA ${firstLba})`)
     const nameBytes = entry.subarray(ENTRY_NAME, ENTRY_NAME + NAME_BYTES)
     let nameEnd = 0
     while (nameEnd < NAME_BYTES && (nameBytes[nameEnd] !== 0 || nameBytes[nameEnd + 1] !== 0)) nameEnd += 2
@@ -207,11 +229,13 @@ export function parseGptEntries (array: Buffer, header: GptHeader, geometry: Gpt
 export function checkGptEntries (entries: readonly GptEntry[], header: GptHeader, options: { imageSectors?: number } = {}): void {
   for (const e of entries) {
     if (e.firstLba < header.firstUsableLba || e.lastLba > header.lastUsableLba) {
-      throw new Error(`partition ${e.index + 1} (LBA ${e.firstLba}-${e.lastLba}) lies outside the usable LBAs ${header.firstUsableLba}-${header.lastUsableLba}`)
+      throw new GptFormatError(`partition ${e.index + 1} (LBA ${e.firstLba}-${e.lastLba}) ` +
+        `lies outside the usable LBAs ${header.firstUsableLba}-${header.lastUsableLba}`)
     }
     // Past the image's end the disk holds whatever it held before: no partition may take it for the image's.
     if (options.imageSectors !== undefined && e.lastLba >= options.imageSectors) {
-      throw new Error(`partition ${e.index + 1} (LBA ${e.firstLba}-${e.lastLba}) runs past the image's end (its last LBA is ${options.imageSectors - 1})`)
+      throw new GptFormatError(`partition ${e.index + 1} (LBA ${e.firstLba}-${e.lastLba}) ` +
+        `runs past the image's end (its last LBA is ${options.imageSectors - 1})`)
     }
   }
   const sorted = [...entries].sort((a, b) => a.firstLba - b.firstLba)
@@ -219,7 +243,7 @@ export function checkGptEntries (entries: readonly GptEntry[], header: GptHeader
     const before = sorted[i - 1] as GptEntry
     const after = sorted[i] as GptEntry
     if (after.firstLba <= before.lastLba) {
-      throw new Error(`partition ${after.index + 1} (LBA ${after.firstLba}-${after.lastLba}) ` +
+      throw new GptFormatError(`partition ${after.index + 1} (LBA ${after.firstLba}-${after.lastLba}) ` +
         `overlaps partition ${before.index + 1} (LBA ${before.firstLba}-${before.lastLba})`)
     }
   }
@@ -259,7 +283,7 @@ function entriesBlock (array: Buffer, header: GptHeader, sectorBytes: number): B
 }
 
 async function readHeader (io: ImageIo, lba: number, geometry: GptGeometry): Promise<GptHeader> {
-  if (!Number.isSafeInteger(lba) || lba < 1 || lba >= geometry.diskSectors) throw new Error(`LBA ${lba} is outside the disk`)
+  if (!Number.isSafeInteger(lba) || lba < 1 || lba >= geometry.diskSectors) throw new GptFormatError(`LBA ${lba} is outside the disk`)
   return parseGptHeader(await readBytes(io, lba * geometry.sectorBytes, geometry.sectorBytes), lba, geometry)
 }
 
@@ -287,7 +311,7 @@ export async function loadGpt (io: ImageIo, geometry: GptGeometry, backupLbas: r
     const primary = await readHeader(io, 1, geometry)
     return { primary, ...await readEntries(io, primary, geometry), repairedFromLba: undefined }
   } catch (err) {
-    if (backupLbas.length === 0) throw err
+    if (backupLbas.length === 0 || !isUnusableCopy(err)) throw err
     primaryError = err
   }
   const tried: string[] = []
@@ -307,12 +331,13 @@ export async function loadGpt (io: ImageIo, geometry: GptGeometry, backupLbas: r
       const primary = parseGptHeader(block, 1, geometry)
       return { primary, array, entries, repairedFromLba: lba }
     } catch (err) {
+      if (!isUnusableCopy(err)) throw err
       tried.push(`LBA ${lba}: ${err instanceof Error ? err.message : String(err)}`)
     }
   }
   const primaryReason = primaryError instanceof Error ? primaryError.message : String(primaryError)
   const triedText = tried.length > 0 ? ` (${tried.join('; ')})` : ''
-  throw new Error(`the primary GPT is not valid (${primaryReason}) and no valid backup was found${triedText}`, { cause: primaryError })
+  throw new GptFormatError(`the primary GPT is not valid (${primaryReason}) and no valid backup was found${triedText}`, { cause: primaryError })
 }
 
 /** Whether a valid backup matching `primary` sits at `lba`. */

@@ -26,6 +26,14 @@ export interface MbrRecord {
 
 export type MbrLayout = 'protective' | 'hybrid' | 'plain' | 'none'
 
+/** The MBR's records (or an EBR chain) are no valid partition table: bad data, never a bug of the reader. */
+export class MbrFormatError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'MbrFormatError'
+  }
+}
+
 export function hasMbrSignature (head: Buffer): boolean {
   return head.length >= MBR_BYTES && head[SIGNATURE_OFFSET] === 0x55 && head[SIGNATURE_OFFSET + 1] === 0xaa
 }
@@ -82,18 +90,18 @@ export function checkMbrRecords (head: Buffer, options: { diskSectors: number; i
   const records = readMbrRecords(head)
   // A type with no sectors: Linux skips it, partitioners (sgdisk) read it as a partition ending before it starts.
   const hollow = records.find((r) => r.type !== 0 && r.sizeLba === 0)
-  if (hollow !== undefined) throw new Error(`MBR partition ${hollow.slot + 1} has type 0x${hollow.type.toString(16).padStart(2, '0')} but no sectors`)
+  if (hollow !== undefined) throw new MbrFormatError(`MBR partition ${hollow.slot + 1} has type 0x${hollow.type.toString(16).padStart(2, '0')} but no sectors`)
   // A protective (0xEE) record of 2^32 − 1 sectors means "to the disk's end" (UEFI 5.2.3): it is measured as that.
   const used = records.filter((r) => !isEmptyRecord(r)).map((r) =>
     r.type === PROTECTIVE_TYPE && r.sizeLba === U32_MAX ? { ...r, sizeLba: Math.max(1, Math.min(U32_MAX, (imageSectors ?? diskSectors) - r.startLba)) } : r)
   for (const r of used) {
     if (r.startLba === 0 || r.startLba + r.sizeLba > diskSectors) {
-      throw new Error(`MBR partition ${r.slot + 1} (LBA ${r.startLba}-${r.startLba + r.sizeLba - 1}) ` +
+      throw new MbrFormatError(`MBR partition ${r.slot + 1} (LBA ${r.startLba}-${r.startLba + r.sizeLba - 1}) ` +
         `does not lie between LBA 1 and the disk's last LBA ${diskSectors - 1}`)
     }
     // Past the image's end the disk holds whatever it held before: no partition may take it for the image's.
     if (imageSectors !== undefined && r.startLba + r.sizeLba > imageSectors) {
-      throw new Error(`MBR partition ${r.slot + 1} (LBA ${r.startLba}-${r.startLba + r.sizeLba - 1}) ` +
+      throw new MbrFormatError(`MBR partition ${r.slot + 1} (LBA ${r.startLba}-${r.startLba + r.sizeLba - 1}) ` +
         `runs past the image's end (its last LBA is ${imageSectors - 1})`)
     }
   }
@@ -107,7 +115,7 @@ function checkNoOverlap (partitions: ReadonlyArray<{ slot: number; startLba: num
     const before = sorted[i - 1] as MbrRecord
     const after = sorted[i] as MbrRecord
     if (after.startLba < before.startLba + before.sizeLba) {
-      throw new Error(`${what} ${after.slot + 1} (LBA ${after.startLba}-${after.startLba + after.sizeLba - 1}) ` +
+      throw new MbrFormatError(`${what} ${after.slot + 1} (LBA ${after.startLba}-${after.startLba + after.sizeLba - 1}) ` +
         `overlaps partition ${before.slot + 1} (LBA ${before.startLba}-${before.startLba + before.sizeLba - 1})`)
     }
   }
@@ -130,12 +138,12 @@ export async function checkLogicalPartitions (head: Buffer, readSector: (lba: nu
     let ebrLba = container.startLba
     for (let hop = 0; ; hop++) {
       if (hop >= MAX_LOGICAL_PARTITIONS) {
-        throw new Error(`the extended partition ${container.slot + 1} chains more than ${MAX_LOGICAL_PARTITIONS} logical partitions`)
+        throw new MbrFormatError(`the extended partition ${container.slot + 1} chains more than ${MAX_LOGICAL_PARTITIONS} logical partitions`)
       }
       const ebr = await readSector(ebrLba)
       if (!hasMbrSignature(ebr)) {
         if (hop === 0) break
-        throw new Error(`the EBR at LBA ${ebrLba} (extended partition ${container.slot + 1}) has no 55 AA signature`)
+        throw new MbrFormatError(`the EBR at LBA ${ebrLba} (extended partition ${container.slot + 1}) has no 55 AA signature`)
       }
       const [logical, link] = readMbrRecords(ebr)
       const number = 5 + hop
@@ -143,7 +151,7 @@ export async function checkLogicalPartitions (head: Buffer, readSector: (lba: nu
         const startLba = ebrLba + logical.startLba
         const lastLba = startLba + logical.sizeLba - 1
         if (logical.startLba === 0 || lastLba >= end || lastLba >= options.imageSectors) {
-          throw new Error(`logical partition ${number} (LBA ${startLba}-${lastLba}) does not lie inside ` +
+          throw new MbrFormatError(`logical partition ${number} (LBA ${startLba}-${lastLba}) does not lie inside ` +
             `its extended partition ${container.slot + 1} (LBA ${container.startLba}-${end - 1}) and the image`)
         }
         logicals.push({ slot: number - 1, startLba, sizeLba: logical.sizeLba })
@@ -151,7 +159,7 @@ export async function checkLogicalPartitions (head: Buffer, readSector: (lba: nu
       if (link === undefined || link.sizeLba === 0 || !isExtendedType(link.type)) break
       const next = container.startLba + link.startLba
       if (next <= ebrLba || next >= end) {
-        throw new Error(`the EBR at LBA ${ebrLba} links to LBA ${next}, ` +
+        throw new MbrFormatError(`the EBR at LBA ${ebrLba} links to LBA ${next}, ` +
           `not forward inside extended partition ${container.slot + 1} (LBA ${container.startLba}-${end - 1})`)
       }
       ebrLba = next

@@ -6,7 +6,7 @@
  * else goes to the disk through `BlockIo` (block-io.ts). Order in the install: detectPartitionTable
  * and checkSectorSize before writing, relocateBackupGpt, then addConfigDrivePartition.
  */
-import { errors, isInstallError } from '../report/install-error.js'
+import { errors, isInstallError } from '../errors/install-error.js'
 import { readBytes, type ImageIo } from './block-io.js'
 import { CONFIG_DRIVE_MAX_BYTES, MIB } from './end-placement.js'
 import type { GptMoveResult } from './gpt.js'
@@ -14,13 +14,14 @@ import {
   addGptPartition,
   checkGptEntries,
   GptEntriesCrcError,
+  GptFormatError,
   hasGptSignature,
   hasIntactPrimaryHeader,
   LINUX_FILESYSTEM_GUID,
   loadGpt,
   moveBackupGptToEnd,
 } from './gpt.js'
-import { addMbrPartition, checkLogicalPartitions, checkMbrRecords, classifyMbr, LINUX_TYPE } from './mbr.js'
+import { addMbrPartition, checkLogicalPartitions, checkMbrRecords, classifyMbr, LINUX_TYPE, MbrFormatError } from './mbr.js'
 
 export type { BlockIo, ImageIo } from './block-io.js'
 export { HeadOverlay, readBytes } from './block-io.js'
@@ -100,7 +101,7 @@ export async function checkPartitionTable (io: ImageIo, options: { imageBytes: n
       // behind it is a second table that disagrees, which sgdisk and UEFI firmware may read instead.
       const gptSector = SECTOR_SIZES.find((size) => hasIntactPrimaryHeader(head, size))
       if (gptSector !== undefined) {
-        throw new Error('LBA 0 holds an MBR with no protective (0xEE) partition, ' +
+        throw new MbrFormatError('LBA 0 holds an MBR with no protective (0xEE) partition, ' +
           `but a valid GPT header follows it (at byte ${gptSector}): two partition tables that disagree`)
       }
       checkMbrRecords(head, { diskSectors, ...(options.primaryOnly === true ? {} : { imageSectors }) })
@@ -110,9 +111,21 @@ export async function checkPartitionTable (io: ImageIo, options: { imageBytes: n
     }
   } catch (err) {
     if (isInstallError(err)) throw err
-    throw errors.partitionTableInvalid(err instanceof Error ? err.message : String(err), err)
+    // Only a table that is not valid is the image's fault; anything else (a bug) goes up as it is: INTERNAL_ERROR.
+    if (isInvalidTable(err)) throw errors.partitionTableInvalid(err.message, err)
+    throw err
   }
   return table
+}
+
+/**
+ * What checkPartitionTable's checks throw when the image's table is not valid: GPT or MBR bytes
+ * that fail a check (GptFormatError, MbrFormatError), a structure read outside the disk
+ * (RangeError), or, as before, the image's bytes on the disk unreadable (a system call's error).
+ */
+function isInvalidTable (err: unknown): err is Error {
+  return err instanceof GptFormatError || err instanceof MbrFormatError || err instanceof RangeError ||
+    (err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string')
 }
 
 export interface RelocateResult extends Partial<Omit<GptMoveResult, 'moved' | 'repairedFromBackup'>> {

@@ -1,7 +1,7 @@
 import { BackgroundSync } from '../disk/background-sync.js'
 import { InFlight } from '../disk/in-flight.js'
 import type { MemoryImage } from './memory-image.js'
-import { errors } from '../report/install-error.js'
+import { errors } from '../errors/install-error.js'
 
 const MAX_IN_FLIGHT = 3 // 16 MiB slabs being written at once
 

@@ -17,7 +17,7 @@ import type { ConfigDriveFile, ConfigDriveFilesystem } from '../configdrive/inde
 import { rereadPartitionTable, type DiskKind } from '../disk/disk.js'
 import { runCommand } from '../disk/run-command.js'
 import { findPartitionNode, type PartitionSpan } from '../disk/partition-node.js'
-import { errors } from '../report/install-error.js'
+import { errors } from '../errors/install-error.js'
 
 /** The filesystem type mount(8) is given. */
 export type MountFsType = 'iso9660' | 'vfat'

@@ -3,7 +3,7 @@ import type { ImageIo } from '../disk/block-io.js'
 import { partitionReader } from '../disk/efi-system-partition.js'
 import { addConfigDrivePartition, readBytes, type AddedPartition } from '../disk/partition-table.js'
 import type { InstallRequest } from '../payload/install-request.js'
-import { errors, isInstallError } from '../report/install-error.js'
+import { errors, isInstallError } from '../errors/install-error.js'
 
 const CONFIG_DRIVE_BYTES = 64 * 1024 * 1024 // 64 MiB, ironic's partition size
 const ISO_LIMIT_SECTOR_BYTES = 2048 // Linux mounts ISO 9660 only from devices with sectors up to 2048 bytes

@@ -1,13 +1,13 @@
 import { fatFileExists, FatFormatError } from '../configdrive/index.js'
 import type { ImageIo } from '../disk/block-io.js'
 import { findEfiSystemPartition, partitionReader } from '../disk/efi-system-partition.js'
-import { hasWholePrimaryInHead } from '../disk/gpt.js'
+import { GptFormatError, hasWholePrimaryInHead } from '../disk/gpt.js'
 import { checkPartitionTable, checkSectorSize, detectPartitionTable, HeadOverlay } from '../disk/partition-table.js'
 import { PlannedDisk } from '../disk/planned-disk.js'
 import { describeContent } from '../image/describe-content.js'
 import { isQcow2 } from '../image/qcow2/index.js'
 import type { InstallRequest } from '../payload/install-request.js'
-import { errors } from '../report/install-error.js'
+import { errors, type InstallError } from '../errors/install-error.js'
 
 /**
  * The checks an image passes before it may become bootable. They run before the first byte is
@@ -39,7 +39,7 @@ export function checkDeclaredType (request: InstallRequest, firstBytes: Buffer):
 export async function checkImageHead (request: InstallRequest, head: Buffer, disk: { path: string; sizeBytes: number; logicalSectorBytes: number }): Promise<void> {
   if (request.imageType === 'raw') checkDeclaredType(request, head)
   const table = detectPartitionTable(head)
-  if (table.kind === 'none') throw errors.noPartitionTable(request.imageType, describeContent(head))
+  if (table.kind === 'none') throw noPartitionTable(request, describeContent(head))
   checkSectorSize(table, disk.logicalSectorBytes, disk.path)
   if (table.kind === 'gpt' && !hasWholePrimaryInHead(head, disk.logicalSectorBytes)) return
   // The head alone: the image's bytes past it are not needed for a whole primary GPT or an MBR.
@@ -54,7 +54,22 @@ export async function checkImageHead (request: InstallRequest, head: Buffer, dis
  */
 export async function checkImageTables (request: InstallRequest, io: ImageIo, imageBytes: number, diskPath: string): Promise<void> {
   const table = await checkPartitionTable(io, { imageBytes, diskPath })
-  if (table.kind === 'none') throw errors.noPartitionTable(request.imageType, describeContent(io.head.subarray(0, imageBytes)))
+  if (table.kind === 'none') throw noPartitionTable(request, describeContent(io.head.subarray(0, imageBytes)))
+}
+
+/** No partition table: OVH's words for a raw image, the agent's for a qcow2's virtual disk; `what` says what the bytes look like. */
+function noPartitionTable (request: InstallRequest, what: string): InstallError {
+  return request.imageType === 'qcow2' ? errors.qcow2NoPartitionTable(what) : errors.noPartitionTable(what)
+}
+
+/**
+ * What the EFI lookup throws when the image's bytes are not a readable ESP: a FAT that is not one
+ * or is damaged (FatFormatError), a GPT that locates it that is not valid (GptFormatError), a read
+ * outside the partition or the disk (RangeError: partitionReader, readBytes, PlannedDisk; also a
+ * malformed efiPath). The file is then not in the image's EFI system partition, as UEFI would find.
+ */
+function isUnreadableEsp (err: unknown): boolean {
+  return err instanceof FatFormatError || err instanceof GptFormatError || err instanceof RangeError
 }
 
 /**
@@ -73,9 +88,8 @@ export async function checkEfiBootloader (efiPath: string | undefined, io: Image
   } catch (err) {
     // An abort is a cancel, never "not found", whatever reason it carries.
     signal?.throwIfAborted()
-    if (err instanceof FatFormatError || err instanceof RangeError || (err instanceof Error && !('code' in err))) {
-      throw errors.efiBootloaderNotFound(efiPath, 'not-in-esp', err)
-    }
+    if (isUnreadableEsp(err)) throw errors.efiBootloaderNotFound(efiPath, 'not-in-esp', err)
+    // Anything else (an InstallError from reading the image, a bug) goes up as it is: a bug is an INTERNAL_ERROR, not a bad image.
     throw err
   }
   if (!found) throw errors.efiBootloaderNotFound(efiPath, 'not-in-esp')

@@ -1,7 +1,7 @@
 import { BackgroundSync } from '../disk/background-sync.js'
 import { InFlight } from '../disk/in-flight.js'
 import type { Slab } from '../download/index.js'
-import { errors } from '../report/install-error.js'
+import { errors } from '../errors/install-error.js'
 import type { ImageStage, StageContext, StagedImage } from './image-stage.js'
 import { checkImageHead } from './image-checks.js'
 

@@ -12,7 +12,7 @@ import type { Logger } from 'pino'
 import { HeadOverlay, type ImageIo } from '../disk/block-io.js'
 import { HEAD_BYTES, makeUnbootable } from '../disk/boot-area.js'
 import { Disk, rereadPartitionTable, type DiskKind } from '../disk/disk.js'
-import { errors, type InstallError } from '../report/install-error.js'
+import { errors, type InstallError } from '../errors/install-error.js'
 import { applyPlannedWrites, type TablePlan } from './partition-plan.js'
 
 export interface TargetOptions {

@@ -1,4 +1,4 @@
-import type { ChecksumType } from '../report/install-error.js'
+import type { ChecksumType } from '../errors/install-error-declarations.js'
 
 export type { ChecksumType }
 export type ImageType = 'raw' | 'qcow2'

@@ -8,7 +8,7 @@
  * `InstallError` naming the field; header values and URLs are never quoted (they hold secrets).
  */
 import type { ErrorObject, ValidateFunction } from 'ajv'
-import { errors, isInstallError, type InstallError } from '../report/install-error.js'
+import { errors, isInstallError, type InstallError } from '../errors/install-error.js'
 import { checksumHexLength, type ChecksumType, type ImageType, type InstallRequest } from './install-request.js'
 import * as generated from './schema-validators.generated.js'
 

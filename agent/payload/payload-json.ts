@@ -5,7 +5,7 @@
  * `prototype` key, is refused anywhere in the document (as secure-json-parse, fastify's parser,
  * does), so no later merge of the body can reach an object's prototype.
  */
-import { errors } from '../report/install-error.js'
+import { errors } from '../errors/install-error.js'
 
 const BOM = '\ufeff'
 

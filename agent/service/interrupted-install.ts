@@ -9,7 +9,7 @@
  */
 import type { Logger } from 'pino'
 import { Disk, rereadPartitionTable } from '../disk/disk.js'
-import { errors, isInstallError, type InstallError } from '../report/install-error.js'
+import { errors, isInstallError, type InstallError } from '../errors/install-error.js'
 import type { SavedState } from './job-state-store.js'
 import { makeUnbootable } from '../disk/boot-area.js'
 

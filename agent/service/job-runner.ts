@@ -10,7 +10,8 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { InstallRequest } from '../payload/install-request.js'
-import { errors, isInstallError } from '../report/install-error.js'
+import { apiErrors } from '../errors/api-error.js'
+import { errors, isInstallError } from '../errors/install-error.js'
 import type { InstallEvent } from '../report/progress.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
 import type { ReportSink } from './report-poster.js'
@@ -42,10 +43,10 @@ export type JobListener = (change: JobChange) => void
 
 /** What the HTTP API needs from the runner (tests give it a fake). */
 export interface InstallJobs {
-  /** Starts a job; throws InstallError BUSY while one runs, SHUTTING_DOWN after close(). */
+  /** Starts a job; throws ApiError BUSY while one runs, SHUTTING_DOWN after close(). */
   start: (request: InstallRequest) => { jobId: string }
   status: () => InstallStatus
-  /** Aborts the running job; throws InstallError NOT_RUNNING when none runs. */
+  /** Aborts the running job; throws ApiError NOT_RUNNING when none runs. */
   cancel: () => { jobId: string }
   /** Calls `listener` on every change from now on; returns the unsubscribe function. */
   subscribe: (listener: JobListener) => () => void
@@ -146,8 +147,8 @@ export class JobRunner implements InstallJobs {
   }
 
   start (request: InstallRequest): { jobId: string } {
-    if (this.closing) throw errors.shuttingDown()
-    if (this.current !== undefined) throw errors.busy(this.current.tracker.jobId)
+    if (this.closing) throw apiErrors.shuttingDown()
+    if (this.current !== undefined) throw apiErrors.busy(this.current.tracker.jobId)
     const jobId = randomUUID()
     const tracker = new JobStatusTracker(jobId, this.options.disk, this.now())
     const logger = this.options.logger.child({ jobId })
@@ -178,7 +179,7 @@ export class JobRunner implements InstallJobs {
 
   cancel (): { jobId: string } {
     const job = this.current
-    if (job === undefined) throw errors.notRunning()
+    if (job === undefined) throw apiErrors.notRunning()
     job.logger.warn('cancel requested')
     job.controller.abort(new Error('cancelled through the API'))
     return { jobId: job.tracker.jobId }

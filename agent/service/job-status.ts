@@ -3,7 +3,7 @@
  * install's events (report/progress), with a throughput and an ETA measured over a sliding window.
  * Pure bookkeeping: the clock is passed in, nothing here does I/O.
  */
-import { resultMessages, type ResultCode } from '../report/install-error.js'
+import { isResultCode, type ResultCode } from '../errors/install-error.js'
 import { STEP_NAMES, type InstallEvent, type StepName, type StepStatus } from '../report/progress.js'
 
 export type JobState = 'idle' | 'running' | 'done' | 'error'
@@ -222,7 +222,7 @@ export function asInstallStatus (value: unknown): InstallStatus | undefined {
     typeof progress['bytesPerSecond'] === 'number' && isNullableNumber(progress['etaSeconds']))
   if (!progressOk) return undefined
   const resultOk = result === null || (isRecord(result) &&
-    typeof result['code'] === 'string' && Object.hasOwn(resultMessages, result['code']) && typeof result['message'] === 'string')
+    isResultCode(result['code']) && typeof result['message'] === 'string')
   if (!resultOk) return undefined
   return copyStatus({ ...(value as unknown as InstallStatus), notes })
 }

@@ -1,4 +1,4 @@
-import { isInstallError } from '../../agent/report/install-error.js'
+import { isInstallError } from '../../agent/errors/install-error.js'
 import type t from 'tap'
 
 /** The type of the `t` a subtest callback receives (tap's overloads make it long to spell). */

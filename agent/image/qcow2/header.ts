@@ -1,5 +1,5 @@
 import type { ByteSource } from '../memory-image.js'
-import { errors } from '../../report/install-error.js'
+import { errors } from '../../errors/install-error.js'
 
 /**
  * The qcow2 header (QEMU docs/interop/qcow2.rst, "Header"), parsed and checked the way

@@ -1,5 +1,5 @@
 import type { ByteSource } from '../memory-image.js'
-import { errors } from '../../report/install-error.js'
+import { errors } from '../../errors/install-error.js'
 import { decompressCluster } from './decompress.js'
 import type { Qcow2Image } from './open-qcow2.js'
 import { guestExtents } from './tables.js'

@@ -1,5 +1,5 @@
 import type { ByteSource } from '../memory-image.js'
-import { errors } from '../../report/install-error.js'
+import { errors } from '../../errors/install-error.js'
 import type { TimeSlice } from '../../time-slice.js'
 
 /**

@@ -1,7 +1,7 @@
 import { HEAD_BYTES } from '../../disk/boot-area.js'
 import { InFlight } from '../../disk/in-flight.js'
 import { SLAB_BYTES, type ByteSource } from '../memory-image.js'
-import { errors } from '../../report/install-error.js'
+import { errors } from '../../errors/install-error.js'
 import { TimeSlice } from '../../time-slice.js'
 import type { Qcow2Image } from './open-qcow2.js'
 import { guestExtents, type GuestExtent } from './tables.js'

@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http'
 import type { InstallJobs, JobChange, JobListener, ReportMessage } from '../../../agent/service/job-runner.js'
 import { copyStatus, idleStatus, type DiskView, type InstallStatus } from '../../../agent/service/job-status.js'
 import type { InstallRequest } from '../../../agent/payload/install-request.js'
-import { errors } from '../../../agent/report/install-error.js'
+import { apiErrors } from '../../../agent/errors/api-error.js'
 import { REDACTED_PATHS } from '../../../agent/service/service-logger.js'
 import { startScriptedServer } from '../../helpers/scripted-server.js'
 
@@ -28,7 +28,7 @@ export class FakeJobs implements InstallJobs {
   constructor (private readonly options: { oneAtATime?: boolean } = {}) {}
 
   start (installRequest: InstallRequest): { jobId: string } {
-    if (this.options.oneAtATime !== false && this.current.state === 'running') throw errors.busy(this.current.jobId ?? '')
+    if (this.options.oneAtATime !== false && this.current.state === 'running') throw apiErrors.busy(this.current.jobId ?? '')
     this.started.push(installRequest)
     const jobId = `job-${this.started.length}`
     if (this.options.oneAtATime !== false) {
@@ -43,7 +43,7 @@ export class FakeJobs implements InstallJobs {
   }
 
   cancel (): { jobId: string } {
-    if (this.current.state !== 'running') throw errors.notRunning()
+    if (this.current.state !== 'running') throw apiErrors.notRunning()
     this.cancels++
     return { jobId: this.current.jobId ?? '' }
   }

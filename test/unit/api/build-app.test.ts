@@ -7,7 +7,11 @@ import { agentVersion, buildOpenApiDocument } from '../../../agent/api/openapi-d
 import type { InstallJobs } from '../../../agent/service/job-runner.js'
 import { parseInstallRequest } from '../../../agent/payload/parse-install-request.js'
 import { installStartSchema, reinstallSchema } from '../../../agent/payload/schemas.js'
-import { errors, isInstallError, resultMessages } from '../../../agent/report/install-error.js'
+import { apiErrors } from '../../../agent/errors/api-error.js'
+import { apiErrorDeclarations } from '../../../agent/errors/api-error-declarations.js'
+import { installErrorDeclarations } from '../../../agent/errors/install-error-declarations.js'
+import { installedDeclaration } from '../../../agent/errors/installed-message.js'
+import { isInstallError } from '../../../agent/errors/install-error.js'
 import type { TapTest } from '../../helpers/tap.js'
 import { AUTH, captureServiceLog, FakeJobs, installStartBody, parseSse, quietLogger, reinstallBody, TOKEN } from './api-test-helpers.js'
 
@@ -341,7 +345,11 @@ t.test('GET /openapi.json: OpenAPI 3.1 with both payload schemas as a oneOf requ
   // Every $ref points at a component.
   const refs = JSON.stringify(doc).match(/"\$ref":"#\/components\/schemas\/(\w+)"/g) ?? []
   for (const ref of refs) t.ok(doc.components.schemas[/schemas\/(\w+)/.exec(ref)?.[1] ?? ''] !== undefined, ref)
-  t.same((doc.components.schemas['Error'] as { properties: { code: { enum: string[] } } }).properties.code.enum, Object.keys(resultMessages), 'every code')
+  t.same(
+    (doc.components.schemas['Error'] as { properties: { code: { enum: string[] } } }).properties.code.enum,
+    [...Object.keys(installedDeclaration), ...Object.keys(installErrorDeclarations), ...Object.keys(apiErrorDeclarations)],
+    'every code',
+  )
   t.same(answer.json(), buildOpenApiDocument({ version: agentVersion(), bodyLimitBytes: BODY_LIMIT_BYTES }), 'the document buildOpenApiDocument makes')
   t.match(agentVersion(), /^\d+\.\d+\.\d+/)
 })
@@ -350,7 +358,7 @@ t.test('an error in the service is a 500 { code, message } and is logged; a refu
   const broken: InstallJobs = {
     start: () => { throw new Error('boom') },
     status: () => { throw new TypeError('bug') },
-    cancel: () => { throw errors.notRunning() },
+    cancel: () => { throw apiErrors.notRunning() },
     subscribe: () => () => {},
   }
   const log = captureServiceLog()
@@ -364,7 +372,7 @@ t.test('an error in the service is a 500 { code, message } and is logged; a refu
 
 t.test('POST /install/start while shutting down: 503 SHUTTING_DOWN', async (t) => {
   const jobs = new FakeJobs()
-  jobs.start = () => { throw errors.shuttingDown() }
+  jobs.start = () => { throw apiErrors.shuttingDown() }
   const app = appWith(jobs)
   const answer = await app.inject({ method: 'POST', url: '/install/start', headers: AUTH, payload: installStartBody(URL_OK) })
   expectRefusal(t, answer, 503, 'SHUTTING_DOWN', 'The agent is shutting down, no install can start.')

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { download, type DownloadOptions } from '../../../agent/download/http-download.js'
-import { isInstallError } from '../../../agent/report/install-error.js'
+import { isInstallError } from '../../../agent/errors/install-error.js'
 import { captureLog, RecordingSink, startScriptedServer, testFile, writeRaw } from '../../helpers/scripted-server.js'
 
 const BODY = testFile(1500)

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { download, type DownloadOptions } from '../../../agent/download/http-download.js'
-import { isInstallError } from '../../../agent/report/install-error.js'
+import { isInstallError } from '../../../agent/errors/install-error.js'
 import { captureLog, RecordingSink, serveFile, startScriptedServer, testFile } from '../../helpers/scripted-server.js'
 
 const FILE = testFile(50_000)

@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import t from 'tap'
 import { download, type DownloadOptions } from '../../../agent/download/http-download.js'
-import { isInstallError } from '../../../agent/report/install-error.js'
+import { isInstallError } from '../../../agent/errors/install-error.js'
 import { captureLog, RecordingSink, testFile } from '../../helpers/scripted-server.js'
 import type { TapTest } from '../../helpers/tap.js'
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import t from 'tap'
 import { download, type DownloadOptions } from '../../../agent/download/http-download.js'
-import { isInstallError } from '../../../agent/report/install-error.js'
+import { isInstallError } from '../../../agent/errors/install-error.js'
 import { captureLog, RecordingSink, serveFile, startScriptedServer, testFile } from '../../helpers/scripted-server.js'
 
 const FILE = testFile(100_000)

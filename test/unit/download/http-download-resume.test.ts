@@ -3,7 +3,7 @@ import t from 'tap'
 import { download, type DownloadOptions, type DownloadSink } from '../../../agent/download/http-download.js'
 import type { Slab } from '../../../agent/download/slab-feed.js'
 import { MemoryImage } from '../../../agent/image/memory-image.js'
-import { isInstallError } from '../../../agent/report/install-error.js'
+import { isInstallError } from '../../../agent/errors/install-error.js'
 import { RecordingSink, sendBody, serveFile, startScriptedServer, testFile } from '../../helpers/scripted-server.js'
 
 const FILE = testFile(150_000)

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { createServer } from 'node:net'
 import t from 'tap'
 import { download, type DownloadOptions } from '../../../agent/download/http-download.js'
-import { isInstallError } from '../../../agent/report/install-error.js'
+import { isInstallError } from '../../../agent/errors/install-error.js'
 import { captureLog, RecordingSink, sendBody, serveFile, startScriptedServer, testFile } from '../../helpers/scripted-server.js'
 
 const FILE = testFile(150_000)

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import t from 'tap'
 import { download, type DigestType, type DownloadOptions } from '../../../agent/download/http-download.js'
 import { userAgent } from '../../../agent/download/user-agent.js'
-import { isInstallError } from '../../../agent/report/install-error.js'
+import { isInstallError } from '../../../agent/errors/install-error.js'
 import {
   captureLog, RecordingSink, sendBody, serveFile, startScriptedServer, testFile, writeRaw,
 } from '../../helpers/scripted-server.js'

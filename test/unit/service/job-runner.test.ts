@@ -5,7 +5,8 @@ import { JobRunner, type InstallFunction, type JobChange, type ReportMessage } f
 import { JobStateStore } from '../../../agent/service/job-state-store.js'
 import type { InstallOptions, InstallResult } from '../../../agent/install/run-install.js'
 import { parseInstallRequest } from '../../../agent/payload/parse-install-request.js'
-import { errors, isInstallError } from '../../../agent/report/install-error.js'
+import { isApiError } from '../../../agent/errors/api-error.js'
+import { errors } from '../../../agent/errors/install-error.js'
 import type { InstallEvent, StepName } from '../../../agent/report/progress.js'
 import type { ReportSink } from '../../../agent/service/report-poster.js'
 import { tempDir } from '../../helpers/disk-files.js'
@@ -252,7 +253,7 @@ t.test('close: cancels the running job, waits for it; no job starts afterwards',
     runner.start(request)
     t.fail('started')
   } catch (err) {
-    t.ok(isInstallError(err))
+    t.ok(isApiError(err), 'the service\'s own refusal')
     t.match(err, { code: 'SHUTTING_DOWN' })
   }
 })

@@ -10,7 +10,7 @@ import { inspect } from 'node:util'
 import { crc32 } from 'node:zlib'
 import type { RelocateResult } from '../../../../agent/disk/partition-table.js'
 import { addConfigDrivePartition, HeadOverlay, relocateBackupGpt } from '../../../../agent/disk/partition-table.js'
-import { isInstallError } from '../../../../agent/report/install-error.js'
+import { isInstallError } from '../../../../agent/errors/install-error.js'
 import { craftGptImage, fixHeaderCrc, MemoryIo, MiB } from './fixtures/partition-tools.js'
 
 const IMAGE_SECTORS = 8192 // 4 MiB of 512-byte sectors

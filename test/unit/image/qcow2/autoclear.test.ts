@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { MemoryImage } from '../../../../agent/image/memory-image.js'
 import { openQcow2 } from '../../../../agent/image/qcow2/index.js'
-import { isInstallError } from '../../../../agent/report/install-error.js'
+import { isInstallError } from '../../../../agent/errors/install-error.js'
 import { tempDir } from '../../../helpers/disk-files.js'
 
 const tmp = tempDir()

@@ -6,7 +6,7 @@ import { HEAD_BYTES } from '../../../../agent/disk/boot-area.js'
 import { MemoryImage } from '../../../../agent/image/memory-image.js'
 import { openQcow2, writeQcow2 } from '../../../../agent/image/qcow2/index.js'
 import { guestExtents } from '../../../../agent/image/qcow2/tables.js'
-import { isInstallError } from '../../../../agent/report/install-error.js'
+import { isInstallError } from '../../../../agent/errors/install-error.js'
 import { tempDir } from '../../../helpers/disk-files.js'
 import { convertQcow2, createQcow2, makePatternFile, MemoryTarget, MiB, qemuIo } from '../../../helpers/qcow2-fixtures.js'
 

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { readFileSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { isInstallError } from '../../../../agent/report/install-error.js'
+import { isInstallError } from '../../../../agent/errors/install-error.js'
 import { isQcow2, openQcow2, writeQcow2 } from '../../../../agent/image/qcow2/index.js'
 import { parseQcow2Header } from '../../../../agent/image/qcow2/header.js'
 import { tempDir } from '../../../helpers/disk-files.js'

@@ -1,0 +1,229 @@
+/**
+ * Every way an install can fail, declared once: the code clients match on, the constructor's name,
+ * whether the words are OVH's, when it is given (docs/result-messages.md), the HTTP status when the
+ * service answers with it, and the one function that writes the message. `errors.*`
+ * (install-error.ts) and the docs' table are made from these.
+ *
+ * OVH's messages are kept word for word; the agent's own follow the same style: one sentence, the
+ * facts that let the customer fix it, never a secret.
+ */
+import { declareErrors, shown, type Shown } from './message-declaration.js'
+
+/** The checksum types the agent accepts (imageCheckSumType; payload/install-request uses it). */
+export type ChecksumType = 'md5' | 'sha1' | 'sha256' | 'sha512'
+
+/** Why efiBootloaderPath is refused: the file is not in the image's EFI system partition, or the image has none. */
+export type EfiBootloaderProblem = 'not-in-esp' | 'no-esp'
+
+export const installErrorDeclarations = declareErrors({
+  // OVH's messages, word for word.
+  DOWNLOAD_FAILED: {
+    constructorName: 'downloadFailed',
+    ovh: true,
+    withCause: true,
+    message: (safeUrl: Shown<string>) => `Could not download image located: \`${safeUrl}\`.`,
+    placeholders: ['URL'],
+    when: 'the download failed (network error, HTTP error, body shorter or longer than announced); the URL is shown without credentials, the cause goes to the log',
+  },
+  QCOW2_TOO_BIG: {
+    constructorName: 'qcow2TooBig',
+    ovh: true,
+    withCause: true,
+    message: () => 'Could not download, qcow2 image is too big to download in memory.',
+    placeholders: [],
+    when: 'the qcow2 does not fit in the memory budget (RAM − 3 GiB, or --memory-limit)',
+  },
+  QCOW2_WRITE_FAILED: {
+    constructorName: 'qcow2WriteFailed',
+    ovh: true,
+    withCause: true,
+    message: () => "Can't write qcow2 on disk.",
+    placeholders: [],
+    when: 'the qcow2 image could not be written to the disk',
+  },
+  BAD_IMAGE_FORMAT: {
+    constructorName: 'badImageFormat',
+    ovh: true,
+    withCause: true,
+    status: 400,
+    message: () => 'Bad format image, expected: qcow2, raw.',
+    placeholders: [],
+    when: 'imageType (or the image itself) is neither qcow2 nor raw',
+  },
+  BAD_CHECKSUM_TYPE: {
+    constructorName: 'badChecksumType',
+    ovh: true,
+    status: 400,
+    message: () => 'Bad checkSumType, expected: sha1, sha256, md5, sha512.',
+    placeholders: [],
+    when: 'imageCheckSumType is not one of the four (OVH\'s text omits sha512, which it accepts)',
+  },
+  CHECKSUM_MISMATCH: {
+    constructorName: 'checksumMismatch',
+    ovh: true,
+    message: (type: Shown<ChecksumType>, gotHex: Shown<string>, expectedHex: Shown<string>) => `Bad ${type} for downloaded file, got: ${gotHex} while expecting ${expectedHex}.`,
+    placeholders: ['TYPE', 'HEX', 'HEX'],
+    when: 'the digest of the downloaded bytes is not the one given',
+  },
+  GPT_MOVE_FAILED: {
+    constructorName: 'gptMoveFailed',
+    ovh: true,
+    withCause: true,
+    message: () => 'Can not move backup GPT data structures to the end of disk.',
+    placeholders: [],
+    when: 'the GPT cannot be moved to the disk\'s end (found in the verify step, before any write: e.g. the disk is too small for it), or writing it failed',
+  },
+  CONFIGDRIVE_FAILED: {
+    constructorName: 'configDriveFailed',
+    ovh: true,
+    withCause: true,
+    message: () => 'Could not create configdrive on disk.',
+    placeholders: [],
+    when: 'the ConfigDrive cannot be built (before the download) or placed (no room, no free slot: in the verify step, before any write), writing it failed, or, mounted read-only at the end of the install, it lacks a file written or holds other bytes',
+  },
+  NO_PARTITION_TABLE: {
+    constructorName: 'noPartitionTable',
+    ovh: true,
+    message: (what: Shown<string>) => `image provided format is not of type raw because no partition table was found. It seems to contain: \`${what}\``,
+    placeholders: ['WHAT'],
+    when: 'a raw image with neither a GPT nor an MBR (OVH\'s current guide); WHAT says what its first MiB looks like: `zeros`, `gzip data`, `xz data`, `zstd data`, `an ISO 9660 filesystem`, `an ext2/ext3/ext4 filesystem`, `text (an HTML page)`…; refused before any write',
+  },
+  // The agent's own, in the same style.
+  QCOW2_NO_PARTITION_TABLE: {
+    constructorName: 'qcow2NoPartitionTable',
+    ovh: false,
+    message: (what: Shown<string>) => `Bad format image, the qcow2's virtual disk has no partition table, it seems to contain: \`${what}\`.`,
+    placeholders: ['WHAT'],
+    when: 'the guest disk of a qcow2 has neither a GPT nor an MBR (WHAT as for NO_PARTITION_TABLE; `nothing (0 bytes)` for a virtual size of 0); refused before any write',
+  },
+  PARTITION_TABLE_INVALID: {
+    constructorName: 'partitionTableInvalid',
+    ovh: false,
+    withCause: true,
+    // The reason may come as a sentence: its full stop is the message's.
+    message: (reason: Shown<string>) => `Bad format image, its partition table is not valid: ${shown(reason, (text) => text.replace(/\.$/, ''))}.`,
+    placeholders: ['REASON'],
+    when: 'the image\'s GPT or MBR cannot be installed as it is: headers or entries that fail their checks with no valid backup in the image, a partition outside the usable LBAs or past the disk\'s end, two partitions that overlap; refused before any write',
+  },
+  DOWNLOAD_REFUSED: {
+    constructorName: 'downloadRefused',
+    ovh: false,
+    withCause: true,
+    message: (safeUrl: Shown<string>, reason: Shown<string>) => `Could not download image located: \`${safeUrl}\`, the server sent ${reason}.`,
+    placeholders: ['URL', 'REASON'],
+    when: 'the image server\'s answer cannot be the image as it is, whatever the retries: REASON is `Content-Encoding gzip, expected: identity` (any encoding but identity, as S3 sends for an object stored with that metadata) or `an invalid Content-Length` (malformed, not a safe integer, or given twice with different values; one that is valid but larger than the disk is IMAGE_TOO_BIG_FOR_DISK); refused at once, no byte of that answer kept',
+  },
+  PAYLOAD_MISSING_FIELD: {
+    constructorName: 'payloadMissingField',
+    ovh: false,
+    status: 400,
+    message: (field: Shown<string>) => `Missing ${field}, it is required.`,
+    placeholders: ['FIELD'],
+    when: 'a required payload field is absent or empty',
+  },
+  PAYLOAD_BAD_FIELD: {
+    constructorName: 'payloadBadField',
+    ovh: false,
+    status: 400,
+    message: (field: Shown<string>, expected: Shown<string>) => `Bad ${field}, expected: ${expected}.`,
+    placeholders: ['FIELD', 'WHAT'],
+    when: 'a payload field has a value the agent cannot use; the message names the field',
+  },
+  IMAGE_TYPE_MISMATCH: {
+    constructorName: 'imageTypeMismatch',
+    ovh: false,
+    message: (declared: Shown<string>, actual: Shown<string>) => `Bad format image, expected: ${declared}, got: ${actual}.`,
+    placeholders: ['TYPE', 'OTHER'],
+    when: 'the bytes of the image are not of the declared imageType (a qcow2 declared raw, or a raw declared qcow2): nothing is written',
+  },
+  QCOW2_UNSUPPORTED: {
+    constructorName: 'qcow2Unsupported',
+    ovh: false,
+    message: (feature: Shown<string>) => `Bad format image, qcow2 feature not supported: ${feature}.`,
+    placeholders: ['FEATURE'],
+    when: 'the qcow2 uses a feature that cannot be installed (backing file, external data file, encryption, the corrupt bit, an unknown incompatible feature, a version other than 2 or 3)',
+  },
+  QCOW2_DAMAGED: {
+    constructorName: 'qcow2Damaged',
+    ovh: false,
+    withCause: true,
+    message: (reason: Shown<string>) => `Bad format image, qcow2 file is damaged: ${reason}.`,
+    placeholders: ['REASON'],
+    when: 'a qcow2 header or table points outside the file or the virtual disk, or is otherwise inconsistent',
+  },
+  SECTOR_SIZE_MISMATCH: {
+    constructorName: 'sectorSizeMismatch',
+    ovh: false,
+    message: (imageSectorBytes: Shown<number>, diskPath: Shown<string>, diskSectorBytes: Shown<number>) => `Bad format image, its partition table uses ${imageSectorBytes}-byte sectors but disk ${diskPath} has ${diskSectorBytes}-byte sectors.`,
+    placeholders: ['N', 'DISK', 'N'],
+    when: 'the image\'s GPT was made for another logical sector size than the disk\'s (a 512-byte image on a 4Kn disk, or the reverse): refused before its partition table is written',
+  },
+  RAW_WRITE_FAILED: {
+    constructorName: 'rawWriteFailed',
+    ovh: false,
+    withCause: true,
+    message: () => "Can't write raw on disk.",
+    placeholders: [],
+    when: 'writing the raw image to the disk failed (I/O error)',
+  },
+  IMAGE_TOO_BIG_FOR_DISK: {
+    constructorName: 'imageTooBigForDisk',
+    ovh: false,
+    message: (imageBytes: Shown<number>, diskPath: Shown<string>, diskBytes: Shown<number>) => `Image is too big for disk, got: ${imageBytes} bytes while disk ${diskPath} holds ${diskBytes} bytes.`,
+    placeholders: ['N', 'DISK', 'N'],
+    when: 'the announced or downloaded size exceeds the disk; refused before any write when the size is announced',
+  },
+  DISK_UNAVAILABLE: {
+    constructorName: 'diskUnavailable',
+    ovh: false,
+    withCause: true,
+    message: (diskPath: Shown<string>, reason: Shown<string>) => `Could not open disk ${diskPath}: ${reason}.`,
+    placeholders: ['DISK', 'REASON'],
+    when: 'the target disk cannot be opened or measured',
+  },
+  EFI_BOOTLOADER_NOT_FOUND: {
+    constructorName: 'efiBootloaderNotFound',
+    ovh: false,
+    withCause: true,
+    message: (efiPath: Shown<string>, problem: Shown<EfiBootloaderProblem>) => `Bad efiBootloaderPath, ${efiPath} ${shown(problem, (p) => p === 'no-esp' ? 'is given but the image has no EFI system partition' : 'is not in the image\'s EFI system partition')}.`,
+    placeholders: ['PATH', 'REASON'],
+    when: "efiBootloaderPath was given and, after writing, the image's EFI system partition has no such file (REASON is `is not in the image's EFI system partition`; names are compared case-insensitively, as UEFI does), or the image has no EFI system partition (REASON is `is given but the image has no EFI system partition`)",
+  },
+  CANCELLED: {
+    constructorName: 'cancelled',
+    ovh: false,
+    message: () => 'Install cancelled, the disk was left unbootable.',
+    placeholders: [],
+    when: 'the install was aborted (signal or API cancel) after writing began; before writing, the disk is untouched and the message says so',
+  },
+  CANCELLED_UNTOUCHED: {
+    constructorName: 'cancelledUntouched',
+    ovh: false,
+    message: () => 'Install cancelled, the disk was not modified.',
+    placeholders: [],
+    when: 'the install was aborted before any byte was written',
+  },
+  INTERNAL_ERROR: {
+    constructorName: 'internalError',
+    ovh: false,
+    withCause: true,
+    message: () => 'Install failed on an internal error, the disk was left unbootable.',
+    placeholders: [],
+    when: 'an unexpected error; details in the log',
+  },
+  INTERRUPTED: {
+    constructorName: 'interrupted',
+    ovh: false,
+    // zeroFailure: why the disk could not be made unbootable; none when it was.
+    message: (zeroFailure?: Shown<string>) => `Install interrupted: the agent stopped during the install, the disk ${shown(zeroFailure, (failure) => failure === undefined ? 'was left unbootable' : `could not be made unbootable: ${failure}`)}.`,
+    placeholders: ['OUTCOME'],
+    when: 'the state saved in --state-dir says an install was writing to the disk when the agent stopped (killed, out of memory); at the next start (`serve`, `install`, `recover`) OUTCOME is `was left unbootable` (its first and last MiB zeroed then) or `could not be made unbootable: REASON`',
+  },
+  INTERRUPTED_UNTOUCHED: {
+    constructorName: 'interruptedUntouched',
+    ovh: false,
+    message: () => 'Install interrupted: the agent stopped during the install, the disk was not modified.',
+    placeholders: [],
+    when: 'the same, but the install had not begun writing (e.g. it was downloading into memory): the disk was left as it was',
+  },
+})
