@@ -191,7 +191,8 @@ export async function runCase (testCase: E2eCase, observer: CaseObserver, option
       },
       onConsoleLine: observer.rescueConsole,
     })
-    observer.phase(`rescue VM: ${memoryMiB} MiB, TCG, API forwarded to 127.0.0.1:${apiPort}, image server 127.0.0.1:${server.port} seen as http://${IMAGE_HOST}/`)
+    observer.phase(`rescue VM: ${memoryMiB} MiB, TCG, API forwarded to 127.0.0.1:${apiPort}, ` +
+      `image server 127.0.0.1:${server.port} seen as http://${IMAGE_HOST}/`)
     let status: InstallStatus | undefined
     try {
       await rescue.start()

@@ -18,7 +18,15 @@ const KEYS = [
   'imageURL', 'imageType', 'imageCheckSum', 'imageCheckSumType', 'httpHeaders0Key', 'httpHeaders0Value', 'httpHeaders1Key', 'httpHeaders1Value',
   'configDriveUserData', 'configDriveMetadata', 'sshKey', 'efiBootloaderPath', 'hostname', '__proto__', 'constructor',
 ]
-const URLS = ['https://example.invalid/a.raw', 'http://user:pw@127.0.0.1:1/x.qcow2', 'ftp://x/y', 'not a url', '', 'https://[::1]/a', `https://h.invalid/${'a'.repeat(3000)}`]
+const URLS = [
+  'https://example.invalid/a.raw',
+  'http://user:pw@127.0.0.1:1/x.qcow2',
+  'ftp://x/y',
+  'not a url',
+  '',
+  'https://[::1]/a',
+  `https://h.invalid/${'a'.repeat(3000)}`,
+]
 const TYPES = ['raw', 'qcow2', 'RAW', 'vmdk', '']
 const SUMS = ['md5', 'sha1', 'sha256', 'sha512', 'crc32', '']
 

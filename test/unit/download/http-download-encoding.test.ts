@@ -20,7 +20,8 @@ t.test('Content-Encoding gzip is refused before any byte reaches the sink, not r
   const url = `http://user:s3cret@127.0.0.1:${server.port}/image.raw`
   const err: unknown = await download(options(url, { logger: log.logger }), sink).catch((e: unknown) => e)
   t.ok(isInstallError(err) && err.code === 'DOWNLOAD_REFUSED', 'DOWNLOAD_REFUSED')
-  t.equal((err as Error).message, `Could not download image located: \`http://127.0.0.1:${server.port}/image.raw\`, the server sent Content-Encoding gzip, expected: identity.`)
+  t.equal((err as Error).message, `Could not download image located: \`http://127.0.0.1:${server.port}/image.raw\`, ` +
+    'the server sent Content-Encoding gzip, expected: identity.')
   t.same(sink.events, [], 'begin() not called, no byte written')
   t.equal(server.requests.length, 1, 'not retried')
   t.match(log.lines().find((l) => l.msg === 'download failed'), { reason: /Content-Encoding gzip/ })

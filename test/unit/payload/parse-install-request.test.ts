@@ -155,7 +155,10 @@ t.test('refuses a missing templateName or operatingSystem', async (t) => {
 })
 
 t.test('names the userMetadata entry that is malformed', async (t) => {
-  const body = { templateName: 'byoi_64', userMetadata: [{ key: 'imageURL', value: 'https://x.invalid/' }, { key: 'imageType', value: 'raw' }, { key: 'sshKey', value: 7 }] }
+  const body = {
+    templateName: 'byoi_64',
+    userMetadata: [{ key: 'imageURL', value: 'https://x.invalid/' }, { key: 'imageType', value: 'raw' }, { key: 'sshKey', value: 7 }],
+  }
   t.same(refusal(body), bad('Bad userMetadata[2].value, expected: a string.'))
   t.same(refusal({ templateName: 'byoi_64', userMetadata: [{ value: 'raw' }] }), missing('Missing userMetadata[0].key, it is required.'))
   t.same(refusal({ templateName: 'byoi_64', userMetadata: 'x' }), bad('Bad userMetadata, expected: an array.'))

@@ -17,7 +17,10 @@ t.teardown(tmp.remove)
 let dirs = 0
 const newStateDir = (): string => join(tmp.path, `state-${dirs++}`)
 
-const request = parseInstallRequest(installStartBody('https://user:url-secret@example.invalid/a.raw', [{ key: 'httpHeaders0Key', value: 'Authorization' }, { key: 'httpHeaders0Value', value: 'Basic header-secret' }]))
+const request = parseInstallRequest(installStartBody('https://user:url-secret@example.invalid/a.raw', [
+  { key: 'httpHeaders0Key', value: 'Authorization' },
+  { key: 'httpHeaders0Value', value: 'Basic header-secret' },
+]))
 
 /** An install driven by hand: events, then success or failure; an abort rejects with CANCELLED_UNTOUCHED. */
 class ManualInstall {

@@ -11,7 +11,10 @@ t.test('redacts credentials wherever a whole object reaches the log', async (t) 
   job.info({ req: { method: 'GET', headers } }, 'a request')
   job.info({ headers: { authorization: 'Basic h-4', 'x-auth-token': 'x-5' } }, 'headers')
   job.info({ options: { headers: { authorization: 'Bearer o-6' } } }, 'nested')
-  job.info({ httpHeaders: [{ name: 'Authorization', value: 'Basic v-7' }], request: { imageUrl: 'https://u:p-8@h/x', httpHeaders: [{ name: 'a', value: 'v-9' }] } }, 'payload')
+  job.info({
+    httpHeaders: [{ name: 'Authorization', value: 'Basic v-7' }],
+    request: { imageUrl: 'https://u:p-8@h/x', httpHeaders: [{ name: 'a', value: 'v-9' }] },
+  }, 'payload')
   job.info({ token: 't-10', password: 'p-11', config: { token: 't-12', authorization: 'a-13' } }, 'fields')
   const text = out.join('')
   for (const secret of ['tok-1', 'c-2', 'p-3', 'h-4', 'x-5', 'o-6', 'v-7', 'p-8', 'v-9', 't-10', 'p-11', 't-12', 'a-13']) t.notMatch(text, secret, secret)
