@@ -221,6 +221,8 @@ const HEADER = [
   'Each suite installs an image served over loopback onto a virtual disk with byoi-agent, and does the',
   'same job with the tools others use, in the same run: `make bench` runs every suite,',
   '`node dist/bench/run-all.js --suite NAME` one of them (its section below is rewritten, the others kept).',
+  '`make bench BASELINE=DIR` (DIR a checkout of another commit, built) runs each agent contender beside the',
+  'same contender of that build, interleaved, and prints an A/B table instead of rewriting this file.',
   '',
 ].join('\n')
 
