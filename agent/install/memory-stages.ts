@@ -5,7 +5,7 @@ import { writeRawFromMemory } from '../image/raw.js'
 import { errors } from '../errors/install-error.js'
 import type { ImageStage, StageContext, StagedImage } from './image-stage.js'
 import { checkDeclaredType } from './image-checks.js'
-import { RawStreamStage } from './raw-stream-stage.js'
+import { RawStreamStage, STREAM_SLAB_BYTES } from './raw-stream-stage.js'
 
 /**
  * A raw image downloaded into memory (the download's slabs kept as they are, within the budget)
@@ -39,7 +39,7 @@ export class RawMemoryStage implements ImageStage {
     const bytes = this.memory.nextSlabBytes()
     if (bytes > 0) return bytes
     this.overBudget = true
-    return new RawStreamStage(this.context).slabBytes()
+    return STREAM_SLAB_BYTES
   }
 
   async take (slab: Slab): Promise<void> {

@@ -5,7 +5,7 @@ import { errors } from '../errors/install-error.js'
 import type { ImageStage, StageContext, StagedImage } from './image-stage.js'
 import { checkImageHead } from './image-checks.js'
 
-const SLAB_BYTES = 2 * 1024 * 1024 // 2 MiB per positional write
+export const STREAM_SLAB_BYTES = 2 * 1024 * 1024 // 2 MiB per positional write
 const MAX_IN_FLIGHT = 4 // writes under way at once, overlapping the download and the digest
 
 /**
@@ -32,7 +32,7 @@ export class RawStreamStage implements ImageStage {
   }
 
   slabBytes (): number {
-    return SLAB_BYTES
+    return STREAM_SLAB_BYTES
   }
 
   async take (slab: Slab): Promise<void> {
