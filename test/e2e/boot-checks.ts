@@ -47,6 +47,11 @@ async function overlay (disk: string, dir: string, name: string): Promise<string
   return file
 }
 
+/** The boot's report: it passed when every check did. */
+function report (options: BootOptions, started: number, checks: BootReport['checks'], consoleLog: BootReport['consoleLog']): BootReport {
+  return { firmware: options.firmware, bus: options.bus, ok: checks.every((c) => c.ok), seconds: (Date.now() - started) / 1000, checks, consoleLog }
+}
+
 function lineWith (text: string, pattern: RegExp): string {
   return text.split('\n').find((line) => pattern.test(line))?.trim() ?? ''
 }
@@ -97,14 +102,7 @@ export async function bootInstalledDisk (options: BootOptions, expect: BootExpec
     },
     { name: 'motd from the user data at login', ok: text.includes(MOTD_LINE), evidence: lineWith(text, new RegExp(escape(MOTD_LINE))) },
   ]
-  return {
-    firmware: options.firmware,
-    bus: options.bus,
-    ok: checks.every((c) => c.ok),
-    seconds: (Date.now() - started) / 1000,
-    checks,
-    consoleLog: vm.consoleLog,
-  }
+  return report(options, started, checks, vm.consoleLog)
 }
 
 /**
@@ -142,12 +140,5 @@ export async function expectNoBoot (options: BootOptions): Promise<BootReport> {
     },
     { name: 'Linux did not start', ok: !/Linux version /.test(text), evidence: lineWith(text, /Linux version /) },
   ]
-  return {
-    firmware: options.firmware,
-    bus: options.bus,
-    ok: checks.every((c) => c.ok),
-    seconds: (Date.now() - started) / 1000,
-    checks,
-    consoleLog: vm.consoleLog,
-  }
+  return report(options, started, checks, vm.consoleLog)
 }
