@@ -79,21 +79,6 @@ export default tseslint.config(
   //   { …, plugins: { '@stylistic': stylistic }, rules: { '@stylistic/max-len': ['error', MAX_LEN] } }
   {
     files: ['**/*.ts', '**/*.js'],
-    ignores: [
-      // being rewritten (issue 12)
-      'agent/install/*.ts',
-      'agent/disk/block-io.ts',
-      'agent/image/memory-image.ts',
-      'agent/image/raw.ts',
-      'agent/download/http-download.ts',
-      'agent/download/running-digest.ts',
-      'agent/download/slab-feed.ts',
-      'agent/report/*.ts',
-      'agent/api/api-errors.ts',
-      // … and where they went (agent/report/install-error.ts and agent/api/api-errors.ts became these)
-      'agent/errors/*.ts',
-      'agent/api/error-handler.ts',
-    ],
     rules: { 'max-len': ['error', MAX_LEN] },
   },
 )

@@ -41,7 +41,8 @@ function fastifyErrorAnswer (code: string | undefined, options: { bodyLimitBytes
     case 'FST_ERR_CTP_BODY_TOO_LARGE': return answer(apiErrors.bodyTooLarge(options.bodyLimitBytes))
     case 'FST_ERR_CTP_EMPTY_JSON_BODY': return answer(errors.payloadMissingField('request body'))
     // Not reached with payload/payload-json as the parser; kept for any other JSON parser.
-    case 'FST_ERR_CTP_INVALID_JSON_BODY': return answer(errors.payloadBadField('request body', 'a JSON document without __proto__ or constructor.prototype keys'))
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return answer(errors.payloadBadField('request body', 'a JSON document without __proto__ or constructor.prototype keys'))
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH': return answer(apiErrors.badRequest('the Content-Length does not match the body'))
     case 'FST_ERR_BAD_URL': return answer(apiErrors.badRequest('the URL is malformed'))
     case 'FST_ERR_NOT_FOUND': return answer(apiErrors.notFound())
@@ -84,6 +85,12 @@ export function clientErrorHandler (logger: Logger): (err: Error & { code?: stri
       return
     }
     const body = JSON.stringify(error.toJSON())
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+    const head = [
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
+      'Connection: close',
+      'Content-Type: application/json; charset=utf-8',
+      `Content-Length: ${Buffer.byteLength(body)}`,
+    ]
+    socket.end(`${head.join('\r\n')}\r\n\r\n${body}`)
   }
 }

@@ -43,7 +43,10 @@ export interface DownloadOptions {
   lowSpeedTimeMs?: number
   /** The whole download (every attempt and wait) must end within this, else DOWNLOAD_FAILED, not retried; default none. */
   deadlineMs?: number
-  /** Default 6: the first try and 5 retries in a row; an attempt that delivered at least 1 MiB starts the count again (at most 10 × this many attempts in all). */
+  /**
+   * Default 6: the first try and 5 retries in a row; an attempt that delivered at least 1 MiB starts
+   * the count again (at most 10 × this many attempts in all).
+   */
   maxAttempts?: number
   /** First backoff delay, doubled per attempt, with jitter; default 1000 (1 s). */
   retryBaseDelayMs?: number
@@ -196,12 +199,17 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
         failure.attempt = attempt
         if (failure.restart) run.restart = true
         failuresInARow = run.bytes - bytesBefore >= PROGRESS_RESETS_BYTES ? 1 : failuresInARow + 1
-        const logged = { url: job.shownUrl, attempt, maxAttempts: job.maxAttempts, statusCode: failure.statusCode, code: failure.code, reason: failure.message, bytes: run.bytes }
+        const logged = {
+          url: job.shownUrl, attempt, maxAttempts: job.maxAttempts,
+          statusCode: failure.statusCode, code: failure.code, reason: failure.message, bytes: run.bytes,
+        }
         if (!failure.retryable || failuresInARow >= job.maxAttempts || attempt >= job.maxAttempts * MAX_ATTEMPTS_FACTOR) {
           logger?.error(logged, 'download failed')
           throw failure.refusal !== undefined ? errors.downloadRefused(job.shownUrl, failure.refusal, failure) : errors.downloadFailed(job.shownUrl, failure)
         }
-        const delayMs = retryDelayMs({ attempt: failuresInARow, baseDelayMs: job.retryBaseDelayMs, maxDelayMs: job.maxRetryDelayMs, retryAfterMs: failure.retryAfterMs })
+        const delayMs = retryDelayMs({
+          attempt: failuresInARow, baseDelayMs: job.retryBaseDelayMs, maxDelayMs: job.maxRetryDelayMs, retryAfterMs: failure.retryAfterMs,
+        })
         logger?.warn({ ...logged, retryAfterMs: failure.retryAfterMs, delayMs }, 'download attempt failed; retrying')
         try {
           await sleep(delayMs, undefined, { signal: job.attemptSignal })
@@ -244,7 +252,9 @@ function prepare (options: DownloadOptions): Job {
   if (!(lowSpeedLimitBytesPerSecond >= 0)) throw new RangeError(`lowSpeedLimitBytesPerSecond must be 0 or more, got ${lowSpeedLimitBytesPerSecond}`)
   if (!(lowSpeedTimeMs > 0)) throw new RangeError(`lowSpeedTimeMs must be positive, got ${lowSpeedTimeMs}`)
   const { deadlineMs } = options
-  if (deadlineMs !== undefined && !(Number.isSafeInteger(deadlineMs) && deadlineMs > 0 && deadlineMs <= MAX_DEADLINE_MS)) throw new RangeError(`deadlineMs must be an integer from 1 to ${MAX_DEADLINE_MS}, got ${deadlineMs}`)
+  if (deadlineMs !== undefined && !(Number.isSafeInteger(deadlineMs) && deadlineMs > 0 && deadlineMs <= MAX_DEADLINE_MS)) {
+    throw new RangeError(`deadlineMs must be an integer from 1 to ${MAX_DEADLINE_MS}, got ${deadlineMs}`)
+  }
   // The clock starts now, with the download: it covers every attempt and every wait.
   const deadline = deadlineMs === undefined ? undefined : AbortSignal.timeout(deadlineMs)
   const attemptSignal = deadline === undefined ? options.signal : options.signal === undefined ? deadline : AbortSignal.any([options.signal, deadline])
@@ -380,11 +390,14 @@ async function send (job: Job, url: URL, rangeHeaders: string[]): Promise<Answer
     const response = await agent.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method: 'GET', headers, signal: job.attemptSignal })
     // Body errors reach us through iteration; one destroyed before it is read must not be "unhandled".
     response.body.on('error', noop)
-    return { url, statusCode: response.statusCode, statusText: response.statusText, headers: response.headers, body: response.body, agent, framingErrors, watch }
+    const { statusCode, statusText, body } = response
+    return { url, statusCode, statusText, headers: response.headers, body, agent, framingErrors, watch }
   } catch (err) {
     await agent.destroy().catch(noop)
     if (isContentLengthParseError(err)) {
-      throw new AttemptFailure(`the answer's Content-Length could not be parsed (malformed, out of range, or given twice): ${shorten(err.message)}`, { retryable: false, refusal: INVALID_CONTENT_LENGTH }, err)
+      throw new AttemptFailure(
+        `the answer's Content-Length could not be parsed (malformed, out of range, or given twice): ${shorten(err.message)}`,
+        { retryable: false, refusal: INVALID_CONTENT_LENGTH }, err)
     }
     throw err
   }
@@ -427,7 +440,8 @@ async function closeAfterBody (answer: Answer): Promise<void> {
   const excessBytes = await excess
   if (answer.framingErrors.length > 0 || excessBytes > 0) {
     const more = excessBytes > 0 ? ` (${excessBytes} more at least)` : ''
-    throw new AttemptFailure(`the server sent more bytes than it announced${more}`, { retryable: false, statusCode: answer.statusCode }, answer.framingErrors[0])
+    throw new AttemptFailure(`the server sent more bytes than it announced${more}`,
+      { retryable: false, statusCode: answer.statusCode }, answer.framingErrors[0])
   }
 }
 
@@ -454,10 +468,14 @@ function planBody (answer: Answer, run: Run, resumeFromBytes: number): BodyPlan 
     if (range === undefined) throw restart('without a valid Content-Range')
     if (range.start !== resumeFromBytes) throw restart(`from byte ${range.start} where byte ${resumeFromBytes} was asked`)
     const expectedBytes = range.end - range.start + 1
-    if (contentLength !== undefined && contentLength !== expectedBytes) throw restart(`with Content-Length ${contentLength} for a range of ${expectedBytes} bytes`)
+    if (contentLength !== undefined && contentLength !== expectedBytes) {
+      throw restart(`with Content-Length ${contentLength} for a range of ${expectedBytes} bytes`)
+    }
     if (resumeFromBytes > 0) {
       // The server said the file is the same (If-Range); check what it shows agrees.
-      if (run.totalBytes !== undefined && range.totalBytes !== run.totalBytes) throw restart(`for a file of ${range.totalBytes ?? 'unknown'} bytes, not ${run.totalBytes}`)
+      if (run.totalBytes !== undefined && range.totalBytes !== run.totalBytes) {
+        throw restart(`for a file of ${range.totalBytes ?? 'unknown'} bytes, not ${run.totalBytes}`)
+      }
       if (!sameValidator(run.validator, headers)) throw restart('with another validator than the one resumed')
     }
     return {
@@ -489,7 +507,8 @@ function refuseEncoding (answer: Answer): void {
   if (codings.every((c) => c.toLowerCase() === 'identity')) return
   // A token as the server wrote it (RFC 9110 §8.4.1), shortened: printable, never the whole header.
   const shown = codings.join(', ').replace(/[^\x21-\x7e, ]/g, '').slice(0, 40) || 'an unreadable coding'
-  throw new AttemptFailure(`Content-Encoding ${shown} instead of identity`, { retryable: false, statusCode: answer.statusCode, refusal: `Content-Encoding ${shown}, expected: identity` })
+  throw new AttemptFailure(`Content-Encoding ${shown} instead of identity`,
+    { retryable: false, statusCode: answer.statusCode, refusal: `Content-Encoding ${shown}, expected: identity` })
 }
 
 /**
@@ -506,7 +525,8 @@ function announcedLength (answer: Answer): number | undefined {
   const [length] = lengths
   if (lengths.size === 1 && length !== undefined) return length
   const shown = values.join(', ').replace(/[^\x20-\x7e]/g, '').slice(0, 60)
-  throw new AttemptFailure(`Content-Length ${shown} is not one size in bytes (at most ${Number.MAX_SAFE_INTEGER})`, { retryable: false, statusCode: answer.statusCode, refusal: INVALID_CONTENT_LENGTH })
+  throw new AttemptFailure(`Content-Length ${shown} is not one size in bytes (at most ${Number.MAX_SAFE_INTEGER})`,
+    { retryable: false, statusCode: answer.statusCode, refusal: INVALID_CONTENT_LENGTH })
 }
 
 /** A 206's own ETag or Last-Modified, when it sends one, must be the one resumed. */
@@ -546,7 +566,8 @@ async function streamBody (job: Job, run: Run, body: Answer['body'], expectedByt
     const slowBytesPerSecond = lowSpeed?.arrived(Date.now(), chunk.length)
     if (slowBytesPerSecond !== undefined) {
       // The chunk is not taken: the next attempt resumes before it.
-      throw new AttemptFailure(`${Math.round(slowBytesPerSecond)} bytes/s over the last ${lowSpeedTimeMs / 1000} s, below the low-speed limit of ${limit} bytes/s`, { retryable: true })
+      const slow = `${Math.round(slowBytesPerSecond)} bytes/s over the last ${lowSpeedTimeMs / 1000} s`
+      throw new AttemptFailure(`${slow}, below the low-speed limit of ${limit} bytes/s`, { retryable: true })
     }
     received += chunk.length
     if (expectedBytes !== undefined && received > expectedBytes) {

@@ -60,7 +60,9 @@ export class WorkerDigest implements RunningDigest {
       else this.pending.shift()?.resolve()
     })
     this.worker.on('error', (err) => this.fail(err))
-    this.worker.on('exit', (code) => { if (this.result !== undefined || this.pending.length > 0) this.fail(new Error(`digest worker exited with code ${code}`)) })
+    this.worker.on('exit', (code) => {
+      if (this.result !== undefined || this.pending.length > 0) this.fail(new Error(`digest worker exited with code ${code}`))
+    })
   }
 
   private fail (err: Error): void {

@@ -21,7 +21,10 @@ export interface Slab {
 
 /** Where the download's bytes go. Every method may throw: the download then ends with that error, unchanged. */
 export interface DownloadSink {
-  /** The size the server announced for the whole file (Content-Length of a 200, or the total of a Content-Range), or undefined; once, before any byte. Not called again after a rewind. */
+  /**
+   * The size the server announced for the whole file (Content-Length of a 200, or the total of a
+   * Content-Range), or undefined; once, before any byte. Not called again after a rewind.
+   */
   begin (sizeBytes: number | undefined): void | Promise<void>
   /** Bytes of the next slab: asked when a byte arrives that the last one cannot hold. */
   slabBytes (): number

@@ -23,7 +23,8 @@ export const installErrorDeclarations = declareErrors({
     withCause: true,
     message: (safeUrl: Shown<string>) => `Could not download image located: \`${safeUrl}\`.`,
     placeholders: ['URL'],
-    when: 'the download failed (network error, HTTP error, body shorter or longer than announced); the URL is shown without credentials, the cause goes to the log',
+    when: 'the download failed (network error, HTTP error, body shorter or longer than announced); the URL is shown ' +
+      'without credentials, the cause goes to the log',
   },
   QCOW2_TOO_BIG: {
     constructorName: 'qcow2TooBig',
@@ -61,7 +62,8 @@ export const installErrorDeclarations = declareErrors({
   CHECKSUM_MISMATCH: {
     constructorName: 'checksumMismatch',
     ovh: true,
-    message: (type: Shown<ChecksumType>, gotHex: Shown<string>, expectedHex: Shown<string>) => `Bad ${type} for downloaded file, got: ${gotHex} while expecting ${expectedHex}.`,
+    message: (type: Shown<ChecksumType>, gotHex: Shown<string>, expectedHex: Shown<string>) =>
+      `Bad ${type} for downloaded file, got: ${gotHex} while expecting ${expectedHex}.`,
     placeholders: ['TYPE', 'HEX', 'HEX'],
     when: 'the digest of the downloaded bytes is not the one given',
   },
@@ -79,14 +81,18 @@ export const installErrorDeclarations = declareErrors({
     withCause: true,
     message: () => 'Could not create configdrive on disk.',
     placeholders: [],
-    when: 'the ConfigDrive cannot be built (before the download) or placed (no room, no free slot: in the verify step, before any write), writing it failed, or, mounted read-only at the end of the install, it lacks a file written or holds other bytes',
+    when: 'the ConfigDrive cannot be built (before the download) or placed (no room, no free slot: in the verify step, ' +
+      'before any write), writing it failed, or, mounted read-only at the end of the install, it lacks a file written ' +
+      'or holds other bytes',
   },
   NO_PARTITION_TABLE: {
     constructorName: 'noPartitionTable',
     ovh: true,
     message: (what: Shown<string>) => `image provided format is not of type raw because no partition table was found. It seems to contain: \`${what}\``,
     placeholders: ['WHAT'],
-    when: 'a raw image with neither a GPT nor an MBR (OVH\'s current guide); WHAT says what its first MiB looks like: `zeros`, `gzip data`, `xz data`, `zstd data`, `an ISO 9660 filesystem`, `an ext2/ext3/ext4 filesystem`, `text (an HTML page)`…; refused before any write',
+    when: 'a raw image with neither a GPT nor an MBR (OVH\'s current guide); WHAT says what its first MiB looks like: ' +
+      '`zeros`, `gzip data`, `xz data`, `zstd data`, `an ISO 9660 filesystem`, `an ext2/ext3/ext4 filesystem`, `text ' +
+      '(an HTML page)`…; refused before any write',
   },
   // The agent's own, in the same style.
   QCOW2_NO_PARTITION_TABLE: {
@@ -94,7 +100,8 @@ export const installErrorDeclarations = declareErrors({
     ovh: false,
     message: (what: Shown<string>) => `Bad format image, the qcow2's virtual disk has no partition table, it seems to contain: \`${what}\`.`,
     placeholders: ['WHAT'],
-    when: 'the guest disk of a qcow2 has neither a GPT nor an MBR (WHAT as for NO_PARTITION_TABLE; `nothing (0 bytes)` for a virtual size of 0); refused before any write',
+    when: 'the guest disk of a qcow2 has neither a GPT nor an MBR (WHAT as for NO_PARTITION_TABLE; `nothing (0 bytes)` ' +
+      'for a virtual size of 0); refused before any write',
   },
   PARTITION_TABLE_INVALID: {
     constructorName: 'partitionTableInvalid',
@@ -103,7 +110,9 @@ export const installErrorDeclarations = declareErrors({
     // The reason may come as a sentence: its full stop is the message's.
     message: (reason: Shown<string>) => `Bad format image, its partition table is not valid: ${shown(reason, (text) => text.replace(/\.$/, ''))}.`,
     placeholders: ['REASON'],
-    when: 'the image\'s GPT or MBR cannot be installed as it is: headers or entries that fail their checks with no valid backup in the image, a partition outside the usable LBAs or past the disk\'s end, two partitions that overlap; refused before any write',
+    when: 'the image\'s GPT or MBR cannot be installed as it is: headers or entries that fail their checks with no valid ' +
+      'backup in the image, a partition outside the usable LBAs or past the disk\'s end, two partitions that overlap; ' +
+      'refused before any write',
   },
   DOWNLOAD_REFUSED: {
     constructorName: 'downloadRefused',
@@ -111,7 +120,10 @@ export const installErrorDeclarations = declareErrors({
     withCause: true,
     message: (safeUrl: Shown<string>, reason: Shown<string>) => `Could not download image located: \`${safeUrl}\`, the server sent ${reason}.`,
     placeholders: ['URL', 'REASON'],
-    when: 'the image server\'s answer cannot be the image as it is, whatever the retries: REASON is `Content-Encoding gzip, expected: identity` (any encoding but identity, as S3 sends for an object stored with that metadata) or `an invalid Content-Length` (malformed, not a safe integer, or given twice with different values; one that is valid but larger than the disk is IMAGE_TOO_BIG_FOR_DISK); refused at once, no byte of that answer kept',
+    when: 'the image server\'s answer cannot be the image as it is, whatever the retries: REASON is `Content-Encoding ' +
+      'gzip, expected: identity` (any encoding but identity, as S3 sends for an object stored with that metadata) or ' +
+      '`an invalid Content-Length` (malformed, not a safe integer, or given twice with different values; one that is ' +
+      'valid but larger than the disk is IMAGE_TOO_BIG_FOR_DISK); refused at once, no byte of that answer kept',
   },
   PAYLOAD_MISSING_FIELD: {
     constructorName: 'payloadMissingField',
@@ -141,7 +153,8 @@ export const installErrorDeclarations = declareErrors({
     ovh: false,
     message: (feature: Shown<string>) => `Bad format image, qcow2 feature not supported: ${feature}.`,
     placeholders: ['FEATURE'],
-    when: 'the qcow2 uses a feature that cannot be installed (backing file, external data file, encryption, the corrupt bit, an unknown incompatible feature, a version other than 2 or 3)',
+    when: 'the qcow2 uses a feature that cannot be installed (backing file, external data file, encryption, the corrupt ' +
+      'bit, an unknown incompatible feature, a version other than 2 or 3)',
   },
   QCOW2_DAMAGED: {
     constructorName: 'qcow2Damaged',
@@ -154,9 +167,11 @@ export const installErrorDeclarations = declareErrors({
   SECTOR_SIZE_MISMATCH: {
     constructorName: 'sectorSizeMismatch',
     ovh: false,
-    message: (imageSectorBytes: Shown<number>, diskPath: Shown<string>, diskSectorBytes: Shown<number>) => `Bad format image, its partition table uses ${imageSectorBytes}-byte sectors but disk ${diskPath} has ${diskSectorBytes}-byte sectors.`,
+    message: (imageSectorBytes: Shown<number>, diskPath: Shown<string>, diskSectorBytes: Shown<number>) =>
+      `Bad format image, its partition table uses ${imageSectorBytes}-byte sectors but disk ${diskPath} has ${diskSectorBytes}-byte sectors.`,
     placeholders: ['N', 'DISK', 'N'],
-    when: 'the image\'s GPT was made for another logical sector size than the disk\'s (a 512-byte image on a 4Kn disk, or the reverse): refused before its partition table is written',
+    when: 'the image\'s GPT was made for another logical sector size than the disk\'s (a 512-byte image on a 4Kn disk, or ' +
+      'the reverse): refused before its partition table is written',
   },
   RAW_WRITE_FAILED: {
     constructorName: 'rawWriteFailed',
@@ -169,7 +184,8 @@ export const installErrorDeclarations = declareErrors({
   IMAGE_TOO_BIG_FOR_DISK: {
     constructorName: 'imageTooBigForDisk',
     ovh: false,
-    message: (imageBytes: Shown<number>, diskPath: Shown<string>, diskBytes: Shown<number>) => `Image is too big for disk, got: ${imageBytes} bytes while disk ${diskPath} holds ${diskBytes} bytes.`,
+    message: (imageBytes: Shown<number>, diskPath: Shown<string>, diskBytes: Shown<number>) =>
+      `Image is too big for disk, got: ${imageBytes} bytes while disk ${diskPath} holds ${diskBytes} bytes.`,
     placeholders: ['N', 'DISK', 'N'],
     when: 'the announced or downloaded size exceeds the disk; refused before any write when the size is announced',
   },
@@ -185,9 +201,14 @@ export const installErrorDeclarations = declareErrors({
     constructorName: 'efiBootloaderNotFound',
     ovh: false,
     withCause: true,
-    message: (efiPath: Shown<string>, problem: Shown<EfiBootloaderProblem>) => `Bad efiBootloaderPath, ${efiPath} ${shown(problem, (p) => p === 'no-esp' ? 'is given but the image has no EFI system partition' : 'is not in the image\'s EFI system partition')}.`,
+    message: (efiPath: Shown<string>, problem: Shown<EfiBootloaderProblem>) =>
+      `Bad efiBootloaderPath, ${efiPath} ${shown(problem, (p) => p === 'no-esp'
+        ? 'is given but the image has no EFI system partition'
+        : 'is not in the image\'s EFI system partition')}.`,
     placeholders: ['PATH', 'REASON'],
-    when: "efiBootloaderPath was given and, after writing, the image's EFI system partition has no such file (REASON is `is not in the image's EFI system partition`; names are compared case-insensitively, as UEFI does), or the image has no EFI system partition (REASON is `is given but the image has no EFI system partition`)",
+    when: "efiBootloaderPath was given and, after writing, the image's EFI system partition has no such file (REASON is " +
+      "`is not in the image's EFI system partition`; names are compared case-insensitively, as UEFI does), or the " +
+      "image has no EFI system partition (REASON is `is given but the image has no EFI system partition`)",
   },
   CANCELLED: {
     constructorName: 'cancelled',
@@ -215,9 +236,14 @@ export const installErrorDeclarations = declareErrors({
     constructorName: 'interrupted',
     ovh: false,
     // zeroFailure: why the disk could not be made unbootable; none when it was.
-    message: (zeroFailure?: Shown<string>) => `Install interrupted: the agent stopped during the install, the disk ${shown(zeroFailure, (failure) => failure === undefined ? 'was left unbootable' : `could not be made unbootable: ${failure}`)}.`,
+    message: (zeroFailure?: Shown<string>) =>
+      `Install interrupted: the agent stopped during the install, the disk ${shown(zeroFailure, (failure) => failure === undefined
+        ? 'was left unbootable'
+        : `could not be made unbootable: ${failure}`)}.`,
     placeholders: ['OUTCOME'],
-    when: 'the state saved in --state-dir says an install was writing to the disk when the agent stopped (killed, out of memory); at the next start (`serve`, `install`, `recover`) OUTCOME is `was left unbootable` (its first and last MiB zeroed then) or `could not be made unbootable: REASON`',
+    when: 'the state saved in --state-dir says an install was writing to the disk when the agent stopped (killed, out of ' +
+      'memory); at the next start (`serve`, `install`, `recover`) OUTCOME is `was left unbootable` (its first and ' +
+      'last MiB zeroed then) or `could not be made unbootable: REASON`',
   },
   INTERRUPTED_UNTOUCHED: {
     constructorName: 'interruptedUntouched',

@@ -11,7 +11,10 @@ export type InstallMode = 'memory' | 'stream'
 export const installedDeclaration = declareMessages({
   INSTALLED: {
     ovh: false,
-    message: (diskPath: Shown<string>, bytes: Shown<number>, imageBytes: Shown<number>, imageType: Shown<string>, mode: Shown<InstallMode>, checksumType: Shown<ChecksumType | undefined>) => {
+    message: (
+      diskPath: Shown<string>, bytes: Shown<number>, imageBytes: Shown<number>, imageType: Shown<string>,
+      mode: Shown<InstallMode>, checksumType: Shown<ChecksumType | undefined>,
+    ) => {
       // A qcow2's file and the disk it holds differ in size: both are said.
       const disk = imageType === 'qcow2' ? ` (${imageBytes} bytes of disk)` : ''
       const how = shown(mode, (m) => m === 'memory' ? 'from memory' : 'while streaming')
@@ -19,11 +22,15 @@ export const installedDeclaration = declareMessages({
       return `Image installed on ${diskPath}: ${bytes} bytes of ${imageType}${disk} written ${how}, ${check}.`
     },
     placeholders: ['DISK', 'N', 'N', 'TYPE', 'MODE', 'CHECK'],
-    when: 'the install succeeded; MODE is `from memory` or `while streaming`, CHECK is `sha512 verified` (the type given) or `no checksum given`; for a qcow2, `N bytes of qcow2` (the file) is followed by `(N bytes of disk)` (its virtual size, what was written)',
+    when: 'the install succeeded; MODE is `from memory` or `while streaming`, CHECK is `sha512 verified` (the type given) ' +
+      'or `no checksum given`; for a qcow2, `N bytes of qcow2` (the file) is followed by `(N bytes of disk)` (its ' +
+      'virtual size, what was written)',
   },
 })
 
 /** The success message. */
-export function installedMessage (info: { diskPath: string; bytes: number; imageBytes: number; imageType: string; mode: InstallMode; checksumType: ChecksumType | undefined }): string {
+export function installedMessage (info: {
+  diskPath: string; bytes: number; imageBytes: number; imageType: string; mode: InstallMode; checksumType: ChecksumType | undefined
+}): string {
   return installedDeclaration.INSTALLED.message(info.diskPath, info.bytes, info.imageBytes, info.imageType, info.mode, info.checksumType)
 }

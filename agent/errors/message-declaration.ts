@@ -87,7 +87,9 @@ export type Constructors<Ds, E> = {
 }
 
 /** The constructors of `declarations`, each making its error with `make` (code, message, cause). */
-export function constructorsOf<Ds extends Record<string, AnyErrorDeclaration>, E> (declarations: Ds, make: (code: keyof Ds & string, message: string, cause: unknown) => E): Constructors<Ds, E> {
+export function constructorsOf<Ds extends Record<string, AnyErrorDeclaration>, E> (
+  declarations: Ds, make: (code: keyof Ds & string, message: string, cause: unknown) => E,
+): Constructors<Ds, E> {
   const made: Record<string, (...args: unknown[]) => E> = {}
   // Object.entries forgets the codes' type; each declaration is an AnyErrorDeclaration by Ds's bound.
   for (const [code, declaration] of Object.entries(declarations) as Array<[keyof Ds & string, AnyErrorDeclaration]>) {

@@ -158,7 +158,9 @@ export async function checkConfigDriveMount (target: MountCheckTarget, options: 
 
 /** The note an install gives about its mount check; none for a regular file, where it does not apply. */
 export function mountCheckNote (check: ConfigDriveMountCheck): string | undefined {
-  if (check.status === 'passed') return `config-2 mount check passed: ${check.device} mounted read-only (${check.fsType}), ${check.files.length} files equal to what was written.`
+  if (check.status === 'passed') {
+    return `config-2 mount check passed: ${check.device} mounted read-only (${check.fsType}), ${check.files.length} files equal to what was written.`
+  }
   if (check.status === 'skipped') return `config-2 mount check skipped: ${check.reason}; the ConfigDrive was read back and compared byte for byte instead.`
   return undefined
 }

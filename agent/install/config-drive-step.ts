@@ -60,7 +60,9 @@ export function prepareConfigDrive (request: InstallRequest, sectorBytes: number
  * into it, reads it back and compares. Any failure: `Could not create configdrive on disk.` The
  * install runs this on a PlannedDisk in its verify step, so every failure comes before any write.
  */
-export async function writeConfigDrive (request: InstallRequest, io: ImageIo, options: ConfigDriveStepOptions & { prepared?: PreparedConfigDrive; signal?: AbortSignal } = {}): Promise<WrittenConfigDrive> {
+export async function writeConfigDrive (
+  request: InstallRequest, io: ImageIo, options: ConfigDriveStepOptions & { prepared?: PreparedConfigDrive; signal?: AbortSignal } = {},
+): Promise<WrittenConfigDrive> {
   try {
     const sectorBytes = io.logicalSectorBytes
     const prepared = options.prepared ?? prepareConfigDrive(request, sectorBytes, options)
@@ -73,7 +75,9 @@ export async function writeConfigDrive (request: InstallRequest, io: ImageIo, op
       isConfigDrive: async (offsetBytes, sizeBytes) => await isConfigDrive(io, offsetBytes, sizeBytes, options.signal),
     })
     const drive = sized ?? buildConfigDrive(request, { sectorBytes, partitionBytes: partition.sizeBytes, force: filesystem, uuid })
-    if (drive.image.length > partition.sizeBytes) throw new Error(`the ConfigDrive (${drive.image.length} bytes) does not fit partition ${partition.number} (${partition.sizeBytes} bytes)`)
+    if (drive.image.length > partition.sizeBytes) {
+      throw new Error(`the ConfigDrive (${drive.image.length} bytes) does not fit partition ${partition.number} (${partition.sizeBytes} bytes)`)
+    }
     await io.write(drive.image, partition.offsetBytes)
     const back = await readBytes(io, partition.offsetBytes, drive.image.length)
     if (!back.equals(drive.image)) throw new Error(`the ConfigDrive read back from partition ${partition.number} differs from what was written`)

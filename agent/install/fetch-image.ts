@@ -3,7 +3,8 @@ import { download, type DownloadOptions, type DownloadResult, type DownloadSink 
 import type { InstallRequest } from '../payload/install-request.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
 
-export type DownloadTuning = Pick<DownloadOptions, 'connectTimeoutMs' | 'idleTimeoutMs' | 'lowSpeedLimitBytesPerSecond' | 'lowSpeedTimeMs' | 'deadlineMs' | 'maxAttempts' | 'retryBaseDelayMs' | 'maxRedirects'>
+export type DownloadTuning = Pick<DownloadOptions,
+  'connectTimeoutMs' | 'idleTimeoutMs' | 'lowSpeedLimitBytesPerSecond' | 'lowSpeedTimeMs' | 'deadlineMs' | 'maxAttempts' | 'retryBaseDelayMs' | 'maxRedirects'>
 
 export interface FetchOptions {
   signal: AbortSignal | undefined

@@ -8,6 +8,7 @@ import { describeContent } from '../image/describe-content.js'
 import { isQcow2 } from '../image/qcow2/index.js'
 import type { InstallRequest } from '../payload/install-request.js'
 import { errors, type InstallError } from '../errors/install-error.js'
+import type { DiskShape } from './target.js'
 
 /**
  * The checks an image passes before it may become bootable. They run before the first byte is
@@ -36,14 +37,15 @@ export function checkDeclaredType (request: InstallRequest, firstBytes: Buffer):
  * when the primary GPT lies whole in the head, its header and entries. A primary that is not whole
  * may still be repaired from the image's backup: checkImageTables decides once the image is there.
  */
-export async function checkImageHead (request: InstallRequest, head: Buffer, disk: { path: string; sizeBytes: number; logicalSectorBytes: number }): Promise<void> {
+export async function checkImageHead (request: InstallRequest, head: Buffer, disk: DiskShape): Promise<void> {
   if (request.imageType === 'raw') checkDeclaredType(request, head)
   const table = detectPartitionTable(head)
   if (table.kind === 'none') throw noPartitionTable(request, describeContent(head))
   checkSectorSize(table, disk.logicalSectorBytes, disk.path)
   if (table.kind === 'gpt' && !hasWholePrimaryInHead(head, disk.logicalSectorBytes)) return
   // The head alone: the image's bytes past it are not needed for a whole primary GPT or an MBR.
-  const headOnly = new PlannedDisk(disk.sizeBytes, disk.logicalSectorBytes, Math.min(head.length, disk.sizeBytes), async (data, offset) => { data.set(head.subarray(offset, offset + data.length)) })
+  const readHead = async (data: Uint8Array, offset: number): Promise<void> => { data.set(head.subarray(offset, offset + data.length)) }
+  const headOnly = new PlannedDisk(disk.sizeBytes, disk.logicalSectorBytes, Math.min(head.length, disk.sizeBytes), readHead)
   await checkPartitionTable(new HeadOverlay(head, headOnly), { imageBytes: headOnly.imageBytes, diskPath: disk.path, primaryOnly: true })
 }
 

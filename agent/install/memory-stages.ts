@@ -86,7 +86,8 @@ export class RawMemoryStage implements ImageStage {
   private async switchToStream (reason: string): Promise<RawStreamStage> {
     const { memoryLimitBytes } = this.context
     this.context.logger?.info({ memoryLimitBytes, reason }, 'raw image over the memory budget: streaming to disk')
-    this.context.emit({ type: 'note', message: `The image is larger than the memory budget of ${memoryLimitBytes} bytes: streaming it to the disk, the first MiB held back until verified.` })
+    const note = `The image is larger than the memory budget of ${memoryLimitBytes} bytes: streaming it to the disk, the first MiB held back until verified.`
+    this.context.emit({ type: 'note', message: note })
     this.context.steps.enter('download', 'write')
     const stream = new RawStreamStage(this.context)
     this.stream = stream

@@ -5,6 +5,7 @@ import type { InstallRequest } from '../payload/install-request.js'
 import { writeConfigDrive, type ConfigDriveStepOptions, type PreparedConfigDrive, type WrittenConfigDrive } from './config-drive-step.js'
 import type { StagedImage } from './image-stage.js'
 import { checkEfiBootloader, checkImageTables } from './image-checks.js'
+import type { DiskShape } from './target.js'
 
 /**
  * The partition-table and ConfigDrive steps, made in the verify step on a PlannedDisk (the image
@@ -45,7 +46,9 @@ export interface PlanOptions {
  * ConfigDrive steps run. In memory mode all of it comes before the first write; streaming, before
  * the head is written.
  */
-export async function planInstall (request: InstallRequest, disk: { path: string; sizeBytes: number; logicalSectorBytes: number; head: Buffer }, image: StagedImage, options: PlanOptions): Promise<TablePlan> {
+export async function planInstall (
+  request: InstallRequest, disk: DiskShape & { head: Buffer }, image: StagedImage, options: PlanOptions,
+): Promise<TablePlan> {
   const { imageBytes } = image
   const head = Buffer.alloc(disk.head.length)
   await image.read(head.subarray(0, Math.min(head.length, imageBytes)), 0)

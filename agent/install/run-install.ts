@@ -14,7 +14,7 @@ import { InstallSteps } from './install-steps.js'
 import { Qcow2MemoryStage, RawMemoryStage } from './memory-stages.js'
 import { planInstall } from './partition-plan.js'
 import { RawStreamStage } from './raw-stream-stage.js'
-import { Target } from './target.js'
+import { Target, type DiskShape } from './target.js'
 
 /** The service's rule: the image must fit in RAM minus 3 GiB. */
 export const RESERVED_MEMORY_BYTES = 3 * 1024 ** 3 // 3 GiB
@@ -57,7 +57,7 @@ export interface InstallResult {
   mode: InstallMode
   /** Bytes of guest disk written (the raw image's size, or the qcow2's virtual size). */
   imageBytes: number
-  disk: { path: string; sizeBytes: number; logicalSectorBytes: number }
+  disk: DiskShape
   partitionTable: RelocateResult
   /** `mountCheck`: the kernel mounted config-2 read-only and found every file as written, or why that did not run. */
   configDrive: ConfigDriveResult & { mountCheck: ConfigDriveMountCheck }
@@ -125,7 +125,9 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
     const mode = stage.mode
     return {
       code: 'INSTALLED',
-      message: installedMessage({ diskPath: target.path, bytes, imageBytes: image.imageBytes, imageType: request.imageType, mode, checksumType: request.checksum?.type }),
+      message: installedMessage({
+        diskPath: target.path, bytes, imageBytes: image.imageBytes, imageType: request.imageType, mode, checksumType: request.checksum?.type,
+      }),
       bytes,
       digest: request.checksum === undefined ? undefined : { type: request.checksum.type, hex: digestHex ?? '' },
       mode,
@@ -151,7 +153,9 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
  * The disk let go of (while the agent holds it with O_EXCL the kernel refuses to re-read its table
  * or mount a partition): config-2 mounted read-only and every file compared, or why not; a note.
  */
-async function checkMountedConfigDrive (target: Target, written: WrittenConfigDrive, options: MountCheckOptions, emit: InstallEventListener): Promise<ConfigDriveMountCheck> {
+async function checkMountedConfigDrive (
+  target: Target, written: WrittenConfigDrive, options: MountCheckOptions, emit: InstallEventListener,
+): Promise<ConfigDriveMountCheck> {
   const { partition, filesystem } = written.result
   const mountCheck = await checkConfigDriveMount({ disk: { path: target.path, kind: target.kind }, partition, filesystem, files: written.files }, options)
   const note = mountCheckNote(mountCheck)

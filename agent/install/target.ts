@@ -28,6 +28,9 @@ type Progress =
   /** The image and its backup GPT are on the disk: a ConfigDrive failure leaves the image without one. */
   | 'tables'
 
+/** The disk as the checks see it: its path, size and sector size. */
+export type DiskShape = Pick<Target, 'path' | 'sizeBytes' | 'logicalSectorBytes'>
+
 /** What `rollback` did. */
 export type Rollback = 'untouched' | 'unbootable' | 'kept-without-configdrive' | 'failed'
 
