@@ -21,9 +21,10 @@ export interface ImageIo extends BlockIo {
   readonly head: Buffer
 }
 
-function checkRange (io: BlockIo, offset: number, length: number): void {
+/** Bytes [offset, offset + length) lie within `io` (the one range check of every BlockIo); a RangeError otherwise. */
+export function checkRange (io: { readonly sizeBytes: number }, offset: number, length: number, name = 'the disk'): void {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > io.sizeBytes) {
-    throw new RangeError(`${length} bytes at ${offset} are outside the disk (${io.sizeBytes} bytes)`)
+    throw new RangeError(`${length} bytes at ${offset} are outside ${name} (${io.sizeBytes} bytes)`)
   }
 }
 

@@ -1,6 +1,7 @@
 import { constants, promises as fs } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { errors } from '../errors/install-error.js'
+import { checkRange } from './block-io.js'
 import { runCommand } from './run-command.js'
 
 export type DiskKind = 'file' | 'block'
@@ -113,12 +114,6 @@ export class Disk {
     }
   }
 
-  private checkRange (offset: number, length: number): void {
-    if (!Number.isSafeInteger(offset) || offset < 0 || offset + length > this.sizeBytes) {
-      throw new RangeError(`I/O of ${length} bytes at ${offset} is outside ${this.path} (${this.sizeBytes} bytes)`)
-    }
-  }
-
   /** True once a write was started on the disk: from then on a failure must leave it unbootable. */
   get touched (): boolean {
     return this.wrote
@@ -126,7 +121,7 @@ export class Disk {
 
   /** Writes all of `data` at `offset` (loops on short writes). */
   async write (data: Uint8Array, offset: number): Promise<void> {
-    this.checkRange(offset, data.length)
+    checkRange(this, offset, data.length, this.path)
     if (!this.wrote) {
       this.firstWrite ??= this.beforeFirstWrite?.() ?? Promise.resolve()
       await this.firstWrite
@@ -142,7 +137,7 @@ export class Disk {
 
   /** Fills `data` from `offset`; bytes past the end of a regular file read as zeros. */
   async read (data: Uint8Array, offset: number): Promise<void> {
-    this.checkRange(offset, data.length)
+    checkRange(this, offset, data.length, this.path)
     let done = 0
     while (done < data.length) {
       const { bytesRead } = await this.handle.read(data, done, data.length - done, offset + done)

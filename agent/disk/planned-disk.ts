@@ -11,7 +11,7 @@
  * would bring back the old partition table over the new bytes). The install makes that true on the
  * disk too: its plan's first write zeroes the disk's last MiB past the image (zeroTailPastImage).
  */
-import type { BlockIo } from './block-io.js'
+import { checkRange, type BlockIo } from './block-io.js'
 
 export const TAIL_ZERO_BYTES = 1024 * 1024 // 1 MiB: the old backup GPT, md 1.0 superblocks, ZFS's last labels
 
@@ -51,7 +51,7 @@ export class PlannedDisk implements BlockIo {
 
   /** What `read` gave once only the first `writeCount` writes were made (what a later write covered). */
   async readAsOf (data: Uint8Array, offset: number, writeCount: number): Promise<void> {
-    this.checkRange(offset, data.length)
+    checkRange(this, offset, data.length)
     const inImage = Math.max(0, Math.min(data.length, this.imageBytes - offset))
     if (inImage > 0) await this.readImageBytes(data.subarray(0, inImage), offset)
     data.fill(0, inImage)
@@ -64,13 +64,7 @@ export class PlannedDisk implements BlockIo {
   }
 
   async write (data: Uint8Array, offset: number): Promise<void> {
-    this.checkRange(offset, data.length)
+    checkRange(this, offset, data.length)
     this.writes.push({ offset, data: Buffer.from(data) })
-  }
-
-  private checkRange (offset: number, length: number): void {
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.sizeBytes) {
-      throw new RangeError(`${length} bytes at ${offset} are outside the disk (${this.sizeBytes} bytes)`)
-    }
   }
 }
