@@ -1,6 +1,6 @@
 /**
- * An image held in memory as a list of large slabs (no single huge Buffer), filled in order: the
- * download's own slabs, kept as they are (`adopt`), or bytes copied in (`append`). Its capacity is
+ * An image held in memory as a list of large slabs (no single huge Buffer), filled in order with
+ * the download's own slabs, kept as they are (`adopt`): the download copied each byte once. Its capacity is
  * the memory budget: going past it throws `MemoryBudgetExceeded`, and the caller decides what that
  * means (raw: switch to streaming; qcow2: "too big to download in memory").
  */
@@ -51,25 +51,6 @@ export class MemoryImage implements ByteSource {
     this.slabs.push(data)
     this.used = data.length
     this.total += data.length
-  }
-
-  /** Copies `chunk` in at the end. */
-  append (chunk: Uint8Array): void {
-    if (this.total + chunk.length > this.limitBytes) throw new MemoryBudgetExceeded(this.limitBytes)
-    let from = 0
-    while (from < chunk.length) {
-      let slab = this.slabs[this.slabs.length - 1]
-      if (slab === undefined || this.used === slab.length) {
-        slab = Buffer.from(new SharedArrayBuffer(Math.min(SLAB_BYTES, Math.max(this.limitBytes - this.total, 1))))
-        this.slabs.push(slab)
-        this.used = 0
-      }
-      const n = Math.min(slab.length - this.used, chunk.length - from)
-      slab.set(chunk.subarray(from, from + n), this.used)
-      this.used += n
-      this.total += n
-      from += n
-    }
   }
 
   /** The filled parts of the slabs, in order, with their offsets in the image. */

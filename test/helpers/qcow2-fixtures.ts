@@ -54,12 +54,23 @@ export function makePatternFile (dir: string, bytes = 4 * MiB): string {
   return file
 }
 
+/** `bytes` as the download leaves them: copied once into slabs of the sizes the image asks, adopted. */
+export function memoryImageOf (bytes: Uint8Array, limitBytes = Math.max(1, bytes.length)): MemoryImage {
+  const image = new MemoryImage(limitBytes)
+  for (let at = 0; at < bytes.length;) {
+    // Past the budget (nextSlabBytes 0), the rest is offered whole: adopt refuses it, as the download's would be.
+    const slab = Buffer.from(new SharedArrayBuffer(image.nextSlabBytes() || bytes.length - at))
+    const n = Math.min(slab.length, bytes.length - at)
+    slab.set(bytes.subarray(at, at + n))
+    image.adopt(slab.subarray(0, n))
+    at += n
+  }
+  return image
+}
+
 /** The downloaded file as the reader gets it: in memory. */
 export function loadSource (file: string): MemoryImage {
-  const bytes = readFileSync(file)
-  const image = new MemoryImage(bytes.length)
-  image.append(bytes)
-  return image
+  return memoryImageOf(readFileSync(file))
 }
 
 /** Sets bits in the big-endian u64 at `offset` of a file (header patches). */

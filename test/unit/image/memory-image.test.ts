@@ -1,11 +1,11 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { MemoryBudgetExceeded, MemoryImage, SLAB_BYTES } from '../../../agent/image/memory-image.js'
+import { memoryImageOf } from '../../helpers/qcow2-fixtures.js'
 
-t.test('appends across slabs and reads back any range', async (t) => {
+t.test('holds the slabs in order and reads back any range', async (t) => {
   const data = randomBytes(SLAB_BYTES * 2 + 12345)
-  const image = new MemoryImage(data.length)
-  for (let at = 0; at < data.length; at += 100_003) image.append(data.subarray(at, at + 100_003))
+  const image = memoryImageOf(data)
   t.equal(image.sizeBytes, data.length)
   const pieces = [...image.pieces()]
   t.equal(pieces.length, 3, 'three 16 MiB slabs')
@@ -15,25 +15,24 @@ t.test('appends across slabs and reads back any range', async (t) => {
   t.equal(image.read(data.length - 5, 100).length, 5, 'read past the end is short')
 })
 
-t.test('refuses to grow past its budget, without keeping the chunk', async (t) => {
+t.test('refuses to grow past its budget, without keeping the slab', async (t) => {
   const image = new MemoryImage(1000)
-  image.append(Buffer.alloc(600))
-  t.throws(() => image.append(Buffer.alloc(401)), MemoryBudgetExceeded)
+  image.adopt(Buffer.alloc(600))
+  t.throws(() => image.adopt(Buffer.alloc(401)), MemoryBudgetExceeded)
   t.equal(image.sizeBytes, 600)
-  image.append(Buffer.alloc(400))
+  image.adopt(Buffer.alloc(400))
   t.equal(image.sizeBytes, 1000)
+  t.equal(image.nextSlabBytes(), 0, 'no room left')
+  t.throws(() => memoryImageOf(Buffer.alloc(1001), 1000), MemoryBudgetExceeded, 'the fixture refuses as the download would')
 })
 
-t.test('a small budget allocates a small slab', async (t) => {
-  const image = new MemoryImage(100)
-  image.append(Buffer.alloc(10, 1))
-  const [piece] = [...image.pieces()]
-  t.equal(piece?.data.buffer.byteLength, 100)
+t.test('a small budget asks for a small slab', async (t) => {
+  t.equal(new MemoryImage(100).nextSlabBytes(), 100)
 })
 
 t.test('clear forgets everything', async (t) => {
   const image = new MemoryImage(1000)
-  image.append(Buffer.alloc(600, 1))
+  image.adopt(Buffer.alloc(600, 1))
   image.clear()
   t.equal(image.sizeBytes, 0)
   t.same([...image.pieces()], [])
@@ -41,8 +40,7 @@ t.test('clear forgets everything', async (t) => {
 
 t.test('view: zero-copy inside a slab, a copy across slabs, short at the end', async (t) => {
   const data = randomBytes(SLAB_BYTES + 1000)
-  const image = new MemoryImage(data.length)
-  image.append(data)
+  const image = memoryImageOf(data)
   const inside = image.view(10, 100)
   t.ok(inside.equals(data.subarray(10, 110)))
   t.equal(inside.buffer, [...image.pieces()][0]?.data.buffer, 'same memory')

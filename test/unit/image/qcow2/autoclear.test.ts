@@ -8,7 +8,7 @@ import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { MemoryImage } from '../../../../agent/image/memory-image.js'
+import { memoryImageOf } from '../../../helpers/qcow2-fixtures.js'
 import { openQcow2 } from '../../../../agent/image/qcow2/index.js'
 import { isInstallError } from '../../../../agent/errors/install-error.js'
 import { tempDir } from '../../../helpers/disk-files.js'
@@ -21,9 +21,7 @@ t.test('autoclear data-file-raw without a data file is refused, as qemu refuses 
   execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=1024', file, '4M'])
   const bytes = readFileSync(file)
   bytes.writeBigUInt64BE(1n << 1n, 88) // autoclear_features: QCOW2_AUTOCLEAR_DATA_FILE_RAW only
-  const source = new MemoryImage(bytes.length)
-  source.append(bytes)
-  const outcome = await openQcow2(source).then(() => 'opened', (err: unknown) => err)
+  const outcome = await openQcow2(memoryImageOf(bytes)).then(() => 'opened', (err: unknown) => err)
   t.ok(isInstallError(outcome), `refused, not ${String(outcome)}`)
   t.match(outcome, { code: /^QCOW2_(UNSUPPORTED|DAMAGED)$/ })
 })

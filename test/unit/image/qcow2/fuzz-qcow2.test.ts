@@ -3,12 +3,11 @@ import fc from 'fast-check'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { HEAD_BYTES } from '../../../../agent/disk/boot-area.js'
-import { MemoryImage } from '../../../../agent/image/memory-image.js'
 import { openQcow2, writeQcow2 } from '../../../../agent/image/qcow2/index.js'
 import { guestExtents } from '../../../../agent/image/qcow2/tables.js'
 import { isInstallError } from '../../../../agent/errors/install-error.js'
 import { tempDir } from '../../../helpers/disk-files.js'
-import { convertQcow2, createQcow2, makePatternFile, MemoryTarget, MiB, qemuIo } from '../../../helpers/qcow2-fixtures.js'
+import { convertQcow2, createQcow2, makePatternFile, memoryImageOf, MemoryTarget, MiB, qemuIo } from '../../../helpers/qcow2-fixtures.js'
 
 /**
  * Property-based fuzzing: valid small images with bytes of their header, L1 table, L2 tables or
@@ -36,8 +35,7 @@ async function fixture (name: string, create: string[], writes: string[], conver
     convertQcow2(file, final, { compress: true, options: convert })
   }
   const bytes = readFileSync(final)
-  const source = new MemoryImage(bytes.length)
-  source.append(bytes)
+  const source = memoryImageOf(bytes)
   const image = await openQcow2(source)
   const l1Offset = Number(bytes.readBigUInt64BE(40))
   const regions: Region[] = [
@@ -108,8 +106,7 @@ function apply (original: Buffer, regions: Region[], list: Mutation[]): Buffer {
 
 /** openQcow2 then writeQcow2; throws if anything but success or an allowed refusal happens. */
 async function install (bytes: Uint8Array): Promise<void> {
-  const source = new MemoryImage(Math.max(1, bytes.length))
-  source.append(bytes)
+  const source = memoryImageOf(bytes)
   const target = new MemoryTarget(TARGET_BYTES)
   try {
     const image = await openQcow2(source)
