@@ -4,7 +4,7 @@
  *
  * At once a `retry` field (how long EventSource waits before reconnecting) and a `status` event
  * with the whole status; then every change as it happens: `status` when a job starts, `step`,
- * `progress` (at most every 250 ms), `note`, and `result`, after which the stream ends. A stream
+ * `progress` (at most every 200 ms), `note`, and `result`, after which the stream ends. A stream
  * opened after the job ended gets `status` and `result` and ends. Every event has an id
  * (api/event-ids): a reconnect whose `Last-Event-ID` shows the client saw the current job's end
  * is answered 204 No Content, so EventSource stops reconnecting; any other reconnect is a fresh

@@ -72,17 +72,12 @@ export interface JobRunnerOptions {
   install?: InstallFunction
   /** Milliseconds since the epoch (tests move time by hand). */
   now?: () => number
-  /** Progress changes reach subscribers at most this often (default 250 ms); steps and results at once. */
-  progressIntervalMs?: number
 }
 
 interface RunningJob {
   tracker: JobStatusTracker
   controller: AbortController
   logger: Logger
-  lastProgressSentAt: number
-  /** The latest progress change not yet sent to subscribers (throttled). */
-  unsentProgress: ProgressView | undefined
   ended: Promise<void>
   /** Set, and saved synced, just before the install's first write to the disk. */
   diskWrite: DiskWriteRecord | null
@@ -99,13 +94,11 @@ export class JobRunner implements InstallJobs {
   private sequence = 0
   private readonly install: InstallFunction
   private readonly now: () => number
-  private readonly progressIntervalMs: number
 
   private constructor (private readonly options: JobRunnerOptions, last: InstallStatus) {
     this.last = last
     this.install = options.install ?? runInstall
     this.now = options.now ?? Date.now
-    this.progressIntervalMs = options.progressIntervalMs ?? 250 // 250 ms
   }
 
   /**
@@ -156,8 +149,6 @@ export class JobRunner implements InstallJobs {
       tracker,
       controller: new AbortController(),
       logger,
-      lastProgressSentAt: 0,
-      unsentProgress: undefined,
       ended: Promise.resolve(),
       diskWrite: null,
     }
@@ -227,7 +218,6 @@ export class JobRunner implements InstallJobs {
       result = { code: failure.code, message: failure.message }
       logger.warn({ code: failure.code }, failure.message)
     }
-    this.flushProgress(job)
     tracker.finish(result, this.now())
     const status = tracker.snapshot()
     // On the disk (synced) before the job ends or its result is told: a kill between the install's
@@ -248,18 +238,17 @@ export class JobRunner implements InstallJobs {
       if (change === undefined) return
       this.shown = undefined
       const jobId = job.tracker.jobId
+      // The install sends progress at most every 200 ms and the latest before each step change
+      // (install/install-steps): passed on as it comes.
       if (change.type === 'progress') {
-        job.unsentProgress = change.progress
-        const now = this.now()
-        if (now - job.lastProgressSentAt >= this.progressIntervalMs) this.flushProgress(job)
+        this.notify({ type: 'progress', jobId, progress: change.progress })
         return
       }
       if (change.type === 'note') {
         this.notify({ type: 'note', jobId, message: change.message })
         return
       }
-      // A step change: the progress so far first, then the step, saved and reported.
-      this.flushProgress(job)
+      // A step change: saved and reported.
       job.logger.info({ step: change.step.name, status: change.step.status }, 'step')
       this.notify({ type: 'step', jobId, step: change.step })
       this.save(job)
@@ -268,14 +257,6 @@ export class JobRunner implements InstallJobs {
       // Bookkeeping must never break the install.
       job.logger.error({ err }, 'could not record an install event')
     }
-  }
-
-  private flushProgress (job: RunningJob): void {
-    const progress = job.unsentProgress
-    if (progress === undefined) return
-    job.unsentProgress = undefined
-    job.lastProgressSentAt = this.now()
-    this.notify({ type: 'progress', jobId: job.tracker.jobId, progress })
   }
 
   private save (job: RunningJob): void {
