@@ -164,6 +164,16 @@ export const installErrorDeclarations = declareErrors({
     placeholders: ['REASON'],
     when: 'a qcow2 header or table points outside the file or the virtual disk, or is otherwise inconsistent',
   },
+  COMPRESSED_IMAGE_INVALID: {
+    constructorName: 'compressedImageInvalid',
+    ovh: false,
+    withCause: true,
+    message: (compression: Shown<string>, reason: Shown<string>) => `Bad format image, its ${compression} data cannot be decompressed: ${reason}.`,
+    placeholders: ['KIND', 'REASON'],
+    when: 'a compressed raw image (KIND is `gzip`, recognised by its magic number) is cut short (REASON is ' +
+      '`it ends before its end mark (truncated)`) or holds bytes its decoder refuses (`it cannot be decoded (…)`); ' +
+      'streamed, the disk is left unbootable; from memory, nothing was written before the digest matched',
+  },
   SECTOR_SIZE_MISMATCH: {
     constructorName: 'sectorSizeMismatch',
     ovh: false,

@@ -15,16 +15,17 @@ export const installedDeclaration = declareMessages({
       diskPath: Shown<string>, bytes: Shown<number>, imageBytes: Shown<number>, imageType: Shown<string>,
       mode: Shown<InstallMode>, checksumType: Shown<ChecksumType | undefined>,
     ) => {
-      // A qcow2's file and the disk it holds differ in size: both are said.
-      const disk = imageType === 'qcow2' ? ` (${imageBytes} bytes of disk)` : ''
+      // A qcow2's or a compressed image's file and the disk it holds differ in size: both are said.
+      const disk = typeof imageType === 'string' && imageType !== 'raw' ? ` (${imageBytes} bytes of disk)` : ''
       const how = shown(mode, (m) => m === 'memory' ? 'from memory' : 'while streaming')
       const check = shown(checksumType, (type) => type === undefined ? 'no checksum given' : `${type} verified`)
       return `Image installed on ${diskPath}: ${bytes} bytes of ${imageType}${disk} written ${how}, ${check}.`
     },
     placeholders: ['DISK', 'N', 'N', 'TYPE', 'MODE', 'CHECK'],
     when: 'the install succeeded; MODE is `from memory` or `while streaming`, CHECK is `sha512 verified` (the type given) ' +
-      'or `no checksum given`; for a qcow2, `N bytes of qcow2` (the file) is followed by `(N bytes of disk)` (its ' +
-      'virtual size, what was written)',
+      'or `no checksum given`; TYPE is `raw`, `qcow2`, or for a compressed raw image `gzip-compressed raw`; ' +
+      'but for `raw`, `N bytes of TYPE` (the file) is followed by ' +
+      '`(N bytes of disk)` (the qcow2\'s virtual size or the decompressed size: what was written)',
   },
 })
 

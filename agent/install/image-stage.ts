@@ -8,6 +8,7 @@
 import type { Logger } from 'pino'
 import type { ImageReader } from '../disk/planned-disk.js'
 import type { DownloadSink } from '../download/index.js'
+import type { StreamCompression } from '../image/stream-decoder.js'
 import type { InstallRequest } from '../payload/install-request.js'
 import type { InstallMode } from '../errors/installed-message.js'
 import type { InstallEventListener } from '../report/progress.js'
@@ -20,6 +21,8 @@ export interface StagedImage {
   imageBytes: number
   /** Reads bytes within [0, imageBytes) of the image as it will lie on the disk. */
   read: ImageReader
+  /** A raw image downloaded compressed: how (the downloaded file's size is not the image's). */
+  compression?: StreamCompression | undefined
 }
 
 export interface ImageStage extends DownloadSink {

@@ -2,6 +2,7 @@ import type { Slab } from '../download/index.js'
 import { MemoryBudgetExceeded, MemoryImage } from '../image/memory-image.js'
 import { openQcow2, readQcow2Guest, writeQcow2, type Qcow2Image } from '../image/qcow2/index.js'
 import { writeRawFromMemory } from '../image/raw.js'
+import { detectCompression, MAGIC_BYTES, type StreamCompression } from '../image/stream-decoder.js'
 import { errors } from '../errors/install-error.js'
 import type { ImageStage, StageContext, StagedImage } from './image-stage.js'
 import { checkDeclaredType } from './image-checks.js'
@@ -12,10 +13,16 @@ import { RawStreamStage, STREAM_SLAB_BYTES } from './raw-stream-stage.js'
  * and written only once verified, so any failure before leaves the disk untouched. Over the
  * budget (announced, or grown past it) it goes on as a RawStreamStage: what memory holds first,
  * then the rest, straight to the disk with the head held back.
+ *
+ * A compressed raw image is held compressed (a 20 GiB image compressed to 3 GiB fits a 16 GiB
+ * server); once its digest matched it is decoded onto the disk by a RawStreamStage (its head held
+ * back until its tables are checked), since its tables can only be read decoded.
  */
 export class RawMemoryStage implements ImageStage {
   private readonly memory: MemoryImage
   private stream: RawStreamStage | undefined
+  /** A compressed image, decoded onto the disk in the verify step. */
+  private decoded: RawStreamStage | undefined
   /** The budget is used up: the next slab goes to the disk. */
   private overBudget = false
 
@@ -65,13 +72,15 @@ export class RawMemoryStage implements ImageStage {
     if (this.stream !== undefined) return await this.stream.verify()
     const { request, target } = this.context
     const memory = this.memory
+    const compression = detectCompression(memory.view(0, MAGIC_BYTES))
+    if (compression !== undefined) return await this.decodeToDisk(compression)
     checkDeclaredType(request, memory.view(0, 8))
     target.checkFits(memory.sizeBytes)
     return { imageBytes: memory.sizeBytes, read: async (data, offset) => { data.set(memory.read(offset, data.length)) } }
   }
 
   async write (): Promise<void> {
-    if (this.stream !== undefined) return
+    if (this.stream !== undefined || this.decoded !== undefined) return
     const { target, signal, steps } = this.context
     const totalBytes = this.memory.sizeBytes
     await writeRawFromMemory(target, this.memory, { signal, onProgress: (bytes) => { steps.progress('write', bytes, totalBytes) } })
@@ -80,6 +89,25 @@ export class RawMemoryStage implements ImageStage {
 
   async settle (): Promise<void> {
     await this.stream?.settle()
+    await this.decoded?.settle()
+  }
+
+  /** The compressed bytes held, verified, decoded onto the disk (the head held back); the image as it lies there. */
+  private async decodeToDisk (compression: StreamCompression): Promise<StagedImage> {
+    const { steps, signal } = this.context
+    const compressedBytes = this.memory.sizeBytes
+    this.context.emit({ type: 'note', message: `The image is ${compression}-compressed: verified, now decompressed onto the disk, the first MiB held back.` })
+    steps.enter('verify', 'write')
+    const decoded = new RawStreamStage(this.context)
+    this.decoded = decoded
+    for (const piece of this.memory.pieces()) {
+      signal?.throwIfAborted()
+      await decoded.take({ ...piece, release: () => {} })
+      steps.progress('write', piece.offset + piece.data.length, compressedBytes)
+    }
+    await decoded.end()
+    this.memory.clear()
+    return await decoded.verify()
   }
 
   /** Raw over the memory budget: what memory holds, and the rest, go straight to the disk. */

@@ -2,6 +2,7 @@ import { BackgroundSync } from '../disk/background-sync.js'
 import { InFlight } from '../disk/in-flight.js'
 import type { Slab } from '../download/index.js'
 import { errors } from '../errors/install-error.js'
+import { CompressedImageError, createDecoder, detectCompression, type StreamCompression, type StreamDecoder } from '../image/stream-decoder.js'
 import type { ImageStage, StageContext, StagedImage } from './image-stage.js'
 import { checkImageHead } from './image-checks.js'
 
@@ -13,14 +14,20 @@ const MAX_IN_FLIGHT = 4 // writes under way at once, overlapping the download an
  * slab goes to its place on the disk as it arrives, but the image's first MiB, held back by the
  * target and checked (checkImageHead) before any byte reaches the disk. A slab is let go of (and
  * reused upstream) once written.
+ *
+ * A file that starts with gzip's, zstd's or xz's magic number is a compressed raw image: its bytes
+ * go through the decoder, and the decoded bytes are the image, held back, checked and written the
+ * same way (a decompression bomb stops at the disk's size: checkFits).
  */
 export class RawStreamStage implements ImageStage {
   readonly mode = 'stream'
   private writes = new InFlight(MAX_IN_FLIGHT)
   private readonly backgroundSync: BackgroundSync
-  /** Bytes taken since the last rewind. */
+  /** Bytes of the image (decoded, for a compressed file) taken since the last rewind. */
   private bytes = 0
   private headChecked = false
+  /** The decoder of a compressed file, chosen by its first bytes; null for a plain raw image, undefined before. */
+  private decoder: StreamDecoder | null | undefined
 
   constructor (private readonly context: StageContext) {
     this.backgroundSync = new BackgroundSync(context.target)
@@ -36,6 +43,34 @@ export class RawStreamStage implements ImageStage {
   }
 
   async take (slab: Slab): Promise<void> {
+    if (this.decoder === undefined && slab.offset === 0) this.decoder = this.decoderFor(slab.data)
+    if (this.decoder == null) {
+      await this.takeImage(slab)
+      return
+    }
+    try {
+      await this.decoder.push(slab.data)
+    } catch (err) {
+      throw decodeFailure(err)
+    }
+    slab.release()
+  }
+
+  /** The compression of the file, once its first bytes came; undefined for a plain raw image. */
+  get compression (): StreamCompression | undefined {
+    return this.decoder?.compression
+  }
+
+  private decoderFor (first: Buffer): StreamDecoder | null {
+    const compression = detectCompression(first)
+    if (compression === undefined) return null
+    this.context.logger?.info({ compression }, 'compressed raw image: decoding while writing')
+    // The decoder's pieces are its own: nothing to give back.
+    return createDecoder(compression, async (data) => { await this.takeImage({ data, offset: this.bytes, release: () => {} }) })
+  }
+
+  /** Bytes of the image at their place: the head kept back, the rest written. */
+  private async takeImage (slab: Slab): Promise<void> {
     const { target } = this.context
     const end = slab.offset + slab.data.length
     target.checkFits(end)
@@ -64,6 +99,8 @@ export class RawStreamStage implements ImageStage {
   }
 
   async rewind (): Promise<void> {
+    this.decoder?.destroy()
+    this.decoder = undefined
     await this.writes.settle()
     this.writes = new InFlight(MAX_IN_FLIGHT)
     this.context.target.head.fill(0)
@@ -72,6 +109,11 @@ export class RawStreamStage implements ImageStage {
   }
 
   async end (): Promise<void> {
+    try {
+      await this.decoder?.end()
+    } catch (err) {
+      throw decodeFailure(err)
+    }
     // An image shorter than the head: its checks run on what there is, still before any write.
     if (!this.headChecked) await this.checkHead(this.bytes)
     await this.writes.drain()
@@ -85,12 +127,13 @@ export class RawStreamStage implements ImageStage {
 
   async verify (): Promise<StagedImage> {
     const { target } = this.context
-    return { imageBytes: this.bytes, read: async (data, offset) => { await target.read(data, offset) } }
+    return { imageBytes: this.bytes, compression: this.compression, read: async (data, offset) => { await target.read(data, offset) } }
   }
 
   async write (): Promise<void> {}
 
   async settle (): Promise<void> {
+    this.decoder?.destroy()
     await this.writes.settle()
     await this.backgroundSync.settle().catch(() => {})
   }
@@ -101,4 +144,9 @@ export class RawStreamStage implements ImageStage {
     await checkImageHead(request, target.head.subarray(0, bytes), target)
     this.headChecked = true
   }
+}
+
+/** A stream that cannot be decoded, in the result's words; any other failure (a write, the disk's size) as it is. */
+function decodeFailure (err: unknown): unknown {
+  return err instanceof CompressedImageError ? errors.compressedImageInvalid(err.compression, err.reason, err) : err
 }

@@ -8,7 +8,7 @@ import type { InstallEventListener } from '../report/progress.js'
 import { checkConfigDriveMount, mountCheckNote, type ConfigDriveMountCheck, type MountCheckOptions } from './config-drive-mount-check.js'
 import { prepareConfigDrive, type ConfigDriveResult, type ConfigDriveStepOptions, type WrittenConfigDrive } from './config-drive-step.js'
 import { fetchImage, type DownloadTuning } from './fetch-image.js'
-import type { ImageStage, StageContext } from './image-stage.js'
+import type { ImageStage, StageContext, StagedImage } from './image-stage.js'
 import { checkDigest } from './image-checks.js'
 import { InstallSteps } from './install-steps.js'
 import { Qcow2MemoryStage, RawMemoryStage } from './memory-stages.js'
@@ -126,7 +126,7 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
     return {
       code: 'INSTALLED',
       message: installedMessage({
-        diskPath: target.path, bytes, imageBytes: image.imageBytes, imageType: request.imageType, mode, checksumType: request.checksum?.type,
+        diskPath: target.path, bytes, imageBytes: image.imageBytes, imageType: shownType(request, image), mode, checksumType: request.checksum?.type,
       }),
       bytes,
       digest: request.checksum === undefined ? undefined : { type: request.checksum.type, hex: digestHex ?? '' },
@@ -169,6 +169,11 @@ async function checkMountedConfigDrive (
 function chooseStage (context: StageContext, stream: boolean): ImageStage {
   if (context.request.imageType === 'qcow2') return new Qcow2MemoryStage(context)
   return stream ? new RawStreamStage(context) : new RawMemoryStage(context)
+}
+
+/** The image's type as the result says it: the request's, or how a raw image was compressed. */
+function shownType (request: InstallRequest, image: StagedImage): string {
+  return image.compression === undefined ? request.imageType : `${image.compression}-compressed raw`
 }
 
 function describeCause (err: unknown): unknown {

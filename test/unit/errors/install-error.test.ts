@@ -24,6 +24,7 @@ const samples: ConstructorSamples<typeof errors> = {
   imageTypeMismatch: ['raw', 'qcow2'],
   qcow2Unsupported: ['backing file'],
   qcow2Damaged: ['L1 table past the end of the file', cause],
+  compressedImageInvalid: ['zstd', 'it ends before its end mark (truncated)', cause],
   sectorSizeMismatch: [512, '/dev/sda', 4096],
   rawWriteFailed: [cause],
   imageTooBigForDisk: [2048, '/dev/sda', 1024],

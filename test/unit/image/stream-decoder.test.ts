@@ -34,8 +34,8 @@ const gzip = (input: Buffer, ...args: string[]): Buffer => execFileSync('gzip', 
 
 t.test('detectCompression: the magic numbers, and nothing else', async (t) => {
   t.equal(detectCompression(gzip(Buffer.from('x'))), 'gzip')
-  t.equal(detectCompression(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00])), 'zstd')
-  t.equal(detectCompression(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0x00])), 'xz')
+  t.equal(detectCompression(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x00])), undefined, 'zstd: no decoder yet')
+  t.equal(detectCompression(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0x00])), undefined, 'xz: no decoder yet')
   t.equal(detectCompression(Buffer.from([0x1f, 0x8b, 0x07])), undefined, 'gzip magic with an undefined method')
   t.equal(detectCompression(Buffer.alloc(512)), undefined, 'zeros (an MBR-less raw image)')
   t.equal(detectCompression(Buffer.from([0x1f])), undefined, 'too short to tell')
