@@ -100,11 +100,10 @@ export class RawMemoryStage implements ImageStage {
     steps.enter('verify', 'write')
     const decoded = new RawStreamStage(this.context)
     this.decoded = decoded
-    for (const piece of this.memory.pieces()) {
+    await this.feedHeld(decoded, (bytes) => {
       signal?.throwIfAborted()
-      await decoded.take({ ...piece, release: () => {} })
-      steps.progress('write', piece.offset + piece.data.length, compressedBytes)
-    }
+      steps.progress('write', bytes, compressedBytes)
+    })
     await decoded.end()
     this.memory.clear()
     return await decoded.verify()
@@ -119,10 +118,18 @@ export class RawMemoryStage implements ImageStage {
     this.context.steps.enter('download', 'write')
     const stream = new RawStreamStage(this.context)
     this.stream = stream
-    // Kept slabs are never reused upstream: letting go of them is a no-op.
-    for (const piece of this.memory.pieces()) await stream.take({ ...piece, release: () => {} })
+    await this.feedHeld(stream)
     this.memory.clear()
     return stream
+  }
+
+  /** What memory holds, in order, to a stream stage; `after` each slab with the bytes given so far. */
+  private async feedHeld (stream: RawStreamStage, after?: (bytes: number) => void): Promise<void> {
+    // Kept slabs are never reused upstream: letting go of them is a no-op.
+    for (const piece of this.memory.pieces()) {
+      await stream.take({ ...piece, release: () => {} })
+      after?.(piece.offset + piece.data.length)
+    }
   }
 }
 

@@ -25,6 +25,16 @@ export function makeDirtyDisk (path: string, sizeBytes: number): void {
   }
 }
 
+/** `newDisk()`: a new dirty disk file in `dir` each call (disk-0.img, disk-1.img…), of `sizeBytes` unless told. */
+export function dirtyDisks (dir: string, sizeBytes: number): (bytes?: number) => string {
+  let count = 0
+  return (bytes = sizeBytes) => {
+    const path = join(dir, `disk-${count++}.img`)
+    makeDirtyDisk(path, bytes)
+    return path
+  }
+}
+
 /** Reads [offset, offset + length) of a file or a block device. */
 export function readRange (path: string, offset: number, length: number): Buffer {
   const out = Buffer.alloc(length)

@@ -5,11 +5,10 @@
  */
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { join } from 'node:path'
 import { runInstall, type InstallOptions } from '../../agent/install/run-install.js'
 import type { InstallRequest } from '../../agent/payload/install-request.js'
 import type { InstallEvent } from '../../agent/report/progress.js'
-import { makeDirtyDisk, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
+import { dirtyDisks, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
 import { gptDataRange, makeGptImage, sha, startImageServer } from '../helpers/image-server.js'
 import { expectInstallError } from '../helpers/tap.js'
 
@@ -35,12 +34,7 @@ function request (url: string, file: Buffer): InstallRequest {
 
 const fast: InstallOptions['downloadTuning'] = { retryBaseDelayMs: 5, idleTimeoutMs: 2000, connectTimeoutMs: 2000, maxAttempts: 3 }
 
-let diskCount = 0
-function newDisk (): string {
-  const path = join(tmp.path, `disk-${diskCount++}.img`)
-  makeDirtyDisk(path, DISK_BYTES)
-  return path
-}
+const newDisk = dirtyDisks(tmp.path, DISK_BYTES)
 
 const isZero = (bytes: Buffer): boolean => bytes.every((b) => b === 0)
 

@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { runInstall, type InstallOptions } from '../../agent/install/run-install.js'
 import type { InstallRequest } from '../../agent/payload/install-request.js'
-import { blkidAt, makeDirtyDisk, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
+import { blkidAt, dirtyDisks, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
 import { gptDataRange, makeGptImage, sha, startImageServer } from '../helpers/image-server.js'
 import { expectInstallError } from '../helpers/tap.js'
 
@@ -29,12 +29,7 @@ const fixtures = {
 }
 
 const fast: InstallOptions['downloadTuning'] = { retryBaseDelayMs: 5, idleTimeoutMs: 2000, connectTimeoutMs: 2000, maxAttempts: 3 }
-let diskCount = 0
-function newDisk (): string {
-  const path = join(tmp.path, `disk-${diskCount++}.img`)
-  makeDirtyDisk(path, DISK_BYTES)
-  return path
-}
+const newDisk = dirtyDisks(tmp.path, DISK_BYTES)
 function request (url: string, file: Buffer, overrides: Partial<InstallRequest> = {}): InstallRequest {
   return {
     source: 'install-start',

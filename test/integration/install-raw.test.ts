@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { runInstall, type InstallOptions } from '../../agent/install/run-install.js'
 import type { InstallRequest } from '../../agent/payload/install-request.js'
 import type { InstallEvent } from '../../agent/report/progress.js'
-import { attachLoop, blkidAt, makeDirtyDisk, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
+import { attachLoop, blkidAt, dirtyDisks, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
 import { gptDataRange, makeGptImage, makeImage, sha, startImageServer } from '../helpers/image-server.js'
 import { expectInstallError, type TapTest } from '../helpers/tap.js'
 
@@ -47,12 +47,7 @@ function expectInstalled (t: TapTest, disk: string, diskBytes = DISK_BYTES): voi
   t.match(blkidAt(disk, first * 512), { LABEL: 'config-2', TYPE: 'iso9660' })
 }
 
-let diskCount = 0
-function newDisk (sizeBytes = DISK_BYTES): string {
-  const path = join(tmp.path, `disk-${diskCount++}.img`)
-  makeDirtyDisk(path, sizeBytes)
-  return path
-}
+const newDisk = dirtyDisks(tmp.path, DISK_BYTES)
 
 
 for (const stream of [false, true]) {
