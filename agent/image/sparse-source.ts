@@ -68,6 +68,42 @@ export class SparseSource implements ByteSource {
     return piece.data.subarray(offset - piece.offset, end - piece.offset)
   }
 
+  /** The parts of [offset, offset + length), clipped at the file's end, that are not held, in order. */
+  missing (offset: number, length: number): Array<{ offset: number; length: number }> {
+    const end = Math.min(offset + length, this.sizeBytes)
+    const gaps: Array<{ offset: number; length: number }> = []
+    let at = offset
+    for (const piece of this.pieces) {
+      if (at >= end) break
+      if (piece.offset + piece.data.length <= at) continue
+      if (piece.offset >= end) break
+      if (piece.offset > at) gaps.push({ offset: at, length: piece.offset - at })
+      at = piece.offset + piece.data.length
+    }
+    if (at < end) gaps.push({ offset: at, length: end - at })
+    return gaps
+  }
+
+  /**
+   * The first file offset where `data`, the file's bytes at `offset`, differs from the bytes held
+   * there; undefined when every byte held in that range is equal (bytes not held are not compared).
+   */
+  compare (offset: number, data: Uint8Array): number | undefined {
+    const end = offset + data.length
+    for (const piece of this.pieces) {
+      const from = Math.max(offset, piece.offset)
+      const to = Math.min(end, piece.offset + piece.data.length)
+      if (from >= to) continue
+      const held = piece.data.subarray(from - piece.offset, to - piece.offset)
+      const seen = data.subarray(from - offset, to - offset)
+      if (held.equals(seen)) continue
+      let at = 0
+      while (held[at] === seen[at]) at++
+      return from + at
+    }
+    return undefined
+  }
+
   /** Bytes held in all. */
   get heldBytes (): number {
     return this.pieces.reduce((sum, piece) => sum + piece.data.length, 0)

@@ -178,53 +178,59 @@ export interface Qcow2Mapping {
  * go through the TimeSlice.
  */
 export async function validateL2Tables (geometry: Qcow2Geometry, source: ByteSource, l2Offsets: Float64Array, slice: TimeSlice): Promise<Qcow2Mapping> {
-  const entriesPerTable = l2EntriesPerTable(geometry)
-  const cover = l1EntryCoverBytes(geometry)
   /** Each table checked so far, and whether its entries read as zeros. */
   const checked = new Map<number, boolean>()
   const zeroL1Ranges = new Uint8Array(l2Offsets.length)
-  let steps = 0
   for (let l1Index = 0; l1Index < l2Offsets.length; l1Index++) {
-    if (++steps % ENTRIES_PER_STEP === 0) await slice.next()
+    if (l1Index % ENTRIES_PER_STEP === ENTRIES_PER_STEP - 1) await slice.next()
     const l2Offset = l2Offsets[l1Index] ?? 0
     if (l2Offset === 0) {
       zeroL1Ranges[l1Index] = 1
       continue
     }
-    const known = checked.get(l2Offset)
-    if (known !== undefined) {
-      zeroL1Ranges[l1Index] = known ? 1 : 0
-      continue
+    let readsZeros = checked.get(l2Offset)
+    if (readsZeros === undefined) {
+      // Only the last L1 entry covers fewer guest clusters; it comes last, so a table it shares with
+      // an earlier entry has already been checked whole.
+      readsZeros = await checkL2Table(geometry, source.view(l2Offset, geometry.clusterBytes), l1Index, slice)
+      checked.set(l2Offset, readsZeros)
     }
-    const base = l1Index * cover
-    // Only the last L1 entry covers fewer guest clusters; it comes last, so a table it shares with
-    // an earlier entry has already been checked whole.
-    const guestBytes = Math.min(cover, geometry.virtualSizeBytes - base)
-    const table = source.view(l2Offset, geometry.clusterBytes)
-    const used = Math.ceil(guestBytes / geometry.clusterBytes)
-    let readsZeros = true
-    for (let index = 0; index < used && index < entriesPerTable; index++) {
-      if (++steps % ENTRIES_PER_STEP === 0) await slice.next()
-      const guestOffset = base + index * geometry.clusterBytes
-      const entry = decodeL2Entry(geometry, table, index, guestOffset)
-      if (entry.kind === 'compressed') {
-        if (entry.hostOffset >= geometry.fileBytes) {
-          throw errors.qcow2Damaged(`compressed cluster for guest offset ${guestOffset} lies beyond the end of the file`)
-        }
-        readsZeros = false
-        continue
-      }
-      if (entry.allocated !== 0) readsZeros = false
-      const usedBytes = Math.min(geometry.clusterBytes, geometry.virtualSizeBytes - guestOffset)
-      const end = hostBytesRead(geometry, entry, usedBytes)
-      if (end > 0 && entry.hostOffset + end > geometry.fileBytes) {
-        throw errors.qcow2Damaged(`data cluster for guest offset ${guestOffset} lies beyond the end of the file`)
-      }
-    }
-    checked.set(l2Offset, readsZeros)
     zeroL1Ranges[l1Index] = readsZeros ? 1 : 0
   }
   return { l2TableOffsets: l2Offsets, zeroL1Ranges }
+}
+
+/**
+ * Checks the L2 table of L1 entry `l1Index` (its cluster's bytes): every entry the virtual disk uses
+ * must start in the file, and the data a guest byte reads must end in it. True when all of those
+ * entries read as zeros (unallocated or zero clusters). Every ENTRIES_PER_STEP entries go through
+ * the TimeSlice.
+ */
+export async function checkL2Table (geometry: Qcow2Geometry, table: Buffer, l1Index: number, slice: TimeSlice): Promise<boolean> {
+  const cover = l1EntryCoverBytes(geometry)
+  const base = l1Index * cover
+  const guestBytes = Math.min(cover, geometry.virtualSizeBytes - base)
+  const used = Math.min(Math.ceil(guestBytes / geometry.clusterBytes), l2EntriesPerTable(geometry))
+  let readsZeros = true
+  for (let index = 0; index < used; index++) {
+    if (index % ENTRIES_PER_STEP === ENTRIES_PER_STEP - 1) await slice.next()
+    const guestOffset = base + index * geometry.clusterBytes
+    const entry = decodeL2Entry(geometry, table, index, guestOffset)
+    if (entry.kind === 'compressed') {
+      if (entry.hostOffset >= geometry.fileBytes) {
+        throw errors.qcow2Damaged(`compressed cluster for guest offset ${guestOffset} lies beyond the end of the file`)
+      }
+      readsZeros = false
+      continue
+    }
+    if (entry.allocated !== 0) readsZeros = false
+    const usedBytes = Math.min(geometry.clusterBytes, geometry.virtualSizeBytes - guestOffset)
+    const end = hostBytesRead(geometry, entry, usedBytes)
+    if (end > 0 && entry.hostOffset + end > geometry.fileBytes) {
+      throw errors.qcow2Damaged(`data cluster for guest offset ${guestOffset} lies beyond the end of the file`)
+    }
+  }
+  return readsZeros
 }
 
 /** A run of guest bytes and where they come from. */

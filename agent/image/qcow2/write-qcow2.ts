@@ -194,21 +194,8 @@ class Qcow2Writer {
     return this.source.view(extent.hostOffset, Math.min(extent.compressedBytes, this.image.fileBytes - extent.hostOffset))
   }
 
-  /** The batch cut in one run of clusters per thread, decoded in parallel, laid end to end. */
   private async decode (batch: Array<GuestExtent & { kind: 'compressed' }>): Promise<Buffer> {
-    const pool = decompressPool
-    const parts = Math.min(pool.size, batch.length)
-    const perPart = Math.ceil(batch.length / parts)
-    const outputs = await Promise.all(Array.from({ length: parts }, async (_, p) => {
-      const extents = batch.slice(p * perPart, (p + 1) * perPart)
-      try {
-        return await pool.decompress(this.image.compressionType, extents.map((extent) => this.compressedInput(extent)), this.image.clusterBytes)
-      } catch (err) {
-        const failed = extents[err instanceof ClusterDecodeError ? err.index : 0]
-        throw errors.qcow2Damaged(`compressed cluster for guest offset ${failed?.guestOffset ?? 0} does not decompress`, err)
-      }
-    }))
-    return outputs.length === 1 ? outputs[0] as Buffer : Buffer.concat(outputs)
+    return await decodeClusters(this.image, batch.map((extent) => ({ guestOffset: extent.guestOffset, input: this.compressedInput(extent) })))
   }
 
   private sourceView (hostOffset: number, bytes: number): Buffer {
@@ -230,6 +217,29 @@ class Qcow2Writer {
 }
 
 /**
+ * Compressed clusters decoded on the decompression pool, the batch cut in one run of clusters per
+ * thread, laid end to end (`clusterBytes` each). A cluster that does not decode is QCOW2_DAMAGED,
+ * naming its guest offset.
+ */
+export async function decodeClusters (
+  image: Pick<Qcow2Image, 'compressionType' | 'clusterBytes'>, clusters: Array<{ guestOffset: number; input: Buffer }>,
+): Promise<Buffer> {
+  const pool = decompressPool
+  const parts = Math.min(pool.size, clusters.length)
+  const perPart = Math.ceil(clusters.length / parts)
+  const outputs = await Promise.all(Array.from({ length: parts }, async (_, p) => {
+    const part = clusters.slice(p * perPart, (p + 1) * perPart)
+    try {
+      return await pool.decompress(image.compressionType, part.map((cluster) => cluster.input), image.clusterBytes)
+    } catch (err) {
+      const failed = part[err instanceof ClusterDecodeError ? err.index : 0]
+      throw errors.qcow2Damaged(`compressed cluster for guest offset ${failed?.guestOffset ?? 0} does not decompress`, err)
+    }
+  }))
+  return outputs.length === 1 ? outputs[0] as Buffer : Buffer.concat(outputs)
+}
+
+/**
  * Writes the guest disk [HEAD_BYTES, virtualSize) to the target, and returns the guest's first
  * min(HEAD_BYTES, virtualSize) bytes (the head, which the caller writes last). Every guest byte not
  * backed by data (unallocated, zero clusters/subclusters) reads back as zero afterwards, whatever
@@ -239,13 +249,30 @@ class Qcow2Writer {
  */
 export async function writeQcow2 (image: Qcow2Image, source: ByteSource, target: Qcow2WriteTarget, options: Qcow2WriteOptions = {}): Promise<Buffer> {
   if (source.sizeBytes !== image.fileBytes) throw new RangeError(`the source has ${source.sizeBytes} bytes, the image was opened from ${image.fileBytes}`)
+  return await walkGuest(image, source, target, options, () => true)
+}
+
+/**
+ * The guest bytes backed by no data (unallocated, zero clusters and subclusters) made zero on the
+ * target, [HEAD_BYTES, virtualSize) as writeQcow2 would (read first, written only where not zero
+ * already); the data is not touched. `tables` needs the L2 tables only: a streamed install wrote
+ * the data as it came. Does not sync.
+ */
+export async function zeroUnbacked (image: Qcow2Image, tables: ByteSource, target: Qcow2WriteTarget, options: Qcow2WriteOptions = {}): Promise<void> {
+  await walkGuest(image, tables, target, options, (extent) => extent.kind === 'zero')
+}
+
+/** The guest's extents, in guest order, those `wanted` written by a Qcow2Writer; its head. */
+async function walkGuest (
+  image: Qcow2Image, source: ByteSource, target: Qcow2WriteTarget, options: Qcow2WriteOptions, wanted: (extent: GuestExtent) => boolean,
+): Promise<Buffer> {
   const slice = new TimeSlice(options.signal)
   const writer = new Qcow2Writer(image, source, target, options, slice)
   try {
     options.signal?.throwIfAborted()
     for (const extent of guestExtents(image, source, { start: 0, end: writer.end }, { maxDataBytes: MAX_DATA_WRITE_BYTES })) {
       await slice.next()
-      await writer.add(extent)
+      if (wanted(extent)) await writer.add(extent)
     }
     await writer.finish()
     options.signal?.throwIfAborted()
