@@ -4,8 +4,10 @@ import { openQcow2, readQcow2Guest, writeQcow2, type Qcow2Image } from '../image
 import { writeRawFromMemory } from '../image/raw.js'
 import { detectCompression, MAGIC_BYTES, type StreamCompression } from '../image/stream-decoder.js'
 import { errors } from '../errors/install-error.js'
+import type { RangeReader } from '../image/qcow2/fetch-tables.js'
 import type { ImageStage, StageContext, StagedImage } from './image-stage.js'
 import { checkDeclaredType } from './image-checks.js'
+import { Qcow2StreamStage } from './qcow2-stream-stage.js'
 import { RawStreamStage, STREAM_SLAB_BYTES } from './raw-stream-stage.js'
 
 /**
@@ -134,41 +136,66 @@ export class RawMemoryStage implements ImageStage {
 }
 
 /**
- * A qcow2 held in memory whole (the service's rule: one over the budget is refused, OVH's
- * `qcow2 image is too big to download in memory`), its header and every table checked by openQcow2
- * in verify, its guest disk written after.
+ * A qcow2 held in memory whole, its header and every table checked by openQcow2 in verify, its
+ * guest disk written after: the disk is untouched on any bad input. A file whose announced size is
+ * over the memory budget (or any, with `stream`) goes to a Qcow2StreamStage instead, before its
+ * first byte; one that grows past the budget without a size announced is OVH's `qcow2 image is too
+ * big to download in memory` (a stream needs the file's size to check its tables).
  */
 export class Qcow2MemoryStage implements ImageStage {
-  readonly mode = 'memory'
   private readonly memory: MemoryImage
   private image: Qcow2Image | undefined
+  private stream: Qcow2StreamStage | undefined
 
-  constructor (private readonly context: StageContext) {
+  constructor (private readonly context: StageContext, private readonly options: { stream: boolean; readRange: RangeReader | undefined }) {
     this.memory = new MemoryImage(context.memoryLimitBytes)
   }
 
-  begin (sizeBytes: number | undefined): void {
-    const limit = this.context.memoryLimitBytes
-    if (sizeBytes !== undefined && sizeBytes > limit) throw errors.qcow2TooBig(new Error(`Content-Length ${sizeBytes} > memory budget ${limit}`))
+  get mode (): 'memory' | 'stream' {
+    return this.stream === undefined ? 'memory' : 'stream'
+  }
+
+  async begin (sizeBytes: number | undefined): Promise<void> {
+    const { memoryLimitBytes, steps, emit, logger } = this.context
+    if (sizeBytes === undefined) {
+      if (this.options.stream) emit({ type: 'note', message: 'The server announced no size: the qcow2 is held in memory, then written.' })
+      return
+    }
+    if (!this.options.stream && sizeBytes <= memoryLimitBytes) return
+    if (sizeBytes > memoryLimitBytes) {
+      logger?.info({ memoryLimitBytes, sizeBytes }, 'qcow2 over the memory budget: streaming to disk')
+      const note = `The qcow2 is larger than the memory budget of ${memoryLimitBytes} bytes: streaming it to the disk, its first MiB held back.`
+      emit({ type: 'note', message: note })
+    }
+    steps.enter('download', 'write')
+    const stream = new Qcow2StreamStage(this.context, this.options.readRange)
+    this.stream = stream
+    await stream.begin(sizeBytes)
   }
 
   slabBytes (): number {
+    if (this.stream !== undefined) return this.stream.slabBytes()
     const bytes = this.memory.nextSlabBytes()
     if (bytes <= 0) throw errors.qcow2TooBig(new MemoryBudgetExceeded(this.memory.limitBytes))
     return bytes
   }
 
   async take (slab: Slab): Promise<void> {
-    this.memory.adopt(slab.data)
+    if (this.stream !== undefined) await this.stream.take(slab)
+    else this.memory.adopt(slab.data)
   }
 
-  rewind (): void {
+  async rewind (): Promise<void> {
     this.memory.clear()
+    await this.stream?.rewind()
   }
 
-  async end (): Promise<void> {}
+  async end (): Promise<void> {
+    await this.stream?.end()
+  }
 
   async verify (): Promise<StagedImage> {
+    if (this.stream !== undefined) return await this.stream.verify()
     const { request, target, signal } = this.context
     const memory = this.memory
     checkDeclaredType(request, memory.view(0, 8))
@@ -179,6 +206,7 @@ export class Qcow2MemoryStage implements ImageStage {
   }
 
   async write (): Promise<void> {
+    if (this.stream !== undefined) return
     const image = this.image
     if (image === undefined) throw new Error('write before verify')
     const { target, signal, steps } = this.context
@@ -191,5 +219,7 @@ export class Qcow2MemoryStage implements ImageStage {
     this.memory.clear()
   }
 
-  async settle (): Promise<void> {}
+  async settle (): Promise<void> {
+    await this.stream?.settle()
+  }
 }

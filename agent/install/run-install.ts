@@ -28,7 +28,7 @@ export interface InstallOptions {
   diskPath: string
   /** Memory budget for the image; default total RAM − 3 GiB. */
   memoryLimitBytes?: number
-  /** Raw only: stream straight to the disk instead of downloading into memory first. */
+  /** Stream straight to the disk instead of downloading into memory first (a qcow2: once the server announced its size). */
   stream?: boolean
   /** ConfigDrive filesystem (default: ISO 9660 on disks with sectors up to 2048 bytes, FAT above) and instance id. */
   configDrive?: ConfigDriveStepOptions
@@ -165,9 +165,12 @@ async function checkMountedConfigDrive (
   return mountCheck
 }
 
-/** Raw: into memory (over the budget, or with --stream, straight to the disk); qcow2: into memory. */
+/**
+ * Raw: into memory (over the budget, or with --stream, straight to the disk); qcow2: into memory,
+ * or (over the budget, or with --stream, once its size is announced) straight to the disk.
+ */
 function chooseStage (context: StageContext, stream: boolean): ImageStage {
-  if (context.request.imageType === 'qcow2') return new Qcow2MemoryStage(context)
+  if (context.request.imageType === 'qcow2') return new Qcow2MemoryStage(context, { stream, readRange: undefined })
   return stream ? new RawStreamStage(context) : new RawMemoryStage(context)
 }
 
