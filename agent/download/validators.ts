@@ -60,6 +60,21 @@ export function ifRangeValidator (headers: ResponseHeaders): string | undefined 
     strongLastModified(headerValue(headers, 'last-modified'), headerValue(headers, 'date'))
 }
 
+/**
+ * Whether an answer may be part of the file `validator` (an If-Range value) names: its own ETag
+ * or Last-Modified, when it sends the kind the validator is, must be that validator. An answer
+ * that sends none is taken on the server's word (it answered the If-Range).
+ */
+export function sameValidator (validator: string | undefined, headers: ResponseHeaders): boolean {
+  if (validator === undefined) return true
+  if (validator.startsWith('"')) {
+    const etag = strongEtag(headerValue(headers, 'etag'))
+    return etag === undefined || etag === validator
+  }
+  const lastModified = headerValue(headers, 'last-modified')
+  return lastModified === undefined || lastModified.trim() === validator
+}
+
 export interface ContentRange {
   /** First byte of the body in the whole file. */
   start: number
