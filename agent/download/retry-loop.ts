@@ -27,7 +27,7 @@ export interface Attempts<T> {
 
 /**
  * Runs attempts until one succeeds: resolves with its value and the number of attempts; rejects
- * with `errors.downloadFailed` (or `downloadRefused` as the failure says) when no
+ * with `errors.downloadFailed` (or `downloadRefused`, `imageChanged` as the failure says) when no
  * attempt may succeed, with a sink's own error (SinkError, unwrapped) unchanged, with an
  * AbortError (or the signal's reason) when aborted.
  */
@@ -74,8 +74,9 @@ export async function retryAttempts<T> (job: Job, attempts: Attempts<T>): Promis
   }
 }
 
-/** The customer's error for the last failure: the server's answer cannot be the image, or the download failed. */
+/** The customer's error for the last failure: the file changed, the server's answer cannot be the image, or the download failed. */
 function installError (job: Job, failure: AttemptFailure): Error {
+  if (failure.changed !== undefined) return errors.imageChanged(job.shownUrl, failure.changed, failure)
   if (failure.refusal !== undefined) return errors.downloadRefused(job.shownUrl, failure.refusal, failure)
   return errors.downloadFailed(job.shownUrl, failure)
 }

@@ -75,6 +75,16 @@ export function sameValidator (validator: string | undefined, headers: ResponseH
   return lastModified === undefined || lastModified.trim() === validator
 }
 
+/**
+ * Whether an answer shows `validator` itself: its strong ETag, or its Last-Modified strong by its
+ * own Date, is that value. A positive proof of the same version, whatever the answer's status (a
+ * 200 to an If-Range from a server that ignores Range may still be the very file).
+ */
+export function showsValidator (validator: string, headers: ResponseHeaders): boolean {
+  if (validator.startsWith('"')) return strongEtag(headerValue(headers, 'etag')) === validator
+  return strongLastModified(headerValue(headers, 'last-modified'), headerValue(headers, 'date')) === validator
+}
+
 export interface ContentRange {
   /** First byte of the body in the whole file. */
   start: number
@@ -99,6 +109,15 @@ export function parseContentRange (value: string | undefined): ContentRange | un
   if (start === undefined || end === undefined || start > end) return undefined
   if (match[3] !== '*' && (totalBytes === undefined || end >= totalBytes)) return undefined
   return { start, end, totalBytes }
+}
+
+// unsatisfied-range = "*/" complete-length (RFC 9110 §14.4), as a 416 sends it.
+const UNSATISFIED_RANGE = /^bytes \*\/(\d+)$/i
+
+/** The file's size in a 416's `Content-Range: bytes *\/complete-length`, or undefined. */
+export function parseUnsatisfiedRange (value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  return toSafeInteger(UNSATISFIED_RANGE.exec(value.trim())?.[1])
 }
 
 /** `Content-Length` as a safe integer, or undefined (absent, or not a safe integer: the download refuses that). */
