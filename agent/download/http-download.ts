@@ -10,6 +10,7 @@ import {
   announcedLength, closeAfterBody, dispose, prepare, refuseEncoding, requestFollowingRedirects, statusFailure, watchBodySpeed,
   type Answer, type Job, type RequestOptions,
 } from './http-request.js'
+import { checkPartialAnswer, checkWholeAnswer } from './file-version.js'
 import { retryAttempts } from './retry-loop.js'
 import type { DigestType } from './running-digest.js'
 import { SlabFeed, type DownloadSink } from './slab-feed.js'
@@ -22,6 +23,13 @@ export interface DownloadOptions extends RequestOptions {
   digestType?: DigestType
   /** Called after each chunk the sink took; keep it cheap. */
   onProgress?: (p: { bytes: number; totalBytes: number | undefined }) => void
+  /**
+   * The If-Range validator of an earlier answer (fetchRange's): the file must be that version.
+   * The first request asks `Range: bytes=0-` with it; an answer of another version (a 200 that
+   * does not show it, a 206 with another ETag or Last-Modified) fails with IMAGE_CHANGED before
+   * a byte of it reaches the sink, not retried. Resumes are guarded by it as well.
+   */
+  ifRange?: string
 }
 
 export interface DownloadResult {
@@ -32,12 +40,15 @@ export interface DownloadResult {
   /** The whole-file size the server announced, if it did. */
   contentLength: number | undefined
   attempts: number
+  /** The If-Range validator of the run (ifRange when given, else the answer's own strong one): undefined when nothing could guard a resume. */
+  validator: string | undefined
 }
 
 /** The options a download adds to a request's. */
 interface DownloadJob extends Job {
   digestType: DigestType | undefined
   onProgress: DownloadOptions['onProgress']
+  ifRange: string | undefined
 }
 
 /** The bytes given to the sink since its last rewind, and what may guard resuming after them. */
@@ -76,7 +87,7 @@ interface BodyPlan {
  * signal's reason) when aborted.
  */
 export async function download (options: DownloadOptions, sink: DownloadSink): Promise<DownloadResult> {
-  const job: DownloadJob = { ...prepare(options, 'download'), digestType: options.digestType, onProgress: options.onProgress }
+  const job: DownloadJob = { ...prepare(options, 'download'), digestType: options.digestType, onProgress: options.onProgress, ifRange: options.ifRange }
   const run: Run = { bytes: 0, feed: new SlabFeed(sink, job.digestType), totalBytes: undefined, validator: undefined, restart: false, begun: false }
   job.logger?.debug({ url: job.shownUrl, headers: redactHeaders(Object.fromEntries(options.headers.map((h) => [h.name, h.value]))) }, 'download starts')
 
@@ -90,7 +101,7 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
     job.logger?.info({ url: job.shownUrl, bytes: run.bytes, attempts }, 'download complete')
     // The last slab goes to the sink (its error, unchanged, ends the download), then the digest is read.
     const digestHex = await run.feed.end()
-    return { bytes: run.bytes, digestHex, contentLength: run.totalBytes, attempts }
+    return { bytes: run.bytes, digestHex, contentLength: run.totalBytes, attempts, validator: run.validator }
   } finally {
     // The worker of a digest that will not be read (failure, abort); a no-op after the end.
     run.feed.dispose()
@@ -101,15 +112,16 @@ export async function download (options: DownloadOptions, sink: DownloadSink): P
 async function runAttempt (job: DownloadJob, sink: DownloadSink, run: Run): Promise<void> {
   // Resume only what a validator guards: a Range without If-Range could splice two versions of the file.
   const resumeFromBytes = !run.restart && run.bytes > 0 && run.validator !== undefined ? run.bytes : 0
+  // With ifRange, a run from byte 0 is asked as a range too: only If-Range lets the server say the file changed.
   const rangeHeaders = resumeFromBytes > 0 && run.validator !== undefined
     ? ['range', `bytes=${resumeFromBytes}-`, 'if-range', run.validator]
-    : []
+    : job.ifRange !== undefined ? ['range', 'bytes=0-', 'if-range', job.ifRange] : []
   if (resumeFromBytes > 0) job.logger?.info({ url: job.shownUrl, resumeFromBytes }, 'resuming download')
 
   const answer = await requestFollowingRedirects(job, rangeHeaders)
   let closed = false
   try {
-    const plan = planBody(answer, run, resumeFromBytes)
+    const plan = planBody(answer, run, resumeFromBytes, job.ifRange)
     if (plan.fromZero) await startRun(job, sink, run, plan)
     else if (run.totalBytes === undefined) run.totalBytes = plan.totalBytes
     const received = await streamBody(job, run, answer.body, plan.expectedBytes)
@@ -126,15 +138,24 @@ async function runAttempt (job: DownloadJob, sink: DownloadSink, run: Run): Prom
   }
 }
 
-/** Decides what a response means for the run: a body to take, or why this attempt failed. */
-function planBody (answer: Answer, run: Run, resumeFromBytes: number): BodyPlan {
+/**
+ * Decides what a response means for the run: a body to take, or why this attempt failed. With
+ * `ifRange`, every request carried it (the run's validator is that one), so an answer of another
+ * version ends the download before a byte of it is taken.
+ */
+function planBody (answer: Answer, run: Run, resumeFromBytes: number, ifRange: string | undefined): BodyPlan {
   const { statusCode, headers } = answer
+  if (ifRange !== undefined) {
+    if (statusCode === 200) checkWholeAnswer(ifRange, statusCode, headers)
+    if (statusCode === 206) checkPartialAnswer({ validator: ifRange }, statusCode, headers, undefined)
+  }
   if (statusCode === 200 || statusCode === 206) refuseEncoding(answer)
   const contentLength = statusCode === 200 || statusCode === 206 ? announcedLength(answer) : undefined
 
   if (statusCode === 200) {
     // The whole file: the server does not do ranges, or If-Range told it the file changed.
-    return { fromZero: true, expectedBytes: contentLength, totalBytes: contentLength, validator: ifRangeValidator(headers), endsBeforeFileEnd: false }
+    const validator = ifRange ?? ifRangeValidator(headers)
+    return { fromZero: true, expectedBytes: contentLength, totalBytes: contentLength, validator, endsBeforeFileEnd: false }
   }
 
   if (statusCode === 206) {
@@ -157,7 +178,7 @@ function planBody (answer: Answer, run: Run, resumeFromBytes: number): BodyPlan 
       fromZero: range.start === 0,
       expectedBytes,
       totalBytes: range.totalBytes,
-      validator: range.start === 0 ? ifRangeValidator(headers) : undefined,
+      validator: range.start === 0 ? ifRange ?? ifRangeValidator(headers) : undefined,
       endsBeforeFileEnd: range.totalBytes !== undefined && range.end + 1 < range.totalBytes,
     }
   }
