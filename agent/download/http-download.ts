@@ -153,7 +153,7 @@ function planBody (answer: Answer, run: Run, resumeFromBytes: number, ifRange: s
   const contentLength = statusCode === 200 || statusCode === 206 ? announcedLength(answer) : undefined
 
   if (statusCode === 200) {
-    // The whole file: the server does not do ranges, or If-Range told it the file changed.
+    // The whole file: the server does not do ranges, or If-Range told it the file changed (with ifRange, only the same version gets here).
     const validator = ifRange ?? ifRangeValidator(headers)
     return { fromZero: true, expectedBytes: contentLength, totalBytes: contentLength, validator, endsBeforeFileEnd: false }
   }
