@@ -15,6 +15,12 @@ export interface AttemptFailureDetails {
    * customer's message (DOWNLOAD_REFUSED: "the server sent REASON"); implies not retryable.
    */
   refusal?: string
+  /**
+   * The file is not the version the caller's validator (If-Range) names: what shows it, for the
+   * customer's message (IMAGE_CHANGED: "the image changed while it was being read: REASON");
+   * implies not retryable (every attempt would get the other version).
+   */
+  changed?: string
 }
 
 export class AttemptFailure extends Error {
@@ -23,6 +29,7 @@ export class AttemptFailure extends Error {
   readonly statusCode: number | undefined
   readonly retryAfterMs: number | undefined
   readonly refusal: string | undefined
+  readonly changed: string | undefined
   /** The error code of the network failure behind it (errno or undici's `UND_ERR_*`), if any. */
   code: string | undefined
   /** Which attempt this was, 1-based; set by the retry loop. */
@@ -31,11 +38,12 @@ export class AttemptFailure extends Error {
   constructor (message: string, details: AttemptFailureDetails, cause?: unknown) {
     super(message, cause === undefined ? undefined : { cause })
     this.name = 'AttemptFailure'
-    this.retryable = details.retryable && details.refusal === undefined
+    this.retryable = details.retryable && details.refusal === undefined && details.changed === undefined
     this.restart = details.restart ?? false
     this.statusCode = details.statusCode
     this.retryAfterMs = details.retryAfterMs
     this.refusal = details.refusal
+    this.changed = details.changed
     this.code = undefined
     this.attempt = undefined
   }

@@ -1,3 +1,6 @@
-export { download, MAX_DEADLINE_MS } from './http-download.js'
+export { download } from './http-download.js'
+export { fetchRange } from './ranged-get.js'
+export { MAX_DEADLINE_MS } from './http-request.js'
 export type { DigestType, DownloadOptions, DownloadResult } from './http-download.js'
+export type { RangeData, RangeOptions, RangeResult, WholeFile } from './ranged-get.js'
 export type { DownloadSink, Slab } from './slab-feed.js'

@@ -60,6 +60,31 @@ export function ifRangeValidator (headers: ResponseHeaders): string | undefined 
     strongLastModified(headerValue(headers, 'last-modified'), headerValue(headers, 'date'))
 }
 
+/**
+ * Whether an answer may be part of the file `validator` (an If-Range value) names: its own ETag
+ * or Last-Modified, when it sends the kind the validator is, must be that validator. An answer
+ * that sends none is taken on the server's word (it answered the If-Range).
+ */
+export function sameValidator (validator: string | undefined, headers: ResponseHeaders): boolean {
+  if (validator === undefined) return true
+  if (validator.startsWith('"')) {
+    const etag = strongEtag(headerValue(headers, 'etag'))
+    return etag === undefined || etag === validator
+  }
+  const lastModified = headerValue(headers, 'last-modified')
+  return lastModified === undefined || lastModified.trim() === validator
+}
+
+/**
+ * Whether an answer shows `validator` itself: its strong ETag, or its Last-Modified strong by its
+ * own Date, is that value. A positive proof of the same version, whatever the answer's status (a
+ * 200 to an If-Range from a server that ignores Range may still be the very file).
+ */
+export function showsValidator (validator: string, headers: ResponseHeaders): boolean {
+  if (validator.startsWith('"')) return strongEtag(headerValue(headers, 'etag')) === validator
+  return strongLastModified(headerValue(headers, 'last-modified'), headerValue(headers, 'date')) === validator
+}
+
 export interface ContentRange {
   /** First byte of the body in the whole file. */
   start: number
@@ -84,6 +109,15 @@ export function parseContentRange (value: string | undefined): ContentRange | un
   if (start === undefined || end === undefined || start > end) return undefined
   if (match[3] !== '*' && (totalBytes === undefined || end >= totalBytes)) return undefined
   return { start, end, totalBytes }
+}
+
+// unsatisfied-range = "*/" complete-length (RFC 9110 §14.4), as a 416 sends it.
+const UNSATISFIED_RANGE = /^bytes \*\/(\d+)$/i
+
+/** The file's size in a 416's `Content-Range: bytes *\/complete-length`, or undefined. */
+export function parseUnsatisfiedRange (value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  return toSafeInteger(UNSATISFIED_RANGE.exec(value.trim())?.[1])
 }
 
 /** `Content-Length` as a safe integer, or undefined (absent, or not a safe integer: the download refuses that). */

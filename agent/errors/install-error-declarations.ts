@@ -125,6 +125,18 @@ export const installErrorDeclarations = declareErrors({
       '`an invalid Content-Length` (malformed, not a safe integer, or given twice with different values; one that is ' +
       'valid but larger than the disk is IMAGE_TOO_BIG_FOR_DISK); refused at once, no byte of that answer kept',
   },
+  IMAGE_CHANGED: {
+    constructorName: 'imageChanged',
+    ovh: false,
+    withCause: true,
+    message: (safeUrl: Shown<string>, reason: Shown<string>) =>
+      `Could not download image located: \`${safeUrl}\`, the image changed while it was being read: ${reason}.`,
+    placeholders: ['URL', 'REASON'],
+    when: 'the image is read in more than one request (a qcow2\'s tables first, then the whole file) and the server ' +
+      'shows another version of it than the one first read: REASON is `the server sent the whole file of another ' +
+      'version` (its If-Range did not match), `the server sent bytes of another version (another ETag)` (or Last-Modified) ' +
+      'or `its size is now N bytes, not N`; not retried, no byte of that answer kept',
+  },
   PAYLOAD_MISSING_FIELD: {
     constructorName: 'payloadMissingField',
     ovh: false,

@@ -61,7 +61,7 @@ export async function startScriptedServer (script: Handler | Handler[]): Promise
 export interface ServeFileOptions {
   etag?: string
   lastModified?: string
-  /** Honour `Range: bytes=N-` (guarded by If-Range when sent); default true. */
+  /** Honour `Range: bytes=N-` and `bytes=N-M` (guarded by If-Range when sent); default true. */
   ranges?: boolean
   /** Send no Content-Length (chunked transfer coding). */
   chunked?: boolean
@@ -73,18 +73,20 @@ export interface ServeFileOptions {
   alwaysPartial?: boolean
 }
 
-/** A small file server: 200, or 206 for `Range: bytes=N-` when If-Range (if any) matches. */
+/** A small file server: 200, or 206 for `Range: bytes=N-` or `bytes=N-M` (clipped at the end) when If-Range (if any) matches. */
 export function serveFile (req: IncomingMessage, res: ServerResponse, file: Buffer, options: ServeFileOptions = {}): void {
   const headers: Record<string, string> = { 'content-type': 'application/octet-stream' }
   if (options.etag !== undefined) headers.etag = options.etag
   if (options.lastModified !== undefined) headers['last-modified'] = options.lastModified
   let start = 0
+  let end = file.length // exclusive
   let partial = options.alwaysPartial === true
-  const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '')
+  const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '')
   if (options.ranges !== false && range !== null) {
     const ifRange = req.headers['if-range']
     if (ifRange === undefined || ifRange === options.etag || ifRange === options.lastModified) {
       start = Number(range[1])
+      if (range[2] !== undefined && range[2] !== '') end = Math.min(end, Number(range[2]) + 1)
       partial = true
       if (start >= file.length) {
         res.writeHead(416, { 'content-range': `bytes */${file.length}` }).end()
@@ -92,9 +94,9 @@ export function serveFile (req: IncomingMessage, res: ServerResponse, file: Buff
       }
     }
   }
-  const body = file.subarray(start)
+  const body = file.subarray(start, end)
   if (options.chunked !== true) headers['content-length'] = String(body.length)
-  if (partial) headers['content-range'] = `bytes ${start}-${file.length - 1}/${file.length}`
+  if (partial) headers['content-range'] = `bytes ${start}-${end - 1}/${file.length}`
   res.writeHead(partial ? 206 : 200, headers)
   sendBody(res, body, options)
 }

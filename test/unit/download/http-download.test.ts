@@ -24,7 +24,7 @@ t.test('plain 200: bytes and sha256 equal to node:crypto over the file', async (
   t.teardown(server.close)
   const sink = new RecordingSink()
   const result = await download(options(server.url(), { digestType: 'sha256' }), sink)
-  t.same(result, { bytes: FILE.length, digestHex: sha256(FILE), contentLength: FILE.length, attempts: 1 })
+  t.same(result, { bytes: FILE.length, digestHex: sha256(FILE), contentLength: FILE.length, attempts: 1, validator: ETAG })
   t.ok(sink.data.equals(FILE))
   t.equal(sink.count('rewind'), 0)
   t.equal(server.requests.length, 1)
@@ -84,7 +84,7 @@ t.test('chunked body without Content-Length: the end of the body is the end', as
   t.teardown(server.close)
   const sink = new RecordingSink()
   const result = await download(options(server.url(), { digestType: 'sha256' }), sink)
-  t.same(result, { bytes: FILE.length, digestHex: sha256(FILE), contentLength: undefined, attempts: 1 })
+  t.same(result, { bytes: FILE.length, digestHex: sha256(FILE), contentLength: undefined, attempts: 1, validator: undefined })
   t.same(sink.events[0], { type: 'begin', sizeBytes: undefined })
   t.ok(sink.data.equals(FILE))
 })
@@ -104,7 +104,7 @@ t.test('begin() receives the Content-Range total from a server that only answers
   const sink = new RecordingSink()
   const result = await download(options(server.url(), { digestType: 'sha256' }), sink)
   t.same(sink.events[0], { type: 'begin', sizeBytes: FILE.length })
-  t.same(result, { bytes: FILE.length, digestHex: sha256(FILE), contentLength: FILE.length, attempts: 1 })
+  t.same(result, { bytes: FILE.length, digestHex: sha256(FILE), contentLength: FILE.length, attempts: 1, validator: ETAG })
 })
 
 t.test('onProgress counts up to the total', async (t) => {
@@ -122,7 +122,7 @@ t.test('an empty file is a download of 0 bytes', async (t) => {
   t.teardown(server.close)
   const sink = new RecordingSink()
   const result = await download(options(server.url(), { digestType: 'sha256' }), sink)
-  t.same(result, { bytes: 0, digestHex: sha256(Buffer.alloc(0)), contentLength: 0, attempts: 1 })
+  t.same(result, { bytes: 0, digestHex: sha256(Buffer.alloc(0)), contentLength: 0, attempts: 1, validator: undefined })
   t.same(sink.events, [{ type: 'begin', sizeBytes: 0 }])
 })
 

@@ -1,6 +1,7 @@
 import t from 'tap'
 import {
-  headerValue, ifRangeValidator, parseContentLength, parseContentRange, parseHttpDate, strongEtag, strongLastModified,
+  headerValue, ifRangeValidator, parseContentLength, parseContentRange, parseHttpDate, parseUnsatisfiedRange, sameValidator, showsValidator,
+  strongEtag, strongLastModified,
 } from '../../../agent/download/validators.js'
 
 t.test('strongEtag keeps strong tags only (RFC 9110 §8.8.3)', async (t) => {
@@ -75,4 +76,34 @@ t.test('parseHttpDate takes the three HTTP-date formats, nothing else (RFC 9110 
   t.equal(parseHttpDate('Sunday, 06-Nov-94 08:49:37 GMT'), ms, 'rfc850')
   t.equal(parseHttpDate('Sun Nov  6 08:49:37 1994'), Date.parse('Sun Nov  6 08:49:37 1994'), 'asctime (local time, as Date.parse reads it)')
   for (const bad of ['-5', '7', '2015-10-21', 'soon', '']) t.equal(parseHttpDate(bad), undefined, JSON.stringify(bad))
+})
+
+const LAST_MODIFIED = 'Wed, 21 Oct 2015 07:28:00 GMT'
+const LATER = 'Thu, 22 Oct 2015 07:28:00 GMT'
+
+t.test('sameValidator: a differing validator of the same kind is another version; none, or another kind, is not proof of one', async (t) => {
+  t.ok(sameValidator(undefined, { etag: '"v2"' }), 'nothing to compare with')
+  t.ok(sameValidator('"v1"', { etag: '"v1"' }))
+  t.notOk(sameValidator('"v1"', { etag: '"v2"' }))
+  t.ok(sameValidator('"v1"', {}), 'no ETag: taken on the If-Range')
+  t.ok(sameValidator('"v1"', { etag: 'W/"v2"' }), 'a weak ETag is no strong one')
+  t.ok(sameValidator(LAST_MODIFIED, { 'last-modified': ` ${LAST_MODIFIED} ` }))
+  t.notOk(sameValidator(LAST_MODIFIED, { 'last-modified': LATER }))
+})
+
+t.test('showsValidator: only the validator itself, strong, proves the same version', async (t) => {
+  t.ok(showsValidator('"v1"', { etag: '"v1"' }))
+  t.notOk(showsValidator('"v1"', {}), 'absent is no proof')
+  t.notOk(showsValidator('"v1"', { etag: '"v2"' }))
+  t.ok(showsValidator(LAST_MODIFIED, { 'last-modified': LAST_MODIFIED, date: LATER }))
+  t.notOk(showsValidator(LAST_MODIFIED, { 'last-modified': LAST_MODIFIED }), 'no Date: not strong')
+  t.notOk(showsValidator(LAST_MODIFIED, { 'last-modified': LAST_MODIFIED, date: LAST_MODIFIED }), 'modified the same second')
+})
+
+t.test('parseUnsatisfiedRange reads a 416\'s bytes */N', async (t) => {
+  t.equal(parseUnsatisfiedRange('bytes */1000'), 1000)
+  t.equal(parseUnsatisfiedRange(' bytes */0 '), 0)
+  for (const bad of [undefined, 'bytes 0-1/2', 'bytes */', 'bytes */-1', 'bytes */99999999999999999999']) {
+    t.equal(parseUnsatisfiedRange(bad), undefined, String(bad))
+  }
 })

@@ -19,6 +19,7 @@ const samples: ConstructorSamples<typeof errors> = {
   qcow2NoPartitionTable: ['nothing (0 bytes)'],
   partitionTableInvalid: ['partition 2 overlaps partition 1.', cause],
   downloadRefused: ['https://h.invalid/a.raw', 'Content-Encoding gzip, expected: identity', cause],
+  imageChanged: ['https://h.invalid/a.qcow2', 'its size is now 2048 bytes, not 1024', cause],
   payloadMissingField: ['imageURL'],
   payloadBadField: ['imageType', 'qcow2, raw'],
   imageTypeMismatch: ['raw', 'qcow2'],
