@@ -32,7 +32,7 @@ const USAGE = `Usage:
   --payload FILE        the install/start (or reinstall) JSON body; - reads standard input
   --disk PATH           the target: a block device or a regular file (virtual disk)
   --json                print the result as one JSON object { status, code, message, bytes, digest, notes }
-  --stream              raw images: write to the disk while downloading (constant memory)
+  --stream              write to the disk while downloading (bounded memory; a qcow2 once its size is announced)
   --memory-limit BYTES  memory budget for the image (default: total RAM - 3 GiB); e.g. 4GiB
   --config-drive FS     force the ConfigDrive filesystem (default: iso9660 on 512-byte disks, fat on 4Kn)
   --log-level LEVEL     pino level for the JSON log on standard error (default: warn; serve: info)

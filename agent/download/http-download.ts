@@ -201,7 +201,7 @@ async function startRun (job: Job, sink: DownloadSink, run: Run, plan: BodyPlan)
   run.restart = false
   if (!run.begun) {
     run.begun = true
-    await callSink(() => sink.begin(plan.totalBytes))
+    await callSink(() => sink.begin(plan.totalBytes, plan.validator))
   }
 }
 

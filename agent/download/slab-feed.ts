@@ -23,9 +23,11 @@ export interface Slab {
 export interface DownloadSink {
   /**
    * The size the server announced for the whole file (Content-Length of a 200, or the total of a
-   * Content-Range), or undefined; once, before any byte. Not called again after a rewind.
+   * Content-Range), or undefined, and the answer's strong validator (If-Range value: a strong ETag
+   * or Last-Modified), if any, for ranges of the same version; once, before any byte. Not called
+   * again after a rewind.
    */
-  begin (sizeBytes: number | undefined): void | Promise<void>
+  begin (sizeBytes: number | undefined, validator?: string): void | Promise<void>
   /** Bytes of the next slab: asked when a byte arrives that the last one cannot hold. */
   slabBytes (): number
   /** The next slab of the file, in order, each byte exactly once since the last rewind (awaited: backpressure). */

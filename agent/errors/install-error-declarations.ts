@@ -32,7 +32,8 @@ export const installErrorDeclarations = declareErrors({
     withCause: true,
     message: () => 'Could not download, qcow2 image is too big to download in memory.',
     placeholders: [],
-    when: 'the qcow2 does not fit in the memory budget (RAM − 3 GiB, or --memory-limit)',
+    when: 'a qcow2 whose server announced no size grows past the memory budget (RAM − 3 GiB, or --memory-limit), ' +
+      'or, streamed without Range, its data met before the tables that place it would take more than the budget',
   },
   QCOW2_WRITE_FAILED: {
     constructorName: 'qcow2WriteFailed',

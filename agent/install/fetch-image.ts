@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
-import { download, type DownloadOptions, type DownloadResult, type DownloadSink } from '../download/index.js'
+import { download, fetchRange, type DownloadOptions, type DownloadResult, type DownloadSink } from '../download/index.js'
+import type { RangeReader } from '../image/qcow2/fetch-tables.js'
 import type { InstallRequest } from '../payload/install-request.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
 
@@ -33,4 +34,28 @@ export async function fetchImage (request: InstallRequest, sink: DownloadSink, o
   }, sink)
   onProgress(fetched.bytes, fetched.contentLength)
   return fetched
+}
+
+/**
+ * Reads ranges of the request's image with its headers, of the version the download's answer
+ * showed (`validator` as If-Range, `totalBytes` as the size; another version is IMAGE_CHANGED);
+ * undefined from a server that answers a Range with the whole file.
+ */
+export function rangeReader (
+  request: InstallRequest, options: Omit<FetchOptions, 'onProgress'>, version: { validator: string | undefined; totalBytes: number },
+): RangeReader {
+  return async (offset, length) => {
+    const answer = await fetchRange({
+      ...options.downloadTuning,
+      url: request.imageUrl,
+      headers: request.httpHeaders,
+      signal: options.signal,
+      logger: options.logger,
+      start: offset,
+      end: offset + length,
+      validator: version.validator,
+      totalBytes: version.totalBytes,
+    })
+    return answer.kind === 'range' ? answer.data : undefined
+  }
 }

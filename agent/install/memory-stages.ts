@@ -4,10 +4,9 @@ import { openQcow2, readQcow2Guest, writeQcow2, type Qcow2Image } from '../image
 import { writeRawFromMemory } from '../image/raw.js'
 import { detectCompression, MAGIC_BYTES, type StreamCompression } from '../image/stream-decoder.js'
 import { errors } from '../errors/install-error.js'
-import type { RangeReader } from '../image/qcow2/fetch-tables.js'
 import type { ImageStage, StageContext, StagedImage } from './image-stage.js'
 import { checkDeclaredType } from './image-checks.js'
-import { Qcow2StreamStage } from './qcow2-stream-stage.js'
+import { Qcow2StreamStage, type RangesOf } from './qcow2-stream-stage.js'
 import { RawStreamStage, STREAM_SLAB_BYTES } from './raw-stream-stage.js'
 
 /**
@@ -147,7 +146,7 @@ export class Qcow2MemoryStage implements ImageStage {
   private image: Qcow2Image | undefined
   private stream: Qcow2StreamStage | undefined
 
-  constructor (private readonly context: StageContext, private readonly options: { stream: boolean; readRange: RangeReader | undefined }) {
+  constructor (private readonly context: StageContext, private readonly options: { stream: boolean; ranges: RangesOf | undefined }) {
     this.memory = new MemoryImage(context.memoryLimitBytes)
   }
 
@@ -155,7 +154,7 @@ export class Qcow2MemoryStage implements ImageStage {
     return this.stream === undefined ? 'memory' : 'stream'
   }
 
-  async begin (sizeBytes: number | undefined): Promise<void> {
+  async begin (sizeBytes: number | undefined, validator?: string): Promise<void> {
     const { memoryLimitBytes, steps, emit, logger } = this.context
     if (sizeBytes === undefined) {
       if (this.options.stream) emit({ type: 'note', message: 'The server announced no size: the qcow2 is held in memory, then written.' })
@@ -168,9 +167,9 @@ export class Qcow2MemoryStage implements ImageStage {
       emit({ type: 'note', message: note })
     }
     steps.enter('download', 'write')
-    const stream = new Qcow2StreamStage(this.context, this.options.readRange)
+    const stream = new Qcow2StreamStage(this.context, this.options.ranges)
     this.stream = stream
-    await stream.begin(sizeBytes)
+    await stream.begin(sizeBytes, validator)
   }
 
   slabBytes (): number {

@@ -8,6 +8,10 @@ import { zeroUnbacked, type Qcow2WriteTarget } from '../image/qcow2/write-qcow2.
 import type { ImageStage, StageContext, StagedImage } from './image-stage.js'
 import { checkDeclaredType } from './image-checks.js'
 import { STREAM_SLAB_BYTES } from './raw-stream-stage.js'
+import { safeUrl } from '../report/redact.js'
+
+/** Range readers of the image, for the version (validator, size) the download's answer showed. */
+export type RangesOf = (version: { validator: string | undefined; totalBytes: number }) => RangeReader
 
 /**
  * A qcow2 written while it downloads (over the memory budget, or `--stream`), its file read once.
@@ -26,7 +30,7 @@ export class Qcow2StreamStage implements ImageStage {
   private readonly backgroundSync: BackgroundSync
   private readonly disk: Qcow2WriteTarget
 
-  constructor (private readonly context: StageContext, private readonly readRange: RangeReader | undefined) {
+  constructor (private readonly context: StageContext, private readonly ranges: RangesOf | undefined) {
     const { target } = context
     this.backgroundSync = new BackgroundSync(target)
     this.disk = {
@@ -40,11 +44,12 @@ export class Qcow2StreamStage implements ImageStage {
   }
 
   /** The file's size is known (the stage is chosen with it): the tables are fetched, or the stream will bring them. */
-  async begin (sizeBytes: number | undefined): Promise<void> {
+  async begin (sizeBytes: number | undefined, validator?: string): Promise<void> {
     const { request, target, memoryLimitBytes, signal, logger, emit } = this.context
     if (sizeBytes === undefined) throw new Error('a streamed qcow2 needs the size of its file')
     const checkFirstBytes = (first: Buffer): void => { checkDeclaredType(request, first) }
-    const { readRange } = this
+    // The download's answer waits, unread, while the tables come (of its version: If-Range).
+    const readRange = this.ranges?.({ validator, totalBytes: sizeBytes })
     const fetched = readRange === undefined ? undefined : await fetchQcow2Tables(sizeBytes, readRange, { signal, checkFirstBytes })
     if (fetched === undefined) {
       const note = 'The server does not serve byte ranges: the qcow2\'s tables are read from the stream, data met before its table kept in memory.'
@@ -62,7 +67,7 @@ export class Qcow2StreamStage implements ImageStage {
       holdLimitBytes: memoryLimitBytes,
       signal,
       onHeader: (header) => { target.checkFits(header.virtualSizeBytes) },
-      changed: (reason) => errors.qcow2Damaged(`the file changed since its tables were read: ${reason}`),
+      changed: (reason) => errors.imageChanged(safeUrl(request.imageUrl), reason),
     })
     await this.writer.start()
   }

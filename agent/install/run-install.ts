@@ -7,11 +7,12 @@ import { installedMessage, type InstallMode } from '../errors/installed-message.
 import type { InstallEventListener } from '../report/progress.js'
 import { checkConfigDriveMount, mountCheckNote, type ConfigDriveMountCheck, type MountCheckOptions } from './config-drive-mount-check.js'
 import { prepareConfigDrive, type ConfigDriveResult, type ConfigDriveStepOptions, type WrittenConfigDrive } from './config-drive-step.js'
-import { fetchImage, type DownloadTuning } from './fetch-image.js'
+import { fetchImage, rangeReader, type DownloadTuning } from './fetch-image.js'
 import type { ImageStage, StageContext, StagedImage } from './image-stage.js'
 import { checkDigest } from './image-checks.js'
 import { InstallSteps } from './install-steps.js'
 import { Qcow2MemoryStage, RawMemoryStage } from './memory-stages.js'
+import type { RangesOf } from './qcow2-stream-stage.js'
 import { planInstall } from './partition-plan.js'
 import { RawStreamStage } from './raw-stream-stage.js'
 import { Target, type DiskShape } from './target.js'
@@ -89,7 +90,8 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
     // The ConfigDrive does not depend on the image: content that cannot make one is refused before the download.
     const prepared = prepareConfigDrive(request, target.logicalSectorBytes, options.configDrive)
     const context: StageContext = { request, target, memoryLimitBytes: options.memoryLimitBytes ?? defaultMemoryLimitBytes(), steps, emit, signal, logger }
-    stage = chooseStage(context, options.stream === true)
+    const ranges: RangesOf = (version) => rangeReader(request, { signal, logger, downloadTuning: options.downloadTuning }, version)
+    stage = chooseStage(context, options.stream === true, ranges)
     if (stage.mode === 'stream') steps.enter('download', 'write')
     else steps.enter('download')
     const onProgress = (bytes: number, totalBytes: number | undefined): void => { steps.progress('download', bytes, totalBytes) }
@@ -169,8 +171,8 @@ async function checkMountedConfigDrive (
  * Raw: into memory (over the budget, or with --stream, straight to the disk); qcow2: into memory,
  * or (over the budget, or with --stream, once its size is announced) straight to the disk.
  */
-function chooseStage (context: StageContext, stream: boolean): ImageStage {
-  if (context.request.imageType === 'qcow2') return new Qcow2MemoryStage(context, { stream, readRange: undefined })
+function chooseStage (context: StageContext, stream: boolean, ranges: RangesOf): ImageStage {
+  if (context.request.imageType === 'qcow2') return new Qcow2MemoryStage(context, { stream, ranges })
   return stream ? new RawStreamStage(context) : new RawMemoryStage(context)
 }
 

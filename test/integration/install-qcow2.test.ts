@@ -62,20 +62,18 @@ for (const [name, file] of Object.entries(fixtures)) {
   })
 }
 
-t.test('a qcow2 over the memory budget: refused before downloading it whole, disk untouched', async (t) => {
-  for (const chunked of [false, true]) {
-    const server = await startImageServer({ image: fixtures.plain, chunked })
-    const disk = newDisk()
-    const before = readRange(disk, 0, DISK_BYTES)
-    const message = await expectInstallError(
-      t,
-      runInstall({ request: request(server.url(), fixtures.plain), diskPath: disk, memoryLimitBytes: 4 * MiB, downloadTuning: fast }),
-      'QCOW2_TOO_BIG',
-    )
-    await server.close()
-    t.equal(message, 'Could not download, qcow2 image is too big to download in memory.')
-    t.ok(readRange(disk, 0, DISK_BYTES).equals(before), chunked ? 'grew past the budget' : 'announced over the budget')
-  }
+t.test('a qcow2 that grows past the memory budget with no size announced: refused, disk untouched (one announced over it streams)', async (t) => {
+  const server = await startImageServer({ image: fixtures.plain, chunked: true })
+  const disk = newDisk()
+  const before = readRange(disk, 0, DISK_BYTES)
+  const message = await expectInstallError(
+    t,
+    runInstall({ request: request(server.url(), fixtures.plain), diskPath: disk, memoryLimitBytes: 4 * MiB, downloadTuning: fast }),
+    'QCOW2_TOO_BIG',
+  )
+  await server.close()
+  t.equal(message, 'Could not download, qcow2 image is too big to download in memory.')
+  t.ok(readRange(disk, 0, DISK_BYTES).equals(before), 'grew past the budget')
 })
 
 t.test('a raw image declared qcow2 is refused before any write', async (t) => {
