@@ -4,7 +4,10 @@ import type { Behaviour } from './behaviour.js'
 export type Family = 'http' | 'qcow2' | 'table'
 export const FAMILIES: readonly Family[] = ['http', 'qcow2', 'table']
 
-/** memory: the default; stream: `--stream`; over-budget: raw larger than a 1 MiB memory budget (switches to streaming). */
+/**
+ * memory: the default; stream: `--stream`; over-budget: an image larger than a 1 MiB memory budget
+ * (streamed: a raw one switches, a qcow2 streams from its first byte).
+ */
 export type InstallMode = 'memory' | 'stream' | 'over-budget'
 
 /** One hostile input: what is served, how, and how it is installed. */

@@ -114,7 +114,7 @@ export class FuzzSession {
       family: c.family,
       kind: c.kind,
       label: c.label,
-      mode: c.imageType === 'qcow2' ? 'memory' : c.mode,
+      mode: c.mode,
       verdict,
       wallMs: run.wallMs,
       loopMaxMs: run.loopMaxMs,

@@ -141,7 +141,7 @@ export function judge (c: FuzzCase, run: CaseRun, disk: TargetDisk): Verdict {
 
   const code = outcome.code
   if (hashFile(disk.path) === disk.pristineHash) return { result: code, crash: undefined, hang: run.hang, breaks }
-  const memory = c.mode === 'memory' || c.imageType === 'qcow2'
+  const memory = c.mode === 'memory'
   if (code === 'CANCELLED_UNTOUCHED') breaks.push({ kind: 'CANCELLED_UNTOUCHED but the disk was touched', detail: outcome.message })
   else if ((memory ? DECIDED_BEFORE_WRITING_IN_MEMORY : DECIDED_BEFORE_WRITING_IN_STREAM).has(code)) {
     const detail = `${memory ? 'memory' : 'stream'} mode: the disk was written before the image was refused (${outcome.cause ?? outcome.message})`.slice(0, 240)

@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { join, normalize } from 'node:path'
 import { parseArgs } from 'node:util'
+import { answerRange } from './byte-range.js'
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { port: { type: 'string', default: '0' }, auth: { type: 'string' } } })
 const root = positionals[0] ?? usage()
@@ -31,17 +32,13 @@ async function serve (req: IncomingMessage, res: ServerResponse): Promise<void> 
     return
   }
   const etag = `"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`
-  let start = 0
-  const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '')
-  if (range !== null && (req.headers['if-range'] === undefined || req.headers['if-range'] === etag)) start = Math.min(Number(range[1]), stat.size)
-  const headers = { etag, 'accept-ranges': 'bytes', 'content-length': String(stat.size - start), 'content-type': 'application/octet-stream' }
-  if (start > 0) res.writeHead(206, { ...headers, 'content-range': `bytes ${start}-${stat.size - 1}/${stat.size}` })
-  else res.writeHead(200, headers)
-  if (req.method === 'HEAD') {
+  const answer = answerRange(req.headers, stat.size, etag)
+  res.writeHead(answer.status, { etag, 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream', ...answer.headers })
+  if (req.method === 'HEAD' || answer.status === 416) {
     res.end()
     return
   }
-  createReadStream(path, { start, highWaterMark: 1024 * 1024 })
+  createReadStream(path, { start: answer.start, end: answer.end - 1, highWaterMark: 1024 * 1024 })
     .on('error', () => res.destroy()) // unreadable, or gone since the stat
     .pipe(res)
 }

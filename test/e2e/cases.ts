@@ -1,6 +1,7 @@
 /**
- * The e2e matrix: image formats, disk buses and sector sizes, a disk larger than the image, a bad
- * checksum (in memory and streamed), and a download cut mid-way. `make e2e` runs them all,
+ * The e2e matrix: image formats, disk buses and sector sizes, a qcow2 streamed over a small memory
+ * budget, a disk larger than the image, a bad checksum (in memory and streamed), and a download cut
+ * mid-way. `make e2e` runs them all,
  * `make e2e-ci` the one marked `ci`.
  */
 import type { DiskBus, Firmware } from './qemu-vm.js'
@@ -26,6 +27,10 @@ export interface E2eCase {
   prefill?: 'random-head' | 'bootable-os'
   /** The rescue VM's RAM: the agent's memory budget is RAM − 3 GiB (default 6 GiB: images go to memory). */
   rescueMemoryMiB?: number
+  /** byoi.memory_limit= on the rescue kernel command line: the agent's memory budget for the image (e.g. `64MiB`). */
+  memoryLimit?: string
+  /** Notes the install must give (each a pattern). */
+  notes?: RegExp[]
   /** byoi.disk= on the rescue kernel command line (default auto). */
   diskArg?: string
   wrongChecksum?: boolean
@@ -62,6 +67,13 @@ export const CASES: E2eCase[] = [
     summary: 'qcow2 compressed (zstd), SATA (AHCI); booted on virtio: the cloud kernel has no AHCI driver',
     image: 'test-os-zstd.qcow2', imageType: 'qcow2', bus: 'sata', diskMiB: 2 * GiB,
     expect: { disk: 'installed', code: 'INSTALLED', boots: ['bios'], bootBus: 'virtio' },
+  },
+  {
+    name: 'qcow2-zstd-streamed',
+    summary: 'qcow2 compressed (zstd), 155 MiB, over a 64 MiB budget (byoi.memory_limit=): its tables read first by Range, the file streamed once to the disk',
+    image: 'test-os-zstd.qcow2', imageType: 'qcow2', bus: 'virtio', diskMiB: 2 * GiB, memoryLimit: '64MiB',
+    notes: [/larger than the memory budget of 67108864 bytes/, /tables were read first/],
+    expect: { disk: 'installed', code: 'INSTALLED', boots: ['bios'] },
   },
   {
     name: 'raw-virtio-4kn-refused',

@@ -4,6 +4,7 @@
  * once, mid-body, after a given number of bytes (the download must resume from there).
  */
 import { createReadStream, promises as fs } from 'node:fs'
+import { answerRange } from '../../scripts/byte-range.js'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { basename, join } from 'node:path'
@@ -56,25 +57,21 @@ export async function startImageServer (options: ImageServerOptions): Promise<Im
         return
       }
       const etag = `"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`
-      let start = 0
-      const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '')
-      if (range !== null && (req.headers['if-range'] === undefined || req.headers['if-range'] === etag)) start = Math.min(Number(range[1]), stat.size)
-      const headers: Record<string, string> = {
-        etag,
-        'accept-ranges': 'bytes',
-        'content-length': String(stat.size - start),
-        'content-type': 'application/octet-stream',
+      const ranged = answerRange(req.headers, stat.size, etag)
+      entry.status = ranged.status
+      res.writeHead(ranged.status, { etag, 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream', ...ranged.headers })
+      if (ranged.status === 416) {
+        res.end()
+        return
       }
-      if (start > 0) headers['content-range'] = `bytes ${start}-${stat.size - 1}/${stat.size}`
-      entry.status = start > 0 ? 206 : 200
-      res.writeHead(entry.status, headers)
+      const { start, end } = ranged
       if (req.method === 'HEAD') {
         res.end()
         return
       }
       const cutAt = !cutDone && req.method === 'GET' && options.cutOnceAfterBytes !== undefined ? options.cutOnceAfterBytes : undefined
       if (cutAt !== undefined) cutDone = true
-      const body = createReadStream(file, { start, end: cutAt === undefined ? undefined : start + cutAt - 1, highWaterMark: 1024 * 1024 })
+      const body = createReadStream(file, { start, end: (cutAt === undefined ? end : Math.min(end, start + cutAt)) - 1, highWaterMark: 1024 * 1024 })
       body.on('data', (chunk) => { entry.sentBytes += chunk.length })
       body.on('error', () => res.destroy())
       if (cutAt === undefined) {

@@ -176,7 +176,8 @@ export async function runCase (testCase: E2eCase, observer: CaseObserver, option
     const token = randomBytes(24).toString('hex')
     const apiPort = await freePort()
     const memoryMiB = testCase.rescueMemoryMiB ?? 6 * 1024
-    const extra = options.rescueAppend === undefined ? '' : ` ${options.rescueAppend}`
+    const limit = testCase.memoryLimit === undefined ? '' : ` byoi.memory_limit=${testCase.memoryLimit}`
+    const extra = `${limit}${options.rescueAppend === undefined ? '' : ` ${options.rescueAppend}`}`
     const append = `console=ttyS0 quiet byoi.token=${token} byoi.disk=${testCase.diskArg ?? 'auto'} byoi.listen=0.0.0.0:${API_PORT}${extra}`
     const rescue = new QemuVm({
       name: 'rescue',
@@ -226,6 +227,7 @@ export async function runCase (testCase: E2eCase, observer: CaseObserver, option
     // The result, as the API reports it.
     const expected = testCase.expect
     check(`result ${expected.code}`, report.result?.code === expected.code, `${report.result?.code ?? '?'}: ${report.result?.message ?? ''}`)
+    for (const note of testCase.notes ?? []) check(`a note matching ${String(note)}`, report.notes.some((n) => note.test(n)), report.notes.join(' | '))
     check('status agrees with the result event',
       status?.result?.code === report.result?.code && status?.state === report.result?.state, `state ${status?.state ?? '?'}`)
 
