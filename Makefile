@@ -4,9 +4,12 @@ SHELL := /bin/bash
 
 # Debian packages: referees for the tests (qemu-img, sgdisk, blkid…) and the benchmarks' baselines (curl, GNU time);
 # the rescue image (kernel fetched by apt-get download, kmod, busybox-static, cpio, zstd, binutils' strip), the test OS
-# image (debootstrap, grub-efi-amd64-bin for grub-mkstandalone, syslinux-common + extlinux) and the VMs (QEMU, OVMF).
+# image (debootstrap, grub-efi-amd64-bin for grub-mkstandalone, syslinux-common + extlinux) and the VMs (QEMU, OVMF);
+# node-gyp's toolchain (g++, make, python3: `npm ci` compiles zstd-napi's addon); zstd and xz-utils, whose CLIs make the
+# tests' compressed images.
 DEB_PACKAGES := qemu-utils gdisk util-linux fdisk dosfstools mtools xorriso genisoimage cloud-init curl coreutils e2fsprogs time \
-  qemu-system-x86 ovmf debootstrap busybox-static cpio zstd kmod binutils grub-efi-amd64-bin syslinux-common extlinux
+  qemu-system-x86 ovmf debootstrap busybox-static cpio zstd xz-utils kmod binutils grub-efi-amd64-bin syslinux-common extlinux \
+  g++ make python3
 
 NPM_STAMP := node_modules/.installed
 
@@ -35,7 +38,8 @@ deps-deb:
 
 deps-npm: $(NPM_STAMP)
 
-$(NPM_STAMP): package.json package-lock.json
+# After the Debian packages (order-only): npm ci compiles zstd-napi with g++ (package.json's allowScripts lets it run).
+$(NPM_STAMP): package.json package-lock.json | deps-deb
 	npm ci --no-audit --no-fund
 	@touch $@
 

@@ -1,7 +1,8 @@
 /**
  * Family `table`: raw images whose GPT or MBR is changed field by field (UEFI 2.10 §5.3 for the
  * GPT header and entries, the MBR's four 16-byte records at 446), with the CRCs recomputed or
- * left stale, plus images with no table at all and gzip or xz bytes given as raw.
+ * left stale, plus images with no table at all and gzip, zstd or xz bytes given as raw (decoded: the
+ * disk must hold the image they stand for).
  */
 import { execFileSync } from 'node:child_process'
 import { crc32, gzipSync } from 'node:zlib'
@@ -54,7 +55,8 @@ function writeUtf16Name (entry: Buffer, name: string): void {
   entry.write(name, 56, 'utf16le')
 }
 
-type Mutation = { image: Buffer; what: string; kind: string }
+/** `decoded`: the image a compressed file stands for (the agent decodes it: the disk must hold that). */
+type Mutation = { image: Buffer; what: string; kind: string; decoded?: Buffer }
 
 function mutateGpt (random: Random, base: Buffer): Mutation {
   const image = Buffer.from(base)
@@ -214,9 +216,12 @@ function mutateMbr (random: Random, base: Buffer): Mutation {
   }
 }
 
+/** A compressed raw image: decoded on its way (image/stream-decoder), the disk holds `base`. */
 function compressed (random: Random, base: Buffer): Mutation {
-  if (random.chance(0.5)) return { image: gzipSync(base), what: 'gzip bytes given as raw', kind: 'gzip as raw' }
-  return { image: execFileSync('xz', ['-c', '-0'], { input: base, maxBuffer: 64 * 1024 * 1024 }), what: 'xz bytes given as raw', kind: 'xz as raw' }
+  const tool = (command: string, args: string[]): Buffer => execFileSync(command, args, { input: base, maxBuffer: 64 * 1024 * 1024 })
+  const name = random.weighted<'gzip' | 'zstd' | 'xz'>([[1, 'gzip'], [1, 'zstd'], [1, 'xz']])
+  const image = name === 'gzip' ? gzipSync(base) : name === 'zstd' ? tool('zstd', ['-c', '-q']) : tool('xz', ['-c', '-0'])
+  return { image, decoded: base, what: `${name} bytes given as raw`, kind: `${name} as raw` }
 }
 
 export function tableCase (index: number, random: Random, fixtures: Fixtures): FuzzCase {
@@ -237,7 +242,7 @@ export function tableCase (index: number, random: Random, fixtures: Fixtures): F
     kind: mutation.kind,
     imageType: 'raw',
     served,
-    guest: () => served,
+    guest: () => mutation.decoded ?? served,
     behaviour: { kind: 'ok', chunked: false },
     mode: pickRawMode(random),
     checksumType: pickChecksum(random),

@@ -9,7 +9,8 @@
 #   /usr/bin/node + its libs  the host's node (Node >= 20.18 is needed: Debian bookworm's nodejs
 #                             is 18), stripped of debug symbols, with the shared libraries ldd lists
 #   /agent/byoi-agent.mjs     the agent bundled by esbuild, decompress-worker.mjs beside it (the
-#                             qcow2 pool's worker thread), schemas/ (the payload schemas)
+#                             qcow2 pool's worker thread), binding-HASH.node (zstd-napi's native
+#                             addon, compiled by npm ci), schemas/ (the payload schemas)
 # Needs: apt-get (the kernel .deb is fetched with `apt-get download`, never installed), dpkg-deb,
 # kmod (depmod, modprobe --show-depends), busybox-static, cpio, zstd, binutils (strip), npm deps.
 set -euo pipefail
@@ -86,14 +87,17 @@ done
 log "bundling the agent (esbuild)"
 # Two entry points: the agent, and the qcow2 decompression worker, which the pool starts from
 # ./decompress-worker<extension of the calling file>, i.e. decompress-worker.mjs beside the bundle.
-# The banner gives CommonJS dependencies (pino) the require() an ES module lacks.
+# The banner gives CommonJS dependencies (pino) the require() an ES module lacks. zstd-napi's addon
+# (required as ./build/<config>/binding.node) is copied beside the bundle, which requires it by its
+# new name through that require (relative to the bundle); xz-decompress's WebAssembly is inlined.
 npx esbuild agent/main.ts agent/image/qcow2/decompress-worker.ts \
-  --bundle --platform=node --target=node20 --format=esm --out-extension:.js=.mjs \
+  --bundle --platform=node --target=node20 --format=esm --out-extension:.js=.mjs --loader:.node=copy \
   --outdir="$stage/agent" --entry-names='[name]' --legal-comments=none --log-level=warning \
   --banner:js="import { createRequire as __byoiCreateRequire } from 'node:module'; const require = __byoiCreateRequire(import.meta.url);"
 mv "$stage/agent/main.mjs" "$stage/agent/byoi-agent.mjs"
 mkdir -p "$stage/agent/schemas" && cp schemas/*.json "$stage/agent/schemas/"
-# The image's node must run with the libraries staged, and the bundle on its own (no node_modules).
+# The image's node must run with the libraries staged, and the bundle on its own (no node_modules; the
+# addon is loaded at start, so this checks it links against what is staged: libstdc++, libgcc_s, libc).
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot "$stage" /usr/bin/node /agent/byoi-agent.mjs --help >/dev/null
 
 log "packing (cpio newc, zstd)"

@@ -92,8 +92,8 @@ export const installErrorDeclarations = declareErrors({
     message: (what: Shown<string>) => `image provided format is not of type raw because no partition table was found. It seems to contain: \`${what}\``,
     placeholders: ['WHAT'],
     when: 'a raw image with neither a GPT nor an MBR (OVH\'s current guide); WHAT says what its first MiB looks like: ' +
-      '`zeros`, `gzip data`, `xz data`, `zstd data`, `an ISO 9660 filesystem`, `an ext2/ext3/ext4 filesystem`, `text ' +
-      '(an HTML page)`…; refused before any write',
+      '`zeros`, `an ISO 9660 filesystem`, `an ext2/ext3/ext4 filesystem`, `text (an HTML page)`, `bzip2 data`…; a gzip, ' +
+      'zstd or xz file is decompressed first, WHAT then says what it holds; refused before any write',
   },
   // The agent's own, in the same style.
   QCOW2_NO_PARTITION_TABLE: {
@@ -183,9 +183,11 @@ export const installErrorDeclarations = declareErrors({
     withCause: true,
     message: (compression: Shown<string>, reason: Shown<string>) => `Bad format image, its ${compression} data cannot be decompressed: ${reason}.`,
     placeholders: ['KIND', 'REASON'],
-    when: 'a compressed raw image (KIND is `gzip`, recognised by its magic number) is cut short (REASON is ' +
-      '`it ends before its end mark (truncated)`) or holds bytes its decoder refuses (`it cannot be decoded (…)`); ' +
-      'streamed, the disk is left unbootable; from memory, nothing was written before the digest matched',
+    when: 'a compressed raw image (KIND is `gzip`, `zstd` or `xz`, recognised by its magic number) is cut short (REASON is ' +
+      '`it ends before its end mark (truncated)`) or holds bytes its decoder refuses (`it cannot be decoded (…)`: corrupt ' +
+      'data, a checksum that does not match, bytes after the last frame or stream, or an option the decoder lacks, such as ' +
+      'an xz SHA-256 check or BCJ filter); streamed, the disk is left unbootable; from memory, nothing was written before ' +
+      'the digest matched',
   },
   SECTOR_SIZE_MISMATCH: {
     constructorName: 'sectorSizeMismatch',

@@ -23,7 +23,8 @@ export const installedDeclaration = declareMessages({
     },
     placeholders: ['DISK', 'N', 'N', 'TYPE', 'MODE', 'CHECK'],
     when: 'the install succeeded; MODE is `from memory` or `while streaming`, CHECK is `sha512 verified` (the type given) ' +
-      'or `no checksum given`; TYPE is `raw`, `qcow2`, or for a compressed raw image `gzip-compressed raw`; ' +
+      'or `no checksum given`; TYPE is `raw`, `qcow2`, or for a compressed raw image `gzip-compressed raw`, `zstd-compressed raw` or ' +
+      '`xz-compressed raw`; ' +
       'but for `raw`, `N bytes of TYPE` (the file) is followed by ' +
       '`(N bytes of disk)` (the qcow2\'s virtual size or the decompressed size: what was written)',
   },

@@ -1,7 +1,10 @@
 /**
  * What an image's first bytes look like, for the message that refuses an image without a partition
- * table: a compressed file served as raw, a bare filesystem, an ISO, an HTML error page. Magic
- * numbers as the formats (and libblkid) define them; the first match wins.
+ * table: a bare filesystem, an ISO, an HTML error page, a compressed file. Magic numbers as the
+ * formats (and libblkid) define them; the first match wins. A gzip, zstd or xz file is decoded
+ * before its tables are looked for (stream-decoder), so these are the bytes decoded: `xz data` is
+ * then a file compressed twice; gzip's two bytes alone also name a gzip file whose method is not
+ * deflate, which is not decoded.
  */
 
 interface Magic {

@@ -65,8 +65,8 @@ export class RawStreamStage implements ImageStage {
     const compression = detectCompression(first)
     if (compression === undefined) return null
     this.context.logger?.info({ compression }, 'compressed raw image: decoding while writing')
-    // The decoder's pieces are its own: nothing to give back.
-    return createDecoder(compression, async (data) => { await this.takeImage({ data, offset: this.bytes, release: () => {} }) })
+    // A piece is given back (the decoder may reuse it) once written, as a download slab is.
+    return createDecoder(compression, async (data, release) => { await this.takeImage({ data, offset: this.bytes, release }) })
   }
 
   /** Bytes of the image at their place: the head kept back, the rest written. */

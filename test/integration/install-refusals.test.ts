@@ -153,14 +153,17 @@ t.test('item 1: an image shorter than a MiB gets nothing of the old disk: its he
 
 t.test('item 2: a raw image without a partition table is refused before any write, saying what it holds', async (t) => {
   const gpt = makeGptImage(2 * MiB)
-  const xz = execFileSync('xz', ['-c', '-1'], { input: gpt, maxBuffer: 8 * MiB })
-  const zstd = execFileSync('zstd', ['-c', '-q'], { input: gpt, maxBuffer: 8 * MiB })
+  const xz = (input: Buffer): Buffer => execFileSync('xz', ['-c', '-1'], { input, maxBuffer: 8 * MiB })
+  const zstd = (input: Buffer): Buffer => execFileSync('zstd', ['-c', '-q'], { input, maxBuffer: 8 * MiB })
   for (const [name, bytes, what] of [
     ['zeros', Buffer.alloc(2 * MiB), 'zeros'],
     // A compressed image is decompressed (install-compressed-raw.test.ts): what it holds decoded is what is said.
     ['gzip of zeros', gzipSync(Buffer.alloc(2 * MiB)), 'zeros'],
-    ['xz', xz, 'xz data'],
-    ['zstd', zstd, 'zstd data'],
+    ['zstd of zeros', zstd(Buffer.alloc(2 * MiB)), 'zeros'],
+    ['xz of random bytes', xz(makeImage(2 * MiB)), 'unrecognised data'],
+    // Compressed twice: decoded once, it holds the other compression's file, not a partition table.
+    ['zstd of an xz file', zstd(xz(gpt)), 'xz data'],
+    ['xz of a zstd file', xz(zstd(gpt)), 'zstd data'],
     ['random', makeImage(2 * MiB), 'unrecognised data'],
     ['an HTML page', Buffer.from('<!DOCTYPE html>\n<html><body>Not found</body></html>\n'), 'text (an HTML page)'],
   ] as const) {
