@@ -62,7 +62,7 @@ export async function fetchQcow2Tables (
     if (unsupported) return undefined
     if (!firstChecked) options.checkFirstBytes?.(map.tables.view(0, Math.min(fileBytes, 8)))
     firstChecked = true
-    await map.advance()
+    await map.advance(() => {})
   }
   return { tables: map.tables, requests, bytes }
 }

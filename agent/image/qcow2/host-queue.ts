@@ -16,6 +16,8 @@ export interface HostExtent {
   compressedBytes: number
 }
 
+/** Bytes one queued extent takes (four float64s; the arrays grow by doubling, so up to twice that). */
+export const HOST_EXTENT_BYTES = 32
 const INITIAL_CAPACITY = 1024
 
 export class HostQueue {

@@ -21,6 +21,9 @@ const MAX_CLUSTER_BITS = 21
 /** Data runs of one extent, at most (a write's size). */
 const MAX_EXTENT_BYTES = 8 * 1024 * 1024 // 8 MiB
 
+/** Given each host extent as a checked table yields it. */
+export type ExtentListener = (extent: HostExtent) => void | Promise<void>
+
 export interface ByteRange {
   offset: number
   length: number
@@ -69,12 +72,12 @@ export class Qcow2StreamMap {
   }
 
   /**
-   * Checks what became whole since the last call (the header, the L1 table, L2 tables) and returns
-   * the host extents (data and compressed clusters) of the guest ranges whose tables passed. Throws
-   * QCOW2_UNSUPPORTED / QCOW2_DAMAGED as openQcow2 would.
+   * Checks what became whole since the last call (the header, the L1 table, L2 tables) and gives
+   * `onExtent` the host extents (data and compressed clusters) of the guest ranges whose tables
+   * passed, one by one (never a list of them all: a table shared by many L1 entries names a cluster
+   * many times). Throws QCOW2_UNSUPPORTED / QCOW2_DAMAGED as openQcow2 would, and what `onExtent` throws.
    */
-  async advance (): Promise<HostExtent[]> {
-    const extents: HostExtent[] = []
+  async advance (onExtent: ExtentListener): Promise<void> {
     for (let progress = true; progress && this.whole === undefined;) {
       progress = false
       if (this.header === undefined) {
@@ -88,13 +91,12 @@ export class Qcow2StreamMap {
       } else {
         for (const [offset, l1Indexes] of [...this.waiting]) {
           if (!this.tables.has(offset, (this.geometry as Qcow2Geometry).clusterBytes)) continue
-          await this.checkTable(offset, l1Indexes, extents)
+          await this.checkTable(offset, l1Indexes, onExtent)
           progress = true
         }
         if (this.waiting.size === 0) this.finish()
       }
     }
-    return extents
   }
 
   private readHeader (): void {
@@ -132,7 +134,7 @@ export class Qcow2StreamMap {
   }
 
   /** One L2 table checked (once, for the first L1 entry naming it, as validateL2Tables does), and the extents of each entry naming it. */
-  private async checkTable (offset: number, l1Indexes: number[], extents: HostExtent[]): Promise<void> {
+  private async checkTable (offset: number, l1Indexes: number[], onExtent: ExtentListener): Promise<void> {
     const geometry = this.geometry as Qcow2Geometry
     const zeroL1Ranges = this.zeroL1Ranges as Uint8Array
     const readsZeros = await checkL2Table(geometry, this.tables.view(offset, geometry.clusterBytes), l1Indexes[0] as number, this.slice)
@@ -145,12 +147,11 @@ export class Qcow2StreamMap {
       const range = { start: l1Index * cover, end: Math.min(geometry.virtualSizeBytes, (l1Index + 1) * cover) }
       for (const extent of guestExtents(mapping, this.tables, range, { maxDataBytes: MAX_EXTENT_BYTES })) {
         await this.slice.next()
-        if (extent.kind === 'data') extents.push({ hostOffset: extent.hostOffset, guestOffset: extent.guestOffset, length: extent.length, compressedBytes: 0 })
-        else if (extent.kind === 'compressed') {
-          // qemu reads zeros past the file's end; what lies there is not in the stream.
-          const compressedBytes = Math.min(extent.compressedBytes, this.fileBytes - extent.hostOffset)
-          extents.push({ hostOffset: extent.hostOffset, guestOffset: extent.guestOffset, length: extent.length, compressedBytes })
-        }
+        if (extent.kind === 'zero') continue
+        const { hostOffset, guestOffset, length } = extent
+        // qemu reads zeros past the file's end: what lies there of a compressed cluster is not in the stream.
+        const compressedBytes = extent.kind === 'compressed' ? Math.min(extent.compressedBytes, this.fileBytes - hostOffset) : 0
+        await onExtent({ hostOffset, guestOffset, length, compressedBytes })
       }
     }
   }

@@ -16,7 +16,7 @@ import { errors } from '../../errors/install-error.js'
 import { TimeSlice } from '../../time-slice.js'
 import type { SparseSource } from '../sparse-source.js'
 import { HeldBytes } from './held-bytes.js'
-import { HostQueue, type HostExtent } from './host-queue.js'
+import { HOST_EXTENT_BYTES, HostQueue, type HostExtent } from './host-queue.js'
 import type { Qcow2Header } from './header.js'
 import type { Qcow2Image } from './open-qcow2.js'
 import { Qcow2StreamMap, type ByteRange } from './stream-map.js'
@@ -29,6 +29,8 @@ export interface Qcow2StreamOptions {
   fetched?: SparseSource
   /** Bytes the stream may keep while the map is not whole; more is QCOW2_TOO_BIG. */
   holdLimitBytes: number
+  /** Memory the map's extents still to come may take (32 bytes each); more is QCOW2_TOO_BIG. Default max(holdLimitBytes, 64 MiB). */
+  mapLimitBytes?: number
   signal?: AbortSignal
   /** The header passed its checks (before any write): the caller's own checks (the virtual size against the disk). */
   onHeader?: (header: Qcow2Header) => void
@@ -45,6 +47,14 @@ export interface StreamPiece {
 
 const MAX_IN_FLIGHT = 4 // writes and batches under way at once
 const COMPRESSED_BATCH_BYTES = 4 * 1024 * 1024 // 4 MiB of guest clusters decoded, then written
+/**
+ * The map's extents and the compressed clusters under way are memory too: however small the
+ * budget, they may take this much (a 64 MiB map is 2 Mi extents: a 128 GiB guest of 64 KiB
+ * clusters, none contiguous with the next on the host).
+ */
+const MIN_MAP_BYTES = 64 * 1024 * 1024
+/** Compressed clusters under way (the batches being decoded, 4 MiB of guest each, and those gathering) may always take this much. */
+const MIN_GATHER_BYTES = 32 * 1024 * 1024
 /** The unit of a compressed cluster's length in its L2 entry. */
 const SECTOR_BYTES = 512
 
@@ -69,9 +79,14 @@ export class Qcow2StreamWriter {
   private headerSeen = false
   /** The most bytes kept at once (for the result's notes). */
   private heldPeak = 0
+  /** Bytes of compressed clusters gathered and not decoded yet. */
+  private gatheredBytes = 0
+  /** Extents the queue may hold: its memory (32 bytes each) within the map's limit. */
+  private readonly maxQueued: number
 
   constructor (private readonly target: Qcow2WriteTarget, private readonly options: Qcow2StreamOptions) {
     this.slice = new TimeSlice(options.signal)
+    this.maxQueued = Math.floor((options.mapLimitBytes ?? Math.max(options.holdLimitBytes, MIN_MAP_BYTES)) / HOST_EXTENT_BYTES)
     this.map = new Qcow2StreamMap(options.fileBytes, this.slice, options.fetched)
   }
 
@@ -108,7 +123,7 @@ export class Qcow2StreamWriter {
         await this.slice.next()
         const extent = this.queue.pop() as HostExtent
         if (extent.compressedBytes > 0) {
-          const gathering = { extent, input: Buffer.allocUnsafe(extent.compressedBytes), filled: 0 }
+          const gathering = this.startGathering(extent)
           if (this.copyInto(gathering, piece, covered)) await this.addToBatch(gathering)
           else this.gathering.push(gathering)
         } else {
@@ -152,6 +167,7 @@ export class Qcow2StreamWriter {
     this.gathering = []
     this.batch = []
     this.batchBytes = 0
+    this.gatheredBytes = 0
     this.position = 0
     this.headerSeen = false
     await this.start()
@@ -192,32 +208,56 @@ export class Qcow2StreamWriter {
 
   /** New extents from the map: those wholly ahead to the queue, those the stream passed from what was kept. */
   private async advanceMap (position: number): Promise<void> {
-    const extents = await this.map.advance()
+    await this.map.advance(async (extent) => { await this.place(extent, position) })
     const header = this.map.parsedHeader
     if (header !== undefined && !this.headerSeen) {
       this.headerSeen = true
       this.options.onHeader?.(header)
     }
-    for (const extent of extents) {
-      await this.slice.next()
-      if (extent.hostOffset >= position) {
-        this.queue.push(extent)
-        continue
-      }
-      const bytes = extent.compressedBytes > 0 ? extent.compressedBytes : extent.length
-      const passed = Math.min(bytes, position - extent.hostOffset)
-      const kept = this.held.read(extent.hostOffset, passed)
-      if (kept === undefined) throw errors.qcow2Damaged(`the data for guest offset ${extent.guestOffset} lies where the stream placed other data`)
-      if (extent.compressedBytes > 0) {
-        const gathering = { extent, input: Buffer.alloc(extent.compressedBytes), filled: passed }
-        kept.copy(gathering.input)
-        if (passed === bytes) await this.addToBatch(gathering)
-        else this.gathering.push(gathering)
-        continue
-      }
-      await this.write(kept, extent.guestOffset, () => {})
-      if (passed < bytes) this.queue.push(rest(extent, position))
+  }
+
+  /** An extent the map gave: ahead of `position`, queued; passed, written (or gathered) from what was kept. */
+  private async place (extent: HostExtent, position: number): Promise<void> {
+    // The header's checks (onHeader) run before the first extent can be written.
+    if (!this.headerSeen && this.map.parsedHeader !== undefined) {
+      this.headerSeen = true
+      this.options.onHeader?.(this.map.parsedHeader)
     }
+    await this.slice.next()
+    if (extent.hostOffset >= position) {
+      if (this.queue.size >= this.maxQueued) {
+        throw errors.qcow2TooBig(new Error(`the qcow2's map holds more than ${this.maxQueued} extents still to come`))
+      }
+      this.queue.push(extent)
+      return
+    }
+    const bytes = extent.compressedBytes > 0 ? extent.compressedBytes : extent.length
+    const passed = Math.min(bytes, position - extent.hostOffset)
+    const kept = this.held.read(extent.hostOffset, passed)
+    if (kept === undefined) throw errors.qcow2Damaged(`the data for guest offset ${extent.guestOffset} lies where the stream placed other data`)
+    if (extent.compressedBytes > 0) {
+      const gathering = this.startGathering(extent)
+      kept.copy(gathering.input)
+      gathering.filled = passed
+      if (passed === bytes) await this.addToBatch(gathering)
+      else this.gathering.push(gathering)
+      return
+    }
+    await this.write(kept, extent.guestOffset, () => {})
+    if (passed < bytes) this.queue.push(rest(extent, position))
+  }
+
+  /**
+   * A compressed cluster's bytes to gather (a copy: they may span pieces). Gathered and batched
+   * bytes count against the limit with those kept: a table naming one host range many times
+   * cannot make the stream hold more.
+   */
+  private startGathering (extent: HostExtent): Gathering {
+    if (this.held.bytes + this.gatheredBytes + extent.compressedBytes > this.options.holdLimitBytes + MIN_GATHER_BYTES) {
+      throw errors.qcow2TooBig(new Error(`compressed clusters under way would take more than ${this.options.holdLimitBytes} bytes`))
+    }
+    this.gatheredBytes += extent.compressedBytes
+    return { extent, input: Buffer.allocUnsafe(extent.compressedBytes), filled: 0 }
   }
 
   /** Compressed clusters begun in earlier pieces: this piece's part of their bytes. */
@@ -259,9 +299,11 @@ export class Qcow2StreamWriter {
     const batch = this.batch
     this.batch = []
     this.batchBytes = 0
+    const inputBytes = batch.reduce((sum, cluster) => sum + cluster.input.length, 0)
     const image = this.map.parsedHeader as Qcow2Header
     await this.writes.add(async () => {
       const decoded = await decodeClusters(image, batch)
+      this.gatheredBytes -= inputBytes
       // Whole clusters whose guest offsets follow each other go in one write.
       let first = 0
       for (let i = 0; i < batch.length; i++) {

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { HEAD_BYTES } from '../../../../agent/disk/boot-area.js'
 import { openQcow2 } from '../../../../agent/image/qcow2/index.js'
 import { Qcow2StreamWriter } from '../../../../agent/image/qcow2/stream-writer.js'
@@ -7,6 +8,7 @@ import { zeroUnbacked } from '../../../../agent/image/qcow2/write-qcow2.js'
 import { SparseSource } from '../../../../agent/image/sparse-source.js'
 import { tempDir } from '../../../helpers/disk-files.js'
 import { qcow2Cases, type Fixture } from '../../../helpers/qcow2-cases.js'
+import { buildSharedL2Qcow2 } from '../../../helpers/hostile-qcow2.js'
 import { memoryImageOf, MemoryTarget, MiB, qemuRaw } from '../../../helpers/qcow2-fixtures.js'
 
 /**
@@ -162,4 +164,20 @@ t.test('the header checks run before any write: onHeader sees the virtual size f
   await t.rejects(writer.take({ data: bytes.subarray(0, 2 * MiB), offset: 0, release: () => {} }), /too big for the disk/)
   await writer.settle()
   t.equal(target.writes.length, 0)
+})
+
+t.test('one host cluster named by 4096 guest clusters: installed as qemu-img does; over the map\'s limit, QCOW2_TOO_BIG', async (t) => {
+  const same = Buffer.alloc(512, 0x5a)
+  const clusters = new Map(Array.from({ length: 4096 }, (_, i) => [i * 3, same] as [number, Buffer]))
+  const bytes = buildSharedL2Qcow2(8 * MiB, clusters)
+  const file = join(dir.path, 'shared.qcow2')
+  writeFileSync(file, bytes)
+  const raw = qemuRaw(file)
+  for (const fetched of [await fetchedTables(bytes), undefined]) {
+    const { target } = await stream(bytes, { pieceBytes: 65536, fetched, guestBytes: raw.length })
+    t.ok(target.bytes.equals(raw), `${fetched === undefined ? 'from the stream' : 'tables first'}: equals qemu-img convert -O raw`)
+  }
+  const tables = await fetchedTables(bytes)
+  const writer = new Qcow2StreamWriter(new MemoryTarget(raw.length), { fileBytes: bytes.length, fetched: tables, holdLimitBytes: 0, mapLimitBytes: 32 * 1000 })
+  await t.rejects(writer.start(), { code: 'QCOW2_TOO_BIG' }, '4096 extents to come, room for 1000')
 })
