@@ -12,8 +12,6 @@
  */
 import type { DecodedOutput, StreamCompression, StreamDecoder } from './decoder-contract.js'
 import { createGzipDecoder } from './gzip-decoder.js'
-import { createXzDecoder } from './xz-decoder.js'
-import { createZstdDecoder } from './zstd-decoder.js'
 
 export { CompressedImageError, type DecodedOutput, type StreamCompression, type StreamDecoder } from './decoder-contract.js'
 
@@ -34,10 +32,48 @@ export function detectCompression (head: Uint8Array): StreamCompression | undefi
   return MAGICS.find(({ bytes, mask }) => bytes.every((byte, i) => head[i] !== undefined && (head[i] & (mask?.[i] ?? 0xff)) === byte))?.compression
 }
 
-const DECODERS: Readonly<Record<StreamCompression, (output: DecodedOutput) => StreamDecoder>> = {
+type DecoderFactory = (output: DecodedOutput) => StreamDecoder
+
+/**
+ * zstd's native addon and xz's WebAssembly are loaded with their first image, not with the agent:
+ * they would cost every install (and `--help`) about 9 MiB of memory and their start-up. gzip is
+ * Node's own zlib.
+ */
+const DECODERS: Readonly<Record<StreamCompression, DecoderFactory>> = {
   gzip: createGzipDecoder,
-  zstd: createZstdDecoder,
-  xz: createXzDecoder,
+  zstd: (output) => new LazyDecoder('zstd', output, async () => (await import('./zstd-decoder.js')).createZstdDecoder),
+  xz: (output) => new LazyDecoder('xz', output, async () => (await import('./xz-decoder.js')).createXzDecoder),
+}
+
+/** A decoder whose module is imported at its first push (or end). */
+class LazyDecoder implements StreamDecoder {
+  private decoder: Promise<StreamDecoder> | undefined
+  private destroyed = false
+
+  constructor (readonly compression: StreamCompression, private readonly output: DecodedOutput, private readonly load: () => Promise<DecoderFactory>) {}
+
+  async push (input: Uint8Array): Promise<void> {
+    await (await this.loaded()).push(input)
+  }
+
+  async end (): Promise<void> {
+    await (await this.loaded()).end()
+  }
+
+  destroy (): void {
+    this.destroyed = true
+    void this.decoder?.then((decoder) => { decoder.destroy() }, () => {})
+  }
+
+  private async loaded (): Promise<StreamDecoder> {
+    this.decoder ??= this.load().then((create) => {
+      const decoder = create(this.output)
+      // Destroyed while its module loaded: it never hands anything on.
+      if (this.destroyed) decoder.destroy()
+      return decoder
+    })
+    return await this.decoder
+  }
 }
 
 export function createDecoder (compression: StreamCompression, output: DecodedOutput): StreamDecoder {
