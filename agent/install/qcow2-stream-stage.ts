@@ -100,7 +100,10 @@ export class Qcow2StreamStage implements ImageStage {
     if (image === undefined) throw new Error('verify before end')
     const { steps, signal, target } = this.context
     steps.enter('verify', 'write')
-    await zeroUnbacked(image, writer.tables, this.disk, { signal, onProgress: (bytes) => { steps.progress('write', bytes, image.virtualSizeBytes) } })
+    // The data is written: the write step goes on from there, through the ranges made zero.
+    const written = writer.guestBytesWritten
+    const onProgress = (bytes: number): void => { steps.progress('write', written + bytes, image.virtualSizeBytes) }
+    await zeroUnbacked(image, writer.tables, this.disk, { signal, onProgress })
     await this.sync()
     return { imageBytes: image.virtualSizeBytes, read: async (data, offset) => { await target.read(data, offset) } }
   }

@@ -79,6 +79,7 @@ export class Qcow2StreamWriter {
   private headerSeen = false
   /** The most bytes kept at once (for the result's notes). */
   private heldPeak = 0
+  private written = 0
   /** Bytes of compressed clusters gathered and not decoded yet. */
   private gatheredBytes = 0
   /** Extents the queue may hold: its memory (32 bytes each) within the map's limit. */
@@ -88,6 +89,11 @@ export class Qcow2StreamWriter {
     this.slice = new TimeSlice(options.signal)
     this.maxQueued = Math.floor((options.mapLimitBytes ?? Math.max(options.holdLimitBytes, MIN_MAP_BYTES)) / HOST_EXTENT_BYTES)
     this.map = new Qcow2StreamMap(options.fileBytes, this.slice, options.fetched)
+  }
+
+  /** Guest bytes written so far (data and decoded clusters, the head's included). */
+  get guestBytesWritten (): number {
+    return this.written
   }
 
   /** The most bytes the layout made the stream keep at once. */
@@ -168,6 +174,7 @@ export class Qcow2StreamWriter {
     this.batch = []
     this.batchBytes = 0
     this.gatheredBytes = 0
+    this.written = 0
     this.position = 0
     this.headerSeen = false
     await this.start()
@@ -312,7 +319,7 @@ export class Qcow2StreamWriter {
         if (next !== undefined && cluster.length === image.clusterBytes && next.guestOffset === cluster.guestOffset + image.clusterBytes) continue
         const start = (batch[first] as { guestOffset: number }).guestOffset
         const from = first * image.clusterBytes
-        await targetWrite(this.target, decoded.subarray(from, from + cluster.guestOffset + cluster.length - start), start)
+        await this.targetWrite(decoded.subarray(from, from + cluster.guestOffset + cluster.length - start), start)
         first = i + 1
       }
     })
@@ -322,11 +329,20 @@ export class Qcow2StreamWriter {
   private async write (data: Buffer, guestOffset: number, landed: () => void): Promise<void> {
     await this.writes.add(async () => {
       try {
-        await targetWrite(this.target, data, guestOffset)
+        await this.targetWrite(data, guestOffset)
       } finally {
         landed()
       }
     })
+  }
+
+  private async targetWrite (data: Buffer, offset: number): Promise<void> {
+    try {
+      await this.target.write(data, offset)
+    } catch (err) {
+      throw errors.qcow2WriteFailed(err)
+    }
+    this.written += data.length
   }
 
   /** The bytes of this piece no table or cluster took, kept while the map is not whole. */
@@ -360,10 +376,4 @@ function rest (extent: HostExtent, from: number): HostExtent {
   return { hostOffset: from, guestOffset: extent.guestOffset + done, length: extent.length - done, compressedBytes: 0 }
 }
 
-async function targetWrite (target: Qcow2WriteTarget, data: Buffer, offset: number): Promise<void> {
-  try {
-    await target.write(data, offset)
-  } catch (err) {
-    throw errors.qcow2WriteFailed(err)
-  }
-}
+
