@@ -86,7 +86,7 @@ interface Qcow2File {
 }
 
 /** The guest (raw, the reference every disk is compared with), generated once and reused. */
-async function prepareGuest (dir: string): Promise<string> {
+export async function prepareGuest (dir: string): Promise<string> {
   const path = join(dir, 'guest.raw')
   const stat = await fs.stat(path).catch(() => undefined)
   if (stat?.size !== GUEST_BYTES) {

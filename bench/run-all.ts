@@ -1,8 +1,9 @@
 /**
  * `make bench`: the bench suites, one after the other: raw (a 2 GiB raw image, both agent modes,
- * against the shell pipelines) and qcow2 (2 GiB guests in plain and zlib qcow2, against qemu-img).
+ * against the shell pipelines), qcow2 (2 GiB guests in plain and zlib qcow2, in memory and
+ * streamed, against qemu-img) and compressed (that guest as a zstd raw image, against zstd's pipeline).
  * Prints a table per suite and rewrites its section of docs/benchmarks.md.
- * `--suite raw|qcow2` (repeatable) runs only those. `--baseline DIR` (a checkout of another commit,
+ * `--suite raw|qcow2|compressed` (repeatable) runs only those. `--baseline DIR` (a checkout of another commit,
  * built) runs each agent contender twice per round, this build and that one, interleaved, and
  * prints an A/B table instead of rewriting the doc. Not a test: nothing here asserts on time.
  */
@@ -17,6 +18,7 @@ import { mergeSection, renderSection, renderTable, summarize, type ContenderSumm
 import { BASELINE_SUFFIX, type Contender } from './contender.js'
 import { compareDiskSamples } from './disk-samples.js'
 import { startFileServer, type FileServer } from './file-server.js'
+import { compressedSuite } from './compressed-suite.js'
 import { qcow2Suite } from './qcow2-suite.js'
 import { rawSuite } from './raw-suite.js'
 import type { Suite, SuiteEnv } from './suite.js'
@@ -24,7 +26,7 @@ import { GNU_TIME, runTimed } from './timed-run.js'
 
 const ROUNDS = 3
 const RUN_TIMEOUT_MS = 180_000 // 3 min: far beyond any healthy run
-const SUITES: readonly Suite[] = [rawSuite, qcow2Suite]
+const SUITES: readonly Suite[] = [rawSuite, qcow2Suite, compressedSuite]
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..') // dist/bench/ → the repository
 const benchDir = join(root, 'build', 'bench')

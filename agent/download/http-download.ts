@@ -15,6 +15,7 @@ import { retryAttempts } from './retry-loop.js'
 import type { DigestType } from './running-digest.js'
 import { SlabFeed, type DownloadSink } from './slab-feed.js'
 import { headerValue, ifRangeValidator, parseContentRange, sameValidator } from './validators.js'
+import { bodyChunks } from './body-chunks.js'
 
 export type { DigestType, DownloadSink }
 
@@ -210,7 +211,7 @@ async function streamBody (job: DownloadJob, run: Run, body: Answer['body'], exp
   const { onProgress } = job
   const speed = watchBodySpeed(job)
   let received = 0
-  for await (const chunk of body as AsyncIterable<Buffer>) {
+  for await (const chunk of bodyChunks(body)) {
     // A chunk too slow in coming is not taken: the next attempt resumes before it.
     speed.arrived(chunk.length)
     received += chunk.length

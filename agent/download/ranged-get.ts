@@ -13,6 +13,7 @@ import {
 } from './http-request.js'
 import { retryAttempts } from './retry-loop.js'
 import { headerValue, ifRangeValidator, parseContentLength, parseContentRange, parseUnsatisfiedRange } from './validators.js'
+import { bodyChunks } from './body-chunks.js'
 
 export interface RangeOptions extends RequestOptions {
   /** The first byte asked, from 0. */
@@ -150,7 +151,7 @@ async function readBody (job: Job, answer: Answer, length: number): Promise<Buff
   const data = Buffer.alloc(length)
   const speed = watchBodySpeed(job)
   let received = 0
-  for await (const chunk of answer.body as AsyncIterable<Buffer>) {
+  for await (const chunk of bodyChunks(answer.body)) {
     speed.arrived(chunk.length)
     if (received + chunk.length > length) {
       throw new AttemptFailure(`the body is longer than the ${length} bytes of its Content-Range`, { retryable: false, statusCode: answer.statusCode })
