@@ -78,7 +78,7 @@ export const CASES: E2eCase[] = [
   },
   {
     name: 'raw-zst',
-    summary: 'a zstd-compressed raw image (.raw.zst, 136 MiB): 1.5 GiB decoded, over the 1 GiB budget of a 4 GiB VM, yet held compressed, verified, then decoded onto the disk',
+    summary: 'zstd-compressed raw (.raw.zst, 136 MiB): 1.5 GiB decoded, over the 1 GiB budget of a 4 GiB VM, held compressed, verified, decoded onto the disk',
     image: 'test-os.raw.zst', imageType: 'raw', bus: 'virtio', diskMiB: 2 * GiB, rescueMemoryMiB: 4 * GiB,
     notes: [/zstd-compressed: verified, now decompressed onto the disk/],
     expect: { disk: 'installed', code: 'INSTALLED', boots: ['bios'] },
