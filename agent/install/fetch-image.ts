@@ -1,11 +1,12 @@
 import type { Logger } from 'pino'
-import { download, fetchRange, type DownloadOptions, type DownloadResult, type DownloadSink } from '../download/index.js'
+import { fetchRange, parallelDownload, type DownloadResult, type DownloadSink, type ParallelDownloadOptions } from '../download/index.js'
 import type { RangeReader } from '../image/qcow2/fetch-tables.js'
 import type { InstallRequest } from '../payload/install-request.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
 
-export type DownloadTuning = Pick<DownloadOptions,
-  'connectTimeoutMs' | 'idleTimeoutMs' | 'lowSpeedLimitBytesPerSecond' | 'lowSpeedTimeMs' | 'deadlineMs' | 'maxAttempts' | 'retryBaseDelayMs' | 'maxRedirects'>
+export type DownloadTuning = Pick<ParallelDownloadOptions,
+  'connectTimeoutMs' | 'idleTimeoutMs' | 'lowSpeedLimitBytesPerSecond' | 'lowSpeedTimeMs' | 'deadlineMs' | 'maxAttempts' | 'retryBaseDelayMs' | 'maxRedirects' |
+  'connections'>
 
 export interface FetchOptions {
   signal: AbortSignal | undefined
@@ -17,13 +18,14 @@ export interface FetchOptions {
 
 /**
  * The download step: the image from the request's URL, with its headers, into `sink` (the image
- * stage), its digest computed upstream of the sink. The result is not verified yet.
+ * stage), its digest computed upstream of the sink, over `connections` parallel ranges when the
+ * server allows (download/parallel-download). The result is not verified yet.
  */
 export async function fetchImage (request: InstallRequest, sink: DownloadSink, options: FetchOptions): Promise<DownloadResult> {
   const { logger, onProgress } = options
   const headers = redactHeaders(Object.fromEntries(request.httpHeaders.map((h) => [h.name, h.value])))
   logger?.info({ url: safeUrl(request.imageUrl), headers, checksumType: request.checksum?.type }, 'download')
-  const fetched = await download({
+  const fetched = await parallelDownload({
     ...options.downloadTuning,
     url: request.imageUrl,
     headers: request.httpHeaders,

@@ -1,0 +1,222 @@
+/**
+ * The image over several connections at once: object stores and CDNs cap each connection (often
+ * 50–200 MB/s), not the client. The file is cut in parts of PART_BYTES; `connections` workers each
+ * fetch the next part by `Range` (ranged-get: If-Range with the first answer's validator, the size
+ * checked), a bounded window of parts is held (part-window), and the parts go to the same SlabFeed
+ * as download()'s, in order, as the prefix fills: every byte reaches the sink exactly once, in
+ * order, and the digest is over the bytes in order, as with one connection.
+ *
+ * The first request is the first part, `Range: bytes=0-(PART_BYTES−1)` without If-Range: its 206
+ * tells the file's size and its validator. Without both (a 200: no ranges; a 206 without a strong
+ * ETag or Last-Modified, or with `*` for the size) the file is downloaded on one connection by
+ * download(): parts from two answers without a validator could splice two versions of the file.
+ */
+import { errors, isInstallError } from '../errors/install-error.js'
+import { AttemptFailure } from './attempt-failure.js'
+import { download, type DownloadOptions, type DownloadResult } from './http-download.js'
+import { abortError, isAborted, prepare, type Job } from './http-request.js'
+import { PartWindow } from './part-window.js'
+import { fetchRange, type RangeOptions } from './ranged-get.js'
+import { SlabFeed, type DownloadSink } from './slab-feed.js'
+
+/**
+ * Connections by default. Measured (docs/benchmarks.md, "Parallel ranges"): against a server
+ * capping each connection at 50 MiB/s, 4 connections brought 3.9× one connection's speed and 8
+ * no more than 4 on this 2-core machine, where hashing and writing take the rest of the CPU;
+ * 4 holds half the memory of 8 (the window is 2 parts per connection), and opens fewer
+ * connections to a server that may count them.
+ */
+export const DEFAULT_CONNECTIONS = 4
+/** `--connections` takes 1 to this: past it a server is more likely to refuse or throttle us than to go faster. */
+export const MAX_CONNECTIONS = 16
+/**
+ * 8 MiB: each part is a request of its own (one connection each, as every request here), so a
+ * part must be long next to a connection's setup (TLS, TCP's slow start) at 50–200 MB/s; and the
+ * window holds 2 parts per connection, 64 MiB at 4 connections, within the streamed install's
+ * budget.
+ */
+export const PART_BYTES = 8 * 1024 * 1024
+/** Parts held per connection: one being fetched, one arrived while an earlier part is still on its way. */
+const WINDOW_PARTS_PER_CONNECTION = 2
+
+export interface ParallelDownloadOptions extends DownloadOptions {
+  /** Requests at once, 1 to MAX_CONNECTIONS; default DEFAULT_CONNECTIONS. 1: download() as it is, one GET. */
+  connections?: number
+  /** Bytes per part (tests use small ones); default PART_BYTES. */
+  partBytes?: number
+}
+
+export interface ParallelDownloadResult extends DownloadResult {
+  /** Connections used at once: 1 when the file went over one connection (no ranges, no validator, one part). */
+  connections: number
+  /** The most parts held in memory at once (0 on one connection). */
+  peakPartsHeld: number
+}
+
+/**
+ * Downloads `options.url` into `sink` over up to `connections` connections. Resolves and rejects
+ * as download() does; an answer of another version (another ETag or Last-Modified, another size)
+ * to any part ends it with IMAGE_CHANGED. No request is left open when it settles.
+ */
+export async function parallelDownload (options: ParallelDownloadOptions, sink: DownloadSink): Promise<ParallelDownloadResult> {
+  const connections = options.connections ?? DEFAULT_CONNECTIONS
+  if (!Number.isSafeInteger(connections) || connections < 1 || connections > MAX_CONNECTIONS) {
+    throw new RangeError(`connections must be an integer from 1 to ${MAX_CONNECTIONS}, got ${connections}`)
+  }
+  const partBytes = options.partBytes ?? PART_BYTES
+  if (!Number.isSafeInteger(partBytes) || partBytes < 1) throw new RangeError(`partBytes must be a positive integer, got ${partBytes}`)
+  if (connections === 1) return { ...await download(options, sink), connections: 1, peakPartsHeld: 0 }
+
+  // The deadline covers the whole download, every part and the fallback: one clock, from now.
+  const job = prepare(options, 'download')
+  const { deadlineMs: _deadline, connections: _connections, partBytes: _partBytes, ...request } = options
+  const base: RangeOptions = { ...request, signal: job.attemptSignal, start: 0, end: partBytes }
+  return await withinDeadline(job, async () => {
+    const first = await probe(job, { ...base, validator: options.ifRange })
+    if (first === undefined) return await oneConnection(options, sink, job)
+    const { data, totalBytes, validator } = first
+    if (data.length < totalBytes && validator === undefined) {
+      job.logger?.info({ url: job.shownUrl }, 'no strong validator (ETag or Last-Modified): downloading on one connection')
+      return await oneConnection(options, sink, job)
+    }
+    return await inParts(job, options, sink, { base, first: data, firstAttempts: first.attempts, totalBytes, validator, connections, partBytes })
+  })
+}
+
+interface FirstPart {
+  data: Buffer
+  totalBytes: number
+  validator: string | undefined
+  attempts: number
+}
+
+/** The first part's answer, or undefined when the file must go over one connection (a 200, a 416, a size not told). */
+async function probe (job: Job, options: RangeOptions): Promise<FirstPart | undefined> {
+  let first
+  try {
+    first = await fetchRange(options)
+  } catch (err) {
+    // An empty file has no byte 0 to ask for: one GET says so as it does for any file.
+    if (isInstallError(err) && err.code === 'DOWNLOAD_FAILED' && err.cause instanceof AttemptFailure && err.cause.statusCode === 416) return undefined
+    throw err
+  }
+  if (first.kind === 'whole') {
+    job.logger?.info({ url: job.shownUrl }, 'the server does not answer Range requests: downloading on one connection')
+    return undefined
+  }
+  if (first.totalBytes === undefined) {
+    job.logger?.info({ url: job.shownUrl }, 'the server did not tell the file\'s size: downloading on one connection')
+    return undefined
+  }
+  return { data: first.data, totalBytes: first.totalBytes, validator: first.validator, attempts: first.attempts }
+}
+
+/** download() as it is, under this download's deadline and signal (its own clock would start again). */
+async function oneConnection (options: ParallelDownloadOptions, sink: DownloadSink, job: Job): Promise<ParallelDownloadResult> {
+  const { deadlineMs: _deadline, connections: _connections, partBytes: _partBytes, ...rest } = options
+  return { ...await download({ ...rest, signal: job.attemptSignal }, sink), connections: 1, peakPartsHeld: 0 }
+}
+
+interface PartsPlan {
+  base: RangeOptions
+  /** Part 0, from the first answer. */
+  first: Buffer
+  firstAttempts: number
+  totalBytes: number
+  validator: string | undefined
+  connections: number
+  partBytes: number
+}
+
+/** The server stopped honouring Range for a part (a 200 of the same version): the rest goes over one connection. */
+class RangesRefused extends Error {}
+
+/** The parts: fetched by the workers, handed to the feed in order by this function. */
+async function inParts (job: Job, options: ParallelDownloadOptions, sink: DownloadSink, plan: PartsPlan): Promise<ParallelDownloadResult> {
+  const { totalBytes, validator, partBytes } = plan
+  const partCount = Math.max(1, Math.ceil(totalBytes / partBytes))
+  const workers = Math.min(plan.connections, partCount - 1)
+  const window = new PartWindow(partCount, Math.max(1, workers) * WINDOW_PARTS_PER_CONNECTION)
+  // Ends every part's request when one fails: the first failure is the download's.
+  const stop = new AbortController()
+  const partSignal = job.attemptSignal === undefined ? stop.signal : AbortSignal.any([job.attemptSignal, stop.signal])
+  const closeWindow = (): void => { window.close() }
+  partSignal.addEventListener('abort', closeWindow, { once: true })
+  const feed = new SlabFeed(sink, options.digestType)
+  let attempts = plan.firstAttempts
+  let bytes = 0
+  let begun = false
+  job.logger?.info({ url: job.shownUrl, totalBytes, partBytes, parts: partCount, connections: workers }, 'download in parts')
+
+  const fetchParts = async (): Promise<void> => {
+    for (let index = await window.claim(); index !== undefined; index = await window.claim()) {
+      const start = index * partBytes
+      const part = await fetchRange({ ...plan.base, signal: partSignal, start, end: Math.min(start + partBytes, totalBytes), validator, totalBytes })
+      attempts += part.attempts
+      if (part.kind === 'whole') throw new RangesRefused()
+      window.fill(index, part.data)
+    }
+  }
+  const handOver = async (): Promise<void> => {
+    await sink.begin(totalBytes, validator)
+    begun = true
+    for (let data = await window.next(); data !== undefined; data = await window.next()) {
+      await feed.write(data)
+      bytes += data.length
+      window.handOver()
+      options.onProgress?.({ bytes, totalBytes })
+    }
+  }
+
+  let failure: { error: unknown } | undefined
+  const fail = (error: unknown): void => {
+    failure ??= { error }
+    stop.abort()
+  }
+  try {
+    const index = await window.claim()
+    if (index !== undefined) window.fill(index, plan.first)
+    await Promise.all([handOver(), ...Array.from({ length: workers }, fetchParts)].map(async (task) => { await task.catch(fail) }))
+    if (failure === undefined && window.handedOverParts < partCount) failure = { error: abortError(job.signal) }
+    if (failure !== undefined) {
+      if (!(failure.error instanceof RangesRefused) || isAborted(job.attemptSignal)) throw failure.error
+      job.logger?.warn({ url: job.shownUrl, discardedBytes: bytes }, 'the server answered a part with the whole file: downloading on one connection')
+      if (!begun) return await oneConnection({ ...options, ifRange: validator }, sink, job)
+      await feed.rewind()
+      return await oneConnection({ ...options, ifRange: validator }, alreadyBegun(sink), job)
+    }
+    const digestHex = await feed.end()
+    job.logger?.info({ url: job.shownUrl, bytes, attempts, connections: workers, peakPartsHeld: window.peakHeld }, 'download complete')
+    return { bytes, digestHex, contentLength: totalBytes, attempts, validator, connections: Math.max(1, workers), peakPartsHeld: window.peakHeld }
+  } finally {
+    partSignal.removeEventListener('abort', closeWindow)
+    feed.dispose()
+  }
+}
+
+/** The sink as download() sees it after a rewind: begun already, with the same size and validator (its If-Range guarantees the same version). */
+function alreadyBegun (sink: DownloadSink): DownloadSink {
+  return {
+    begin: () => {},
+    slabBytes: () => sink.slabBytes(),
+    take: async (slab) => { await sink.take(slab) },
+    rewind: async () => { await sink.rewind() },
+  }
+}
+
+/**
+ * `run` under the deadline of `job`: a request or wait the deadline aborted fails as download()
+ * fails past its deadline (DOWNLOAD_FAILED, not an abort).
+ */
+async function withinDeadline<T> (job: Job, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run()
+  } catch (err) {
+    if (isAborted(job.deadline) && !isAborted(job.signal)) {
+      const failure = new AttemptFailure(`not done within the deadline of ${job.deadlineMs ?? 0} ms`, { retryable: false })
+      job.logger?.error({ url: job.shownUrl, reason: failure.message }, `${job.subject} failed`)
+      throw errors.downloadFailed(job.shownUrl, failure)
+    }
+    throw err
+  }
+}
