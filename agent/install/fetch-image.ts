@@ -6,7 +6,7 @@ import { redactHeaders, safeUrl } from '../report/redact.js'
 
 export type DownloadTuning = Pick<ParallelDownloadOptions,
   'connectTimeoutMs' | 'idleTimeoutMs' | 'lowSpeedLimitBytesPerSecond' | 'lowSpeedTimeMs' | 'deadlineMs' | 'maxAttempts' | 'retryBaseDelayMs' | 'maxRedirects' |
-  'connections'>
+  'connections' | 'partBytes'>
 
 export interface FetchOptions {
   signal: AbortSignal | undefined
