@@ -1,8 +1,9 @@
 /**
  * `make bench`: the bench suites, one after the other: raw (a 2 GiB raw image, both agent modes,
- * against the shell pipelines) and qcow2 (2 GiB guests in plain and zlib qcow2, against qemu-img).
+ * against the shell pipelines), qcow2 (2 GiB guests in plain and zlib qcow2, against qemu-img) and
+ * ranges (512 MiB from a server capping each connection, 1, 4 and 8 connections, against curl and aria2c).
  * Prints a table per suite and rewrites its section of docs/benchmarks.md.
- * `--suite raw|qcow2` (repeatable) runs only those. `--baseline DIR` (a checkout of another commit,
+ * `--suite raw|qcow2|ranges` (repeatable) runs only those. `--baseline DIR` (a checkout of another commit,
  * built) runs each agent contender twice per round, this build and that one, interleaved, and
  * prints an A/B table instead of rewriting the doc. Not a test: nothing here asserts on time.
  */
@@ -18,13 +19,14 @@ import { BASELINE_SUFFIX, type Contender } from './contender.js'
 import { compareDiskSamples } from './disk-samples.js'
 import { startFileServer, type FileServer } from './file-server.js'
 import { qcow2Suite } from './qcow2-suite.js'
+import { rangesSuite } from './ranges-suite.js'
 import { rawSuite } from './raw-suite.js'
 import type { Suite, SuiteEnv } from './suite.js'
 import { GNU_TIME, runTimed } from './timed-run.js'
 
 const ROUNDS = 3
 const RUN_TIMEOUT_MS = 180_000 // 3 min: far beyond any healthy run
-const SUITES: readonly Suite[] = [rawSuite, qcow2Suite]
+const SUITES: readonly Suite[] = [rawSuite, qcow2Suite, rangesSuite]
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..') // dist/bench/ → the repository
 const benchDir = join(root, 'build', 'bench')
