@@ -16,7 +16,7 @@ import { AttemptFailure } from './attempt-failure.js'
 import { download, type DownloadOptions, type DownloadResult } from './http-download.js'
 import { abortError, isAborted, prepare, type Job } from './http-request.js'
 import { PartWindow } from './part-window.js'
-import { fetchRange, type RangeOptions } from './ranged-get.js'
+import { fetchRangeChunks, type RangeOptions } from './ranged-get.js'
 import { SlabFeed, type DownloadSink } from './slab-feed.js'
 
 /**
@@ -74,17 +74,17 @@ export async function parallelDownload (options: ParallelDownloadOptions, sink: 
   return await withinDeadline(job, async () => {
     const first = await probe(job, { ...base, validator: options.ifRange })
     if (first === undefined) return await oneConnection(options, sink, job)
-    const { data, totalBytes, validator } = first
-    if (data.length < totalBytes && validator === undefined) {
+    const { chunks, totalBytes, validator } = first
+    if (partBytes < totalBytes && validator === undefined) {
       job.logger?.info({ url: job.shownUrl }, 'no strong validator (ETag or Last-Modified): downloading on one connection')
       return await oneConnection(options, sink, job)
     }
-    return await inParts(job, options, sink, { base, first: data, firstAttempts: first.attempts, totalBytes, validator, connections, partBytes })
+    return await inParts(job, options, sink, { base, first: chunks, firstAttempts: first.attempts, totalBytes, validator, connections, partBytes })
   })
 }
 
 interface FirstPart {
-  data: Buffer
+  chunks: Buffer[]
   totalBytes: number
   validator: string | undefined
   attempts: number
@@ -94,7 +94,7 @@ interface FirstPart {
 async function probe (job: Job, options: RangeOptions): Promise<FirstPart | undefined> {
   let first
   try {
-    first = await fetchRange(options)
+    first = await fetchRangeChunks(options)
   } catch (err) {
     // An empty file has no byte 0 to ask for: one GET says so as it does for any file.
     if (isInstallError(err) && err.code === 'DOWNLOAD_FAILED' && err.cause instanceof AttemptFailure && err.cause.statusCode === 416) return undefined
@@ -108,7 +108,7 @@ async function probe (job: Job, options: RangeOptions): Promise<FirstPart | unde
     job.logger?.info({ url: job.shownUrl }, 'the server did not tell the file\'s size: downloading on one connection')
     return undefined
   }
-  return { data: first.data, totalBytes: first.totalBytes, validator: first.validator, attempts: first.attempts }
+  return { chunks: first.chunks, totalBytes: first.totalBytes, validator: first.validator, attempts: first.attempts }
 }
 
 /** download() as it is, under this download's deadline and signal (its own clock would start again). */
@@ -120,7 +120,7 @@ async function oneConnection (options: ParallelDownloadOptions, sink: DownloadSi
 interface PartsPlan {
   base: RangeOptions
   /** Part 0, from the first answer. */
-  first: Buffer
+  first: Buffer[]
   firstAttempts: number
   totalBytes: number
   validator: string | undefined
@@ -136,7 +136,7 @@ async function inParts (job: Job, options: ParallelDownloadOptions, sink: Downlo
   const { totalBytes, validator, partBytes } = plan
   const partCount = Math.max(1, Math.ceil(totalBytes / partBytes))
   const workers = Math.min(plan.connections, partCount - 1)
-  const window = new PartWindow(partCount, Math.max(1, workers) * WINDOW_PARTS_PER_CONNECTION)
+  const window = new PartWindow<Buffer[]>(partCount, Math.max(1, workers) * WINDOW_PARTS_PER_CONNECTION)
   // Ends every part's request when one fails: the first failure is the download's.
   const stop = new AbortController()
   const partSignal = job.attemptSignal === undefined ? stop.signal : AbortSignal.any([job.attemptSignal, stop.signal])
@@ -151,20 +151,23 @@ async function inParts (job: Job, options: ParallelDownloadOptions, sink: Downlo
   const fetchParts = async (): Promise<void> => {
     for (let index = await window.claim(); index !== undefined; index = await window.claim()) {
       const start = index * partBytes
-      const part = await fetchRange({ ...plan.base, signal: partSignal, start, end: Math.min(start + partBytes, totalBytes), validator, totalBytes })
+      const part = await fetchRangeChunks({ ...plan.base, signal: partSignal, start, end: Math.min(start + partBytes, totalBytes), validator, totalBytes })
       attempts += part.attempts
       if (part.kind === 'whole') throw new RangesRefused()
-      window.fill(index, part.data)
+      window.fill(index, part.chunks)
     }
   }
   const handOver = async (): Promise<void> => {
     await sink.begin(totalBytes, validator)
     begun = true
-    for (let data = await window.next(); data !== undefined; data = await window.next()) {
-      await feed.write(data)
-      bytes += data.length
+    for (let chunks = await window.next(); chunks !== undefined; chunks = await window.next()) {
+      for (const chunk of chunks) {
+        if (partSignal.aborted) return // the download ends: the rest of this part need not reach the sink
+        await feed.write(chunk)
+        bytes += chunk.length
+        options.onProgress?.({ bytes, totalBytes })
+      }
       window.handOver()
-      options.onProgress?.({ bytes, totalBytes })
     }
   }
 

@@ -7,13 +7,13 @@
  * bounded by the window, whatever the file's size, and a slow part stalls the others instead of
  * letting them run ahead without limit.
  */
-export class PartWindow {
+export class PartWindow<Part> {
   /** The first part no connection has claimed yet. */
   private nextToClaim = 0
   /** The first part not handed over yet: every part before it has gone to the feed. */
   private handedOver = 0
   /** Parts that arrived before the ones ahead of them did. */
-  private readonly arrived = new Map<number, Buffer>()
+  private readonly arrived = new Map<number, Part>()
   /** Connections waiting for room in the window. */
   private claimers: Array<() => void> = []
   /** The feed waiting for the next part in order. */
@@ -39,14 +39,14 @@ export class PartWindow {
   }
 
   /** Part `index` (claimed) arrived whole. */
-  fill (index: number, data: Buffer): void {
+  fill (index: number, data: Part): void {
     if (index < this.handedOver || index >= this.nextToClaim || this.arrived.has(index)) throw new RangeError(`part ${index} was not awaited`)
     this.arrived.set(index, data)
     if (index === this.handedOver) this.wake('taker')
   }
 
   /** The next part in order, once it arrived; undefined after the last part, or once the window closed. */
-  async next (): Promise<Buffer | undefined> {
+  async next (): Promise<Part | undefined> {
     for (;;) {
       if (this.closed || this.handedOver >= this.partCount) return undefined
       const data = this.arrived.get(this.handedOver)
