@@ -1,5 +1,5 @@
 /**
- * The parallel ranges suite (issue 13): a 512 MiB raw image from a file server that caps each
+ * The parallel ranges suite (issue 13): a 1 GiB raw image from a file server that caps each
  * connection at 50 MiB/s, as object stores and CDNs cap each stream; byoi-agent --stream with 1, 4
  * and 8 connections, against curl (one connection, to /dev/null) and aria2c with 8.
  */
@@ -15,8 +15,8 @@ import { shq, timed } from './timed-run.js'
 
 const MIB = 1024 * 1024
 const IMAGE_NAME = 'ranges.img'
-const IMAGE_BYTES = 512 * MIB
-const DISK_BYTES = 1024 * MIB // sparse
+const IMAGE_BYTES = 1024 * MIB
+const DISK_BYTES = 2048 * MIB // sparse
 /** Per connection, as the server paces each response. */
 const RATE_BYTES_PER_SECOND = 50 * MIB
 const AGENT_CONNECTIONS = [1, 4, 8] as const

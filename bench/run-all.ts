@@ -1,7 +1,7 @@
 /**
  * `make bench`: the bench suites, one after the other: raw (a 2 GiB raw image, both agent modes,
  * against the shell pipelines), qcow2 (2 GiB guests in plain and zlib qcow2, against qemu-img) and
- * ranges (512 MiB from a server capping each connection, 1, 4 and 8 connections, against curl and aria2c).
+ * ranges (1 GiB from a server capping each connection, 1, 4 and 8 connections, against curl and aria2c).
  * Prints a table per suite and rewrites its section of docs/benchmarks.md.
  * `--suite raw|qcow2|ranges` (repeatable) runs only those. `--baseline DIR` (a checkout of another commit,
  * built) runs each agent contender twice per round, this build and that one, interleaved, and

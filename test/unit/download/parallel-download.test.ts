@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import t from 'tap'
-import { parallelDownload, type ParallelDownloadOptions } from '../../../agent/download/parallel-download.js'
+import { FIRST_PART_BYTES, parallelDownload, type ParallelDownloadOptions } from '../../../agent/download/parallel-download.js'
 import type { Slab } from '../../../agent/download/slab-feed.js'
 import { expectInstallError } from '../../helpers/tap.js'
 import { captureLog, RecordingSink, serveFile, startScriptedServer, testFile, type ServeFileOptions } from '../../helpers/scripted-server.js'
@@ -59,6 +59,24 @@ for (const connections of [1, 4, 8]) {
     t.ok(result.peakPartsHeld <= 2 * connections)
   })
 }
+
+t.test('parts longer than the first: the first part short (FIRST_PART_BYTES), the others after it', async (t) => {
+  const partBytes = 2 * FIRST_PART_BYTES
+  const file = testFile(2 * partBytes + FIRST_PART_BYTES + 3)
+  const server = await startScriptedServer(serve({}, file))
+  t.teardown(server.close)
+  const sink = new RecordingSink()
+  const result = await parallelDownload(options(server.url(), { connections: 4, partBytes }), sink)
+  t.ok(sink.data.equals(file))
+  t.match(result, { digestHex: sha256(file), connections: 3 })
+  const first = FIRST_PART_BYTES
+  t.equal(server.requests[0]?.headers.range, `bytes=0-${first - 1}`)
+  t.same(server.requests.slice(1).map((r) => r.headers.range).sort(), [
+    `bytes=${first}-${first + partBytes - 1}`,
+    `bytes=${first + partBytes}-${first + 2 * partBytes - 1}`,
+    `bytes=${first + 2 * partBytes}-${file.length - 1}`,
+  ].sort())
+})
 
 t.test('a file of one part: the first answer is the whole download', async (t) => {
   const small = testFile(1000)
