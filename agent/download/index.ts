@@ -1,5 +1,5 @@
 export { download } from './http-download.js'
-export { DEFAULT_CONNECTIONS, MAX_CONNECTIONS, parallelDownload } from './parallel-download.js'
+export { DEFAULT_CONNECTIONS, MAX_CONNECTIONS, parallelDownload, partWindowBytes } from './parallel-download.js'
 export { fetchRange } from './ranged-get.js'
 export { MAX_DEADLINE_MS } from './http-request.js'
 export type { DigestType, DownloadOptions, DownloadResult } from './http-download.js'

@@ -20,11 +20,12 @@ import { fetchRangeChunks, type RangeOptions } from './ranged-get.js'
 import { SlabFeed, type DownloadSink } from './slab-feed.js'
 
 /**
- * Connections by default. Measured (docs/benchmarks.md, "Parallel ranges"): against a server
- * capping each connection at 50 MiB/s, 4 connections brought 3.9× one connection's speed and 8
- * no more than 4 on this 2-core machine, where hashing and writing take the rest of the CPU;
- * 4 holds half the memory of 8 (the window is 2 parts per connection), and opens fewer
- * connections to a server that may count them.
+ * Connections by default: 4. Measured (docs/benchmarks.md, "Parallel ranges": 1 GiB from a server
+ * capping each connection at 50 MiB/s, 2 cores under a load of 3 to 5): one connection 21.2 s
+ * (48 MiB/s), 4 connections 7.9 s (7.2–8.5, ×2.7), 8 connections 8.6 s (7.9–9.1, ×2.5): 8 were
+ * no faster than 4 and held ~90 MiB more (the window is 2 parts per connection), and open twice
+ * the connections to a server that may count them. Where more than 4 pays (a fast link to a CDN
+ * capping streams low), --connections says so.
  */
 export const DEFAULT_CONNECTIONS = 4
 /** `--connections` takes 1 to this: past it a server is more likely to refuse or throttle us than to go faster. */
@@ -32,8 +33,8 @@ export const MAX_CONNECTIONS = 16
 /**
  * 8 MiB: each part is a request of its own (one connection each, as every request here), so a
  * part must be long next to a connection's setup (TLS, TCP's slow start) at 50–200 MB/s; and the
- * window holds 2 parts per connection, 64 MiB at 4 connections, within the streamed install's
- * budget.
+ * window holds 2 parts per connection, 64 MiB at 4 connections. Measured over loopback (512 MiB, 4
+ * connections, 50 MiB/s each): 4, 8 and 16 MiB within the noise of each other, 32 MiB slower.
  */
 export const PART_BYTES = 8 * 1024 * 1024
 /**
@@ -44,6 +45,11 @@ export const PART_BYTES = 8 * 1024 * 1024
 export const FIRST_PART_BYTES = 1024 * 1024
 /** Parts held per connection: one being fetched, one arrived while an earlier part is still on its way. */
 const WINDOW_PARTS_PER_CONNECTION = 2
+
+/** The most bytes of parts held at once over `connections` (the window): what the caller budgets for. */
+export function partWindowBytes (connections: number, partBytes = PART_BYTES): number {
+  return connections * WINDOW_PARTS_PER_CONNECTION * partBytes
+}
 
 export interface ParallelDownloadOptions extends DownloadOptions {
   /** Requests at once, 1 to MAX_CONNECTIONS; default DEFAULT_CONNECTIONS. 1: download() as it is, one GET. */

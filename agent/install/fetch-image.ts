@@ -1,5 +1,7 @@
 import type { Logger } from 'pino'
-import { fetchRange, parallelDownload, type DownloadResult, type DownloadSink, type ParallelDownloadOptions } from '../download/index.js'
+import {
+  DEFAULT_CONNECTIONS, fetchRange, parallelDownload, partWindowBytes, type DownloadResult, type DownloadSink, type ParallelDownloadOptions,
+} from '../download/index.js'
 import type { RangeReader } from '../image/qcow2/fetch-tables.js'
 import type { InstallRequest } from '../payload/install-request.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
@@ -36,6 +38,21 @@ export async function fetchImage (request: InstallRequest, sink: DownloadSink, o
   }, sink)
   onProgress(fetched.bytes, fetched.contentLength)
   return fetched
+}
+
+/** The parts of a parallel download may take this share of the memory budget, at most. */
+const WINDOW_SHARE_OF_BUDGET = 4
+
+/**
+ * The connections asked (or the default), fewer when their window of parts would take more than a
+ * quarter of the memory budget: the window is held outside the image's budget, and a small
+ * rescue system (a budget of 64 MiB) must not run out of memory for speed. At least one.
+ */
+export function connectionsWithin (memoryLimitBytes: number, tuning: DownloadTuning | undefined): number {
+  const asked = tuning?.connections ?? DEFAULT_CONNECTIONS
+  let connections = asked
+  while (connections > 1 && partWindowBytes(connections, tuning?.partBytes) * WINDOW_SHARE_OF_BUDGET > memoryLimitBytes) connections--
+  return connections
 }
 
 /**
