@@ -21,11 +21,12 @@ import { SlabFeed, type DownloadSink } from './slab-feed.js'
 
 /**
  * Connections by default: 4. Measured (docs/benchmarks.md, "Parallel ranges": 1 GiB from a server
- * capping each connection at 50 MiB/s, 2 cores under a load of 3 to 5): one connection 21.2 s
- * (48 MiB/s), 4 connections 7.9 s (7.2–8.5, ×2.7), 8 connections 8.6 s (7.9–9.1, ×2.5): 8 were
- * no faster than 4 and held ~90 MiB more (the window is 2 parts per connection), and open twice
- * the connections to a server that may count them. Where more than 4 pays (a fast link to a CDN
- * capping streams low), --connections says so.
+ * capping each connection at 50 MiB/s, the agent streaming it to a disk with its sha512, 2 cores):
+ * on a quiet machine one connection took 21.1 s, 4 took 6.5 s (×3.2) and 8 took 5.1 s (×4.1) with
+ * ~110 MiB more peak RSS (344 MiB against 232: the window is 2 parts per connection); under a
+ * load of 3 to 5, 8 were no faster than 4 (8.6 s against 7.9 s). 4 takes most of the gain with a
+ * window of 64 MiB, and opens half the connections to a server that may count or throttle them;
+ * --connections 8 is there for a fast link to a server that caps each stream low.
  */
 export const DEFAULT_CONNECTIONS = 4
 /** `--connections` takes 1 to this: past it a server is more likely to refuse or throttle us than to go faster. */
@@ -33,8 +34,10 @@ export const MAX_CONNECTIONS = 16
 /**
  * 8 MiB: each part is a request of its own (one connection each, as every request here), so a
  * part must be long next to a connection's setup (TLS, TCP's slow start) at 50–200 MB/s; and the
- * window holds 2 parts per connection, 64 MiB at 4 connections. Measured over loopback (512 MiB, 4
- * connections, 50 MiB/s each): 4, 8 and 16 MiB within the noise of each other, 32 MiB slower.
+ * window holds 2 parts per connection, 64 MiB at 4 connections. Measured over loopback at 50 MiB/s
+ * per connection: 4, 8 and 16 MiB parts within the noise of each other at 4 connections (512 MiB),
+ * 32 MiB slower; in the bench's A/B (1 GiB, 3 rounds) 16 MiB was no faster at 4 connections and
+ * slower at 8, with 90–160 MiB more peak RSS.
  */
 export const PART_BYTES = 8 * 1024 * 1024
 /**
