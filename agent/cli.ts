@@ -5,7 +5,7 @@ import { pino, type Logger } from 'pino'
 import { checkToken } from './api/bearer-auth.js'
 import type { Service } from './api/start-service.js'
 import { findAutoDisk, type BlockDeviceSources } from './disk/auto-disk.js'
-import { MAX_DEADLINE_MS } from './download/index.js'
+import { DEFAULT_CONNECTIONS, MAX_CONNECTIONS, MAX_DEADLINE_MS } from './download/index.js'
 import type { DownloadTuning } from './install/fetch-image.js'
 import { settleInterruptedInstall } from './service/interrupted-install.js'
 import { DEFAULT_STATE_DIR, JobStateStore, prepareStateDir, type DiskWriteRecord } from './service/job-state-store.js'
@@ -28,6 +28,7 @@ const USAGE = `Usage:
   byoi-agent install --payload FILE --disk PATH [--json] [--stream] [--memory-limit BYTES]
                      [--config-drive iso9660|fat] [--state-dir DIR] [--log-level LEVEL]
                      [--low-speed-limit BYTES --low-speed-time SECONDS] [--download-deadline SECONDS]
+                     [--connections N]
 
   --payload FILE        the install/start (or reinstall) JSON body; - reads standard input
   --disk PATH           the target: a block device or a regular file (virtual disk)
@@ -41,6 +42,8 @@ const USAGE = `Usage:
   --low-speed-time SECONDS  the window of --low-speed-limit (default: 60)
   --download-deadline SECONDS  the whole download, retries included, must end within this
                         (default: none)
+  --connections N       download over N parallel Range requests, 1 to ${MAX_CONNECTIONS} (default: ${DEFAULT_CONNECTIONS});
+                        one connection when the server answers no Range or shows no ETag or Last-Modified
   --state-dir DIR       install: where the install's state is kept per disk (default: /run/byoi-agent/install);
                         an install killed while writing is found there by the next install on that disk,
                         which first zeroes the disk's first and last MiB
@@ -49,6 +52,7 @@ const USAGE = `Usage:
                    [--tls-cert FILE --tls-key FILE] [--state-dir DIR] [--memory-limit BYTES]
                    [--stream] [--config-drive iso9660|fat] [--log-level LEVEL]
                    [--low-speed-limit BYTES --low-speed-time SECONDS] [--download-deadline SECONDS]
+                   [--connections N]
 
   --listen HOST:PORT    address to listen on, e.g. 0.0.0.0:8443 or [::]:8443 (port 0 picks a free port)
   --disk PATH|auto      the target; auto: the first whole, non-removable, non-virtual disk not in use
@@ -70,6 +74,7 @@ const OPTIONS = {
   'low-speed-limit': { type: 'string' },
   'low-speed-time': { type: 'string' },
   'download-deadline': { type: 'string' },
+  connections: { type: 'string' },
   listen: { type: 'string' },
   'token-file': { type: 'string' },
   'report-url': { type: 'string' },
@@ -82,7 +87,7 @@ const OPTIONS = {
 type OptionName = keyof typeof OPTIONS
 type CliValues = { [K in OptionName]?: typeof OPTIONS[K]['type'] extends 'boolean' ? boolean : string }
 
-const DOWNLOAD_OPTIONS = ['low-speed-limit', 'low-speed-time', 'download-deadline'] as const
+const DOWNLOAD_OPTIONS = ['low-speed-limit', 'low-speed-time', 'download-deadline', 'connections'] as const
 
 const COMMAND_OPTIONS: Record<'install' | 'serve', readonly string[]> = {
   install: ['payload', 'disk', 'json', 'stream', 'memory-limit', 'config-drive', 'log-level', 'state-dir', ...DOWNLOAD_OPTIONS],
@@ -486,6 +491,13 @@ function commonOptions (values: CliValues, defaultLevel: string): string | {
         `from 1 to ${Math.floor(MAX_DEADLINE_MS / 1000)}.`
     }
     downloadTuning.deadlineMs = seconds * 1000
+  }
+  if (values.connections !== undefined) {
+    const connections = /^\s*\d+\s*$/.test(values.connections) ? Number(values.connections) : Number.NaN
+    if (!(connections >= 1 && connections <= MAX_CONNECTIONS)) {
+      return `Bad --connections ${values.connections}: expected a whole number from 1 to ${MAX_CONNECTIONS}.`
+    }
+    downloadTuning.connections = connections
   }
   return { memoryLimitBytes, configDriveFs, level, downloadTuning }
 }

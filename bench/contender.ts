@@ -106,12 +106,15 @@ export interface AgentRunOptions {
   disk: DiskUnderTest
   memoryLimit: string
   stream: boolean
+  /** `--connections N` (default: the agent's own). */
+  connections?: number
   expected: AgentExpectation
 }
 
 /** byoi-agent's CLI install, with --json, its result and GPT checked. */
 export function agentContender (options: AgentRunOptions): Contender {
-  const flags = `--memory-limit ${shq(options.memoryLimit)} --json${options.stream ? ' --stream' : ''}`
+  const connections = options.connections === undefined ? '' : ` --connections ${options.connections}`
+  const flags = `--memory-limit ${shq(options.memoryLimit)} --json${options.stream ? ' --stream' : ''}${connections}`
   return {
     id: options.id,
     label: options.label,

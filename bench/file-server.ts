@@ -14,8 +14,10 @@ export interface FileServer {
   stop: () => Promise<void>
 }
 
-export async function startFileServer (options: { script: string; dir: string; cwd: string }): Promise<FileServer> {
-  const child: ChildProcess = spawn(process.execPath, [options.script, options.dir, '--port', '0'], { cwd: options.cwd, stdio: ['ignore', 'pipe', 'inherit'] })
+/** `args`: more of serve-files' options (e.g. `--rate BYTES_PER_SEC`). */
+export async function startFileServer (options: { script: string; dir: string; cwd: string; args?: string[] }): Promise<FileServer> {
+  const argv = [options.script, options.dir, '--port', '0', ...options.args ?? []]
+  const child: ChildProcess = spawn(process.execPath, argv, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'inherit'] })
   const pid = child.pid
   const exited = new Promise<void>((resolve) => { child.once('exit', () => resolve()) })
   const stop = async (): Promise<void> => {

@@ -1,9 +1,10 @@
 /**
  * `make bench`: the bench suites, one after the other: raw (a 2 GiB raw image, both agent modes,
  * against the shell pipelines), qcow2 (2 GiB guests in plain and zlib qcow2, in memory and
- * streamed, against qemu-img) and compressed (that guest as a zstd raw image, against zstd's pipeline).
+ * streamed, against qemu-img), compressed (that guest as a zstd raw image, against zstd's pipeline)
+ * and ranges (1 GiB from a server capping each connection, 1, 4 and 8 connections, against curl and aria2c).
  * Prints a table per suite and rewrites its section of docs/benchmarks.md.
- * `--suite raw|qcow2|compressed` (repeatable) runs only those. `--baseline DIR` (a checkout of another commit,
+ * `--suite raw|qcow2|compressed|ranges` (repeatable) runs only those. `--baseline DIR` (a checkout of another commit,
  * built) runs each agent contender twice per round, this build and that one, interleaved, and
  * prints an A/B table instead of rewriting the doc. Not a test: nothing here asserts on time.
  */
@@ -20,13 +21,14 @@ import { compareDiskSamples } from './disk-samples.js'
 import { startFileServer, type FileServer } from './file-server.js'
 import { compressedSuite } from './compressed-suite.js'
 import { qcow2Suite } from './qcow2-suite.js'
+import { rangesSuite } from './ranges-suite.js'
 import { rawSuite } from './raw-suite.js'
 import type { Suite, SuiteEnv } from './suite.js'
 import { GNU_TIME, runTimed } from './timed-run.js'
 
 const ROUNDS = 3
 const RUN_TIMEOUT_MS = 180_000 // 3 min: far beyond any healthy run
-const SUITES: readonly Suite[] = [rawSuite, qcow2Suite, compressedSuite]
+const SUITES: readonly Suite[] = [rawSuite, qcow2Suite, compressedSuite, rangesSuite]
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..') // dist/bench/ → the repository
 const benchDir = join(root, 'build', 'bench')

@@ -19,6 +19,10 @@ export const FUZZ_TUNING = {
   maxAttempts: 3,
   retryBaseDelayMs: 10,
   maxRedirects: 3,
+  // One GET: the hostile behaviours are scripted per request of the one GET and its resumes (the
+  // hostile server answers `bytes=N-` only); over parallel ranges its first request would be spent
+  // on the first part, answered whole, and the behaviour meant for the download would miss it.
+  connections: 1,
 }
 
 export function pickChecksum (random: Random): ChecksumType | undefined {

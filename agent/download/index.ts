@@ -1,6 +1,8 @@
 export { download } from './http-download.js'
+export { DEFAULT_CONNECTIONS, MAX_CONNECTIONS, parallelDownload, partWindowBytes } from './parallel-download.js'
 export { fetchRange } from './ranged-get.js'
 export { MAX_DEADLINE_MS } from './http-request.js'
 export type { DigestType, DownloadOptions, DownloadResult } from './http-download.js'
+export type { ParallelDownloadOptions, ParallelDownloadResult } from './parallel-download.js'
 export type { RangeData, RangeOptions, RangeResult, WholeFile } from './ranged-get.js'
 export type { DownloadSink, Slab } from './slab-feed.js'

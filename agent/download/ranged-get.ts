@@ -53,6 +53,12 @@ export interface WholeFile {
 
 export type RangeResult = RangeData | WholeFile
 
+/** The bytes asked as the network brought them (parallel-download hands them on without copying them first). */
+export interface RangeChunks extends Omit<RangeData, 'data'> {
+  /** Bytes start to min(end, totalBytes), in order, as undici gave them. */
+  chunks: Buffer[]
+}
+
 /**
  * GETs bytes `start` to `end` − 1 of `options.url` (`Range: bytes=start-(end−1)`, with `If-Range`
  * when a validator is given), through redirects and retries as download() does.
@@ -68,6 +74,18 @@ export type RangeResult = RangeData | WholeFile
  * the signal's reason) when aborted.
  */
 export async function fetchRange (options: RangeOptions): Promise<RangeResult> {
+  const result = await fetchRangeChunks(options)
+  if (result.kind === 'whole') return result
+  const { chunks, ...rest } = result
+  return { ...rest, data: chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks) }
+}
+
+/**
+ * fetchRange(), the bytes left in the chunks they came in: a part of a parallel download is held
+ * until the parts before it arrived, and a buffer of its own for it would cost a copy of every
+ * byte and fresh memory (page faults, garbage) per part, the most CPU of a fast parallel download.
+ */
+export async function fetchRangeChunks (options: RangeOptions): Promise<RangeChunks | WholeFile> {
   const { start, end } = options
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end <= start) {
     throw new RangeError(`a range is start < end, both integers from 0, got ${start} to ${end}`)
@@ -82,12 +100,12 @@ export async function fetchRange (options: RangeOptions): Promise<RangeResult> {
     attempt: async () => await fetchOnce(job, options, range),
     logged: () => ({ range }),
   })
-  job.logger?.debug({ url: job.shownUrl, range, kind: value.kind, bytes: value.kind === 'range' ? value.data.length : 0, attempts },
-    'range fetch done')
+  const bytes = value.kind === 'range' ? value.chunks.reduce((sum, chunk) => sum + chunk.length, 0) : 0
+  job.logger?.debug({ url: job.shownUrl, range, kind: value.kind, bytes, attempts }, 'range fetch done')
   return { ...value, attempts }
 }
 
-type Fetched = Omit<RangeData, 'attempts'> | Omit<WholeFile, 'attempts'>
+type Fetched = Omit<RangeChunks, 'attempts'> | Omit<WholeFile, 'attempts'>
 
 /** One attempt: the request through its redirects, then the answer judged and its body, if taken, read. */
 async function fetchOnce (job: Job, options: RangeOptions, range: string): Promise<Fetched> {
@@ -106,10 +124,10 @@ async function fetchOnce (job: Job, options: RangeOptions, range: string): Promi
     if (statusCode !== 206) throw statusFailure(answer)
     refuseEncoding(answer)
     const { length, totalBytes } = planRange(answer, options)
-    const data = await readBody(job, answer, length)
+    const chunks = await readBody(job, answer, length)
     closed = true
     await closeAfterBody(answer)
-    return { kind: 'range', data, totalBytes, validator: validator ?? ifRangeValidator(headers) }
+    return { kind: 'range', chunks, totalBytes, validator: validator ?? ifRangeValidator(headers) }
   } finally {
     if (!closed) await dispose(answer)
   }
@@ -146,9 +164,9 @@ function pastTheEnd (answer: Answer, options: RangeOptions): AttemptFailure {
   return new AttemptFailure(`HTTP 416: bytes ${options.start}-${options.end - 1} lie past the end of the file, ${size}`, { retryable: false, statusCode })
 }
 
-/** The body into one buffer of the length planned: a byte more is refused before it is held. */
-async function readBody (job: Job, answer: Answer, length: number): Promise<Buffer> {
-  const data = Buffer.alloc(length)
+/** The body's chunks, the length planned: a byte more is refused before it is held. */
+async function readBody (job: Job, answer: Answer, length: number): Promise<Buffer[]> {
+  const chunks: Buffer[] = []
   const speed = watchBodySpeed(job)
   let received = 0
   for await (const chunk of bodyChunks(answer.body)) {
@@ -156,10 +174,10 @@ async function readBody (job: Job, answer: Answer, length: number): Promise<Buff
     if (received + chunk.length > length) {
       throw new AttemptFailure(`the body is longer than the ${length} bytes of its Content-Range`, { retryable: false, statusCode: answer.statusCode })
     }
-    chunk.copy(data, received)
+    chunks.push(chunk)
     received += chunk.length
     speed.waiting()
   }
   if (received < length) throw new AttemptFailure(`the body ended after ${received} of ${length} bytes`, { retryable: true, statusCode: answer.statusCode })
-  return data
+  return chunks
 }

@@ -1,11 +1,14 @@
 import type { Logger } from 'pino'
-import { download, fetchRange, type DownloadOptions, type DownloadResult, type DownloadSink } from '../download/index.js'
+import {
+  DEFAULT_CONNECTIONS, fetchRange, parallelDownload, partWindowBytes, type DownloadResult, type DownloadSink, type ParallelDownloadOptions,
+} from '../download/index.js'
 import type { RangeReader } from '../image/qcow2/fetch-tables.js'
 import type { InstallRequest } from '../payload/install-request.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
 
-export type DownloadTuning = Pick<DownloadOptions,
-  'connectTimeoutMs' | 'idleTimeoutMs' | 'lowSpeedLimitBytesPerSecond' | 'lowSpeedTimeMs' | 'deadlineMs' | 'maxAttempts' | 'retryBaseDelayMs' | 'maxRedirects'>
+export type DownloadTuning = Pick<ParallelDownloadOptions,
+  'connectTimeoutMs' | 'idleTimeoutMs' | 'lowSpeedLimitBytesPerSecond' | 'lowSpeedTimeMs' | 'deadlineMs' | 'maxAttempts' | 'retryBaseDelayMs' | 'maxRedirects' |
+  'connections' | 'partBytes'>
 
 export interface FetchOptions {
   signal: AbortSignal | undefined
@@ -17,13 +20,14 @@ export interface FetchOptions {
 
 /**
  * The download step: the image from the request's URL, with its headers, into `sink` (the image
- * stage), its digest computed upstream of the sink. The result is not verified yet.
+ * stage), its digest computed upstream of the sink, over `connections` parallel ranges when the
+ * server allows (download/parallel-download). The result is not verified yet.
  */
 export async function fetchImage (request: InstallRequest, sink: DownloadSink, options: FetchOptions): Promise<DownloadResult> {
   const { logger, onProgress } = options
   const headers = redactHeaders(Object.fromEntries(request.httpHeaders.map((h) => [h.name, h.value])))
   logger?.info({ url: safeUrl(request.imageUrl), headers, checksumType: request.checksum?.type }, 'download')
-  const fetched = await download({
+  const fetched = await parallelDownload({
     ...options.downloadTuning,
     url: request.imageUrl,
     headers: request.httpHeaders,
@@ -34,6 +38,21 @@ export async function fetchImage (request: InstallRequest, sink: DownloadSink, o
   }, sink)
   onProgress(fetched.bytes, fetched.contentLength)
   return fetched
+}
+
+/** The parts of a parallel download may take this share of the memory budget, at most. */
+const WINDOW_SHARE_OF_BUDGET = 4
+
+/**
+ * The connections asked (or the default), fewer when their window of parts would take more than a
+ * quarter of the memory budget: the window is held outside the image's budget, and a small
+ * rescue system (a budget of 64 MiB) must not run out of memory for speed. At least one.
+ */
+export function connectionsWithin (memoryLimitBytes: number, tuning: DownloadTuning | undefined): number {
+  const asked = tuning?.connections ?? DEFAULT_CONNECTIONS
+  let connections = asked
+  while (connections > 1 && partWindowBytes(connections, tuning?.partBytes) * WINDOW_SHARE_OF_BUDGET > memoryLimitBytes) connections--
+  return connections
 }
 
 /**

@@ -7,7 +7,7 @@ import { installedMessage, type InstallMode } from '../errors/installed-message.
 import type { InstallEventListener } from '../report/progress.js'
 import { checkConfigDriveMount, mountCheckNote, type ConfigDriveMountCheck, type MountCheckOptions } from './config-drive-mount-check.js'
 import { prepareConfigDrive, type ConfigDriveResult, type ConfigDriveStepOptions, type WrittenConfigDrive } from './config-drive-step.js'
-import { fetchImage, rangeReader, type DownloadTuning } from './fetch-image.js'
+import { connectionsWithin, fetchImage, rangeReader, type DownloadTuning } from './fetch-image.js'
 import type { ImageStage, StageContext, StagedImage } from './image-stage.js'
 import { checkDigest } from './image-checks.js'
 import { InstallSteps } from './install-steps.js'
@@ -95,7 +95,12 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
     if (stage.mode === 'stream') steps.enter('download', 'write')
     else steps.enter('download')
     const onProgress = (bytes: number, totalBytes: number | undefined): void => { steps.progress('download', bytes, totalBytes) }
-    const downloaded = await fetchImage(request, stage, { signal, logger, onProgress, downloadTuning: options.downloadTuning })
+    const connections = connectionsWithin(context.memoryLimitBytes, options.downloadTuning)
+    if (connections < (options.downloadTuning?.connections ?? connections)) {
+      logger?.info({ connections, memoryLimitBytes: context.memoryLimitBytes }, 'fewer connections than asked: the memory budget')
+    }
+    const downloadTuning = { ...options.downloadTuning, connections }
+    const downloaded = await fetchImage(request, stage, { signal, logger, onProgress, downloadTuning })
     await stage.end()
 
     // Nothing of the image becomes bootable (in memory mode, nothing is written) before this passes.

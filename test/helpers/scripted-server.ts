@@ -24,6 +24,10 @@ export interface ScriptedServer {
   url: (path?: string) => string
   /** Every request received, in order. */
   requests: RecordedRequest[]
+  /** Connections open now (accepted, not yet closed). */
+  openConnections: () => number
+  /** Resolves once no connection is open (the test's timeout bounds the wait). */
+  allClosed: () => Promise<void>
   close: () => Promise<void>
 }
 
@@ -43,6 +47,16 @@ export async function startScriptedServer (script: Handler | Handler[]): Promise
     }
     handler(req, res, index)
   })
+  let open = 0
+  const idle: Array<() => void> = []
+  server.on('connection', (socket) => {
+    open++
+    socket.once('close', () => {
+      open--
+      if (open > 0) return
+      for (const resolve of idle.splice(0)) resolve()
+    })
+  })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
   const origin = `http://127.0.0.1:${port}`
@@ -51,6 +65,10 @@ export async function startScriptedServer (script: Handler | Handler[]): Promise
     origin,
     url: (path = '/image.raw') => `${origin}${path}`,
     requests,
+    openConnections: () => open,
+    allClosed: async () => {
+      if (open > 0) await new Promise<void>((resolve) => { idle.push(resolve) })
+    },
     close: async () => {
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))

@@ -138,6 +138,10 @@ t.test('bad usage: exit 2 and the usage on stderr', async (t) => {
     ['install', '--payload', 'x', '--disk', 'y', '--low-speed-time', '0'],
     ['install', '--payload', 'x', '--disk', 'y', '--download-deadline', '1.5'],
     ['install', '--payload', 'x', '--disk', 'y', '--download-deadline', '9999999'],
+    ['install', '--payload', 'x', '--disk', 'y', '--connections', '0'],
+    ['install', '--payload', 'x', '--disk', 'y', '--connections', '17'],
+    ['install', '--payload', 'x', '--disk', 'y', '--connections', '2.5'],
+    ['install', '--payload', 'x', '--disk', 'y', '--connections', 'many'],
   ]
   for (const args of usages) {
     const run = await cli(args)
@@ -161,6 +165,21 @@ t.test('--download-deadline reaches the download', async (t) => {
   t.match(JSON.parse(run.stdout), { status: 'error', code: 'DOWNLOAD_FAILED' })
   t.match(run.stderr, /not done within the deadline of 1000 ms/)
   t.equal(server.requests.length, 1)
+})
+
+t.test('--connections reaches the download: 1 is one GET, 3 asks the first part by Range, then the others', async (t) => {
+  const server = await startScriptedServer((req, res) => serveFile(req, res, image, { etag: '"cli"' }))
+  t.teardown(server.close)
+  const disk = join(tmp.path, 'connections.img')
+  makeDirtyDisk(disk, 16 * MiB)
+  const one = await cli(['install', '--payload', '-', '--disk', disk, '--json', '--connections', '1'], payload(server.url()))
+  t.equal(one.code, EXIT_OK)
+  t.same(server.requests.map((r) => r.headers.range), [undefined], 'one GET')
+  server.requests.length = 0
+  const three = await cli(['install', '--payload', '-', '--disk', disk, '--json', '--connections', '3'], payload(server.url()))
+  t.equal(three.code, EXIT_OK)
+  t.equal(server.requests[0]?.headers.range, 'bytes=0-1048575', 'the first part (1 MiB)')
+  t.ok(server.requests.length > 1 && server.requests.slice(1).every((r) => r.headers['if-range'] === '"cli"'), 'the other parts by Range, If-Range')
 })
 
 t.test('secrets never reach the log, the progress or the result', async (t) => {
@@ -217,7 +236,9 @@ t.test('install killed (SIGKILL) while writing over an old GPT: the next install
   const file = join(tmp.path, 'killed.json')
   writeFileSync(file, JSON.stringify({ templateName: 'byoi_64', userMetadata: [{ key: 'imageURL', value: images.url() }, { key: 'imageType', value: 'raw' }] }))
   const main = fileURLToPath(new URL('../../agent/main.ts', import.meta.url))
-  const argv = [...process.execArgv, main, 'install', '--payload', file, '--disk', disk, '--stream', '--state-dir', stateDir]
+  const argv = [...process.execArgv, main, 'install', '--payload', file, '--disk', disk, '--stream', '--state-dir', stateDir,
+    // One connection: its stalled body still brings 7 MiB to the disk (a part is written only once whole).
+    '--connections', '1']
   const child = spawn(process.execPath, argv, { stdio: 'ignore' })
   const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)))
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })

@@ -47,7 +47,8 @@ const fixtures = {
   'L1 table after the data': grown(),
 }
 
-const fast: InstallOptions['downloadTuning'] = { retryBaseDelayMs: 5, idleTimeoutMs: 2000, connectTimeoutMs: 2000, maxAttempts: 3 }
+// One connection: these tests count the one GET of the body beside the Range reads of the tables (parallel ranges: their own test below).
+const fast: InstallOptions['downloadTuning'] = { retryBaseDelayMs: 5, idleTimeoutMs: 2000, connectTimeoutMs: 2000, maxAttempts: 3, connections: 1 }
 const newDisk = dirtyDisks(tmp.path, DISK_BYTES)
 function request (url: string, file: Buffer, overrides: Partial<InstallRequest> = {}): InstallRequest {
   return {
@@ -111,6 +112,22 @@ for (const ranges of [true, false]) {
     })
   }
 }
+
+t.test('qcow2 (zlib) over the budget, its body over 4 parallel ranges of 64 KiB: equal to qemu-img convert, every part of the tables\' version', async (t) => {
+  const { bytes, file } = fixtures.zlib
+  const server = await serve(bytes)
+  const disk = newDisk()
+  const result = await runInstall({
+    request: request(server.url(), bytes), diskPath: disk, memoryLimitBytes: BUDGET, downloadTuning: { ...fast, connections: 4, partBytes: 64 * 1024 },
+  })
+  const reference = converted(file)
+  t.equal(result.mode, 'stream')
+  const data = gptDataRange(raw)
+  t.ok(readRange(disk, data.offset, data.length).equals(reference.subarray(data.offset, data.offset + data.length)), 'the data region as qemu-img makes it')
+  t.equal(server.requests.filter((r) => r.headers.range === undefined).length, 0, 'no GET of the whole file')
+  t.equal(server.requests[0]?.headers.range, 'bytes=0-65535', 'the first part first')
+  t.ok(server.requests.slice(1).every((r) => r.headers['if-range'] !== undefined), 'every later request guarded by the first answer\'s ETag')
+})
 
 t.test('--stream: a qcow2 within the budget streams too; with no size announced it is held in memory', async (t) => {
   const { bytes } = fixtures.zstd

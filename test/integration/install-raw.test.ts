@@ -7,6 +7,7 @@ import type { InstallRequest } from '../../agent/payload/install-request.js'
 import type { InstallEvent } from '../../agent/report/progress.js'
 import { attachLoop, blkidAt, dirtyDisks, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
 import { gptDataRange, makeGptImage, makeImage, sha, startImageServer } from '../helpers/image-server.js'
+import { serveFile, startScriptedServer } from '../helpers/scripted-server.js'
 import { expectInstallError, type TapTest } from '../helpers/tap.js'
 
 const MiB = 1024 * 1024
@@ -98,11 +99,23 @@ for (const stream of [false, true]) {
     const server = await startImageServer({ image, resetAfter: { 0: 3 * MiB + 7 } })
     t.teardown(server.close)
     const disk = newDisk()
-    const result = await runInstall({ request: request(server.url()), diskPath: disk, stream, downloadTuning: fast })
+    // One connection: the resume of its one GET is what is tested (parts are fetched again whole).
+    const result = await runInstall({ request: request(server.url()), diskPath: disk, stream, downloadTuning: { ...fast, connections: 1 } })
     t.equal(result.bytes, image.length)
     expectInstalled(t, disk)
     t.equal(server.requests.length, 2)
     t.match(server.requests[1]?.range, /^bytes=\d+-$/, 'second request resumed with Range')
+  })
+
+  t.test(`${mode} mode: over 4 parallel ranges (1 MiB parts), the installed bytes equal the image`, async (t) => {
+    const server = await startScriptedServer((req, res) => serveFile(req, res, image, { etag: '"parts"' }))
+    t.teardown(server.close)
+    const disk = newDisk()
+    const result = await runInstall({ request: request(server.url()), diskPath: disk, stream, downloadTuning: { ...fast, connections: 4, partBytes: MiB } })
+    t.equal(result.bytes, image.length)
+    expectInstalled(t, disk)
+    t.equal(server.requests.length, Math.ceil(image.length / MiB), 'one request per part')
+    t.ok(server.requests.slice(1).every((r) => r.headers['if-range'] === '"parts"'))
   })
 
   t.test(`${mode} mode: an announced size larger than the disk is refused before any write`, async (t) => {

@@ -12,8 +12,8 @@ import { request } from 'undici'
 
 const SCRIPT = fileURLToPath(new URL('../../scripts/serve-files.ts', import.meta.url))
 
-async function startServeFiles (dir: string): Promise<string> {
-  const child = spawn(process.execPath, [...process.execArgv, SCRIPT, dir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+async function startServeFiles (dir: string, more: string[] = []): Promise<string> {
+  const child = spawn(process.execPath, [...process.execArgv, SCRIPT, dir, '--port', '0', ...more], { stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   let stdout = ''
   let stderr = ''
@@ -48,4 +48,21 @@ t.test('a malformed percent-encoding is a 400, and the server keeps serving', as
   const missing = await request(`${url}/nothing-here`)
   await missing.body.dump()
   t.equal(missing.statusCode, 404)
+})
+
+t.test('--rate caps each response: the bytes as without it, no faster than the rate even for a short range', async (t) => {
+  const dir = t.testdir()
+  const file = Buffer.alloc(300_000)
+  for (let i = 0; i < file.length; i++) file[i] = (i * 7) & 0xff
+  writeFileSync(join(dir, 'image.raw'), file)
+  const url = await startServeFiles(dir, ['--rate', '1000000'])
+  for (const [range, bytes] of [[undefined, file], ['bytes=1000-200999', file.subarray(1000, 201_000)]] as const) {
+    const startedMs = performance.now()
+    const answer = await request(`${url}/image.raw`, { headers: range === undefined ? {} : { range } })
+    const body = Buffer.from(await answer.body.arrayBuffer())
+    const seconds = (performance.now() - startedMs) / 1000
+    t.ok(body.equals(bytes), `${range ?? 'the whole file'}: its bytes`)
+    // A lower bound only (a loaded machine is slower, never faster): no burst at the start.
+    t.ok(seconds >= (bytes.length / 1_000_000) * 0.99, `${bytes.length} bytes at 1 MB/s took ${seconds.toFixed(2)} s`)
+  }
 })
