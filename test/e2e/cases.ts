@@ -30,6 +30,8 @@ export interface E2eCase {
   rescueMemoryMiB?: number
   /** byoi.memory_limit= on the rescue kernel command line: the agent's memory budget for the image (e.g. `64MiB`). */
   memoryLimit?: string
+  /** byoi.connections= on the rescue kernel command line (default: the agent's). */
+  connections?: number
   /** Notes the install must give (each a pattern). */
   notes?: RegExp[]
   /** byoi.disk= on the rescue kernel command line (default auto). */
@@ -115,8 +117,8 @@ export const CASES: E2eCase[] = [
   },
   {
     name: 'download-resumed',
-    summary: 'the image server cuts the download at 600 MiB once; the agent resumes with Range + If-Range',
-    image: 'test-os.raw', imageType: 'raw', bus: 'virtio', diskMiB: 2 * GiB, cutOnceAfterBytes: 600 * 1024 * 1024,
+    summary: 'one connection (byoi.connections=1): the image server cuts the download at 600 MiB once; the agent resumes with Range + If-Range',
+    image: 'test-os.raw', imageType: 'raw', bus: 'virtio', diskMiB: 2 * GiB, cutOnceAfterBytes: 600 * 1024 * 1024, connections: 1,
     expect: { disk: 'installed', code: 'INSTALLED', boots: ['bios'] },
   },
 ]

@@ -177,7 +177,8 @@ export async function runCase (testCase: E2eCase, observer: CaseObserver, option
     const token = randomBytes(24).toString('hex')
     const apiPort = await freePort()
     const memoryMiB = testCase.rescueMemoryMiB ?? 6 * 1024
-    const limit = testCase.memoryLimit === undefined ? '' : ` byoi.memory_limit=${testCase.memoryLimit}`
+    const limit = `${testCase.memoryLimit === undefined ? '' : ` byoi.memory_limit=${testCase.memoryLimit}`}` +
+      `${testCase.connections === undefined ? '' : ` byoi.connections=${testCase.connections}`}`
     const extra = `${limit}${options.rescueAppend === undefined ? '' : ` ${options.rescueAppend}`}`
     const append = `console=ttyS0 quiet byoi.token=${token} byoi.disk=${testCase.diskArg ?? 'auto'} byoi.listen=0.0.0.0:${API_PORT}${extra}`
     const rescue = new QemuVm({
