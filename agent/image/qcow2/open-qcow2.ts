@@ -1,6 +1,6 @@
 import type { ByteSource } from '../memory-image.js'
-import { parseQcow2Header } from './header.js'
-import { readL1Table, validateL2Tables, type Qcow2Mapping } from './tables.js'
+import { parseQcow2Header, type Qcow2Header } from './header.js'
+import { readL1Table, validateL2Tables, type Qcow2Geometry, type Qcow2Mapping } from './tables.js'
 import { TimeSlice } from '../../time-slice.js'
 
 /** A qcow2 image checked by openQcow2, ready for writeQcow2. */
@@ -29,27 +29,20 @@ export interface Qcow2Image extends Qcow2Mapping {
  */
 export async function openQcow2 (source: ByteSource, options: { signal?: AbortSignal } = {}): Promise<Qcow2Image> {
   const header = parseQcow2Header(source)
-  const geometry = {
-    version: header.version,
-    virtualSizeBytes: header.virtualSizeBytes,
-    clusterBits: header.clusterBits,
-    clusterBytes: header.clusterBytes,
-    extendedL2: header.extendedL2,
-    fileBytes: source.sizeBytes,
-  }
+  const geometry = qcow2Geometry(header, source.sizeBytes)
   const slice = new TimeSlice(options.signal)
   const l2TableOffsets = await readL1Table(geometry, source, header.l1TableOffset, slice)
-  const mapping = await validateL2Tables(geometry, source, l2TableOffsets, slice)
-  return {
-    version: header.version,
-    virtualSizeBytes: header.virtualSizeBytes,
-    clusterBits: header.clusterBits,
-    clusterBytes: header.clusterBytes,
-    compressionType: header.compressionType,
-    extendedL2: header.extendedL2,
-    snapshots: header.snapshots,
-    dirty: header.dirty,
-    fileBytes: source.sizeBytes,
-    ...mapping,
-  }
+  return qcow2Image(header, source.sizeBytes, await validateL2Tables(geometry, source, l2TableOffsets, slice))
+}
+
+/** What the mapping needs of a header checked by parseQcow2Header, for a file of `fileBytes`. */
+export function qcow2Geometry (header: Qcow2Header, fileBytes: number): Qcow2Geometry {
+  const { version, virtualSizeBytes, clusterBits, clusterBytes, extendedL2 } = header
+  return { version, virtualSizeBytes, clusterBits, clusterBytes, extendedL2, fileBytes }
+}
+
+/** The image of a checked header and its checked mapping (openQcow2's, or a streamed map's once whole). */
+export function qcow2Image (header: Qcow2Header, fileBytes: number, mapping: Qcow2Mapping): Qcow2Image {
+  const { compressionType, snapshots, dirty } = header
+  return { ...qcow2Geometry(header, fileBytes), compressionType, snapshots, dirty, ...mapping }
 }

@@ -8,7 +8,7 @@
  */
 import { parseQcow2Header, type Qcow2Header } from './header.js'
 import type { HostExtent } from './host-queue.js'
-import type { Qcow2Image } from './open-qcow2.js'
+import { qcow2Geometry, qcow2Image, type Qcow2Image } from './open-qcow2.js'
 import { checkL2Table, guestExtents, l1EntryCoverBytes, readL1Table, type Qcow2Geometry } from './tables.js'
 import { SparseSource } from '../sparse-source.js'
 import type { TimeSlice } from '../../time-slice.js'
@@ -40,7 +40,10 @@ export class Qcow2StreamMap {
   private readonly waiting = new Map<number, number[]>()
   private whole: Qcow2Image | undefined
 
-  constructor (readonly fileBytes: number, private readonly slice: TimeSlice, fetched?: SparseSource) {
+  /** `onHeader`: the caller's own checks of the header once it passed the map's, before any extent. */
+  constructor (
+    readonly fileBytes: number, private readonly slice: TimeSlice, fetched?: SparseSource, private readonly onHeader?: (header: Qcow2Header) => void,
+  ) {
     if (fetched !== undefined && fetched.sizeBytes !== fileBytes) throw new RangeError(`tables of a ${fetched.sizeBytes}-byte file for one of ${fileBytes}`)
     this.tables = fetched ?? new SparseSource(fileBytes)
   }
@@ -101,15 +104,10 @@ export class Qcow2StreamMap {
 
   private readHeader (): void {
     const header = parseQcow2Header(this.tables)
+    this.geometry = qcow2Geometry(header, this.fileBytes)
     this.header = header
-    this.geometry = {
-      version: header.version,
-      virtualSizeBytes: header.virtualSizeBytes,
-      clusterBits: header.clusterBits,
-      clusterBytes: header.clusterBytes,
-      extendedL2: header.extendedL2,
-      fileBytes: this.fileBytes,
-    }
+    // The caller's own checks of the header, before any extent is given.
+    this.onHeader?.(header)
   }
 
   private l1UsedEntries (geometry: Qcow2Geometry): number {
@@ -157,19 +155,9 @@ export class Qcow2StreamMap {
   }
 
   private finish (): void {
-    const header = this.header as Qcow2Header
-    this.whole = {
-      version: header.version,
-      virtualSizeBytes: header.virtualSizeBytes,
-      clusterBits: header.clusterBits,
-      clusterBytes: header.clusterBytes,
-      compressionType: header.compressionType,
-      extendedL2: header.extendedL2,
-      snapshots: header.snapshots,
-      dirty: header.dirty,
-      fileBytes: this.fileBytes,
+    this.whole = qcow2Image(this.header as Qcow2Header, this.fileBytes, {
       l2TableOffsets: this.l2Offsets as Float64Array,
       zeroL1Ranges: this.zeroL1Ranges as Uint8Array,
-    }
+    })
   }
 }

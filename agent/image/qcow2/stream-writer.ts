@@ -76,7 +76,6 @@ export class Qcow2StreamWriter {
   private writes = new InFlight(MAX_IN_FLIGHT)
   /** File bytes taken. */
   private position = 0
-  private headerSeen = false
   /** The most bytes kept at once (for the result's notes). */
   private heldPeak = 0
   private written = 0
@@ -88,7 +87,7 @@ export class Qcow2StreamWriter {
   constructor (private readonly target: Qcow2WriteTarget, private readonly options: Qcow2StreamOptions) {
     this.slice = new TimeSlice(options.signal)
     this.maxQueued = Math.floor((options.mapLimitBytes ?? Math.max(options.holdLimitBytes, MIN_MAP_BYTES)) / HOST_EXTENT_BYTES)
-    this.map = new Qcow2StreamMap(options.fileBytes, this.slice, options.fetched)
+    this.map = new Qcow2StreamMap(options.fileBytes, this.slice, options.fetched, options.onHeader)
   }
 
   /** Guest bytes written so far (data and decoded clusters, the head's included). */
@@ -167,7 +166,7 @@ export class Qcow2StreamWriter {
   async rewind (): Promise<void> {
     await this.writes.settle()
     this.writes = new InFlight(MAX_IN_FLIGHT)
-    this.map = new Qcow2StreamMap(this.options.fileBytes, this.slice, this.options.fetched)
+    this.map = new Qcow2StreamMap(this.options.fileBytes, this.slice, this.options.fetched, this.options.onHeader)
     this.queue.clear()
     this.held.clear()
     this.gathering = []
@@ -176,7 +175,6 @@ export class Qcow2StreamWriter {
     this.gatheredBytes = 0
     this.written = 0
     this.position = 0
-    this.headerSeen = false
     await this.start()
   }
 
@@ -216,20 +214,10 @@ export class Qcow2StreamWriter {
   /** New extents from the map: those wholly ahead to the queue, those the stream passed from what was kept. */
   private async advanceMap (position: number): Promise<void> {
     await this.map.advance(async (extent) => { await this.place(extent, position) })
-    const header = this.map.parsedHeader
-    if (header !== undefined && !this.headerSeen) {
-      this.headerSeen = true
-      this.options.onHeader?.(header)
-    }
   }
 
   /** An extent the map gave: ahead of `position`, queued; passed, written (or gathered) from what was kept. */
   private async place (extent: HostExtent, position: number): Promise<void> {
-    // The header's checks (onHeader) run before the first extent can be written.
-    if (!this.headerSeen && this.map.parsedHeader !== undefined) {
-      this.headerSeen = true
-      this.options.onHeader?.(this.map.parsedHeader)
-    }
     await this.slice.next()
     if (extent.hostOffset >= position) {
       if (this.queue.size >= this.maxQueued) {
