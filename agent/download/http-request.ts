@@ -1,12 +1,13 @@
 /**
  * One GET of the image's URL and what its answer may be taken as, shared by the whole-file
  * download (http-download) and the ranged fetch (ranged-get): the options resolved once, the
- * headers per origin, redirects followed by hand, one undici Agent per request, the checks of an
- * answer's framing and coding, and failures put in words safe for a log.
+ * headers per origin, redirects followed by hand, a connection per request or one kept across a
+ * run of them (connection.ts), the checks of an answer's framing and coding, and failures put in
+ * words safe for a log.
  */
 import type { Logger } from 'pino'
-import { Agent, type Dispatcher } from 'undici'
-import { ConnectionWatch } from './connection-watch.js'
+import type { Dispatcher } from 'undici'
+import { Connection, type KeptConnection } from './connection.js'
 import { LowSpeedWatch } from './low-speed-watch.js'
 import { errors } from '../errors/install-error.js'
 import { safeUrl } from '../report/redact.js'
@@ -101,18 +102,16 @@ export interface Job {
   maxRedirects: number
 }
 
-/** One response, with the agent that holds its connection (one agent per request; see send()). */
+/** One response, with the connection that holds it (its own, or a kept one; see send()). */
 export interface Answer {
   url: URL
   statusCode: number
   statusText: string
   headers: ResponseHeaders
   body: Dispatcher.ResponseData['body']
-  agent: Agent
-  /** Garbage the connection reported after this response; see closeAfterBody(). */
-  framingErrors: unknown[]
-  /** The bytes sent past this response on a connection the server closes; see closeAfterBody(). */
-  watch: ConnectionWatch
+  connection: Connection
+  /** The run's kept connection this response came on; undefined for a connection of its own. */
+  kept: KeptConnection | undefined
 }
 
 /** Resolves the options; an unusable URL fails as DOWNLOAD_FAILED (logged), a bad number is the caller's bug (RangeError). */
@@ -203,10 +202,10 @@ function decodeUserInfo (text: string): string {
  * followed. Each attempt starts again from the original URL: a redirect target (often a presigned
  * URL) may have expired.
  */
-export async function requestFollowingRedirects (job: Job, rangeHeaders: string[]): Promise<Answer> {
+export async function requestFollowingRedirects (job: Job, rangeHeaders: string[], kept?: KeptConnection): Promise<Answer> {
   let url = job.url
   for (let redirects = 0; ; redirects++) {
-    const answer = await send(job, url, rangeHeaders)
+    const answer = await send(job, url, rangeHeaders, kept)
     const { statusCode } = answer
     if (!isRedirectStatus(statusCode)) return answer
     await dispose(answer)
@@ -228,34 +227,32 @@ export async function requestFollowingRedirects (job: Job, rangeHeaders: string[
 }
 
 /**
- * One GET on its own Agent, closed with its response: the connection then carries this one
- * response only, so what it reports after the body (see closeAfterBody) is about this body.
+ * One GET on a connection of its own, closed with its response: the connection then carries this
+ * one response only, so what it reports after the body (see closeAfterBody) is about this body;
+ * or on `kept`, the run's connection, open from the request before.
  * The customer's headers go to the original origin only, never to another one a redirect names.
  */
-async function send (job: Job, url: URL, rangeHeaders: string[]): Promise<Answer> {
-  const watch = new ConnectionWatch({ connect: { timeout: job.connectTimeoutMs } })
-  const agent = new Agent({
-    connect: watch.connect,
-    headersTimeout: job.idleTimeoutMs,
-    bodyTimeout: job.idleTimeoutMs,
-  })
-  const framingErrors: unknown[] = []
-  agent.on('disconnect', (_origin, _targets, err) => {
-    if (isFramingError(err)) framingErrors.push(err)
-  })
+async function send (job: Job, url: URL, rangeHeaders: string[], kept: KeptConnection | undefined): Promise<Answer> {
+  const connection = kept?.connection(job) ?? new Connection(job)
   const headers = [...(url.origin === job.url.origin ? job.originHeaders : job.foreignHeaders), ...rangeHeaders]
   try {
-    const response = await agent.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method: 'GET', headers, signal: job.attemptSignal })
+    const path = `${url.pathname}${url.search}`
+    const response = await connection.agent.request({ origin: url.origin, path, method: 'GET', headers, signal: job.attemptSignal })
     // Body errors reach us through iteration; one destroyed before it is read must not be "unhandled".
     response.body.on('error', noop)
     const { statusCode, statusText, body } = response
-    return { url, statusCode, statusText, headers: response.headers, body, agent, framingErrors, watch }
+    return { url, statusCode, statusText, headers: response.headers, body, connection, kept }
   } catch (err) {
-    await agent.destroy().catch(noop)
+    if (kept === undefined) await connection.destroy()
+    else await kept.drop()
     if (isContentLengthParseError(err)) {
       throw new AttemptFailure(
         `the answer's Content-Length could not be parsed (malformed, out of range, or given twice): ${shorten(err.message)}`,
         { retryable: false, refusal: INVALID_CONTENT_LENGTH }, err)
+    }
+    // On a kept connection, bytes past the last response are read as the start of this one.
+    if (kept !== undefined && connection.framingErrors.length > 0) {
+      throw new AttemptFailure('the server sent more bytes than it announced', { retryable: false }, connection.framingErrors[0])
     }
     throw err
   }
@@ -279,7 +276,8 @@ function isContentLengthParseError (err: unknown): err is Error {
 /** Drops a response we will not read (or stopped reading) and its connection: the rest of its body is never received. */
 export async function dispose (answer: Answer): Promise<void> {
   answer.body.destroy()
-  await answer.agent.destroy().catch(noop)
+  if (answer.kept === undefined) await answer.connection.destroy()
+  else await answer.kept.drop()
 }
 
 /**
@@ -293,20 +291,10 @@ export async function dispose (answer: Answer): Promise<void> {
  * on until the server's close (at most 1 s).
  */
 export async function closeAfterBody (answer: Answer): Promise<void> {
-  const excess = answer.watch.excessBytes()
-  await answer.agent.close()
-  const excessBytes = await excess
-  if (answer.framingErrors.length > 0 || excessBytes > 0) {
-    const more = excessBytes > 0 ? ` (${excessBytes} more at least)` : ''
-    throw new AttemptFailure(`the server sent more bytes than it announced${more}`,
-      { retryable: false, statusCode: answer.statusCode }, answer.framingErrors[0])
-  }
-}
-
-function isFramingError (err: unknown): boolean {
-  const code = errorCode(err)
-  if (code === undefined) return false
-  return code.startsWith('HPE_') || (code === 'UND_ERR_SOCKET' && err instanceof Error && err.message === 'bad response')
+  // A kept connection stays open for the run's next request: what it reported so far is checked
+  // now, the rest when the run closes it (KeptConnection.close).
+  if (answer.kept !== undefined) answer.kept.checkAfterBody(answer.statusCode)
+  else await answer.connection.close(answer.statusCode)
 }
 
 /**

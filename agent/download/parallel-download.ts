@@ -15,6 +15,7 @@ import { errors, isInstallError } from '../errors/install-error.js'
 import { AttemptFailure } from './attempt-failure.js'
 import { download, type DownloadOptions, type DownloadResult } from './http-download.js'
 import { abortError, isAborted, prepare, type Job } from './http-request.js'
+import { KeptConnection } from './connection.js'
 import { PartWindow } from './part-window.js'
 import { fetchRangeChunks, type RangeOptions } from './ranged-get.js'
 import { SlabFeed, type DownloadSink } from './slab-feed.js'
@@ -23,18 +24,18 @@ import { SlabFeed, type DownloadSink } from './slab-feed.js'
  * Connections by default: 4. Measured (docs/benchmarks.md, "Parallel ranges": 1 GiB from a server
  * capping each connection at 50 MiB/s, the agent streaming it to a disk with its sha512, 2 cores):
  * on a quiet machine one connection took 21.1 s, 4 took 6.5 s (×3.2) and 8 took 5.1 s (×4.1) with
- * ~110 MiB more peak RSS (344 MiB against 232: the window is 2 parts per connection); under a
- * load of 3 to 5, 8 were no faster than 4 (8.6 s against 7.9 s). 4 takes most of the gain with a
- * window of 64 MiB, and opens half the connections to a server that may count or throttle them;
- * --connections 8 is there for a fast link to a server that caps each stream low.
+ * more peak RSS (each connection adds a part to the window); under a load of 3 to 5, 8 were no
+ * faster than 4 (8.6 s against 7.9 s). 4 takes most of the gain with a window of 40 MiB, and opens
+ * half the connections to a server that may count or throttle them; --connections 8 is there for
+ * a fast link to a server that caps each stream low.
  */
 export const DEFAULT_CONNECTIONS = 4
 /** `--connections` takes 1 to this: past it a server is more likely to refuse or throttle us than to go faster. */
 export const MAX_CONNECTIONS = 16
 /**
- * 8 MiB: each part is a request of its own (one connection each, as every request here), so a
- * part must be long next to a connection's setup (TLS, TCP's slow start) at 50–200 MB/s; and the
- * window holds 2 parts per connection, 64 MiB at 4 connections. Measured over loopback at 50 MiB/s
+ * 8 MiB: each part is a request of its own (a worker's parts go one after another on its kept
+ * connection), so a part must be long next to a request's round trip at 50–200 MB/s; and the
+ * window holds a part per connection and one more, 40 MiB at 4 connections. Measured over loopback at 50 MiB/s
  * per connection: 4, 8 and 16 MiB parts within the noise of each other at 4 connections (512 MiB),
  * 32 MiB slower; in the bench's A/B (1 GiB, 3 rounds) 16 MiB was no faster at 4 connections and
  * slower at 8, with 90–160 MiB more peak RSS.
@@ -46,12 +47,23 @@ export const PART_BYTES = 8 * 1024 * 1024
  * server that turns out to need one GET (no validator) has sent little for nothing.
  */
 export const FIRST_PART_BYTES = 1024 * 1024
-/** Parts held per connection: one being fetched, one arrived while an earlier part is still on its way. */
-const WINDOW_PARTS_PER_CONNECTION = 2
+/**
+ * Parts held besides one per connection: the window is a part per connection and this many more,
+ * so a connection done with its part goes on while the oldest one is handed to the sink. Measured
+ * (1 GiB at 50 MiB/s per connection, 4 connections, streamed to a disk with its sha512, 3
+ * interleaved runs): 2 parts per connection 6.68–6.88 s and 194–197 MiB peak RSS; 1 per connection
+ * 6.52–7.11 s, 161–168 MiB; one per connection and one more 6.43–7.30 s (median 6.52), 170–173 MiB.
+ */
+const SPARE_WINDOW_PARTS = 1
+
+/** Parts held at once over `workers` connections. */
+function windowParts (workers: number): number {
+  return Math.max(1, workers) + SPARE_WINDOW_PARTS
+}
 
 /** The most bytes of parts held at once over `connections` (the window): what the caller budgets for. */
 export function partWindowBytes (connections: number, partBytes = PART_BYTES): number {
-  return connections * WINDOW_PARTS_PER_CONNECTION * partBytes
+  return windowParts(connections) * partBytes
 }
 
 export interface ParallelDownloadOptions extends DownloadOptions {
@@ -156,26 +168,41 @@ async function inParts (job: Job, options: ParallelDownloadOptions, sink: Downlo
   // Part 0 is the first answer's; part i ≥ 1 starts at firstBytes + (i − 1) × partBytes.
   const partCount = 1 + Math.max(0, Math.ceil((totalBytes - firstBytes) / partBytes))
   const workers = Math.min(plan.connections, partCount - 1)
-  const window = new PartWindow<Buffer[]>(partCount, Math.max(1, workers) * WINDOW_PARTS_PER_CONNECTION)
+  const window = new PartWindow<Buffer[]>(partCount, windowParts(workers))
   // Ends every part's request when one fails: the first failure is the download's.
   const stop = new AbortController()
   const partSignal = job.attemptSignal === undefined ? stop.signal : AbortSignal.any([job.attemptSignal, stop.signal])
   const closeWindow = (): void => { window.close() }
   partSignal.addEventListener('abort', closeWindow, { once: true })
   const feed = new SlabFeed(sink, options.digestType)
+  // One buffer per part held, reused part after part: a claimed part always finds one free (the window bounds both).
+  const freeBuffers: Buffer[] = []
+  const buffersOf = new Map<number, Buffer>()
   let attempts = plan.firstAttempts
   let bytes = 0
   let begun = false
   job.logger?.info({ url: job.shownUrl, totalBytes, partBytes, parts: partCount, connections: workers }, 'download in parts')
 
   const fetchParts = async (): Promise<void> => {
-    for (let index = await window.claim(); index !== undefined; index = await window.claim()) {
-      const start = firstBytes + (index - 1) * partBytes
-      const part = await fetchRangeChunks({ ...plan.base, signal: partSignal, start, end: Math.min(start + partBytes, totalBytes), validator, totalBytes })
-      attempts += part.attempts
-      if (part.kind === 'whole') throw new RangesRefused()
-      window.fill(index, part.chunks)
+    // Each worker's parts go one after another on one connection, kept open between them.
+    const connection = new KeptConnection()
+    try {
+      for (let index = await window.claim(); index !== undefined; index = await window.claim()) {
+        const start = firstBytes + (index - 1) * partBytes
+        const into = freeBuffers.pop() ?? Buffer.allocUnsafeSlow(partBytes)
+        buffersOf.set(index, into)
+        const end = Math.min(start + partBytes, totalBytes)
+        const part = await fetchRangeChunks({ ...plan.base, signal: partSignal, start, end, validator, totalBytes, into, connection })
+        attempts += part.attempts
+        if (part.kind === 'whole') throw new RangesRefused()
+        window.fill(index, part.chunks)
+      }
+    } catch (err) {
+      await connection.drop()
+      throw err
     }
+    // What the server sent past the last part's answer, or past any on a connection it closed, fails the download.
+    await connection.close(job, job.subject)
   }
   const handOver = async (): Promise<void> => {
     await sink.begin(totalBytes, validator)
@@ -187,6 +214,10 @@ async function inParts (job: Job, options: ParallelDownloadOptions, sink: Downlo
         bytes += chunk.length
         options.onProgress?.({ bytes, totalBytes })
       }
+      const index = window.handedOverParts
+      const buffer = buffersOf.get(index)
+      buffersOf.delete(index)
+      if (buffer !== undefined) freeBuffers.push(buffer)
       window.handOver()
     }
   }

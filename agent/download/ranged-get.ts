@@ -14,6 +14,7 @@ import {
 import { retryAttempts } from './retry-loop.js'
 import { headerValue, ifRangeValidator, parseContentLength, parseContentRange, parseUnsatisfiedRange } from './validators.js'
 import { bodyChunks } from './body-chunks.js'
+import type { KeptConnection } from './connection.js'
 
 export interface RangeOptions extends RequestOptions {
   /** The first byte asked, from 0. */
@@ -27,6 +28,16 @@ export interface RangeOptions extends RequestOptions {
   validator?: string
   /** The file's size from an earlier answer: an answer for a file of another size is IMAGE_CHANGED. */
   totalBytes?: number
+  /**
+   * Where fetchRangeChunks() copies the body, from its first byte (at least end − start long): its
+   * one chunk is then a view of it. A parallel download reuses a few such buffers for all its parts,
+   * so the network's chunks die young instead of being held, part after part, until the parts
+   * before arrive (measured: peak RSS of a 2 GiB raw install at 4 connections 236 MiB with the
+   * chunks held, against 141 MiB on one connection).
+   */
+  into?: Buffer
+  /** The run's connection, kept open across its requests (a parallel download's worker); default: one of its own. */
+  connection?: KeptConnection
 }
 
 /** The bytes asked, from a 206 whose Content-Range is the range asked (clipped at the file's end). */
@@ -53,7 +64,7 @@ export interface WholeFile {
 
 export type RangeResult = RangeData | WholeFile
 
-/** The bytes asked as the network brought them (parallel-download hands them on without copying them first). */
+/** The bytes asked as the network brought them, or in `into` (parallel-download hands them on without another copy). */
 export interface RangeChunks extends Omit<RangeData, 'data'> {
   /** Bytes start to min(end, totalBytes), in order, as undici gave them. */
   chunks: Buffer[]
@@ -81,15 +92,15 @@ export async function fetchRange (options: RangeOptions): Promise<RangeResult> {
 }
 
 /**
- * fetchRange(), the bytes left in the chunks they came in: a part of a parallel download is held
- * until the parts before it arrived, and a buffer of its own for it would cost a copy of every
- * byte and fresh memory (page faults, garbage) per part, the most CPU of a fast parallel download.
+ * fetchRange(), the bytes left in the chunks they came in, or copied into `options.into` (one
+ * chunk then): no buffer of the range's length is allocated for it.
  */
 export async function fetchRangeChunks (options: RangeOptions): Promise<RangeChunks | WholeFile> {
-  const { start, end } = options
+  const { start, end, into } = options
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end <= start) {
     throw new RangeError(`a range is start < end, both integers from 0, got ${start} to ${end}`)
   }
+  if (into !== undefined && into.length < end - start) throw new RangeError(`a buffer of ${into.length} bytes for a range of ${end - start}`)
   const job = prepare(options, 'range fetch')
   const range = `bytes=${start}-${end - 1}`
   job.logger?.debug({
@@ -111,7 +122,7 @@ type Fetched = Omit<RangeChunks, 'attempts'> | Omit<WholeFile, 'attempts'>
 async function fetchOnce (job: Job, options: RangeOptions, range: string): Promise<Fetched> {
   const { validator } = options
   const rangeHeaders = validator === undefined ? ['range', range] : ['range', range, 'if-range', validator]
-  const answer = await requestFollowingRedirects(job, rangeHeaders)
+  const answer = await requestFollowingRedirects(job, rangeHeaders, options.connection)
   let closed = false
   try {
     const { statusCode, headers } = answer
@@ -124,7 +135,7 @@ async function fetchOnce (job: Job, options: RangeOptions, range: string): Promi
     if (statusCode !== 206) throw statusFailure(answer)
     refuseEncoding(answer)
     const { length, totalBytes } = planRange(answer, options)
-    const chunks = await readBody(job, answer, length)
+    const chunks = await readBody(job, answer, length, options.into)
     closed = true
     await closeAfterBody(answer)
     return { kind: 'range', chunks, totalBytes, validator: validator ?? ifRangeValidator(headers) }
@@ -164,8 +175,8 @@ function pastTheEnd (answer: Answer, options: RangeOptions): AttemptFailure {
   return new AttemptFailure(`HTTP 416: bytes ${options.start}-${options.end - 1} lie past the end of the file, ${size}`, { retryable: false, statusCode })
 }
 
-/** The body's chunks, the length planned: a byte more is refused before it is held. */
-async function readBody (job: Job, answer: Answer, length: number): Promise<Buffer[]> {
+/** The body's chunks (or one view of `into`, where they were copied), the length planned: a byte more is refused before it is held. */
+async function readBody (job: Job, answer: Answer, length: number, into: Buffer | undefined): Promise<Buffer[]> {
   const chunks: Buffer[] = []
   const speed = watchBodySpeed(job)
   let received = 0
@@ -174,10 +185,11 @@ async function readBody (job: Job, answer: Answer, length: number): Promise<Buff
     if (received + chunk.length > length) {
       throw new AttemptFailure(`the body is longer than the ${length} bytes of its Content-Range`, { retryable: false, statusCode: answer.statusCode })
     }
-    chunks.push(chunk)
+    if (into === undefined) chunks.push(chunk)
+    else chunk.copy(into, received)
     received += chunk.length
     speed.waiting()
   }
   if (received < length) throw new AttemptFailure(`the body ended after ${received} of ${length} bytes`, { retryable: true, statusCode: answer.statusCode })
-  return chunks
+  return into === undefined ? chunks : [into.subarray(0, length)]
 }

@@ -26,6 +26,8 @@ export interface ScriptedServer {
   requests: RecordedRequest[]
   /** Connections open now (accepted, not yet closed). */
   openConnections: () => number
+  /** Connections accepted so far. */
+  connections: () => number
   /** Resolves once no connection is open (the test's timeout bounds the wait). */
   allClosed: () => Promise<void>
   close: () => Promise<void>
@@ -48,9 +50,11 @@ export async function startScriptedServer (script: Handler | Handler[]): Promise
     handler(req, res, index)
   })
   let open = 0
+  let accepted = 0
   const idle: Array<() => void> = []
   server.on('connection', (socket) => {
     open++
+    accepted++
     socket.once('close', () => {
       open--
       if (open > 0) return
@@ -66,6 +70,7 @@ export async function startScriptedServer (script: Handler | Handler[]): Promise
     url: (path = '/image.raw') => `${origin}${path}`,
     requests,
     openConnections: () => open,
+    connections: () => accepted,
     allClosed: async () => {
       if (open > 0) await new Promise<void>((resolve) => { idle.push(resolve) })
     },

@@ -56,9 +56,25 @@ for (const connections of [1, 4, 8]) {
       const start = (i + 1) * PART
       return `bytes=${start}-${Math.min(start + PART, FILE.length) - 1}`
     }).sort(), 'every other part once')
-    t.ok(result.peakPartsHeld <= 2 * connections)
+    t.ok(result.peakPartsHeld <= connections + 1, 'a part per connection and one more held, at most')
+    t.ok(server.connections() <= connections + 1, `each worker's parts on its kept connection: ${server.connections()} connections for 16 requests`)
+    await server.allClosed()
+    t.equal(server.openConnections(), 0, 'every kept connection closed at the end')
   })
 }
+
+t.test('bytes past a part\'s answer on a kept connection: DOWNLOAD_FAILED, as on a connection of its own', async (t) => {
+  const server = await startScriptedServer((req, res) => {
+    serve()(req, res)
+    // After part 3's body, on the connection kept alive: where the next answer would start.
+    if (partOf(req) === 3) res.once('finish', () => { req.socket.write('HTTP/1.1 200 OK\r\ngarbage') })
+  })
+  t.teardown(server.close)
+  const log = captureLog()
+  await expectInstallError(t, parallelDownload(options(server.url(), { connections: 2, logger: log.logger }), new RecordingSink()), 'DOWNLOAD_FAILED')
+  t.ok(log.lines().some((l) => / failed$/.test(String(l.msg)) && /more bytes than it announced/.test(String(l.reason))), 'the log says why')
+  await server.allClosed()
+})
 
 t.test('parts longer than the first: the first part short (FIRST_PART_BYTES), the others after it', async (t) => {
   const partBytes = 2 * FIRST_PART_BYTES
@@ -234,9 +250,9 @@ t.test('the deadline over every part: DOWNLOAD_FAILED, said as download() says i
   await server.allClosed()
 })
 
-t.test('memory bounded: a slow sink holds the parts back, at most 2 per connection', async (t) => {
+t.test('memory bounded: a slow sink holds the parts back, at most one per connection and one more', async (t) => {
   const connections = 2
-  const window = 2 * connections
+  const window = connections + 1
   let releaseSink: () => void = () => {}
   const sinkGate = new Promise<void>((resolve) => { releaseSink = resolve })
   let sinkBytes = 0

@@ -55,6 +55,23 @@ t.test('released slabs with a digest: each is reused only once hashed, so the di
   t.ok(sink.bytes().equals(data))
 })
 
+t.test('a digest slower than the bytes: the feed waits for it, the slabs in use bounded (8 MiB not hashed, at most)', async (t) => {
+  const slabBytes = 1024 * 1024
+  const data = randomBytes(64 * slabBytes)
+  const sink = recordingSink(slabBytes, false)
+  const buffers = new Set<ArrayBufferLike>()
+  const take = sink.take.bind(sink)
+  sink.take = async (slab) => {
+    buffers.add(slab.data.buffer)
+    await take(slab)
+  }
+  const feed = new SlabFeed(sink, 'sha512')
+  // Copies run at memory speed, sha512 at ~0.5 GB/s on a worker: unbounded, every slab would be a new one.
+  for (let at = 0; at < data.length; at += slabBytes) await feed.write(data.subarray(at, at + slabBytes))
+  t.equal(await feed.end(), createHash('sha512').update(data).digest('hex'))
+  t.ok(buffers.size <= 8 + 2, `${buffers.size} slabs for 64: those waiting for the digest (8 MiB), the one handed over and the next`)
+})
+
 t.test('rewind: a new digest, and the next slab starts at byte 0', async (t) => {
   const sink = recordingSink(4096, true)
   const feed = new SlabFeed(sink, 'sha1')

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto'
 import { deflateRawSync } from 'node:zlib'
 import { decompressCluster, inflateCluster, zstdDecompressCluster } from '../../../../agent/image/qcow2/decompress.js'
 import { ClusterDecodeError, DecompressPool } from '../../../../agent/image/qcow2/decompress-pool.js'
+import { inflateClusters } from '../../../../agent/image/qcow2/inflate-async.js'
 
 /**
  * The two codecs on their own: a cluster must come out whole and exact, the trailing bytes of the
@@ -41,6 +42,24 @@ t.test('deflate', async (t) => {
   t.throws(() => { inflateCluster(stream.subarray(0, stream.length >> 1), out) }, /instead of 65536/, 'a stream cut short')
   t.throws(() => { inflateCluster(Buffer.alloc(512), out) }, 'zeros')
   t.throws(() => { inflateCluster(Buffer.alloc(0), out) }, 'nothing')
+})
+
+t.test('deflate on libuv\'s pool (inflateClusters): the same rules, a failure names its cluster', async (t) => {
+  const data = [clusterData(11), clusterData(12), clusterData(13)]
+  const streams = data.map((d) => deflateRawSync(d, { windowBits: 12 }))
+  const out = await inflateClusters([streams[0] as Buffer, Buffer.concat([streams[1] as Buffer, randomBytes(300)]), streams[2] as Buffer], CLUSTER)
+  t.ok(out.equals(Buffer.concat(data)), 'three clusters end to end, trailing bytes ignored')
+  const fails = async (inputs: Buffer[], index: number, message: RegExp, what: string): Promise<void> => {
+    const err: unknown = await inflateClusters(inputs, CLUSTER).then(() => undefined, (e: unknown) => e)
+    t.ok(err instanceof ClusterDecodeError, `${what}: a ClusterDecodeError`)
+    t.equal((err as ClusterDecodeError).index, index, `${what}: names cluster ${index}`)
+    t.match((err as Error).message, message, `${what}: says why`)
+  }
+  const good = streams[0] as Buffer
+  await fails([good, deflateRawSync((data[1] as Buffer).subarray(0, CLUSTER - 1))], 1, /gave 65535 bytes instead of 65536/, 'one byte short')
+  await fails([good, good, deflateRawSync(Buffer.concat([data[2] as Buffer, Buffer.alloc(1)]))], 2, /./, 'one byte over')
+  await fails([Buffer.alloc(512), good], 0, /./, 'zeros')
+  await fails([good, (streams[1] as Buffer).subarray(0, 100)], 1, /instead of 65536/, 'a stream cut short')
 })
 
 t.test('zstd: qemu-like frames', async (t) => {
