@@ -53,7 +53,7 @@ function text (): SuiteText {
       `- The image: ${IMAGE_BYTES} random bytes under a GPT (\`sgdisk\`), generated once into build/bench/${IMAGE_NAME};`,
       `  its sha512 from \`sha512sum\`. It is served by \`node dist/scripts/serve-files.js build/bench --port 0 --rate ${RATE_BYTES_PER_SECOND}\`,`,
       '  which paces every response on its own (a token bucket with no burst: 64 KiB chunks, each written once its time has come),',
-      '  so N connections may bring up to N times the rate. The agent\'s parts are 8 MiB (`PART_BYTES`; the first 1 MiB), one per connection and one more held.',
+      '  so N connections may bring up to N times the rate. The agent\'s parts: 8 MiB (`PART_BYTES`; the first 1 MiB), one per connection and one more held.',
       `- The disk: build/bench/ranges-disk.img, a ${DISK_BYTES / MIB} MiB sparse file, created again before every agent run.`,
       `- The page cache: the image stays cached (${percent(residentBefore)} before, ${percent(residentAfter)} after the runs).`,
       `- Each contender runs ${rounds} times, interleaved. Wall time is from spawning the contender's \`bash -c\` to its exit;`,
