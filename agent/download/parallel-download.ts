@@ -38,7 +38,10 @@ export const MAX_CONNECTIONS = 16
  * window holds a part per connection and one more, 40 MiB at 4 connections. Measured over loopback at 50 MiB/s
  * per connection: 4, 8 and 16 MiB parts within the noise of each other at 4 connections (512 MiB),
  * 32 MiB slower; in the bench's A/B (1 GiB, 3 rounds) 16 MiB was no faster at 4 connections and
- * slower at 8, with 90–160 MiB more peak RSS.
+ * slower at 8, with 90–160 MiB more peak RSS. With kept connections, 4 MiB parts ran as fast over
+ * loopback (1 GiB at 50 MiB/s per connection, streamed: 6.89 and 7.16 s against 6.79 and 7.01)
+ * with 23 MiB less peak RSS (152–154 MiB against 175–178); but on a real network each part waits
+ * a round trip for its request (20 ms is 40 % of a 4 MiB part at 200 MB/s), so 8 MiB stays.
  */
 export const PART_BYTES = 8 * 1024 * 1024
 /**
