@@ -81,6 +81,8 @@ async function sendAtRate (stream: ReadStream, res: ServerResponse, bytesPerSeco
 
 /** The response can take more, or is gone. */
 async function drained (res: ServerResponse): Promise<void> {
+  // Gone already: its 'close' has been emitted, waiting for it would never end (and would hold the server open).
+  if (res.destroyed) return
   await new Promise<void>((resolve) => {
     const done = (): void => {
       res.off('drain', done)
@@ -95,7 +97,13 @@ async function drained (res: ServerResponse): Promise<void> {
 server.listen(Number(values.port), '127.0.0.1', () => {
   console.log(`listening http://127.0.0.1:${(server.address() as AddressInfo).port}`)
 })
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => server.close(() => process.exit(0)))
+// Answers under way are cut: a paced one may have minutes to go, and the caller asked us to stop.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    server.close(() => process.exit(0))
+    server.closeAllConnections()
+  })
+}
 
 function usage (): never {
   console.error('usage: serve-files DIR [--port N] [--auth user:password] [--rate BYTES_PER_SEC]')

@@ -1,0 +1,134 @@
+import { execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, openSync, readSync, closeSync, statSync, writeFileSync, truncateSync } from 'node:fs'
+import { join } from 'node:path'
+import t from 'tap'
+import { ext4FreeBlocks, type ReadAt } from '../../../agent/image/ext4-free-blocks.js'
+import { tempDir } from '../../helpers/disk-files.js'
+
+/**
+ * The free blocks read from an ext2/3/4 filesystem's own bitmaps must be exactly those dumpe2fs
+ * (e2fsprogs, the referee) lists, group by group, for the layouts mke2fs makes: 4 KiB and 1 KiB
+ * blocks, flex_bg with BLOCK_UNINIT groups, ext2, sparse_super2, no sparse_super. Files written
+ * with `mke2fs -d` and some deleted with debugfs, so freed blocks are among the free. A filesystem
+ * whose bitmaps cannot be trusted (not cleanly unmounted, errors, meta_bg, bigalloc) is said so.
+ */
+
+const MiB = 1024 * 1024
+
+function reader (file: string): ReadAt {
+  return async (offset, length) => {
+    const fd = openSync(file, 'r')
+    try {
+      const out = Buffer.alloc(length)
+      const n = readSync(fd, out, 0, length, offset)
+      return out.subarray(0, n)
+    } finally {
+      closeSync(fd)
+    }
+  }
+}
+
+/** A filesystem image made by mke2fs from a directory of files, then `deleted` removed with debugfs. */
+function makeFs (dir: string, name: string, sizeBytes: number, mkfsArgs: string[], deleted = ['b.bin', 'sub/d.bin']): string {
+  const content = join(dir, `${name}-content`)
+  mkdirSync(join(content, 'sub'), { recursive: true })
+  writeFileSync(join(content, 'a.bin'), randomBytes(3 * MiB))
+  writeFileSync(join(content, 'b.bin'), randomBytes(5 * MiB + 123))
+  writeFileSync(join(content, 'sub', 'c.bin'), randomBytes(2 * MiB))
+  writeFileSync(join(content, 'sub', 'd.bin'), randomBytes(MiB + 7))
+  const image = join(dir, `${name}.img`)
+  writeFileSync(image, '')
+  truncateSync(image, sizeBytes)
+  execFileSync('mke2fs', ['-q', '-F', ...mkfsArgs, '-d', content, image], { stdio: ['ignore', 'ignore', 'pipe'] })
+  for (const path of deleted) execFileSync('debugfs', ['-w', '-R', `rm /${path}`, image], { stdio: ['ignore', 'ignore', 'ignore'] })
+  return image
+}
+
+/** dumpe2fs's free blocks of every group, as merged byte ranges. */
+function dumpe2fsFree (image: string): { blockBytes: number; free: Array<[number, number]> } {
+  const out = execFileSync('dumpe2fs', [image], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+  const blockBytes = Number(/^Block size:\s+(\d+)/m.exec(out)?.[1])
+  const free: Array<[number, number]> = []
+  for (const line of out.split('\n')) {
+    const match = /^\s+Free blocks: (.*)$/.exec(line)
+    if (match === null) continue
+    for (const part of (match[1] ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+      const [from, to] = part.split('-').map(Number) as [number, number | undefined]
+      const start = from * blockBytes
+      const end = ((to ?? from) + 1) * blockBytes
+      const last = free[free.length - 1]
+      if (last !== undefined && last[1] === start) last[1] = end
+      else free.push([start, end])
+    }
+  }
+  return { blockBytes, free }
+}
+
+const layouts: Array<{ name: string; sizeBytes: number; args: string[] }> = [
+  { name: 'ext4, 4 KiB blocks, flex_bg over 8 groups (5 of them BLOCK_UNINIT)', sizeBytes: 256 * MiB, args: ['-t', 'ext4', '-b', '4096', '-g', '8192'] },
+  { name: 'ext4, 1 KiB blocks (first data block 1)', sizeBytes: 64 * MiB, args: ['-t', 'ext4', '-b', '1024'] },
+  { name: 'ext4, 64bit with 1 KiB blocks and many groups', sizeBytes: 96 * MiB, args: ['-t', 'ext4', '-b', '1024', '-O', '64bit', '-g', '2048'] },
+  { name: 'ext2 (no flex_bg, no extents, no journal)', sizeBytes: 64 * MiB, args: ['-t', 'ext2', '-b', '1024'] },
+  { name: 'ext4 with sparse_super2', sizeBytes: 128 * MiB, args: ['-t', 'ext4', '-b', '1024', '-O', 'sparse_super2'] },
+  { name: 'ext3 without sparse_super (a backup in every group)', sizeBytes: 64 * MiB, args: ['-t', 'ext3', '-b', '1024', '-O', '^sparse_super,^resize_inode'] },
+]
+
+for (const layout of layouts) {
+  t.test(`${layout.name}: the free blocks are dumpe2fs's`, async (t) => {
+    const dir = tempDir()
+    t.teardown(dir.remove)
+    const image = makeFs(dir.path, 'fs', layout.sizeBytes, layout.args)
+    const verdict = await ext4FreeBlocks(reader(image), statSync(image).size)
+    const expected = dumpe2fsFree(image)
+    if (verdict.kind !== 'ext4') {
+      t.fail(`not read: ${JSON.stringify(verdict)}`)
+      return
+    }
+    t.equal(verdict.blockBytes, expected.blockBytes)
+    t.same(verdict.free, expected.free, 'the same free ranges, block for block')
+    t.equal(verdict.freeBytes, expected.free.reduce((sum, [s, e]) => sum + e - s, 0))
+    t.ok(verdict.freeBytes > 0 && verdict.freeBytes < layout.sizeBytes)
+  })
+}
+
+t.test('a deleted file\'s blocks are free: its bytes would not be captured', async (t) => {
+  const dir = tempDir()
+  t.teardown(dir.remove)
+  const kept = makeFs(dir.path, 'kept', 64 * MiB, ['-t', 'ext4', '-b', '4096'], [])
+  const deleted = makeFs(dir.path, 'deleted', 64 * MiB, ['-t', 'ext4', '-b', '4096'])
+  const a = await ext4FreeBlocks(reader(kept), 64 * MiB)
+  const b = await ext4FreeBlocks(reader(deleted), 64 * MiB)
+  if (a.kind !== 'ext4' || b.kind !== 'ext4') throw new Error('not read')
+  // b.bin and sub/d.bin: 5 MiB + 123 and 1 MiB + 7 bytes, in 4 KiB blocks.
+  t.equal(b.freeBytes - a.freeBytes, (Math.ceil((5 * MiB + 123) / 4096) + Math.ceil((MiB + 7) / 4096)) * 4096)
+})
+
+const untrusted: Array<{ name: string; args: string[]; after?: string; reason: RegExp }> = [
+  { name: 'not cleanly unmounted', args: ['-t', 'ext4'], after: 'ssv state 0', reason: /not cleanly unmounted/ },
+  { name: 'errors recorded', args: ['-t', 'ext4'], after: 'ssv state 3', reason: /errors/ },
+  { name: 'a journal to replay', args: ['-t', 'ext4'], after: 'feature needs_recovery', reason: /journal needs recovery/ },
+  { name: 'meta_bg', args: ['-t', 'ext4', '-O', 'meta_bg,^resize_inode'], reason: /meta_bg/ },
+  { name: 'bigalloc', args: ['-t', 'ext4', '-O', 'bigalloc', '-C', '16384'], reason: /bigalloc/ },
+]
+
+for (const c of untrusted) {
+  t.test(`untrusted: ${c.name}`, async (t) => {
+    const dir = tempDir()
+    t.teardown(dir.remove)
+    const image = makeFs(dir.path, 'fs', 64 * MiB, c.args, [])
+    if (c.after !== undefined) execFileSync('debugfs', ['-w', '-R', c.after, image], { stdio: ['ignore', 'ignore', 'ignore'] })
+    const verdict = await ext4FreeBlocks(reader(image), 64 * MiB)
+    t.match(verdict, { kind: 'untrusted', reason: c.reason })
+  })
+}
+
+t.test('not ext4: zeros, another filesystem, a partition smaller than the filesystem claims', async (t) => {
+  const dir = tempDir()
+  t.teardown(dir.remove)
+  const zeros = join(dir.path, 'zeros.img')
+  writeFileSync(zeros, Buffer.alloc(MiB))
+  t.same(await ext4FreeBlocks(reader(zeros), MiB), { kind: 'not-ext4' })
+  const image = makeFs(dir.path, 'fs', 64 * MiB, ['-t', 'ext4'], [])
+  t.match(await ext4FreeBlocks(reader(image), 32 * MiB), { kind: 'untrusted', reason: /more than its partition's/ })
+})
