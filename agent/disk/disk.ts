@@ -7,7 +7,11 @@ import { runCommand } from './run-command.js'
 export type DiskKind = 'file' | 'block'
 
 export interface DiskOpenOptions {
-  /** Open read-only (for checks); default read-write. */
+  /**
+   * Open read-only (a capture's source): nothing can be written through it. A block device is
+   * still opened exclusively, so one in use (mounted, swap, held by device-mapper or md) is refused
+   * as for an install: its bytes would change while they are read.
+   */
   readOnly?: boolean
 }
 
@@ -85,10 +89,9 @@ export class Disk {
     }
     if (!stat.isFile() && !stat.isBlockDevice()) throw errors.diskUnavailable(path, 'not a regular file or a block device')
     const kind: DiskKind = stat.isBlockDevice() ? 'block' : 'file'
-    // O_EXCL on a block device fails with EBUSY while it is mounted or claimed: never write under a live filesystem.
-    const flags = options.readOnly === true
-      ? constants.O_RDONLY
-      : constants.O_RDWR | (kind === 'block' ? constants.O_EXCL : 0)
+    // O_EXCL on a block device fails with EBUSY while it is mounted or claimed: never write under
+    // a live filesystem, nor read one as a capture (its bytes change under the reader).
+    const flags = (options.readOnly === true ? constants.O_RDONLY : constants.O_RDWR) | (kind === 'block' ? constants.O_EXCL : 0)
     let handle: FileHandle
     try {
       handle = await fs.open(path, flags)

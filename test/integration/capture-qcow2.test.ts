@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { captureQcow2 } from '../../agent/capture/capture-qcow2.js'
 import { Disk } from '../../agent/disk/disk.js'
-import { tempDir } from '../helpers/disk-files.js'
+import { attachLoop, tempDir } from '../helpers/disk-files.js'
 import { qemuImg } from '../helpers/qcow2-fixtures.js'
 
 /**
@@ -113,4 +113,31 @@ t.test('a GPT disk with ext4 and raw partitions: clean, equal to the disk less i
   t.notOk(captured.includes('DELETED-SECRET-abcdef;'), 'no byte of the deleted file')
   t.notOk(captured.includes('DELETED-LOG-ghijkl;'), 'nor of the other one')
   t.ok(captured.length < 40 * MiB, `the image is as small as the data: ${(captured.length / MiB).toFixed(1)} MiB for a ${DISK_BYTES / MiB} MiB disk`)
+})
+
+t.test('a source disk in use (a filesystem on it mounted) is refused; once unmounted it is captured', async (t) => {
+  const dir = tempDir()
+  t.teardown(dir.remove)
+  const image = join(dir.path, 'fs.img')
+  writeFileSync(image, '')
+  truncateSync(image, 32 * MiB)
+  execFileSync('mke2fs', ['-q', '-F', '-t', 'ext4', image], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const loop = attachLoop(image)
+  t.teardown(loop.detach)
+  const mountPoint = join(dir.path, 'mnt')
+  mkdirSync(mountPoint)
+  execFileSync('mount', ['-t', 'ext4', loop.device, mountPoint])
+  let mounted = true
+  t.teardown(() => { if (mounted) execFileSync('umount', [mountPoint]) })
+  const err = await Disk.open(loop.device, { readOnly: true }).then(() => undefined, (e: unknown) => e)
+  t.match(err, { code: 'DISK_UNAVAILABLE', message: /in use/ }, 'refused while mounted')
+  execFileSync('umount', [mountPoint])
+  mounted = false
+  const source = await Disk.open(loop.device, { readOnly: true })
+  try {
+    const result = await captureQcow2(source, async () => {})
+    t.match(result.notes.join('\n'), /the disk: ext2\/3\/4, \d+ MiB free left out/, 'a filesystem on the whole disk is read too')
+  } finally {
+    await source.close()
+  }
 })
