@@ -222,6 +222,24 @@ export const installErrorDeclarations = declareErrors({
     placeholders: ['DISK', 'REASON'],
     when: 'the target disk cannot be opened or measured',
   },
+  CAPTURE_UPLOAD_FAILED: {
+    constructorName: 'captureUploadFailed',
+    ovh: false,
+    withCause: true,
+    message: (safeUrl: Shown<string>) => `Could not upload image to: \`${safeUrl}\`.`,
+    placeholders: ['URL'],
+    when: 'a capture\'s upload failed after its retries (network error, HTTP 5xx, a connection dropped); the URL is shown ' +
+      'without credentials or query, the cause goes to the log; nothing is reported as captured',
+  },
+  CAPTURE_UPLOAD_REFUSED: {
+    constructorName: 'captureUploadRefused',
+    ovh: false,
+    withCause: true,
+    message: (safeUrl: Shown<string>, status: Shown<string>) => `Could not upload image to: \`${safeUrl}\`, the server answered ${status}.`,
+    placeholders: ['URL', 'STATUS'],
+    when: 'the upload\'s server refused it (HTTP 4xx: 401 or 403, credentials or a presigned URL expired; 413, too large); ' +
+      'not retried',
+  },
   EFI_BOOTLOADER_NOT_FOUND: {
     constructorName: 'efiBootloaderNotFound',
     ovh: false,

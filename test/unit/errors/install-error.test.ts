@@ -30,6 +30,8 @@ const samples: ConstructorSamples<typeof errors> = {
   rawWriteFailed: [cause],
   imageTooBigForDisk: [2048, '/dev/sda', 1024],
   diskUnavailable: ['/dev/sda', 'ENOENT', cause],
+  captureUploadFailed: ['https://h.invalid/a.qcow2', cause],
+  captureUploadRefused: ['https://h.invalid/a.qcow2', 'HTTP 403 Forbidden', cause],
   efiBootloaderNotFound: ['\\EFI\\BOOT\\BOOTX64.EFI', 'not-in-esp', cause],
   cancelled: [],
   cancelledUntouched: [],
