@@ -61,6 +61,17 @@ const USAGE = `Usage:
   --tls-cert, --tls-key PEM files: serve HTTPS
   --state-dir DIR       where the job's state is kept across restarts (default: /run/byoi-agent)
   SIGTERM or SIGINT stops the service: a running install is cancelled and waited for.
+
+  byoi-agent capture --disk PATH --upload URL [--header 'Name: value']... [--format qcow2]
+                     [--checksum-type sha256|sha512] [--json] [--log-level LEVEL]
+
+  --disk PATH           the source: opened read only; refused while it is mounted, swap or held
+  --upload URL          where the image goes, with one HTTP PUT (a WebDAV server, a presigned URL)
+  --header 'N: v'       a header sent with the upload (repeatable); its value is never logged
+  --format qcow2        a sparse qcow2 v3: all-zero clusters and the free blocks of ext2/3/4
+                        filesystems left out (deleted data never leaves the server)
+  --checksum-type T     the digest of the file as uploaded (default: sha512)
+  --json                print the result as one JSON object, with the install payloads for the image
 `
 
 const OPTIONS = {
@@ -81,15 +92,21 @@ const OPTIONS = {
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
   'state-dir': { type: 'string' },
+  upload: { type: 'string' },
+  header: { type: 'string', multiple: true },
+  format: { type: 'string' },
+  'checksum-type': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const
 
 type OptionName = keyof typeof OPTIONS
-type CliValues = { [K in OptionName]?: typeof OPTIONS[K]['type'] extends 'boolean' ? boolean : string }
+type OptionValue<O> = O extends { multiple: true } ? string[] : O extends { type: 'boolean' } ? boolean : string
+type CliValues = { [K in OptionName]?: OptionValue<typeof OPTIONS[K]> }
 
 const DOWNLOAD_OPTIONS = ['low-speed-limit', 'low-speed-time', 'download-deadline', 'connections'] as const
 
-const COMMAND_OPTIONS: Record<'install' | 'serve', readonly string[]> = {
+const COMMAND_OPTIONS: Record<'install' | 'serve' | 'capture', readonly string[]> = {
+  capture: ['disk', 'upload', 'header', 'format', 'checksum-type', 'json', 'log-level'],
   install: ['payload', 'disk', 'json', 'stream', 'memory-limit', 'config-drive', 'log-level', 'state-dir', ...DOWNLOAD_OPTIONS],
   serve: [
     'listen', 'disk', 'token-file', 'report-url', 'tls-cert', 'tls-key', 'state-dir', 'memory-limit', 'stream', 'config-drive', 'log-level',
@@ -191,7 +208,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
     return EXIT_USAGE
   }
   const command = positionals[0]
-  if (positionals.length !== 1 || (command !== 'install' && command !== 'serve')) {
+  if (positionals.length !== 1 || (command !== 'install' && command !== 'serve' && command !== 'capture')) {
     return usage(positionals.length === 0 ? 'Missing command.' : `Unknown command: ${positionals.join(' ')}`)
   }
   const given = new Set(parsed.tokens.flatMap((token) => token.kind === 'option' ? [token.name] : []))
@@ -201,6 +218,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   const empty = (Object.keys(OPTIONS) as OptionName[]).find((name) => values[name] === '')
   if (empty !== undefined) return usage(`Bad --${empty}: expected ${empty === 'disk' ? 'a path' : 'a value'}, got an empty string.`)
   if (command === 'serve') return runServe(values, { io, usage })
+  if (command === 'capture') return await runCaptureCommand(values, { io, usage })
   if (values.payload === undefined) return usage('Missing --payload FILE.')
   if (values.disk === undefined) return usage('Missing --disk PATH.')
   const common = commonOptions(values, 'warn')
@@ -254,6 +272,41 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
 interface CommandContext {
   io: CliIo
   usage: (problem: string) => number
+}
+
+/** `capture`: the disk uploaded as an image; the result (and with --json the install payloads) on standard output. */
+async function runCaptureCommand (values: CliValues, { io, usage }: CommandContext): Promise<number> {
+  if (values.disk === undefined) return usage('Missing --disk PATH.')
+  if (values.upload === undefined) return usage('Missing --upload URL.')
+  if (values.format !== undefined && values.format !== 'qcow2') return usage(`Bad --format ${values.format}: expected qcow2.`)
+  const checksumType = values['checksum-type'] ?? 'sha512'
+  if (checksumType !== 'sha256' && checksumType !== 'sha512') return usage(`Bad --checksum-type ${checksumType}: expected sha256 or sha512.`)
+  const headers: Array<{ name: string; value: string }> = []
+  for (const header of values.header ?? []) {
+    const colon = header.indexOf(':')
+    const name = colon > 0 ? header.slice(0, colon).trim() : ''
+    // The value is never repeated back: only the name, or that there was none.
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) {
+      return usage(`Bad --header: expected 'Name: value'${name === '' ? '' : `, got the name ${JSON.stringify(name.slice(0, 40))}`}.`)
+    }
+    headers.push({ name, value: header.slice(colon + 1).trim() })
+  }
+  const level = values['log-level'] ?? 'warn'
+  if (!isLogLevel(level)) return usage(`Bad --log-level ${level}.`)
+  const logger: Logger = pino({ level, base: { name: 'byoi-agent' } }, io.stderr)
+  const { runCapture } = await import('./capture/run-capture.js')
+  try {
+    const outcome = await runCapture({ diskPath: values.disk, uploadUrl: values.upload, headers, checksumType, signal: io.signal, logger })
+    for (const note of outcome.notes) io.stderr.write(`${note}\n`)
+    io.stdout.write(values.json === true ? `${JSON.stringify({ status: 'done', ...outcome })}\n` : `${outcome.message}\n`)
+    return EXIT_OK
+  } catch (err) {
+    const failure = isInstallError(err) ? err : io.signal?.aborted === true ? errors.cancelled() : errors.internalError(err)
+    if (!isInstallError(err) && io.signal?.aborted !== true) logger.error({ err }, 'unexpected error')
+    const outcome = { status: 'error', code: failure.code, message: failure.message }
+    io.stdout.write(values.json === true ? `${JSON.stringify(outcome)}\n` : `${failure.message}\n`)
+    return EXIT_INSTALL_FAILED
+  }
 }
 
 /** `serve`: reads the options and files, listens until the signal, then shuts down gracefully. */

@@ -4,7 +4,11 @@ import { closeSync, openSync, readFileSync, truncateSync, writeFileSync, writeSy
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
+import { PassThrough, Readable } from 'node:stream'
 import t from 'tap'
+import { EXIT_INSTALL_FAILED, EXIT_OK, EXIT_USAGE, runCli } from '../../agent/cli.js'
+import { parseInstallRequest } from '../../agent/payload/parse-install-request.js'
+import { parsePayloadJson } from '../../agent/payload/payload-json.js'
 import { planCapture, type CapturePlan } from '../../agent/capture/capture-qcow2.js'
 import { uploadCapture } from '../../agent/capture/upload-capture.js'
 import { Disk } from '../../agent/disk/disk.js'
@@ -113,4 +117,42 @@ t.test('a connection dropped mid-upload: the upload starts again, the stored fil
   writeFileSync(file, stored)
   execFileSync('qemu-img', ['check', '-q', '-f', 'qcow2', file])
   t.pass('qemu-img check: clean')
+})
+
+async function cli (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new PassThrough()
+  const stderr = new PassThrough()
+  const out: Buffer[] = []
+  const err: Buffer[] = []
+  stdout.on('data', (c: Buffer) => out.push(c))
+  stderr.on('data', (c: Buffer) => err.push(c))
+  const code = await runCli(args, { stdout, stderr, stdin: Readable.from(['']) })
+  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }
+}
+
+t.test('byoi-agent capture --json: done, the stored file\'s size and digest, install payloads our own parser takes', async (t) => {
+  const dav = await startWebDav(dir.path)
+  t.teardown(dav.close)
+  const { path, close } = await plannedDisk()
+  await close()
+  const url = `${dav.origin}/captures/a.qcow2`
+  const run = await cli(['capture', '--disk', path, '--upload', url, '--header', `X-Upload-Token: ${dav.token}`, '--json', '--log-level', 'debug'])
+  t.equal(run.code, EXIT_OK, run.stdout)
+  interface Result { status: string; code: string; bytes: number; digest: { hex: string }; payloads: { installStart: unknown; reinstall: unknown } }
+  const result = JSON.parse(run.stdout) as Result
+  const stored = readFileSync(join(dav.root, 'captures', 'a.qcow2'))
+  const hex = createHash('sha512').update(stored).digest('hex')
+  t.match(result, { status: 'done', code: 'CAPTURED', bytes: stored.length, digest: { type: 'sha512', hex } })
+  for (const payload of [result.payloads.installStart, result.payloads.reinstall]) {
+    const request = parseInstallRequest(parsePayloadJson(JSON.stringify(payload), 'payload'))
+    t.match(request, { imageUrl: url, imageType: 'qcow2', checksum: { type: 'sha512', hex: result.digest.hex } }, 'an install payload for the image as it is')
+  }
+  t.notOk(run.stderr.includes(dav.token), 'the header\'s value never logged, even at debug')
+
+  const refused = await cli(['capture', '--disk', path, '--upload', url, '--header', 'X-Upload-Token: nope'])
+  t.equal(refused.code, EXIT_INSTALL_FAILED)
+  t.equal(refused.stdout, `Could not upload image to: \`${url}\`, the server answered HTTP 401.\n`)
+  const usage = await cli(['capture', '--disk', path, '--upload', url, '--header', 'no colon here'])
+  t.equal(usage.code, EXIT_USAGE)
+  t.notOk(usage.stderr.includes('no colon here'), 'a bad header is not repeated back')
 })

@@ -1,0 +1,70 @@
+import type { Logger } from 'pino'
+import { Disk } from '../disk/disk.js'
+import { safeUrl } from '../report/redact.js'
+import { planCapture } from './capture-qcow2.js'
+import { uploadCapture } from './upload-capture.js'
+
+/**
+ * `byoi-agent capture`: the disk opened read only (refused in use), scanned, and uploaded as a
+ * qcow2 with one PUT; the result gives what is needed to install it elsewhere as it is: its size,
+ * its digest, and the install payload in both of OVH's shapes (install/start's userMetadata, and
+ * reinstall's customizations). The URL in the payload is the upload's as given (a presigned PUT
+ * URL is not one to download from: the customer puts the GET URL in its place); the headers the
+ * upload was sent with are not put in it.
+ */
+
+export interface CaptureRequest {
+  diskPath: string
+  uploadUrl: string
+  headers: Array<{ name: string; value: string }>
+  checksumType: 'sha256' | 'sha512'
+  signal?: AbortSignal
+  logger?: Logger
+  /** Tests: the upload's retry delay. */
+  retryBaseDelayMs?: number
+}
+
+export interface CaptureOutcome {
+  code: 'CAPTURED'
+  message: string
+  bytes: number
+  digest: { type: 'sha256' | 'sha512'; hex: string }
+  virtualSizeBytes: number
+  notes: string[]
+  payloads: {
+    installStart: { templateName: 'byoi_64'; userMetadata: Array<{ key: string; value: string }> }
+    reinstall: { operatingSystem: 'byoi_64'; customizations: Record<string, string> }
+  }
+}
+
+export async function runCapture (request: CaptureRequest): Promise<CaptureOutcome> {
+  const disk = await Disk.open(request.diskPath, { readOnly: true })
+  try {
+    request.logger?.info({ disk: disk.path, sizeBytes: disk.sizeBytes }, 'capture: scanning the disk')
+    const plan = await planCapture(disk, { signal: request.signal })
+    request.logger?.info({ fileBytes: plan.layout.fileBytes, notes: plan.notes }, 'capture: uploading')
+    const uploaded = await uploadCapture(plan, {
+      url: request.uploadUrl,
+      headers: request.headers,
+      signal: request.signal,
+      logger: request.logger,
+      retryBaseDelayMs: request.retryBaseDelayMs,
+    }, request.checksumType)
+    const shownUrl = safeUrl(request.uploadUrl)
+    const description = { imageURL: shownUrl, imageType: 'qcow2', imageCheckSum: uploaded.digestHex, imageCheckSumType: request.checksumType }
+    return {
+      code: 'CAPTURED',
+      message: `Captured ${disk.path} to \`${shownUrl}\`: ${uploaded.bytes} bytes, ${request.checksumType} ${uploaded.digestHex}.`,
+      bytes: uploaded.bytes,
+      digest: { type: request.checksumType, hex: uploaded.digestHex },
+      virtualSizeBytes: disk.sizeBytes,
+      notes: [...plan.notes, ...(uploaded.attempts > 1 ? [`uploaded on attempt ${uploaded.attempts}`] : [])],
+      payloads: {
+        installStart: { templateName: 'byoi_64', userMetadata: Object.entries(description).map(([key, value]) => ({ key, value })) },
+        reinstall: { operatingSystem: 'byoi_64', customizations: description },
+      },
+    }
+  } finally {
+    await disk.close()
+  }
+}
