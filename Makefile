@@ -6,10 +6,11 @@ SHELL := /bin/bash
 # the rescue image (kernel fetched by apt-get download, kmod, busybox-static, cpio, zstd, binutils' strip), the test OS
 # image (debootstrap, grub-efi-amd64-bin for grub-mkstandalone, syslinux-common + extlinux) and the VMs (QEMU, OVMF);
 # node-gyp's toolchain (g++, make, python3: `npm ci` compiles zstd-napi's addon); zstd and xz-utils, whose CLIs make the
-# tests' compressed images. nginx-light: the WebDAV server captures are uploaded to in the tests.
+# tests' compressed images; the uploads' servers: nginx-light (WebDAV PUT), and S3 (scripts/s3-server.sh: Ceph's radosgw
+# on a one-node cluster, ceph-mon + ceph-osd, uuid-runtime) with the S3 client that checks it (python3-boto3, scripts/s3-check.py).
 DEB_PACKAGES := qemu-utils gdisk util-linux fdisk dosfstools mtools xorriso genisoimage cloud-init curl aria2 coreutils e2fsprogs time \
   qemu-system-x86 ovmf debootstrap busybox-static cpio zstd xz-utils kmod binutils grub-efi-amd64-bin syslinux-common extlinux \
-  g++ make python3 nginx-light
+  g++ make python3 nginx-light radosgw ceph-mon ceph-osd uuid-runtime python3-boto3
 
 NPM_STAMP := node_modules/.installed
 
