@@ -4,9 +4,9 @@ import { closeSync, openSync, readFileSync, truncateSync, writeFileSync, writeSy
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { PassThrough, Readable } from 'node:stream'
 import t from 'tap'
-import { EXIT_INSTALL_FAILED, EXIT_OK, EXIT_USAGE, runCli } from '../../agent/cli.js'
+import { EXIT_INSTALL_FAILED, EXIT_OK, EXIT_USAGE } from '../../agent/cli.js'
+import { cli } from '../helpers/run-cli.js'
 import { parseInstallRequest } from '../../agent/payload/parse-install-request.js'
 import { parsePayloadJson } from '../../agent/payload/payload-json.js'
 import { planCapture, type CapturePlan } from '../../agent/capture/capture-qcow2.js'
@@ -119,16 +119,6 @@ t.test('a connection dropped mid-upload: the upload starts again, the stored fil
   t.pass('qemu-img check: clean')
 })
 
-async function cli (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  const out: Buffer[] = []
-  const err: Buffer[] = []
-  stdout.on('data', (c: Buffer) => out.push(c))
-  stderr.on('data', (c: Buffer) => err.push(c))
-  const code = await runCli(args, { stdout, stderr, stdin: Readable.from(['']) })
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }
-}
 
 t.test('byoi-agent capture --json: done, the stored file\'s size and digest, install payloads our own parser takes', async (t) => {
   const dav = await startWebDav(dir.path)

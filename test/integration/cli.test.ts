@@ -3,8 +3,8 @@ import { execFileSync, spawn } from 'node:child_process'
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { PassThrough, Readable } from 'node:stream'
-import { EXIT_INSTALL_FAILED, EXIT_OK, EXIT_USAGE, runCli } from '../../agent/cli.js'
+import { EXIT_INSTALL_FAILED, EXIT_OK, EXIT_USAGE } from '../../agent/cli.js'
+import { cli } from '../helpers/run-cli.js'
 import { blkidAt, makeDirtyDisk, readRange, tempDir } from '../helpers/disk-files.js'
 import { gptDataRange, makeGptImage, sha, startImageServer } from '../helpers/image-server.js'
 import { serveFile, startScriptedServer } from '../helpers/scripted-server.js'
@@ -15,16 +15,6 @@ const image = makeGptImage(3 * MiB)
 const tmp = tempDir()
 t.teardown(tmp.remove)
 
-async function cli (args: string[], stdin = ''): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  const out: Buffer[] = []
-  const err: Buffer[] = []
-  stdout.on('data', (c: Buffer) => out.push(c))
-  stderr.on('data', (c: Buffer) => err.push(c))
-  const code = await runCli(args, { stdout, stderr, stdin: Readable.from([stdin]) })
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }
-}
 
 function payload (url: string, extra: Array<{ key: string; value: string }> = []): string {
   return JSON.stringify({
