@@ -44,6 +44,8 @@ const RO_COMPAT_SPARSE_SUPER = 0x1
 const RO_COMPAT_BIGALLOC = 0x200
 const COMPAT_SPARSE_SUPER2 = 0x200
 const BG_BLOCK_UNINIT = 0x2
+/** The group descriptors read at most: 64 MiB, 1 Mi groups of 64 bytes (128 TiB in 4 KiB blocks with 32768 per group). */
+const MAX_DESCRIPTOR_BYTES = 64 * 1024 * 1024
 
 /** Where a group's bitmaps and inode table are (block numbers). */
 interface GroupMetadata {
@@ -137,6 +139,9 @@ function judge (raw: Buffer, sizeBytes: number): Superblock | string {
   if (blocksPerGroup === 0 || blocksPerGroup > blockBytes * 8 || firstDataBlock >= blocks) return 'its block groups are not valid'
   if (descBytes < 32 || (is64 && descBytes < 64) || inodeBytes < 128 || inodesPerGroup === 0) return 'its group descriptors are not valid'
   const groups = Math.ceil((blocks - firstDataBlock) / blocksPerGroup)
+  // Real filesystems have 8 × block size blocks per group: 16 Ki groups for 2 TiB in 4 KiB blocks.
+  // A hostile superblock (8 blocks per group) must not make us read gigabytes of descriptors.
+  if (groups * descBytes > MAX_DESCRIPTOR_BYTES) return `its ${groups} block groups are more than this reader follows`
   const backupGroups = (compat & COMPAT_SPARSE_SUPER2) !== 0 ? [raw.readUInt32LE(0x24c), raw.readUInt32LE(0x250)] : undefined
   return {
     blockBytes, blocks, firstDataBlock, blocksPerGroup, inodesPerGroup, inodeBytes, descBytes, groups,

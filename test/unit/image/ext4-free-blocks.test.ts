@@ -132,3 +132,22 @@ t.test('not ext4: zeros, another filesystem, a partition smaller than the filesy
   const image = makeFs(dir.path, 'fs', 64 * MiB, ['-t', 'ext4'], [])
   t.match(await ext4FreeBlocks(reader(image), 32 * MiB), { kind: 'untrusted', reason: /more than its partition's/ })
 })
+
+t.test('a hostile superblock: 8 blocks per group on a large filesystem is refused before its descriptors are read', async (t) => {
+  const dir = tempDir()
+  t.teardown(dir.remove)
+  const image = makeFs(dir.path, 'fs', 64 * MiB, ['-t', 'ext4'], [])
+  const superblock = Buffer.alloc(1024)
+  const fd = openSync(image, 'r+')
+  readSync(fd, superblock, 0, 1024, 1024)
+  superblock.writeUInt32LE(8, 0x20) // s_blocks_per_group
+  superblock.writeUInt32LE(0xffffffff, 0x4) // s_blocks_count_lo
+  const reads: number[] = []
+  const read: ReadAt = async (offset, length) => {
+    reads.push(length)
+    return offset === 1024 ? superblock : Buffer.alloc(0)
+  }
+  closeSync(fd)
+  t.match(await ext4FreeBlocks(read, 2 ** 50), { kind: 'untrusted', reason: /block groups are more than/ })
+  t.same(reads, [1024], 'only the superblock was read')
+})
