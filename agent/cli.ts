@@ -62,14 +62,16 @@ const USAGE = `Usage:
   --state-dir DIR       where the job's state is kept across restarts (default: /run/byoi-agent)
   SIGTERM or SIGINT stops the service: a running install is cancelled and waited for.
 
-  byoi-agent capture --disk PATH --upload URL [--header 'Name: value']... [--format qcow2]
-                     [--checksum-type sha256|sha512] [--json] [--log-level LEVEL]
+  byoi-agent capture --disk PATH --upload URL [--header 'Name: value']... [--format qcow2|raw]
+                     [--compress zstd|none] [--checksum-type sha256|sha512] [--json] [--log-level LEVEL]
 
   --disk PATH           the source: opened read only; refused while it is mounted, swap or held
   --upload URL          where the image goes, with one HTTP PUT (a WebDAV server, a presigned URL)
   --header 'N: v'       a header sent with the upload (repeatable); its value is never logged
-  --format qcow2        a sparse qcow2 v3: all-zero clusters and the free blocks of ext2/3/4
-                        filesystems left out (deleted data never leaves the server)
+  --format FORMAT       qcow2 (default): a sparse qcow2 v3, all-zero clusters and the free blocks of
+                        ext2/3/4 filesystems left out (deleted data never leaves the server); raw: every
+                        byte, those free blocks zeroed
+  --compress zstd|none  raw only: zstd-compress it (a .raw.zst, installable as imageType raw)
   --checksum-type T     the digest of the file as uploaded (default: sha512)
   --json                print the result as one JSON object, with the install payloads for the image
 `
@@ -95,6 +97,7 @@ const OPTIONS = {
   upload: { type: 'string' },
   header: { type: 'string', multiple: true },
   format: { type: 'string' },
+  compress: { type: 'string' },
   'checksum-type': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const
@@ -106,7 +109,7 @@ type CliValues = { [K in OptionName]?: OptionValue<typeof OPTIONS[K]> }
 const DOWNLOAD_OPTIONS = ['low-speed-limit', 'low-speed-time', 'download-deadline', 'connections'] as const
 
 const COMMAND_OPTIONS: Record<'install' | 'serve' | 'capture', readonly string[]> = {
-  capture: ['disk', 'upload', 'header', 'format', 'checksum-type', 'json', 'log-level'],
+  capture: ['disk', 'upload', 'header', 'format', 'compress', 'checksum-type', 'json', 'log-level'],
   install: ['payload', 'disk', 'json', 'stream', 'memory-limit', 'config-drive', 'log-level', 'state-dir', ...DOWNLOAD_OPTIONS],
   serve: [
     'listen', 'disk', 'token-file', 'report-url', 'tls-cert', 'tls-key', 'state-dir', 'memory-limit', 'stream', 'config-drive', 'log-level',
@@ -278,7 +281,11 @@ interface CommandContext {
 async function runCaptureCommand (values: CliValues, { io, usage }: CommandContext): Promise<number> {
   if (values.disk === undefined) return usage('Missing --disk PATH.')
   if (values.upload === undefined) return usage('Missing --upload URL.')
-  if (values.format !== undefined && values.format !== 'qcow2') return usage(`Bad --format ${values.format}: expected qcow2.`)
+  const format = values.format ?? 'qcow2'
+  if (format !== 'qcow2' && format !== 'raw') return usage(`Bad --format ${format}: expected qcow2 or raw.`)
+  const compress = values.compress ?? 'none'
+  if (compress !== 'zstd' && compress !== 'none') return usage(`Bad --compress ${compress}: expected zstd or none.`)
+  if (compress === 'zstd' && format !== 'raw') return usage('--compress zstd goes with --format raw (a compressed qcow2 is to come).')
   const checksumType = values['checksum-type'] ?? 'sha512'
   if (checksumType !== 'sha256' && checksumType !== 'sha512') return usage(`Bad --checksum-type ${checksumType}: expected sha256 or sha512.`)
   const headers: Array<{ name: string; value: string }> = []
@@ -296,7 +303,7 @@ async function runCaptureCommand (values: CliValues, { io, usage }: CommandConte
   const logger: Logger = pino({ level, base: { name: 'byoi-agent' } }, io.stderr)
   const { runCapture } = await import('./capture/run-capture.js')
   try {
-    const outcome = await runCapture({ diskPath: values.disk, uploadUrl: values.upload, headers, checksumType, signal: io.signal, logger })
+    const outcome = await runCapture({ diskPath: values.disk, uploadUrl: values.upload, format, compress, headers, checksumType, signal: io.signal, logger })
     for (const note of outcome.notes) io.stderr.write(`${note}\n`)
     io.stdout.write(values.json === true ? `${JSON.stringify({ status: 'done', ...outcome })}\n` : `${outcome.message}\n`)
     return EXIT_OK

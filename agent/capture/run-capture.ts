@@ -2,11 +2,13 @@ import type { Logger } from 'pino'
 import { Disk } from '../disk/disk.js'
 import { safeUrl } from '../report/redact.js'
 import { planCapture } from './capture-qcow2.js'
-import { uploadCapture } from './upload-capture.js'
+import { findFreeSpace } from './free-space.js'
+import { rawCaptureStream, zstdCompress } from './raw-capture.js'
+import { uploadCapture, uploadHashed, type UploadedCapture } from './upload-capture.js'
 
 /**
- * `byoi-agent capture`: the disk opened read only (refused in use), scanned, and uploaded as a
- * qcow2 with one PUT; the result gives what is needed to install it elsewhere as it is: its size,
+ * `byoi-agent capture`: the disk opened read only (refused in use), scanned, and uploaded with one
+ * PUT, as a sparse qcow2 or a raw image (zstd-compressed when asked); the result gives what is needed to install it elsewhere as it is: its size,
  * its digest, and the install payload in both of OVH's shapes (install/start's userMetadata, and
  * reinstall's customizations). The URL in the payload is the upload's as given (a presigned PUT
  * URL is not one to download from: the customer puts the GET URL in its place); the headers the
@@ -16,6 +18,9 @@ import { uploadCapture } from './upload-capture.js'
 export interface CaptureRequest {
   diskPath: string
   uploadUrl: string
+  /** qcow2 (default): sparse, tables first. raw: every byte, free space zeroed; with `compress: 'zstd'`, a .raw.zst. */
+  format?: 'qcow2' | 'raw'
+  compress?: 'zstd' | 'none'
   headers: Array<{ name: string; value: string }>
   checksumType: 'sha256' | 'sha512'
   signal?: AbortSignal
@@ -40,25 +45,33 @@ export interface CaptureOutcome {
 export async function runCapture (request: CaptureRequest): Promise<CaptureOutcome> {
   const disk = await Disk.open(request.diskPath, { readOnly: true })
   try {
-    request.logger?.info({ disk: disk.path, sizeBytes: disk.sizeBytes }, 'capture: scanning the disk')
-    const plan = await planCapture(disk, { signal: request.signal })
-    request.logger?.info({ fileBytes: plan.layout.fileBytes, notes: plan.notes }, 'capture: uploading')
-    const uploaded = await uploadCapture(plan, {
-      url: request.uploadUrl,
-      headers: request.headers,
-      signal: request.signal,
-      logger: request.logger,
-      retryBaseDelayMs: request.retryBaseDelayMs,
-    }, request.checksumType)
+    const put = { url: request.uploadUrl, headers: request.headers, signal: request.signal, logger: request.logger, retryBaseDelayMs: request.retryBaseDelayMs }
+    let uploaded: UploadedCapture
+    let notes: string[]
+    if (request.format === 'raw') {
+      const free = await findFreeSpace(disk)
+      const zstdStream = request.compress === 'zstd'
+      request.logger?.info({ disk: disk.path, sizeBytes: disk.sizeBytes, notes: free.notes, zstd: zstdStream }, 'capture: uploading the raw disk')
+      const source = (): AsyncIterable<Buffer> => zstdStream ? zstdCompress(rawCaptureStream(disk, free), disk.sizeBytes) : rawCaptureStream(disk, free)
+      uploaded = await uploadHashed(source, zstdStream ? undefined : disk.sizeBytes, put, request.checksumType)
+      notes = [...free.notes, zstdStream ? `raw, zstd-compressed: ${disk.sizeBytes} bytes in ${uploaded.bytes}` : 'raw']
+    } else {
+      request.logger?.info({ disk: disk.path, sizeBytes: disk.sizeBytes }, 'capture: scanning the disk')
+      const plan = await planCapture(disk, { signal: request.signal })
+      request.logger?.info({ fileBytes: plan.layout.fileBytes, notes: plan.notes }, 'capture: uploading')
+      uploaded = await uploadCapture(plan, put, request.checksumType)
+      notes = plan.notes
+    }
     const shownUrl = safeUrl(request.uploadUrl)
-    const description = { imageURL: shownUrl, imageType: 'qcow2', imageCheckSum: uploaded.digestHex, imageCheckSumType: request.checksumType }
+    const imageType = request.format === 'raw' ? 'raw' : 'qcow2'
+    const description = { imageURL: shownUrl, imageType, imageCheckSum: uploaded.digestHex, imageCheckSumType: request.checksumType }
     return {
       code: 'CAPTURED',
       message: `Captured ${disk.path} to \`${shownUrl}\`: ${uploaded.bytes} bytes, ${request.checksumType} ${uploaded.digestHex}.`,
       bytes: uploaded.bytes,
       digest: { type: request.checksumType, hex: uploaded.digestHex },
       virtualSizeBytes: disk.sizeBytes,
-      notes: [...plan.notes, ...(uploaded.attempts > 1 ? [`uploaded on attempt ${uploaded.attempts}`] : [])],
+      notes: [...notes, ...(uploaded.attempts > 1 ? [`uploaded on attempt ${uploaded.attempts}`] : [])],
       payloads: {
         installStart: { templateName: 'byoi_64', userMetadata: Object.entries(description).map(([key, value]) => ({ key, value })) },
         reinstall: { operatingSystem: 'byoi_64', customizations: description },

@@ -3,32 +3,42 @@ import { putStream, type PutOptions } from '../upload/http-put.js'
 import { captureStream, type CapturePlan } from './capture-qcow2.js'
 
 export interface UploadedCapture {
-  /** Bytes uploaded: the qcow2 file's size. */
+  /** Bytes uploaded: the image file's size. */
   bytes: number
   /** The digest of the bytes as uploaded by the attempt that succeeded. */
   digestHex: string
   attempts: number
 }
 
+export type CapturePut = Omit<PutOptions, 'body' | 'contentLength'>
+
 /**
- * The planned capture uploaded with one PUT, the second pass over the disk made by each attempt;
- * the digest is over the bytes of the attempt that the server took.
+ * An image uploaded with one PUT, `source()` called again by each attempt (a new pass over the
+ * disk); the digest is over the bytes of the attempt the server took. `contentLength` undefined:
+ * sent chunked (a compressed stream's length is known only at its end).
  */
-export async function uploadCapture (
-  plan: CapturePlan, put: Omit<PutOptions, 'body' | 'contentLength'>, digestType: 'sha256' | 'sha512' = 'sha512',
+export async function uploadHashed (
+  source: () => AsyncIterable<Buffer>, contentLength: number | undefined, put: CapturePut, digestType: 'sha256' | 'sha512',
 ): Promise<UploadedCapture> {
   let hash: Hash | undefined
   let bytes = 0
   const body = async function * (): AsyncGenerator<Buffer> {
     hash = createHash(digestType)
     bytes = 0
-    for await (const chunk of captureStream(plan)) {
+    for await (const chunk of source()) {
       hash.update(chunk)
       bytes += chunk.length
       yield chunk
     }
   }
-  const { attempts } = await putStream({ ...put, contentLength: plan.layout.fileBytes, body })
-  if (hash === undefined || bytes !== plan.layout.fileBytes) throw new Error(`the upload sent ${bytes} of ${plan.layout.fileBytes} bytes`)
+  const { attempts } = await putStream({ ...put, contentLength, body })
+  if (hash === undefined || (contentLength !== undefined && bytes !== contentLength)) {
+    throw new Error(`the upload sent ${bytes} of ${contentLength ?? '?'} bytes`)
+  }
   return { bytes, digestHex: hash.digest('hex'), attempts }
+}
+
+/** The planned qcow2 capture uploaded, its length announced. */
+export async function uploadCapture (plan: CapturePlan, put: CapturePut, digestType: 'sha256' | 'sha512' = 'sha512'): Promise<UploadedCapture> {
+  return await uploadHashed(() => captureStream(plan), plan.layout.fileBytes, put, digestType)
 }

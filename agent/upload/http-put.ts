@@ -2,7 +2,7 @@
  * An image uploaded with one HTTP PUT (a WebDAV server, an object store's presigned URL), its
  * bytes streamed as they are made: `body()` gives them front to back, and is called again for each
  * attempt (a capture can read its disk again; nothing is held to replay). The length is announced
- * (Content-Length: presigned S3 PUTs require it). A 2xx is success; a 4xx is the server's refusal
+ * when known (Content-Length: presigned S3 PUTs require it), else the body goes chunked. A 2xx is success; a 4xx is the server's refusal
  * (credentials, an expired URL, too large: CAPTURE_UPLOAD_REFUSED, not retried); a network error
  * or a 5xx is retried after a backoff, up to `maxAttempts`, then CAPTURE_UPLOAD_FAILED. Redirects
  * are not followed (the body would have to be sent twice to an address nobody checked).
@@ -18,7 +18,8 @@ import { safeUrl } from '../report/redact.js'
 export interface PutOptions {
   url: string
   headers: Array<{ name: string; value: string }>
-  contentLength: number
+  /** Announced as Content-Length; undefined: the body is sent chunked. */
+  contentLength: number | undefined
   body: () => AsyncIterable<Buffer>
   signal?: AbortSignal
   logger?: Logger
@@ -44,7 +45,9 @@ export async function putStream (options: PutOptions): Promise<PutResult> {
     throw errors.captureUploadFailed(shownUrl, new Error(`${url.protocol} URLs are not supported, only http and https`))
   }
   const maxAttempts = options.maxAttempts ?? 3
-  const headers: string[] = ['content-length', String(options.contentLength), 'content-type', 'application/octet-stream']
+  const headers: string[] = options.contentLength === undefined
+    ? ['content-type', 'application/octet-stream']
+    : ['content-length', String(options.contentLength), 'content-type', 'application/octet-stream']
   const credentials = url.username !== '' || url.password !== ''
     ? `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`
     : undefined

@@ -49,3 +49,34 @@ t.test('capture, then install the captured image elsewhere: the same partitions,
   for (const deleted of DELETED_MARKERS) t.notOk(all.includes(deleted), `no byte of a deleted file (${deleted})`)
   t.match(sgdiskVerify(target), { clean: true }, 'the GPT is valid, its backup at the new disk\'s end')
 })
+
+t.test('raw, zstd-compressed (a .raw.zst sent chunked): zstd -d gives the disk less its free blocks; installed back as imageType raw', async (t) => {
+  const dir = tempDir()
+  t.teardown(dir.remove)
+  const made = makeCaptureDisk(dir.path)
+  const dav = await startWebDav(dir.path)
+  t.teardown(dav.close)
+  const header = { name: 'X-Upload-Token', value: dav.token }
+  const captured = await runCapture({
+    diskPath: made.path, uploadUrl: `${dav.origin}/images/a.raw.zst`, format: 'raw', compress: 'zstd', headers: [header], checksumType: 'sha512',
+  })
+  const stored = join(dav.root, 'images', 'a.raw.zst')
+  t.equal(captured.bytes, readFileSync(stored).length, 'the whole file stored')
+  t.ok(captured.bytes < 20 * MiB, `compressed: ${(captured.bytes / MiB).toFixed(1)} MiB for ${DISK_BYTES / MiB} MiB`)
+  const decoded = join(dir.path, 'decoded.raw')
+  execFileSync('zstd', ['-q', '-d', '-o', decoded, stored]) // checks the frame's content checksum
+  t.ok(readFileSync(decoded).equals(readFileSync(made.reference)), 'zstd -d: the disk, its free blocks zeroed, byte for byte')
+  const payload = captured.payloads.reinstall
+  t.match(payload.customizations, { imageType: 'raw', imageCheckSumType: 'sha512' })
+
+  const customizations = { ...payload.customizations, httpHeaders: { [header.name]: header.value } }
+  const request = parseInstallRequest(parsePayloadJson(JSON.stringify({ ...payload, customizations }), 'payload'))
+  const target = join(dir.path, 'server-c.img')
+  writeFileSync(target, '')
+  truncateSync(target, DISK_BYTES + 32 * MiB)
+  const installed = await runInstall({ request, diskPath: target })
+  t.match(installed, { code: 'INSTALLED', digest: { type: 'sha512', hex: captured.digest.hex } })
+  const part1 = readRange(target, PART1_START, PART1_BYTES)
+  t.ok(part1.equals(readRange(made.reference, PART1_START, PART1_BYTES)), 'the ext4 partition as captured')
+  t.match(sgdiskVerify(target), { clean: true })
+})
