@@ -18,13 +18,15 @@ import { startWebDav } from '../helpers/webdav-server.js'
  * the backup at its new end.
  */
 
+// One source disk and one WebDAV server for both formats.
+const dir = tempDir()
+t.teardown(dir.remove)
+const made = makeCaptureDisk(dir.path)
+const dav = await startWebDav(dir.path)
+t.teardown(dav.close)
+const header = { name: 'X-Upload-Token', value: dav.token }
+
 t.test('capture, then install the captured image elsewhere: the same partitions, the free space zero', async (t) => {
-  const dir = tempDir()
-  t.teardown(dir.remove)
-  const made = makeCaptureDisk(dir.path)
-  const dav = await startWebDav(dir.path)
-  t.teardown(dav.close)
-  const header = { name: 'X-Upload-Token', value: dav.token }
   const captured = await runCapture({ diskPath: made.path, uploadUrl: `${dav.origin}/images/a.qcow2`, headers: [header], checksumType: 'sha256' })
 
   // The customer's payload: the capture's, with the header the image server needs.
@@ -51,12 +53,6 @@ t.test('capture, then install the captured image elsewhere: the same partitions,
 })
 
 t.test('raw, zstd-compressed (a .raw.zst sent chunked): zstd -d gives the disk less its free blocks; installed back as imageType raw', async (t) => {
-  const dir = tempDir()
-  t.teardown(dir.remove)
-  const made = makeCaptureDisk(dir.path)
-  const dav = await startWebDav(dir.path)
-  t.teardown(dav.close)
-  const header = { name: 'X-Upload-Token', value: dav.token }
   const captured = await runCapture({
     diskPath: made.path, uploadUrl: `${dav.origin}/images/a.raw.zst`, format: 'raw', compress: 'zstd', headers: [header], checksumType: 'sha512',
   })
