@@ -9,6 +9,7 @@ import type { Logger } from 'pino'
 import type { Dispatcher } from 'undici'
 import { Connection, type KeptConnection } from './connection.js'
 import { LowSpeedWatch } from './low-speed-watch.js'
+import { httpUrl, urlCredentials } from './request-url.js'
 import { errors } from '../errors/install-error.js'
 import { safeUrl } from '../report/redact.js'
 import { AttemptFailure } from './attempt-failure.js'
@@ -121,13 +122,8 @@ export function prepare (options: RequestOptions, subject: string): Job {
     options.logger?.error({ url: shownUrl, reason }, `${subject} failed`)
     throw errors.downloadFailed(shownUrl, new AttemptFailure(reason, { retryable: false }))
   }
-  let url: URL
-  try {
-    url = new URL(options.url)
-  } catch {
-    return refuse('the URL is not valid')
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') refuse(`${url.protocol} URLs are not supported, only http and https`)
+  const url = httpUrl(options.url)
+  if (typeof url === 'string') return refuse(url)
   const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS
   if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) throw new RangeError(`maxAttempts must be a positive integer, got ${maxAttempts}`)
   const lowSpeedLimitBytesPerSecond = options.lowSpeedLimitBytesPerSecond ?? DEFAULT_LOW_SPEED_LIMIT_BYTES_PER_SECOND
@@ -182,19 +178,9 @@ function originHeaders (url: URL, headers: RequestOptions['headers']): string[] 
   }
   if (!hasUserAgent) list.push('user-agent', userAgent)
   list.push('accept-encoding', 'identity')
-  if (!hasAuthorization && (url.username !== '' || url.password !== '')) {
-    const credentials = `${decodeUserInfo(url.username)}:${decodeUserInfo(url.password)}`
-    list.push('authorization', `Basic ${Buffer.from(credentials).toString('base64')}`)
-  }
+  const credentials = urlCredentials(url)
+  if (!hasAuthorization && credentials !== undefined) list.push('authorization', credentials)
   return list
-}
-
-function decodeUserInfo (text: string): string {
-  try {
-    return decodeURIComponent(text)
-  } catch {
-    return text
-  }
 }
 
 /**

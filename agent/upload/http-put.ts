@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import { Agent } from 'undici'
 import { errors, isInstallError } from '../errors/install-error.js'
+import { httpUrl, urlCredentials } from '../download/index.js'
 import { safeUrl } from '../report/redact.js'
 
 export interface PutOptions {
@@ -40,17 +41,17 @@ class RetryablePutFailure extends Error {}
 
 export async function putStream (options: PutOptions): Promise<PutResult> {
   const shownUrl = safeUrl(options.url)
-  const url = new URL(options.url)
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw errors.captureUploadFailed(shownUrl, new Error(`${url.protocol} URLs are not supported, only http and https`))
+  const refuse = (reason: string): never => {
+    options.logger?.error({ url: shownUrl, reason }, 'upload failed')
+    throw errors.captureUploadFailed(shownUrl, new Error(reason))
   }
+  const url = httpUrl(options.url)
+  if (typeof url === 'string') return refuse(url)
   const maxAttempts = options.maxAttempts ?? 3
   const headers: string[] = options.contentLength === undefined
     ? ['content-type', 'application/octet-stream']
     : ['content-length', String(options.contentLength), 'content-type', 'application/octet-stream']
-  const credentials = url.username !== '' || url.password !== ''
-    ? `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`
-    : undefined
+  const credentials = urlCredentials(url)
   for (const { name, value } of options.headers) headers.push(name, value)
   if (credentials !== undefined && !options.headers.some((h) => h.name.toLowerCase() === 'authorization')) headers.push('authorization', credentials)
   const path = `${url.pathname}${url.search}`
@@ -89,3 +90,4 @@ export async function putStream (options: PutOptions): Promise<PutResult> {
     }
   }
 }
+

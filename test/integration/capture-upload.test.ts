@@ -146,3 +146,11 @@ t.test('byoi-agent capture --json: done, the stored file\'s size and digest, ins
   t.equal(usage.code, EXIT_USAGE)
   t.notOk(usage.stderr.includes('no colon here'), 'a bad header is not repeated back')
 })
+
+t.test('an upload URL that is not one, or not http(s): CAPTURE_UPLOAD_FAILED, nothing sent', async (t) => {
+  const { plan, close } = await plannedDisk()
+  t.teardown(close)
+  for (const url of ['not a url', 'ftp://127.0.0.1/a.qcow2']) {
+    await expectInstallError(t, uploadCapture(plan, { url, headers: [] }), 'CAPTURE_UPLOAD_FAILED')
+  }
+})
