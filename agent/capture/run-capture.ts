@@ -8,9 +8,9 @@ import { uploadCapture, uploadHashed, type UploadedCapture } from './upload-capt
 
 /**
  * `byoi-agent capture`: the disk opened read only (refused in use), scanned, and uploaded with one
- * PUT, as a sparse qcow2 or a raw image (zstd-compressed when asked); the result gives what is needed to install it elsewhere as it is: its size,
- * its digest, and the install payload in both of OVH's shapes (install/start's userMetadata, and
- * reinstall's customizations). The URL in the payload is the upload's as given (a presigned PUT
+ * PUT, as a sparse qcow2 or a raw image (zstd-compressed when asked); the result gives what is
+ * needed to install it elsewhere as it is: its size, its digest, and the install payload in both
+ * of OVH's shapes (install/start's userMetadata, and reinstall's customizations). The URL in the payload is the upload's as given (a presigned PUT
  * URL is not one to download from: the customer puts the GET URL in its place); the headers the
  * upload was sent with are not put in it.
  */
