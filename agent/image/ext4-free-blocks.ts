@@ -5,8 +5,9 @@
  * and the image is as small as the used data.
  *
  * Trusted only when the filesystem says its bitmaps are current: cleanly unmounted (s_state
- * VALID, no ERROR), no journal to replay (no RECOVER), and a layout this reader knows (no META_BG,
- * no BIGALLOC, no unknown incompatible feature). Otherwise the verdict says why and the caller
+ * VALID, no ERROR), no journal to replay (no RECOVER), a layout this reader knows (no META_BG,
+ * no BIGALLOC, no unknown incompatible feature), and each group's bitmap agreeing with the free
+ * count its descriptor keeps. Otherwise the verdict says why and the caller
  * captures the filesystem as it is. A group whose bitmap was never written (BLOCK_UNINIT) holds
  * only the metadata placed in it: its superblock backup and descriptor blocks, and the bitmaps and
  * inode tables of any group that live there (flex_bg); the rest of it is free, as the kernel
@@ -79,11 +80,12 @@ export async function ext4FreeBlocks (read: ReadAt, sizeBytes: number): Promise<
   const sb = judged
   const descriptors = await read((sb.firstDataBlock + 1) * sb.blockBytes, sb.groups * sb.descBytes)
   if (descriptors.length < sb.groups * sb.descBytes) return { kind: 'untrusted', reason: 'its group descriptors lie past the partition\'s end' }
-  const groups: Array<GroupMetadata & { flags: number }> = []
+  const groups: Array<GroupMetadata & { flags: number; freeCount: number }> = []
   for (let g = 0; g < sb.groups; g++) {
     const d = descriptors.subarray(g * sb.descBytes, (g + 1) * sb.descBytes)
     const wide = (lo: number, hiAt: number): number => (sb.is64 ? d.readUInt32LE(hiAt) * 2 ** 32 : 0) + d.readUInt32LE(lo)
-    const group = { blockBitmap: wide(0x0, 0x20), inodeBitmap: wide(0x4, 0x24), inodeTable: wide(0x8, 0x28), flags: d.readUInt16LE(0x12) }
+    const freeCount = d.readUInt16LE(0xc) + (sb.is64 ? d.readUInt16LE(0x2c) * 65536 : 0)
+    const group = { blockBitmap: wide(0x0, 0x20), inodeBitmap: wide(0x4, 0x24), inodeTable: wide(0x8, 0x28), flags: d.readUInt16LE(0x12), freeCount }
     const tableBlocks = Math.ceil((sb.inodesPerGroup * sb.inodeBytes) / sb.blockBytes)
     if ([group.blockBitmap, group.inodeBitmap].some((b) => b < sb.firstDataBlock || b >= sb.blocks) ||
         group.inodeTable < sb.firstDataBlock || group.inodeTable + tableBlocks > sb.blocks) {
@@ -101,10 +103,17 @@ export async function ext4FreeBlocks (read: ReadAt, sizeBytes: number): Promise<
       ? uninitBitmap(sb, metadata.get(g) ?? [], g, first, count)
       : await read(group.blockBitmap * sb.blockBytes, Math.ceil(count / 8))
     if (bitmap.length < Math.ceil(count / 8)) return { kind: 'untrusted', reason: `group ${g}'s block bitmap lies past the partition's end` }
+    const before = free.bytes
     for (let i = 0; i < count; i += 8) {
       const byte = bitmap[i >>> 3] as number
       if (byte === 0xff) continue
       for (let bit = 0; bit < 8 && i + bit < count; bit++) if ((byte & (1 << bit)) === 0) free.add(first + i + bit)
+    }
+    // The descriptor counts its group's free blocks too: a bitmap that disagrees (corruption, a
+    // descriptor pointing at the wrong block) is not trusted with the customer's data.
+    const counted = (free.bytes - before) / sb.blockBytes
+    if (counted !== group.freeCount) {
+      return { kind: 'untrusted', reason: `group ${g}'s bitmap shows ${counted} free blocks where its descriptor says ${group.freeCount} (fsck it first)` }
     }
   }
   return { kind: 'ext4', blockBytes: sb.blockBytes, blocks: sb.blocks, free: free.ranges, freeBytes: free.bytes }

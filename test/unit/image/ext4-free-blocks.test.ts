@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, openSync, readSync, closeSync, statSync, writeFileSync, truncateSync } from 'node:fs'
+import { mkdirSync, openSync, readFileSync, readSync, closeSync, statSync, writeFileSync, truncateSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { ext4FreeBlocks, type ReadAt } from '../../../agent/image/ext4-free-blocks.js'
@@ -150,4 +150,56 @@ t.test('a hostile superblock: 8 blocks per group on a large filesystem is refuse
   closeSync(fd)
   t.match(await ext4FreeBlocks(read, 2 ** 50), { kind: 'untrusted', reason: /block groups are more than/ })
   t.same(reads, [1024], 'only the superblock was read')
+})
+
+t.test('hostile superblocks and descriptors (seeded mutations): always a verdict, never a throw, free ranges inside the filesystem', async (t) => {
+  const dir = tempDir()
+  t.teardown(dir.remove)
+  const image = makeFs(dir.path, 'fs', 16 * MiB, ['-t', 'ext4', '-b', '1024', '-g', '1024'], ['b.bin'])
+  const original = readFileSync(image)
+  let seed = 0x5eed
+  const random = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) >>> 0
+    return seed % n
+  }
+  let trusted = 0
+  for (let round = 0; round < 300; round++) {
+    const bytes = Buffer.from(original)
+    // A field the reader uses set to any 32-bit value (the superblock's counts, sizes and features;
+    // a descriptor's bitmap, table and flags), or a few bytes anywhere in the superblock and the
+    // first descriptors (1024..4095).
+    const fields = [0x4, 0x14, 0x18, 0x20, 0x28, 0x3a, 0x4c, 0x58, 0x5c, 0x60, 0x64, 0xce, 0xfe, 0x150].map((f) => 1024 + f)
+    const descriptors = [0x0, 0x4, 0x8, 0x12].flatMap((f) => [0, 1, 2, 5].map((g) => 2048 + g * 32 + f))
+    for (let i = 0, n = 1 + random(3); i < n; i++) {
+      const all = [...fields, ...descriptors]
+      if (random(2) === 0) bytes.writeUInt32LE(random(2 ** 32), all[random(all.length)] ?? 0)
+      else bytes[1024 + random(3072)] = random(256)
+    }
+    const read: ReadAt = async (offset, length) => bytes.subarray(offset, offset + length)
+    let verdict
+    try {
+      verdict = await ext4FreeBlocks(read, bytes.length)
+    } catch (err) {
+      t.fail(`round ${round}: threw ${String(err)}`)
+      continue
+    }
+    if (verdict.kind !== 'ext4') continue
+    trusted++
+    const previousEnd = (i: number): number => (i === 0 ? -1 : (verdict.free[i - 1] as [number, number])[1])
+    const inside = verdict.free.every(([start, end], i) => start < end && end <= bytes.length && previousEnd(i) < start)
+    if (!inside) t.fail(`round ${round}: free ranges outside the filesystem or out of order`)
+  }
+  t.ok(trusted > 0 && trusted < 300, `${trusted} of 300 mutated filesystems still read (the others refused or not ext4)`)
+})
+
+t.test('a descriptor pointing at the wrong bitmap block: untrusted (its free count disagrees)', async (t) => {
+  const dir = tempDir()
+  t.teardown(dir.remove)
+  const image = makeFs(dir.path, 'fs', 16 * MiB, ['-t', 'ext4', '-b', '1024', '-g', '1024', '-O', '^flex_bg,^64bit'], [])
+  const bytes = readFileSync(image)
+  const read: ReadAt = async (offset, length) => bytes.subarray(offset, offset + length)
+  t.match(await ext4FreeBlocks(read, bytes.length), { kind: 'ext4' }, 'as made: trusted')
+  // Group 0's descriptor (32 bytes at block 2): its block bitmap moved to its inode bitmap's block.
+  bytes.writeUInt32LE(bytes.readUInt32LE(2048 + 4), 2048)
+  t.match(await ext4FreeBlocks(read, bytes.length), { kind: 'untrusted', reason: /group 0's bitmap shows \d+ free blocks where its descriptor says \d+/ })
 })
