@@ -150,45 +150,69 @@ async function readAll (stream: NodeJS.ReadableStream): Promise<string> {
   return Buffer.concat(chunks).toString('utf8')
 }
 
-/** Draws install events on standard error: a live bar on a terminal, plain lines otherwise. */
-function progressView (stderr: CliIo['stderr']): { onEvent: (event: InstallEvent) => void; close: () => void } {
+/** Draws steps and their byte progress on standard error: a live bar on a terminal, plain lines otherwise. */
+interface ProgressDrawer {
+  step: (step: string, status: string) => void
+  progress: (step: string, bytes: number, totalBytes: number | undefined) => void
+  note: (message: string) => void
+  close: () => void
+}
+
+function progressDrawer (stderr: CliIo['stderr']): ProgressDrawer {
   const live = stderr.isTTY === true
-  let started = 0
+  let started = Date.now()
   let lastPlainPercent = -1
   let lastPlainAt = 0
+  let lastLiveAt = 0
   let drawn = false
   const clear = (): void => { if (drawn) { stderr.write('\r\x1b[K'); drawn = false } }
   return {
-    onEvent: (event) => {
-      if (event.type === 'step') {
-        if (event.status === 'doing') {
-          started = Date.now()
-          lastPlainPercent = -1
-        }
-        clear()
-        stderr.write(`${event.step}: ${event.status}\n`)
-      } else if (event.type === 'note') {
-        clear()
-        stderr.write(`${event.message}\n`)
-      } else {
-        const seconds = (Date.now() - started) / 1000
-        const line = { step: event.step, bytes: event.bytes, totalBytes: event.totalBytes, bytesPerSecond: seconds > 0.5 ? event.bytes / seconds : 0 }
-        if (live) {
-          stderr.write(`\r\x1b[K${formatProgress(line, Math.max(10, Math.min(40, (stderr.columns ?? 80) - 60)))}`)
-          drawn = true
-          return
-        }
-        // Plain lines: every 10 %, or every 10 s when the size is unknown.
-        const percent = event.totalBytes !== undefined && event.totalBytes > 0 ? Math.floor((event.bytes / event.totalBytes) * 10) * 10 : undefined
-        const now = Date.now()
-        if (percent !== undefined ? percent > lastPlainPercent : now - lastPlainAt >= 10_000) {
-          lastPlainPercent = percent ?? lastPlainPercent
-          lastPlainAt = now
-          stderr.write(`${formatProgress(line)}\n`)
-        }
+    step: (step, status) => {
+      if (status === 'doing') {
+        started = Date.now()
+        lastPlainPercent = -1
+      }
+      clear()
+      stderr.write(`${step}: ${status}\n`)
+    },
+    note: (message) => {
+      clear()
+      stderr.write(`${message}\n`)
+    },
+    progress: (step, bytes, totalBytes) => {
+      const seconds = (Date.now() - started) / 1000
+      const line = { step, bytes, totalBytes, bytesPerSecond: seconds > 0.5 ? bytes / seconds : 0 }
+      const now = Date.now()
+      if (live) {
+        // At most 10 draws a second: a capture reports every cluster.
+        if (now - lastLiveAt < 100 && bytes !== totalBytes) return
+        lastLiveAt = now
+        stderr.write(`\r\x1b[K${formatProgress(line, Math.max(10, Math.min(40, (stderr.columns ?? 80) - 60)))}`)
+        drawn = true
+        return
+      }
+      // Plain lines: every 10 %, or every 10 s when the size is unknown.
+      const percent = totalBytes !== undefined && totalBytes > 0 ? Math.floor((bytes / totalBytes) * 10) * 10 : undefined
+      if (percent !== undefined ? percent > lastPlainPercent : now - lastPlainAt >= 10_000) {
+        lastPlainPercent = percent ?? lastPlainPercent
+        lastPlainAt = now
+        stderr.write(`${formatProgress(line)}\n`)
       }
     },
     close: clear,
+  }
+}
+
+/** Install events drawn. */
+function progressView (stderr: CliIo['stderr']): { onEvent: (event: InstallEvent) => void; close: () => void } {
+  const drawer = progressDrawer(stderr)
+  return {
+    onEvent: (event) => {
+      if (event.type === 'step') drawer.step(event.step, event.status)
+      else if (event.type === 'note') drawer.note(event.message)
+      else drawer.progress(event.step, event.bytes, event.totalBytes)
+    },
+    close: drawer.close,
   }
 }
 
@@ -302,9 +326,22 @@ async function runCaptureCommand (values: CliValues, { io, usage }: CommandConte
   if (!isLogLevel(level)) return usage(`Bad --log-level ${level}.`)
   const logger: Logger = pino({ level, base: { name: 'byoi-agent' } }, io.stderr)
   const { runCapture } = await import('./capture/run-capture.js')
+  const drawer = progressDrawer(io.stderr)
+  let phase: string | undefined
+  const onProgress = (step: 'scan' | 'upload', bytes: number, totalBytes: number | undefined): void => {
+    if (phase !== step) {
+      if (phase !== undefined) drawer.step(phase, 'done')
+      drawer.step(step, 'doing')
+      phase = step
+    }
+    drawer.progress(step, bytes, totalBytes)
+  }
   try {
-    const outcome = await runCapture({ diskPath: values.disk, uploadUrl: values.upload, format, compress, headers, checksumType, signal: io.signal, logger })
-    for (const note of outcome.notes) io.stderr.write(`${note}\n`)
+    const outcome = await runCapture({
+      diskPath: values.disk, uploadUrl: values.upload, format, compress, headers, checksumType, signal: io.signal, logger, onProgress,
+    })
+    if (phase !== undefined) drawer.step(phase, 'done')
+    for (const note of outcome.notes) drawer.note(note)
     io.stdout.write(values.json === true ? `${JSON.stringify({ status: 'done', ...outcome })}\n` : `${outcome.message}\n`)
     return EXIT_OK
   } catch (err) {
@@ -313,6 +350,8 @@ async function runCaptureCommand (values: CliValues, { io, usage }: CommandConte
     const outcome = { status: 'error', code: failure.code, message: failure.message }
     io.stdout.write(values.json === true ? `${JSON.stringify(outcome)}\n` : `${failure.message}\n`)
     return EXIT_INSTALL_FAILED
+  } finally {
+    drawer.close()
   }
 }
 

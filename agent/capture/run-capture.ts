@@ -27,6 +27,8 @@ export interface CaptureRequest {
   logger?: Logger
   /** Tests: the upload's retry delay. */
   retryBaseDelayMs?: number
+  /** Bytes scanned (the first pass, qcow2) and uploaded, with their totals (undefined: a compressed stream's). */
+  onProgress?: (step: 'scan' | 'upload', bytes: number, totalBytes: number | undefined) => void
 }
 
 export interface CaptureOutcome {
@@ -45,7 +47,10 @@ export interface CaptureOutcome {
 export async function runCapture (request: CaptureRequest): Promise<CaptureOutcome> {
   const disk = await Disk.open(request.diskPath, { readOnly: true })
   try {
-    const put = { url: request.uploadUrl, headers: request.headers, signal: request.signal, logger: request.logger, retryBaseDelayMs: request.retryBaseDelayMs }
+    const put = {
+      url: request.uploadUrl, headers: request.headers, signal: request.signal, logger: request.logger, retryBaseDelayMs: request.retryBaseDelayMs,
+    }
+    const uploading = (total: number | undefined) => (bytes: number): void => { request.onProgress?.('upload', bytes, total) }
     let uploaded: UploadedCapture
     let notes: string[]
     if (request.format === 'raw') {
@@ -53,13 +58,15 @@ export async function runCapture (request: CaptureRequest): Promise<CaptureOutco
       const zstdStream = request.compress === 'zstd'
       request.logger?.info({ disk: disk.path, sizeBytes: disk.sizeBytes, notes: free.notes, zstd: zstdStream }, 'capture: uploading the raw disk')
       const source = (): AsyncIterable<Buffer> => zstdStream ? zstdCompress(rawCaptureStream(disk, free), disk.sizeBytes) : rawCaptureStream(disk, free)
-      uploaded = await uploadHashed(source, zstdStream ? undefined : disk.sizeBytes, put, request.checksumType)
+      const length = zstdStream ? undefined : disk.sizeBytes
+      uploaded = await uploadHashed(source, length, put, request.checksumType, uploading(length))
       notes = [...free.notes, zstdStream ? `raw, zstd-compressed: ${disk.sizeBytes} bytes in ${uploaded.bytes}` : 'raw']
     } else {
       request.logger?.info({ disk: disk.path, sizeBytes: disk.sizeBytes }, 'capture: scanning the disk')
-      const plan = await planCapture(disk, { signal: request.signal })
+      const onScan = (p: { bytes: number; totalBytes: number }): void => { request.onProgress?.('scan', p.bytes, p.totalBytes) }
+      const plan = await planCapture(disk, { signal: request.signal, onProgress: onScan })
       request.logger?.info({ fileBytes: plan.layout.fileBytes, notes: plan.notes }, 'capture: uploading')
-      uploaded = await uploadCapture(plan, put, request.checksumType)
+      uploaded = await uploadCapture(plan, put, request.checksumType, uploading(plan.layout.fileBytes))
       notes = plan.notes
     }
     const shownUrl = safeUrl(request.uploadUrl)

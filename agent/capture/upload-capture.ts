@@ -19,6 +19,7 @@ export type CapturePut = Omit<PutOptions, 'body' | 'contentLength'>
  */
 export async function uploadHashed (
   source: () => AsyncIterable<Buffer>, contentLength: number | undefined, put: CapturePut, digestType: 'sha256' | 'sha512',
+  onProgress?: (bytes: number) => void,
 ): Promise<UploadedCapture> {
   let hash: Hash | undefined
   let bytes = 0
@@ -28,6 +29,7 @@ export async function uploadHashed (
     for await (const chunk of source()) {
       hash.update(chunk)
       bytes += chunk.length
+      onProgress?.(bytes)
       yield chunk
     }
   }
@@ -39,6 +41,8 @@ export async function uploadHashed (
 }
 
 /** The planned qcow2 capture uploaded, its length announced. */
-export async function uploadCapture (plan: CapturePlan, put: CapturePut, digestType: 'sha256' | 'sha512' = 'sha512'): Promise<UploadedCapture> {
-  return await uploadHashed(() => captureStream(plan), plan.layout.fileBytes, put, digestType)
+export async function uploadCapture (
+  plan: CapturePlan, put: CapturePut, digestType: 'sha256' | 'sha512' = 'sha512', onProgress?: (bytes: number) => void,
+): Promise<UploadedCapture> {
+  return await uploadHashed(() => captureStream(plan), plan.layout.fileBytes, put, digestType, onProgress)
 }

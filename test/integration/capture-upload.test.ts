@@ -138,6 +138,8 @@ t.test('byoi-agent capture --json: done, the stored file\'s size and digest, ins
     t.match(request, { imageUrl: url, imageType: 'qcow2', checksum: { type: 'sha512', hex: result.digest.hex } }, 'an install payload for the image as it is')
   }
   t.notOk(run.stderr.includes(dav.token), 'the header\'s value never logged, even at debug')
+  for (const line of ['scan: doing', 'scan: done', 'upload: doing', 'upload: done']) t.ok(run.stderr.includes(`${line}\n`), `progress: ${line}`)
+  t.match(run.stderr, /^upload +100%/m, 'the upload\'s progress reaches 100 %')
 
   const refused = await cli(['capture', '--disk', path, '--upload', url, '--header', 'X-Upload-Token: nope'])
   t.equal(refused.code, EXIT_INSTALL_FAILED)
