@@ -228,8 +228,9 @@ export const installErrorDeclarations = declareErrors({
     withCause: true,
     message: (safeUrl: Shown<string>) => `Could not upload image to: \`${safeUrl}\`.`,
     placeholders: ['URL'],
-    when: 'a capture\'s upload failed after its retries (network error, HTTP 5xx, a connection dropped); the URL is shown ' +
-      'without credentials or query, the cause goes to the log; nothing is reported as captured',
+    when: 'a capture\'s upload failed after its retries (network error, HTTP 5xx, a connection dropped), or its URL is not an ' +
+      'http(s) one; the URL is shown without credentials (secret query parameters redacted), the cause goes to the log; ' +
+      'nothing is reported as captured',
   },
   CAPTURE_UPLOAD_REFUSED: {
     constructorName: 'captureUploadRefused',
