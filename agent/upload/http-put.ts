@@ -37,8 +37,6 @@ export interface PutResult {
   attempts: number
 }
 
-class RetryablePutFailure extends Error {}
-
 export async function putStream (options: PutOptions): Promise<PutResult> {
   const shownUrl = safeUrl(options.url)
   const refuse = (reason: string): never => {
@@ -73,7 +71,7 @@ export async function putStream (options: PutOptions): Promise<PutResult> {
         options.logger?.error({ url: shownUrl, attempt, statusCode }, 'upload refused')
         throw errors.captureUploadRefused(shownUrl, status, new Error(status))
       }
-      throw new RetryablePutFailure(status)
+      throw new Error(status) // a 5xx: retried below
     } catch (err) {
       if (options.signal?.aborted === true) throw options.signal.reason
       if (isInstallError(err)) throw err
