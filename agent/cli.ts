@@ -326,32 +326,21 @@ async function runCaptureCommand (values: CliValues, { io, usage }: CommandConte
   if (!isLogLevel(level)) return usage(`Bad --log-level ${level}.`)
   const logger: Logger = pino({ level, base: { name: 'byoi-agent' } }, io.stderr)
   const { runCapture } = await import('./capture/run-capture.js')
-  const drawer = progressDrawer(io.stderr)
-  let phase: string | undefined
-  const onProgress = (step: 'scan' | 'upload', bytes: number, totalBytes: number | undefined): void => {
-    if (phase !== step) {
-      if (phase !== undefined) drawer.step(phase, 'done')
-      drawer.step(step, 'doing')
-      phase = step
-    }
-    drawer.progress(step, bytes, totalBytes)
-  }
+  const view = progressView(io.stderr)
   try {
     const outcome = await runCapture({
-      diskPath: values.disk, uploadUrl: values.upload, format, compress, headers, checksumType, signal: io.signal, logger, onProgress,
+      diskPath: values.disk, uploadUrl: values.upload, format, compress, headers, checksumType, signal: io.signal, logger, onEvent: view.onEvent,
     })
-    if (phase !== undefined) drawer.step(phase, 'done')
-    for (const note of outcome.notes) drawer.note(note)
     io.stdout.write(values.json === true ? `${JSON.stringify({ status: 'done', ...outcome })}\n` : `${outcome.message}\n`)
     return EXIT_OK
   } catch (err) {
-    const failure = isInstallError(err) ? err : io.signal?.aborted === true ? errors.cancelled() : errors.internalError(err)
-    if (!isInstallError(err) && io.signal?.aborted !== true) logger.error({ err }, 'unexpected error')
+    // runCapture's failures are all InstallErrors (CAPTURE_CANCELLED, CAPTURE_INTERNAL_ERROR…).
+    const failure = isInstallError(err) ? err : errors.captureInternalError(err)
     const outcome = { status: 'error', code: failure.code, message: failure.message }
     io.stdout.write(values.json === true ? `${JSON.stringify(outcome)}\n` : `${failure.message}\n`)
     return EXIT_INSTALL_FAILED
   } finally {
-    drawer.close()
+    view.close()
   }
 }
 

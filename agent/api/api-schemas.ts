@@ -5,7 +5,7 @@
  */
 import { installErrorDeclarations } from '../errors/install-error-declarations.js'
 import { installedDeclaration } from '../errors/installed-message.js'
-import { STEP_NAMES } from '../report/progress.js'
+import { ALL_STEP_NAMES } from '../report/progress.js'
 import { apiErrorDeclarations } from '../errors/api-error-declarations.js'
 
 export type SchemaObject = Record<string, unknown>
@@ -35,7 +35,7 @@ export const errorSchema: SchemaObject = {
 export const resultSchema: SchemaObject = {
   ...errorSchema,
   title: 'Result',
-  description: 'The install\'s one result message: INSTALLED, or the failure.',
+  description: 'The job\'s one result message: INSTALLED or CAPTURED, or the failure.',
 }
 
 export const stepSchema: SchemaObject = {
@@ -44,7 +44,7 @@ export const stepSchema: SchemaObject = {
   required: ['name', 'status', 'startedAt', 'endedAt'],
   additionalProperties: false,
   properties: {
-    name: { type: 'string', enum: [...STEP_NAMES] },
+    name: { type: 'string', enum: [...ALL_STEP_NAMES] },
     status: { type: 'string', enum: ['todo', 'doing', 'done', 'error'] },
     startedAt: timestamp('when the step began'),
     endedAt: timestamp('when the step ended'),
@@ -58,7 +58,7 @@ export const progressSchema: SchemaObject = {
   required: ['step', 'bytes', 'totalBytes', 'bytesPerSecond', 'etaSeconds'],
   additionalProperties: false,
   properties: {
-    step: { type: 'string', enum: [...STEP_NAMES] },
+    step: { type: 'string', enum: [...ALL_STEP_NAMES] },
     bytes: { type: 'integer', minimum: 0 },
     totalBytes: { ...nullable('integer'), description: 'null while the size is unknown (no Content-Length)' },
     bytesPerSecond: { type: 'integer', minimum: 0 },
@@ -79,19 +79,73 @@ export const diskSchema: SchemaObject = {
   },
 }
 
+const stringMap: SchemaObject = { type: 'object', additionalProperties: { type: 'string' } }
+
+export const captureSchema: SchemaObject = {
+  title: 'Capture',
+  description: 'What a capture made: the image\'s size and digest (over the bytes as uploaded), and the install payload in both ' +
+    'of OVH\'s shapes (its imageURL without credentials: put the URL to download from in its place).',
+  type: 'object',
+  required: ['bytes', 'format', 'digest', 'virtualSizeBytes', 'payloads'],
+  additionalProperties: false,
+  properties: {
+    bytes: { type: 'integer', minimum: 0, description: 'the image file\'s size' },
+    format: { type: 'string', description: 'qcow2, raw, zstd-compressed raw' },
+    digest: {
+      type: 'object',
+      required: ['type', 'hex'],
+      additionalProperties: false,
+      properties: { type: { type: 'string', enum: ['sha256', 'sha512'] }, hex: { type: 'string' } },
+    },
+    virtualSizeBytes: { type: 'integer', minimum: 0, description: 'the disk\'s size' },
+    payloads: {
+      type: 'object',
+      required: ['installStart', 'reinstall'],
+      additionalProperties: false,
+      properties: {
+        installStart: {
+          type: 'object',
+          required: ['templateName', 'userMetadata'],
+          additionalProperties: false,
+          properties: {
+            templateName: { type: 'string' },
+            userMetadata: {
+              type: 'array',
+              items: {
+                type: 'object', required: ['key', 'value'], additionalProperties: false, properties: { key: { type: 'string' }, value: { type: 'string' } },
+              },
+            },
+          },
+        },
+        reinstall: {
+          type: 'object',
+          required: ['operatingSystem', 'customizations'],
+          additionalProperties: false,
+          properties: { operatingSystem: { type: 'string' }, customizations: stringMap },
+        },
+      },
+    },
+  },
+}
+
 export const statusSchema: SchemaObject = {
   title: 'Status',
-  description: 'The current job, or the last one (kept across restarts of the agent), or idle.',
+  description: 'The current job (an install or a capture), or the last one (kept across restarts of the agent), or idle.',
   type: 'object',
-  required: ['state', 'jobId', 'disk', 'startedAt', 'endedAt', 'steps', 'progress', 'result', 'notes'],
+  required: ['state', 'kind', 'jobId', 'disk', 'startedAt', 'endedAt', 'steps', 'progress', 'result', 'notes', 'capture'],
   additionalProperties: false,
   properties: {
     state: { type: 'string', enum: ['idle', 'running', 'done', 'error'] },
+    kind: { type: ['string', 'null'], enum: ['install', 'capture', null], description: 'the job\'s kind; null while idle' },
     jobId: nullable('string'),
     disk: diskSchema,
     startedAt: timestamp('when the job started'),
     endedAt: timestamp('when the job ended'),
-    steps: { type: 'array', items: stepSchema },
+    steps: {
+      type: 'array',
+      items: stepSchema,
+      description: 'an install\'s: preflight, download, verify, write, gpt, configdrive, finish; a capture\'s: preflight, scan, upload, finish',
+    },
     progress: { anyOf: [progressSchema, { type: 'null' }] },
     result: { anyOf: [resultSchema, { type: 'null' }] },
     notes: {
@@ -99,6 +153,7 @@ export const statusSchema: SchemaObject = {
       items: { type: 'string' },
       description: 'the job\'s notes, oldest first (as the `note` events gave them): a switch to streaming, the ConfigDrive mount check\'s outcome',
     },
+    capture: { anyOf: [captureSchema, { type: 'null' }], description: 'a capture\'s outcome once it succeeded; null otherwise' },
   },
 }
 

@@ -14,6 +14,7 @@ import { apiErrors } from '../errors/api-error.js'
 import { clientErrorHandler, handleError, sendApiError, sendError, toErrorAnswer } from './error-handler.js'
 import { bearerAuthHook, bearerTokenCheck } from './bearer-auth.js'
 import { healthRoutes } from './health-routes.js'
+import { captureRoutes } from './capture-routes.js'
 import { installEvents } from './install-events.js'
 import { installRoutes } from './install-routes.js'
 import { agentVersion, buildOpenApiDocument, type OpenApiDocument } from './openapi-document.js'
@@ -106,6 +107,7 @@ export function buildApp (deps: AppDeps): FastifyInstance {
   void app.register(async (authenticated) => {
     authenticated.addHook('onRequest', bearerAuthHook(check))
     await authenticated.register(installRoutes(deps.jobs))
+    await authenticated.register(captureRoutes(deps.jobs))
     await authenticated.register(installEvents(deps.jobs, { heartbeatMs: deps.heartbeatMs, retryMs: deps.eventsRetryMs }))
     await authenticated.register(openApiRoutes(openapi))
   })

@@ -33,8 +33,8 @@ export function installRoutes (jobs: InstallJobs): FastifyPluginAsync {
     })
 
     app.post('/install/cancel', async (request, reply) => {
-      // 409 when no job runs. The result (CANCELLED or CANCELLED_UNTOUCHED) comes in the status.
-      const { jobId } = jobs.cancel()
+      // 409 when no install runs. The result (CANCELLED or CANCELLED_UNTOUCHED) comes in the status.
+      const { jobId } = jobs.cancel('install')
       request.log.warn({ jobId }, 'cancel requested')
       return reply.code(202).send({ jobId })
     })

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { installStartSchema, reinstallSchema, type JsonSchema } from '../payload/schemas.js'
+import { captureStartSchema, installStartSchema, reinstallSchema, type JsonSchema } from '../payload/schemas.js'
 import { errorSchema, healthSchema, jobAcceptedSchema, statusSchema, type SchemaObject } from './api-schemas.js'
 
 export interface OpenApiOptions {
@@ -26,6 +26,7 @@ export function buildOpenApiDocument (options: OpenApiOptions): OpenApiDocument 
   const schemas: Record<string, JsonSchema | SchemaObject> = {
     InstallStart: installStartSchema,
     Reinstall: reinstallSchema,
+    CaptureStart: captureStartSchema,
     Error: errorSchema,
     Status: statusSchema,
     JobAccepted: jobAcceptedSchema,
@@ -36,7 +37,8 @@ export function buildOpenApiDocument (options: OpenApiOptions): OpenApiDocument 
     info: {
       title: 'byoi-agent',
       version: options.version,
-      description: 'Installs a customer\'s own disk image on this server\'s disk, one job at a time. docs/api.md tells the routes, ' +
+      description: 'Installs a customer\'s own disk image on this server\'s disk, or captures the disk as an image, one job at a ' +
+        'time. docs/api.md tells the routes, ' +
         'the status object, the event stream and the report URL\'s messages; docs/result-messages.md every code.',
     },
     security: [{ bearer: [] }],
@@ -56,10 +58,42 @@ export function buildOpenApiDocument (options: OpenApiOptions): OpenApiDocument 
             400: refusal('the payload is refused (PAYLOAD_MISSING_FIELD, PAYLOAD_BAD_FIELD, BAD_IMAGE_FORMAT, BAD_CHECKSUM_TYPE, ' +
               'naming the field), or the body is not JSON'),
             ...authRefusals,
-            409: refusal('BUSY: an install is already running'),
+            409: refusal('BUSY: a job (install or capture) is already running'),
             413: refusal('BODY_TOO_LARGE'),
             415: refusal('UNSUPPORTED_MEDIA_TYPE: the body must be application/json'),
             503: refusal('SHUTTING_DOWN'),
+          },
+        },
+      },
+      '/capture/start': {
+        post: {
+          summary: 'Start a capture of the disk',
+          description: 'The service\'s disk, opened read only (refused while in use), uploaded as a qcow2 or raw image with one HTTP ' +
+            'PUT. A job as an install is: its status at /install/status (kind `capture`; `capture` holds the size, the digest and ' +
+            'the install payloads once it succeeded), its events at /install/events.',
+          operationId: 'startCapture',
+          requestBody: { required: true, content: { 'application/json': { schema: ref('CaptureStart') } } },
+          responses: {
+            202: json('JobAccepted', 'the capture started; follow it with /install/status or /install/events'),
+            400: refusal('the body is refused (PAYLOAD_MISSING_FIELD, PAYLOAD_BAD_FIELD, naming the field), or it is not JSON'),
+            ...authRefusals,
+            409: refusal('BUSY: a job (install or capture) is already running'),
+            413: refusal('BODY_TOO_LARGE'),
+            415: refusal('UNSUPPORTED_MEDIA_TYPE: the body must be application/json'),
+            503: refusal('SHUTTING_DOWN'),
+          },
+        },
+      },
+      '/capture/cancel': {
+        post: {
+          summary: 'Cancel the running capture',
+          description: 'Aborts the capture (its upload under way is abandoned, never completed); its result, CAPTURE_CANCELLED, ' +
+            'arrives in the status and the events.',
+          operationId: 'cancelCapture',
+          responses: {
+            202: json('JobAccepted', 'the capture is being cancelled'),
+            ...authRefusals,
+            409: refusal('NOT_RUNNING: no capture is running'),
           },
         },
       },
@@ -95,7 +129,7 @@ export function buildOpenApiDocument (options: OpenApiOptions): OpenApiDocument 
       },
       '/install/cancel': {
         post: {
-          summary: 'Cancel the running job',
+          summary: 'Cancel the running install',
           description: 'Aborts the job; its result (CANCELLED_UNTOUCHED before any write, CANCELLED after, the disk left unbootable) ' +
             'arrives in the status and the events.',
           operationId: 'cancelInstall',

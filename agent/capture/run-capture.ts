@@ -1,18 +1,29 @@
 import type { Logger } from 'pino'
 import { Disk } from '../disk/disk.js'
+import { errors, isInstallError } from '../errors/install-error.js'
+import { capturedMessage } from '../errors/installed-message.js'
+import type { InstallEventListener, StepName } from '../report/progress.js'
 import { safeUrl } from '../report/redact.js'
 import { planCapture } from './capture-qcow2.js'
+import { CaptureSource } from './capture-source.js'
 import { findFreeSpace } from './free-space.js'
 import { rawCaptureStream, zstdCompress } from './raw-capture.js'
 import { uploadCapture, uploadHashed, type UploadedCapture } from './upload-capture.js'
 
 /**
- * `byoi-agent capture`: the disk opened read only (refused in use), scanned, and uploaded with one
- * PUT, as a sparse qcow2 or a raw image (zstd-compressed when asked); the result gives what is
- * needed to install it elsewhere as it is: its size, its digest, and the install payload in both
- * of OVH's shapes (install/start's userMetadata, and reinstall's customizations). The URL in the payload is the upload's as given (a presigned PUT
- * URL is not one to download from: the customer puts the GET URL in its place); the headers the
- * upload was sent with are not put in it.
+ * `byoi-agent capture` and the service's capture job: the disk opened read only (refused in use),
+ * scanned, and uploaded with one PUT, as a sparse qcow2 or a raw image (zstd-compressed when
+ * asked); the result gives what is needed to install it elsewhere as it is: its size, its digest,
+ * and the install payload in both of OVH's shapes (install/start's userMetadata, and reinstall's
+ * customizations). The URL in the payload is the upload's as given, credentials and secret query
+ * parameters redacted (a presigned PUT URL is not one to download from: the customer puts the GET
+ * URL in its place); the headers the upload was sent with are not put in it.
+ *
+ * Steps, told as an install's are (report/progress): preflight (the disk opened, its free space
+ * found), scan (a qcow2's first pass; nothing for raw), upload (the second pass, hashed as sent),
+ * finish (the disk's size checked again). Every failure is an InstallError: a read that fails or
+ * a disk that changed size CAPTURE_READ_FAILED, a cancel CAPTURE_CANCELLED, the unexpected
+ * CAPTURE_INTERNAL_ERROR.
  */
 
 export interface CaptureRequest {
@@ -27,8 +38,8 @@ export interface CaptureRequest {
   logger?: Logger
   /** Tests: the upload's retry delay. */
   retryBaseDelayMs?: number
-  /** Bytes scanned (the first pass, qcow2) and uploaded, with their totals (undefined: a compressed stream's). */
-  onProgress?: (step: 'scan' | 'upload', bytes: number, totalBytes: number | undefined) => void
+  /** Step changes, bytes scanned and uploaded (with their totals; undefined for a compressed stream's), notes. */
+  onEvent?: InstallEventListener
 }
 
 export interface CaptureOutcome {
@@ -36,55 +47,97 @@ export interface CaptureOutcome {
   message: string
   bytes: number
   digest: { type: 'sha256' | 'sha512'; hex: string }
+  /** What was uploaded: qcow2, raw, or zstd-compressed raw. */
+  format: string
   virtualSizeBytes: number
   notes: string[]
-  payloads: {
-    installStart: { templateName: 'byoi_64'; userMetadata: Array<{ key: string; value: string }> }
-    reinstall: { operatingSystem: 'byoi_64'; customizations: Record<string, string> }
-  }
+  payloads: CapturePayloads
+}
+
+export interface CapturePayloads {
+  installStart: { templateName: 'byoi_64'; userMetadata: Array<{ key: string; value: string }> }
+  reinstall: { operatingSystem: 'byoi_64'; customizations: Record<string, string> }
 }
 
 export async function runCapture (request: CaptureRequest): Promise<CaptureOutcome> {
-  const disk = await Disk.open(request.diskPath, { readOnly: true })
+  let step: StepName | undefined
+  const tell = (next: StepName | undefined): void => {
+    const at = new Date().toISOString()
+    if (step !== undefined) request.onEvent?.({ type: 'step', step, status: 'done', at })
+    step = next
+    if (next !== undefined) request.onEvent?.({ type: 'step', step: next, status: 'doing', at })
+  }
   try {
-    const put = {
-      url: request.uploadUrl, headers: request.headers, signal: request.signal, logger: request.logger, retryBaseDelayMs: request.retryBaseDelayMs,
+    tell('preflight')
+    const disk = await Disk.open(request.diskPath, { readOnly: true })
+    try {
+      return await capture(request, disk, tell)
+    } finally {
+      await disk.close()
     }
-    const uploading = (total: number | undefined) => (bytes: number): void => { request.onProgress?.('upload', bytes, total) }
-    let uploaded: UploadedCapture
-    let notes: string[]
-    if (request.format === 'raw') {
-      const free = await findFreeSpace(disk)
-      const zstdStream = request.compress === 'zstd'
-      request.logger?.info({ disk: disk.path, sizeBytes: disk.sizeBytes, notes: free.notes, zstd: zstdStream }, 'capture: uploading the raw disk')
-      const source = (): AsyncIterable<Buffer> => zstdStream ? zstdCompress(rawCaptureStream(disk, free), disk.sizeBytes) : rawCaptureStream(disk, free)
-      const length = zstdStream ? undefined : disk.sizeBytes
-      uploaded = await uploadHashed(source, length, put, request.checksumType, uploading(length))
-      notes = [...free.notes, zstdStream ? `raw, zstd-compressed: ${disk.sizeBytes} bytes in ${uploaded.bytes}` : 'raw']
-    } else {
-      request.logger?.info({ disk: disk.path, sizeBytes: disk.sizeBytes }, 'capture: scanning the disk')
-      const onScan = (p: { bytes: number; totalBytes: number }): void => { request.onProgress?.('scan', p.bytes, p.totalBytes) }
-      const plan = await planCapture(disk, { signal: request.signal, onProgress: onScan })
-      request.logger?.info({ fileBytes: plan.layout.fileBytes, notes: plan.notes }, 'capture: uploading')
-      uploaded = await uploadCapture(plan, put, request.checksumType, uploading(plan.layout.fileBytes))
-      notes = plan.notes
-    }
-    const shownUrl = safeUrl(request.uploadUrl)
-    const imageType = request.format === 'raw' ? 'raw' : 'qcow2'
-    const description = { imageURL: shownUrl, imageType, imageCheckSum: uploaded.digestHex, imageCheckSumType: request.checksumType }
-    return {
-      code: 'CAPTURED',
-      message: `Captured ${disk.path} to \`${shownUrl}\`: ${uploaded.bytes} bytes, ${request.checksumType} ${uploaded.digestHex}.`,
-      bytes: uploaded.bytes,
-      digest: { type: request.checksumType, hex: uploaded.digestHex },
-      virtualSizeBytes: disk.sizeBytes,
-      notes: [...notes, ...(uploaded.attempts > 1 ? [`uploaded on attempt ${uploaded.attempts}`] : [])],
-      payloads: {
-        installStart: { templateName: 'byoi_64', userMetadata: Object.entries(description).map(([key, value]) => ({ key, value })) },
-        reinstall: { operatingSystem: 'byoi_64', customizations: description },
-      },
-    }
-  } finally {
-    await disk.close()
+  } catch (err) {
+    if (step !== undefined) request.onEvent?.({ type: 'step', step, status: 'error', at: new Date().toISOString() })
+    if (request.signal?.aborted === true) throw errors.captureCancelled()
+    if (isInstallError(err)) throw err
+    request.logger?.error({ err }, 'capture: unexpected error')
+    throw errors.captureInternalError(err)
+  }
+}
+
+async function capture (request: CaptureRequest, disk: Disk, tell: (step: StepName | undefined) => void): Promise<CaptureOutcome> {
+  const source = new CaptureSource(disk)
+  const put = {
+    url: request.uploadUrl, headers: request.headers, signal: request.signal, logger: request.logger, retryBaseDelayMs: request.retryBaseDelayMs,
+  }
+  const progress = (step: 'scan' | 'upload', totalBytes: number | undefined) => (bytes: number): void => {
+    request.onEvent?.({ type: 'progress', step, bytes, totalBytes })
+  }
+  let uploaded: UploadedCapture
+  let notes: string[]
+  let format: string
+  if (request.format === 'raw') {
+    const free = await findFreeSpace(source)
+    const zstdStream = request.compress === 'zstd'
+    request.logger?.info({ disk: disk.path, sizeBytes: disk.sizeBytes, notes: free.notes, zstd: zstdStream }, 'capture: uploading the raw disk')
+    tell('scan')
+    tell('upload')
+    const stream = (): AsyncIterable<Buffer> => zstdStream ? zstdCompress(rawCaptureStream(source, free), disk.sizeBytes) : rawCaptureStream(source, free)
+    const length = zstdStream ? undefined : disk.sizeBytes
+    uploaded = await uploadHashed(stream, length, put, request.checksumType, progress('upload', length))
+    format = zstdStream ? 'zstd-compressed raw' : 'raw'
+    notes = [...free.notes, zstdStream ? `raw, zstd-compressed: ${disk.sizeBytes} bytes in ${uploaded.bytes}` : 'raw']
+  } else {
+    request.logger?.info({ disk: disk.path, sizeBytes: disk.sizeBytes }, 'capture: scanning the disk')
+    tell('scan')
+    const onScan = progress('scan', disk.sizeBytes)
+    const plan = await planCapture(source, { signal: request.signal, onProgress: (p) => { onScan(p.bytes) } })
+    request.logger?.info({ fileBytes: plan.layout.fileBytes, notes: plan.notes }, 'capture: uploading')
+    tell('upload')
+    uploaded = await uploadCapture(plan, put, request.checksumType, progress('upload', plan.layout.fileBytes))
+    format = 'qcow2'
+    notes = plan.notes
+  }
+  tell('finish')
+  await source.checkUnchanged()
+  if (uploaded.attempts > 1) notes.push(`uploaded on attempt ${uploaded.attempts}`)
+  for (const message of notes) request.onEvent?.({ type: 'note', message })
+  tell(undefined)
+  const shownUrl = safeUrl(request.uploadUrl)
+  const imageType = request.format === 'raw' ? 'raw' : 'qcow2'
+  const description = { imageURL: shownUrl, imageType, imageCheckSum: uploaded.digestHex, imageCheckSumType: request.checksumType }
+  return {
+    code: 'CAPTURED',
+    message: capturedMessage({
+      diskPath: disk.path, safeUrl: shownUrl, bytes: uploaded.bytes, format, checksumType: request.checksumType, digestHex: uploaded.digestHex,
+    }),
+    bytes: uploaded.bytes,
+    digest: { type: request.checksumType, hex: uploaded.digestHex },
+    format,
+    virtualSizeBytes: disk.sizeBytes,
+    notes,
+    payloads: {
+      installStart: { templateName: 'byoi_64', userMetadata: Object.entries(description).map(([key, value]) => ({ key, value })) },
+      reinstall: { operatingSystem: 'byoi_64', customizations: description },
+    },
   }
 }

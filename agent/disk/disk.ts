@@ -160,6 +160,12 @@ export class Disk {
     }
   }
 
+  /** The disk's size now (a capture checks its source did not change size while read). */
+  async measureSize (): Promise<number> {
+    if (this.kind === 'file') return (await this.handle.stat()).size
+    return (await readSysfsInteger(`${sysfsDir((await this.handle.stat()).rdev)}/size`)) * 512
+  }
+
   async sync (): Promise<void> {
     await this.handle.datasync()
   }

@@ -5,24 +5,29 @@
  * the service's section of docs/result-messages.md are made from these. They live here, below
  * service/ and api/, because the job runner (service/) throws BUSY, NOT_RUNNING and SHUTTING_DOWN.
  */
-import { declareErrors, type Shown } from './message-declaration.js'
+import { declareErrors, shown, type Shown } from './message-declaration.js'
+
+/** The service's two kinds of job (report/progress's JobKind; errors/ imports nothing above it). */
+type JobKind = 'install' | 'capture'
 
 export const apiErrorDeclarations = declareErrors({
   BUSY: {
     constructorName: 'busy',
     ovh: false,
     status: 409,
-    message: (jobId: Shown<string>) => `An install is already running, job ${jobId}.`,
-    placeholders: ['JOB'],
-    when: '`POST /install/start` (HTTP 409) while a job runs; JOB is its id',
+    message: (kind: Shown<JobKind>, jobId: Shown<string>) =>
+      `${shown(kind, (k) => k === 'capture' ? 'A capture' : 'An install')} is already running, job ${jobId}.`,
+    placeholders: ['A_JOB', 'JOB'],
+    when: '`POST /install/start` or `POST /capture/start` (HTTP 409) while a job runs (one at a time, either kind); A_JOB is ' +
+      '`An install` or `A capture`, JOB its id',
   },
   NOT_RUNNING: {
     constructorName: 'notRunning',
     ovh: false,
     status: 409,
-    message: () => 'No install is running.',
-    placeholders: [],
-    when: '`POST /install/cancel` (HTTP 409) when no job runs',
+    message: (kind: Shown<JobKind>) => `No ${shown(kind, (k) => k)} is running.`,
+    placeholders: ['KIND'],
+    when: '`POST /install/cancel` or `POST /capture/cancel` (HTTP 409) when no job of that KIND (`install`, `capture`) runs',
   },
   SHUTTING_DOWN: {
     constructorName: 'shuttingDown',

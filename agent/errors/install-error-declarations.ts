@@ -241,6 +241,39 @@ export const installErrorDeclarations = declareErrors({
     when: 'the upload\'s server refused it (HTTP 4xx: 401 or 403, credentials or a presigned URL expired; 413, too large); ' +
       'not retried',
   },
+  CAPTURE_READ_FAILED: {
+    constructorName: 'captureReadFailed',
+    ovh: false,
+    withCause: true,
+    message: (diskPath: Shown<string>, reason: Shown<string>) => `Could not capture disk ${diskPath}: ${reason}, nothing was captured.`,
+    placeholders: ['DISK', 'REASON'],
+    when: 'reading the disk to capture failed (REASON: `a read failed at byte N`), or its size changed while it was captured ' +
+      '(`it changed size (N bytes, now M)`, checked once uploaded, before CAPTURED is said; `its size could not be measured ' +
+      'again`); the disk was not written; an upload that was completed holds an image that must not be used',
+  },
+  CAPTURE_CANCELLED: {
+    constructorName: 'captureCancelled',
+    ovh: false,
+    message: () => 'Capture cancelled, the disk was not modified and nothing was captured.',
+    placeholders: [],
+    when: 'a capture was aborted (signal or API cancel); a multipart upload under way is aborted',
+  },
+  CAPTURE_INTERNAL_ERROR: {
+    constructorName: 'captureInternalError',
+    ovh: false,
+    withCause: true,
+    message: () => 'Capture failed on an internal error, the disk was not modified and nothing was captured.',
+    placeholders: [],
+    when: 'an unexpected error during a capture; details in the log',
+  },
+  CAPTURE_INTERRUPTED: {
+    constructorName: 'captureInterrupted',
+    ovh: false,
+    message: () => 'Capture interrupted: the agent stopped during the capture, the disk was not modified and nothing was captured.',
+    placeholders: [],
+    when: 'the state saved in --state-dir says a capture was running when the agent stopped; an upload it had begun is not ' +
+      'complete and must not be used',
+  },
   EFI_BOOTLOADER_NOT_FOUND: {
     constructorName: 'efiBootloaderNotFound',
     ovh: false,

@@ -1,6 +1,6 @@
 /**
- * The one success message, declared as the failures are (message-declaration): its words written
- * once, the docs' template made from them.
+ * The success messages, declared as the failures are (message-declaration): their words written
+ * once, the docs' template made from them. An install ends in INSTALLED, a capture in CAPTURED.
  */
 import type { ChecksumType } from './install-error-declarations.js'
 import { declareMessages, shown, type Shown } from './message-declaration.js'
@@ -28,7 +28,25 @@ export const installedDeclaration = declareMessages({
       'but for `raw`, `N bytes of TYPE` (the file) is followed by ' +
       '`(N bytes of disk)` (the qcow2\'s virtual size or the decompressed size: what was written)',
   },
+  CAPTURED: {
+    ovh: false,
+    message: (
+      diskPath: Shown<string>, safeUrl: Shown<string>, bytes: Shown<number>, format: Shown<string>, checksumType: Shown<ChecksumType>, digest: Shown<string>,
+    ) =>
+      `Captured ${diskPath} to \`${safeUrl}\`: ${bytes} bytes of ${format}, ${checksumType} ${digest}.`,
+    placeholders: ['DISK', 'URL', 'N', 'FORMAT', 'TYPE', 'DIGEST'],
+    when: 'a capture succeeded: the image is uploaded whole (a multipart upload completed); FORMAT is `qcow2`, ' +
+      '`zstd-compressed qcow2`, `raw` or `zstd-compressed raw`, the digest is over the bytes as uploaded; the URL is shown ' +
+      'without credentials (secret query parameters redacted)',
+  },
 })
+
+/** The capture's success message. */
+export function capturedMessage (info: {
+  diskPath: string; safeUrl: string; bytes: number; format: string; checksumType: ChecksumType; digestHex: string
+}): string {
+  return installedDeclaration.CAPTURED.message(info.diskPath, info.safeUrl, info.bytes, info.format, info.checksumType, info.digestHex)
+}
 
 /** The success message. */
 export function installedMessage (info: {

@@ -10,6 +10,7 @@
 import type { ErrorObject, ValidateFunction } from 'ajv'
 import { errors, isInstallError, type InstallError } from '../errors/install-error.js'
 import { checksumHexLength, type ChecksumType, type ImageType, type InstallRequest } from './install-request.js'
+import { checkHttpHeaders, checkHttpUrl, HEADER_NAME, type GivenHeader } from './http-fields.js'
 import * as generated from './schema-validators.generated.js'
 
 interface InstallStartBody {
@@ -38,9 +39,6 @@ interface ReinstallBody {
 // a key counts only when the body itself holds it, never through a prototype): Ajv itself is not loaded.
 const validateInstallStart = generated.validateInstallStart as unknown as ValidateFunction<InstallStartBody>
 const validateReinstall = generated.validateReinstall as unknown as ValidateFunction<ReinstallBody>
-
-/** A header as given, with the field names to blame for its name and its value. */
-interface GivenHeader { name: string; value: string; nameField: string; valueField: string }
 
 /** What both shapes carry, before checking; empty strings are already dropped (not given). */
 interface GivenFields {
@@ -171,15 +169,7 @@ function toInstallRequest (source: InstallRequest['source'], fields: GivenFields
 
 function checkImageUrl (raw: string | undefined): string {
   if (raw === undefined) throw errors.payloadMissingField('imageURL')
-  // The URL is never quoted back: it may hold user:password@ or a signed query.
-  let url: URL
-  try {
-    url = new URL(raw)
-  } catch {
-    throw errors.payloadBadField('imageURL', 'an http or https URL')
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw errors.payloadBadField('imageURL', 'an http or https URL')
-  return url.href
+  return checkHttpUrl(raw, 'imageURL')
 }
 
 function checkImageType (raw: string | undefined): ImageType {
@@ -203,33 +193,6 @@ function checkChecksum (rawHex: string | undefined, rawType: string | undefined)
     throw errors.payloadBadField('imageCheckSum', `${digits} hexadecimal digits for ${type}`)
   }
   return { type, hex }
-}
-
-/** RFC 9110 §5.6.2 token. */
-const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
-/** RFC 9110 §5.5 field-value: HTAB, visible ASCII, obs-text; what undici accepts. */
-const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
-/** Framing, hop-by-hop and range headers: the download only works if the agent alone sets them. */
-const AGENT_HEADERS = new Set([
-  'host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'proxy-connection',
-  'te', 'trailer', 'upgrade', 'expect', 'range', 'if-range',
-  'accept-encoding', // a compressed body would be written to disk as is
-])
-
-function checkHttpHeaders (headers: GivenHeader[]): InstallRequest['httpHeaders'] {
-  const seen = new Set<string>()
-  return headers.map(({ name, value, nameField, valueField }) => {
-    if (!HEADER_NAME.test(name)) throw errors.payloadBadField(nameField, 'an HTTP header name')
-    const lowerName = name.toLowerCase()
-    if (AGENT_HEADERS.has(lowerName)) throw errors.payloadBadField(nameField, 'a header the agent does not set itself')
-    if (seen.has(lowerName)) throw errors.payloadBadField(nameField, 'a header name given once')
-    seen.add(lowerName)
-    // Values are secrets (Authorization…): blame the field, never quote the value.
-    if (!HEADER_VALUE.test(value)) {
-      throw errors.payloadBadField(valueField, 'a header value of Latin-1 text without line breaks or control characters')
-    }
-    return { name, value }
-  })
 }
 
 const HOST_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/
@@ -344,7 +307,8 @@ function memberField (parent: string, key: string, index: number): string {
   return parent === '' ? key : `${parent}.${key}`
 }
 
-function validated<T> (validate: ValidateFunction<T>, body: Record<string, unknown>): T {
+/** The body if the schema's validator takes it, else the refusal naming the first field it blames (parse-capture-request uses it too). */
+export function validated<T> (validate: ValidateFunction<T>, body: Record<string, unknown>): T {
   if (validate(body)) return body
   throw schemaError(validate.errors?.[0], body)
 }
@@ -357,7 +321,10 @@ function schemaError (error: ErrorObject | undefined, body: unknown): InstallErr
   const missing: unknown = error?.params['missingProperty']
   if (error?.keyword === 'required' && typeof missing === 'string') return errors.payloadMissingField(memberField(field, missing, 0))
   const type: unknown = error?.params['type']
-  const expected = error?.keyword === 'type' && typeof type === 'string' ? TYPE_NAMES[type] : undefined
+  const allowed: unknown = error?.params['allowedValues']
+  const expected = error?.keyword === 'type' && typeof type === 'string'
+    ? TYPE_NAMES[type]
+    : error?.keyword === 'enum' && Array.isArray(allowed) ? `one of ${allowed.join(', ')}` : undefined
   return errors.payloadBadField(field === '' ? 'request body' : field, expected ?? 'a value as the schema describes')
 }
 

@@ -32,3 +32,5 @@ function loadSchema (fileName: string): JsonSchema {
 export const installStartSchema = loadSchema('install-start.json')
 /** Body of `POST /dedicated/server/{serviceName}/reinstall`. */
 export const reinstallSchema = loadSchema('reinstall.json')
+/** Body of the agent's own `POST /capture/start`. */
+export const captureStartSchema = loadSchema('capture-start.json')

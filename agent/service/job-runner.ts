@@ -1,7 +1,8 @@
 /**
- * The service's install jobs: one at a time, each with its own AbortController and child logger.
+ * The service's jobs, installs and captures: one at a time (either kind), each with its own
+ * AbortController and child logger.
  *
- * The runner turns runInstall's events into the status object (service/job-status), tells its
+ * The runner turns runInstall's (or runCapture's) events into the status object (service/job-status), tells its
  * subscribers every change (the API's event stream), saves the status on each step change and at
  * the end (service/job-state-store), and queues each step change and the result for the report
  * URL (service/report-poster). None of these can slow or fail the install: subscribers and saves
@@ -10,9 +11,11 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { InstallRequest } from '../payload/install-request.js'
+import type { CaptureJobRequest } from '../payload/capture-request.js'
+import { runCapture, type CaptureOutcome, type CaptureRequest } from '../capture/run-capture.js'
 import { apiErrors } from '../errors/api-error.js'
 import { errors, isInstallError } from '../errors/install-error.js'
-import type { InstallEvent } from '../report/progress.js'
+import type { InstallEvent, JobKind } from '../report/progress.js'
 import { redactHeaders, safeUrl } from '../report/redact.js'
 import type { ReportSink } from './report-poster.js'
 import {
@@ -21,6 +24,7 @@ import {
   idleStatus,
   interruptedStatus,
   JobStatusTracker,
+  type CaptureView,
   type DiskView,
   type InstallStatus,
   type ProgressView,
@@ -43,11 +47,13 @@ export type JobListener = (change: JobChange) => void
 
 /** What the HTTP API needs from the runner (tests give it a fake). */
 export interface InstallJobs {
-  /** Starts a job; throws ApiError BUSY while one runs, SHUTTING_DOWN after close(). */
+  /** Starts an install; throws ApiError BUSY while a job runs, SHUTTING_DOWN after close(). */
   start: (request: InstallRequest) => { jobId: string }
+  /** Starts a capture of the service's disk; the same refusals. */
+  startCapture: (request: CaptureJobRequest) => { jobId: string }
   status: () => InstallStatus
-  /** Aborts the running job; throws ApiError NOT_RUNNING when none runs. */
-  cancel: () => { jobId: string }
+  /** Aborts the running job of that kind; throws ApiError NOT_RUNNING when none runs. */
+  cancel: (kind?: JobKind) => { jobId: string }
   /** Calls `listener` on every change from now on; returns the unsubscribe function. */
   subscribe: (listener: JobListener) => () => void
 }
@@ -60,6 +66,7 @@ export type ReportMessage =
 type WithoutDelivery<T> = T extends unknown ? Omit<T, 'sequence' | 'at'> : never
 
 export type InstallFunction = (options: InstallOptions) => Promise<InstallResult>
+export type CaptureFunction = (request: CaptureRequest) => Promise<CaptureOutcome>
 
 export interface JobRunnerOptions {
   disk: DiskView
@@ -70,11 +77,14 @@ export interface JobRunnerOptions {
   reporter?: ReportSink
   /** The install itself; runInstall unless a test gives another. */
   install?: InstallFunction
+  /** The capture itself; runCapture unless a test gives another. */
+  capture?: CaptureFunction
   /** Milliseconds since the epoch (tests move time by hand). */
   now?: () => number
 }
 
 interface RunningJob {
+  kind: JobKind
   tracker: JobStatusTracker
   controller: AbortController
   logger: Logger
@@ -93,11 +103,13 @@ export class JobRunner implements InstallJobs {
   private closing = false
   private sequence = 0
   private readonly install: InstallFunction
+  private readonly capture: CaptureFunction
   private readonly now: () => number
 
   private constructor (private readonly options: JobRunnerOptions, last: InstallStatus) {
     this.last = last
     this.install = options.install ?? runInstall
+    this.capture = options.capture ?? runCapture
     this.now = options.now ?? Date.now
   }
 
@@ -112,14 +124,17 @@ export class JobRunner implements InstallJobs {
     const runner = new JobRunner(options, idleStatus(options.disk))
     if (state === undefined || saved === undefined || saved.state === 'idle') return runner
     if (saved.state === 'running') {
-      const { error: failure, note } = await settleInterruptedInstall(state, options.logger)
+      // A capture never wrote its disk: nothing to settle, its upload was not completed.
+      const { error: failure, note } = saved.kind === 'capture'
+        ? { error: errors.captureInterrupted(), note: undefined }
+        : await settleInterruptedInstall(state, options.logger)
       const status = interruptedStatus(saved, { code: failure.code, message: failure.message }, runner.now(), note)
       options.logger.error({ jobId: status.jobId, code: failure.code, disk: status.disk.path }, failure.message)
       runner.last = status
       options.store?.save(copyStatus(status))
       runner.report({ event: 'result', jobId: status.jobId ?? '', state: 'error', result: { code: failure.code, message: failure.message }, status })
     } else {
-      options.logger.info({ jobId: saved.jobId, state: saved.state, code: saved.result?.code }, 'last install as saved before the restart')
+      options.logger.info({ jobId: saved.jobId, kind: saved.kind, state: saved.state, code: saved.result?.code }, 'last job as saved before the restart')
       runner.last = saved
     }
     return runner
@@ -140,37 +155,48 @@ export class JobRunner implements InstallJobs {
   }
 
   start (request: InstallRequest): { jobId: string } {
-    if (this.closing) throw apiErrors.shuttingDown()
-    if (this.current !== undefined) throw apiErrors.busy(this.current.tracker.jobId)
-    const jobId = randomUUID()
-    const tracker = new JobStatusTracker(jobId, this.options.disk, this.now())
-    const logger = this.options.logger.child({ jobId })
-    const job: RunningJob = {
-      tracker,
-      controller: new AbortController(),
-      logger,
-      ended: Promise.resolve(),
-      diskWrite: null,
-    }
-    this.current = job
-    this.shown = undefined
-    logger.info({
-      disk: this.options.disk.path,
+    const job = this.begin('install', {
       source: request.source,
       imageUrl: safeUrl(request.imageUrl),
       imageType: request.imageType,
       checksumType: request.checksum?.type,
       httpHeaders: redactHeaders(Object.fromEntries(request.httpHeaders.map((h) => [h.name, h.value]))),
-    }, 'install started')
-    this.notify({ type: 'status', status: tracker.snapshot() })
-    this.save(job)
-    job.ended = this.run(job, request)
-    return { jobId }
+    })
+    job.ended = this.run(job, async () => await this.runInstallJob(job, request))
+    return { jobId: job.tracker.jobId }
   }
 
-  cancel (): { jobId: string } {
+  startCapture (request: CaptureJobRequest): { jobId: string } {
+    const job = this.begin('capture', {
+      uploadUrl: safeUrl(request.uploadUrl),
+      format: request.format,
+      compress: request.compress,
+      checksumType: request.checksumType,
+      httpHeaders: redactHeaders(Object.fromEntries(request.httpHeaders.map((h) => [h.name, h.value]))),
+    })
+    job.ended = this.run(job, async () => await this.runCaptureJob(job, request))
+    return { jobId: job.tracker.jobId }
+  }
+
+  /** A new job of `kind`, made current, told and saved; refused while one runs or after close(). */
+  private begin (kind: JobKind, logged: Record<string, unknown>): RunningJob {
+    if (this.closing) throw apiErrors.shuttingDown()
+    if (this.current !== undefined) throw apiErrors.busy(this.current.kind, this.current.tracker.jobId)
+    const jobId = randomUUID()
+    const tracker = new JobStatusTracker(jobId, this.options.disk, this.now(), kind)
+    const logger = this.options.logger.child({ jobId })
+    const job: RunningJob = { kind, tracker, controller: new AbortController(), logger, ended: Promise.resolve(), diskWrite: null }
+    this.current = job
+    this.shown = undefined
+    logger.info({ disk: this.options.disk.path, ...logged }, `${kind} started`)
+    this.notify({ type: 'status', status: tracker.snapshot() })
+    this.save(job)
+    return job
+  }
+
+  cancel (kind?: JobKind): { jobId: string } {
     const job = this.current
-    if (job === undefined) throw apiErrors.notRunning()
+    if (job === undefined || (kind !== undefined && job.kind !== kind)) throw apiErrors.notRunning(kind ?? 'install')
     job.logger.warn('cancel requested')
     job.controller.abort(new Error('cancelled through the API'))
     return { jobId: job.tracker.jobId }
@@ -190,35 +216,18 @@ export class JobRunner implements InstallJobs {
   async close (options: { reportTimeoutMs?: number } = {}): Promise<void> {
     this.closing = true
     if (this.current !== undefined) {
-      this.current.logger.warn('shutting down: cancelling the install')
+      this.current.logger.warn(`shutting down: cancelling the ${this.current.kind}`)
       this.current.controller.abort(new Error('the agent is shutting down'))
     }
     await this.idle()
     await this.options.reporter?.close(options.reportTimeoutMs)
   }
 
-  private async run (job: RunningJob, request: InstallRequest): Promise<void> {
-    const { tracker, logger } = job
-    let result: ResultView
-    try {
-      const installed = await this.install({
-        ...this.options.installOptions,
-        request,
-        diskPath: this.options.disk.path,
-        signal: job.controller.signal,
-        logger,
-        onEvent: (event) => this.onEvent(job, event),
-        beforeFirstWrite: async (disk) => await this.recordDiskWrite(job, disk),
-      })
-      result = { code: installed.code, message: installed.message }
-      logger.info({ code: installed.code, bytes: installed.bytes, mode: installed.mode }, installed.message)
-    } catch (err) {
-      const failure = isInstallError(err) ? err : errors.internalError(err)
-      if (!isInstallError(err)) logger.error({ err }, 'unexpected error from the install')
-      result = { code: failure.code, message: failure.message }
-      logger.warn({ code: failure.code }, failure.message)
-    }
-    tracker.finish(result, this.now())
+  /** The job's end, whatever it is: its result saved (synced), then told. */
+  private async run (job: RunningJob, work: () => Promise<{ result: ResultView; capture?: CaptureView }>): Promise<void> {
+    const { tracker } = job
+    const { result, capture } = await work()
+    tracker.finish(result, this.now(), capture)
     const status = tracker.snapshot()
     // On the disk (synced) before the job ends or its result is told: a kill between the install's
     // end and this save would otherwise leave "running, writing began", and the next start would
@@ -230,6 +239,54 @@ export class JobRunner implements InstallJobs {
     const state = status.state === 'done' ? 'done' : 'error'
     this.report({ event: 'result', jobId: tracker.jobId, state, result, status })
     this.notify({ type: 'result', jobId: tracker.jobId, state, result })
+  }
+
+  private async runInstallJob (job: RunningJob, request: InstallRequest): Promise<{ result: ResultView }> {
+    const { logger } = job
+    try {
+      const installed = await this.install({
+        ...this.options.installOptions,
+        request,
+        diskPath: this.options.disk.path,
+        signal: job.controller.signal,
+        logger,
+        onEvent: (event) => this.onEvent(job, event),
+        beforeFirstWrite: async (disk) => await this.recordDiskWrite(job, disk),
+      })
+      logger.info({ code: installed.code, bytes: installed.bytes, mode: installed.mode }, installed.message)
+      return { result: { code: installed.code, message: installed.message } }
+    } catch (err) {
+      const failure = isInstallError(err) ? err : errors.internalError(err)
+      if (!isInstallError(err)) logger.error({ err }, 'unexpected error from the install')
+      logger.warn({ code: failure.code }, failure.message)
+      return { result: { code: failure.code, message: failure.message } }
+    }
+  }
+
+  /** A capture of the service's disk (opened read only: it is never written, so no write is recorded). */
+  private async runCaptureJob (job: RunningJob, request: CaptureJobRequest): Promise<{ result: ResultView; capture?: CaptureView }> {
+    const { logger } = job
+    try {
+      const captured = await this.capture({
+        diskPath: this.options.disk.path,
+        uploadUrl: request.uploadUrl,
+        headers: request.httpHeaders,
+        format: request.format,
+        compress: request.compress,
+        checksumType: request.checksumType,
+        signal: job.controller.signal,
+        logger,
+        onEvent: (event) => this.onEvent(job, event),
+      })
+      logger.info({ code: captured.code, bytes: captured.bytes, format: captured.format }, captured.message)
+      const { bytes, format, digest, virtualSizeBytes, payloads } = captured
+      return { result: { code: captured.code, message: captured.message }, capture: { bytes, format, digest, virtualSizeBytes, payloads } }
+    } catch (err) {
+      const failure = isInstallError(err) ? err : errors.captureInternalError(err)
+      if (!isInstallError(err)) logger.error({ err }, 'unexpected error from the capture')
+      logger.warn({ code: failure.code }, failure.message)
+      return { result: { code: failure.code, message: failure.message } }
+    }
   }
 
   private onEvent (job: RunningJob, event: InstallEvent): void {

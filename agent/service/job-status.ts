@@ -1,10 +1,10 @@
 /**
- * The status of the service's install job, as `GET /install/status` shows it: built from the
- * install's events (report/progress), with a throughput and an ETA measured over a sliding window.
- * Pure bookkeeping: the clock is passed in, nothing here does I/O.
+ * The status of the service's job (an install or a capture), as `GET /install/status` shows it:
+ * built from the job's events (report/progress), with a throughput and an ETA measured over a
+ * sliding window. Pure bookkeeping: the clock is passed in, nothing here does I/O.
  */
 import { isResultCode, type ResultCode } from '../errors/install-error.js'
-import { STEP_NAMES, type InstallEvent, type StepName, type StepStatus } from '../report/progress.js'
+import { stepNamesOf, type InstallEvent, type JobKind, type StepName, type StepStatus } from '../report/progress.js'
 
 export type JobState = 'idle' | 'running' | 'done' | 'error'
 
@@ -38,8 +38,25 @@ export interface DiskView {
   model: string | null
 }
 
+/** What a capture made, once it succeeded: enough to install the image elsewhere as it is. */
+export interface CaptureView {
+  /** Bytes uploaded (the image file's size). */
+  bytes: number
+  /** qcow2, raw, zstd-compressed raw… */
+  format: string
+  digest: { type: 'sha256' | 'sha512'; hex: string }
+  virtualSizeBytes: number
+  /** The install payload in both of OVH's shapes, the URL without credentials. */
+  payloads: {
+    installStart: { templateName: string; userMetadata: Array<{ key: string; value: string }> }
+    reinstall: { operatingSystem: string; customizations: Record<string, string> }
+  }
+}
+
 export interface InstallStatus {
   state: JobState
+  /** null while idle. */
+  kind: JobKind | null
   jobId: string | null
   disk: DiskView
   startedAt: string | null
@@ -49,6 +66,8 @@ export interface InstallStatus {
   result: ResultView | null
   /** The job's notes so far, oldest first: a switch to streaming, the ConfigDrive mount check's outcome. */
   notes: string[]
+  /** A capture's outcome once it succeeded; null otherwise. */
+  capture: CaptureView | null
 }
 
 /** What changed with one event, for the live stream and the report URL. */
@@ -58,11 +77,25 @@ export type StatusChange =
   | { type: 'note'; message: string }
 
 export function idleStatus (disk: DiskView): InstallStatus {
-  return { state: 'idle', jobId: null, disk, startedAt: null, endedAt: null, steps: freshSteps(), progress: null, result: null, notes: [] }
+  return {
+    state: 'idle', kind: null, jobId: null, disk, startedAt: null, endedAt: null, steps: freshSteps(), progress: null, result: null, notes: [], capture: null,
+  }
 }
 
-export function freshSteps (): StepView[] {
-  return STEP_NAMES.map((name) => ({ name, status: 'todo', startedAt: null, endedAt: null }))
+export function freshSteps (kind: JobKind = 'install'): StepView[] {
+  return stepNamesOf(kind).map((name) => ({ name, status: 'todo', startedAt: null, endedAt: null }))
+}
+
+/** A deep copy of a capture's outcome. */
+function copyCapture (capture: CaptureView): CaptureView {
+  return {
+    ...capture,
+    digest: { ...capture.digest },
+    payloads: {
+      installStart: { ...capture.payloads.installStart, userMetadata: capture.payloads.installStart.userMetadata.map((entry) => ({ ...entry })) },
+      reinstall: { ...capture.payloads.reinstall, customizations: { ...capture.payloads.reinstall.customizations } },
+    },
+  }
 }
 
 /** A deep copy: callers may keep or change it without touching the job's. */
@@ -74,6 +107,7 @@ export function copyStatus (status: InstallStatus): InstallStatus {
     progress: status.progress === null ? null : { ...status.progress },
     result: status.result === null ? null : { ...status.result },
     notes: [...status.notes],
+    capture: status.capture === null ? null : copyCapture(status.capture),
   }
 }
 
@@ -84,7 +118,14 @@ export function freezeStatus (status: InstallStatus): InstallStatus {
   Object.freeze(status.steps)
   if (status.progress !== null) Object.freeze(status.progress)
   if (status.result !== null) Object.freeze(status.result)
+  Object.freeze(status.notes)
+  if (status.capture !== null) deepFreeze(status.capture)
   return Object.freeze(status)
+}
+
+function deepFreeze (value: object): void {
+  for (const inner of Object.values(value)) if (typeof inner === 'object' && inner !== null) deepFreeze(inner as object)
+  Object.freeze(value)
 }
 
 /** The throughput window: long enough to smooth slab-sized bursts, short enough to follow a slowdown. */
@@ -116,13 +157,13 @@ export class RateMeter {
   }
 }
 
-/** One job's status, fed with the install's events in order. */
+/** One job's status, fed with the job's events in order. */
 export class JobStatusTracker {
   private readonly status: InstallStatus
   private readonly rate = new RateMeter()
 
-  constructor (jobId: string, disk: DiskView, startedAtMs: number) {
-    this.status = { ...idleStatus(disk), state: 'running', jobId, startedAt: new Date(startedAtMs).toISOString() }
+  constructor (jobId: string, disk: DiskView, startedAtMs: number, kind: JobKind = 'install') {
+    this.status = { ...idleStatus(disk), state: 'running', kind, jobId, startedAt: new Date(startedAtMs).toISOString(), steps: freshSteps(kind) }
   }
 
   get jobId (): string {
@@ -158,11 +199,12 @@ export class JobStatusTracker {
     return { type: 'progress', progress: { ...this.status.progress } }
   }
 
-  /** The job ended: its result, and any step still `doing` marked `error` (on failure) or `done`. */
-  finish (result: ResultView, nowMs: number): void {
+  /** The job ended: its result, and any step still `doing` marked `error` (on failure) or `done`; a capture's outcome. */
+  finish (result: ResultView, nowMs: number, capture?: CaptureView): void {
     if (this.status.state !== 'running') return
     const at = new Date(nowMs).toISOString()
-    const failed = result.code !== 'INSTALLED'
+    const failed = result.code !== 'INSTALLED' && result.code !== 'CAPTURED'
+    if (!failed && capture !== undefined) this.status.capture = copyCapture(capture)
     for (const step of this.status.steps) {
       if (step.status !== 'doing') continue
       step.status = failed ? 'error' : 'done'
@@ -211,20 +253,40 @@ export function asInstallStatus (value: unknown): InstallStatus | undefined {
   const diskOk = isRecord(disk) && typeof disk['path'] === 'string' && typeof disk['auto'] === 'boolean' &&
     isNullableNumber(disk['sizeBytes']) && isNullableString(disk['model'])
   if (!diskOk) return undefined
-  if (!Array.isArray(steps) || steps.length !== STEP_NAMES.length) return undefined
-  const stepsOk = steps.every((step: unknown, i) => isRecord(step) && step['name'] === STEP_NAMES[i] &&
+  // Jobs came in two kinds with captures; a state saved before them holds an install, or idle.
+  const kind = value['kind'] ?? (state === 'idle' ? null : 'install')
+  if (kind !== null && kind !== 'install' && kind !== 'capture') return undefined
+  const names = stepNamesOf(kind ?? 'install')
+  if (!Array.isArray(steps) || steps.length !== names.length) return undefined
+  const stepsOk = steps.every((step: unknown, i) => isRecord(step) && step['name'] === names[i] &&
     typeof step['status'] === 'string' && (STEP_STATUSES as readonly string[]).includes(step['status']) &&
     isNullableString(step['startedAt']) && isNullableString(step['endedAt']))
   if (!stepsOk) return undefined
   const progressOk = progress === null || (isRecord(progress) &&
-    typeof progress['step'] === 'string' && (STEP_NAMES as readonly string[]).includes(progress['step']) &&
+    typeof progress['step'] === 'string' && (names as readonly string[]).includes(progress['step']) &&
     typeof progress['bytes'] === 'number' && isNullableNumber(progress['totalBytes']) &&
     typeof progress['bytesPerSecond'] === 'number' && isNullableNumber(progress['etaSeconds']))
   if (!progressOk) return undefined
   const resultOk = result === null || (isRecord(result) &&
     isResultCode(result['code']) && typeof result['message'] === 'string')
   if (!resultOk) return undefined
-  return copyStatus({ ...(value as unknown as InstallStatus), notes })
+  const capture = value['capture'] ?? null
+  if (capture !== null && !isCaptureView(capture)) return undefined
+  return copyStatus({ ...(value as unknown as InstallStatus), kind, notes, capture })
+}
+
+function isCaptureView (value: unknown): value is CaptureView {
+  if (!isRecord(value) || typeof value['bytes'] !== 'number' || typeof value['format'] !== 'string') return false
+  if (typeof value['virtualSizeBytes'] !== 'number') return false
+  const { digest, payloads } = value
+  if (!isRecord(digest) || (digest['type'] !== 'sha256' && digest['type'] !== 'sha512') || typeof digest['hex'] !== 'string') return false
+  if (!isRecord(payloads) || !isRecord(payloads['installStart']) || !isRecord(payloads['reinstall'])) return false
+  const { templateName, userMetadata } = payloads['installStart']
+  const { operatingSystem, customizations } = payloads['reinstall']
+  return typeof templateName === 'string' && typeof operatingSystem === 'string' &&
+    Array.isArray(userMetadata) &&
+    userMetadata.every((entry: unknown) => isRecord(entry) && typeof entry['key'] === 'string' && typeof entry['value'] === 'string') &&
+    isRecord(customizations) && Object.values(customizations).every((entry) => typeof entry === 'string')
 }
 
 function isRecord (value: unknown): value is Record<string, unknown> {

@@ -7,8 +7,10 @@ import { pino, type Logger } from 'pino'
 import { request, type Dispatcher } from 'undici'
 import type { IncomingMessage } from 'node:http'
 import type { InstallJobs, JobChange, JobListener, ReportMessage } from '../../../agent/service/job-runner.js'
-import { copyStatus, idleStatus, type DiskView, type InstallStatus } from '../../../agent/service/job-status.js'
+import { copyStatus, freshSteps, idleStatus, type DiskView, type InstallStatus } from '../../../agent/service/job-status.js'
 import type { InstallRequest } from '../../../agent/payload/install-request.js'
+import type { CaptureJobRequest } from '../../../agent/payload/capture-request.js'
+import type { JobKind } from '../../../agent/report/progress.js'
 import { apiErrors } from '../../../agent/errors/api-error.js'
 import { REDACTED_PATHS } from '../../../agent/service/service-logger.js'
 import { startScriptedServer } from '../../helpers/scripted-server.js'
@@ -20,6 +22,7 @@ export const FAKE_DISK: DiskView = { path: '/dev/fake', auto: false, sizeBytes: 
 /** A job runner that installs nothing: tests drive its status and changes by hand. */
 export class FakeJobs implements InstallJobs {
   readonly started: InstallRequest[] = []
+  readonly captures: CaptureJobRequest[] = []
   cancels = 0
   current: InstallStatus = idleStatus(FAKE_DISK)
   private readonly listeners = new Set<JobListener>()
@@ -28,11 +31,21 @@ export class FakeJobs implements InstallJobs {
   constructor (private readonly options: { oneAtATime?: boolean } = {}) {}
 
   start (installRequest: InstallRequest): { jobId: string } {
-    if (this.options.oneAtATime !== false && this.current.state === 'running') throw apiErrors.busy(this.current.jobId ?? '')
-    this.started.push(installRequest)
-    const jobId = `job-${this.started.length}`
+    return this.begin('install', () => this.started.push(installRequest))
+  }
+
+  startCapture (captureRequest: CaptureJobRequest): { jobId: string } {
+    return this.begin('capture', () => this.captures.push(captureRequest))
+  }
+
+  private begin (kind: JobKind, accept: () => void): { jobId: string } {
+    if (this.options.oneAtATime !== false && this.current.state === 'running') {
+      throw apiErrors.busy(this.current.kind ?? 'install', this.current.jobId ?? '')
+    }
+    accept()
+    const jobId = `job-${this.started.length + this.captures.length}`
     if (this.options.oneAtATime !== false) {
-      this.current = { ...idleStatus(FAKE_DISK), state: 'running', jobId, startedAt: new Date().toISOString() }
+      this.current = { ...idleStatus(FAKE_DISK), state: 'running', kind, jobId, startedAt: new Date().toISOString(), steps: freshSteps(kind) }
       this.emit({ type: 'status', status: this.status() })
     }
     return { jobId }
@@ -42,8 +55,8 @@ export class FakeJobs implements InstallJobs {
     return copyStatus(this.current)
   }
 
-  cancel (): { jobId: string } {
-    if (this.current.state !== 'running') throw apiErrors.notRunning()
+  cancel (kind?: JobKind): { jobId: string } {
+    if (this.current.state !== 'running' || (kind !== undefined && this.current.kind !== kind)) throw apiErrors.notRunning(kind ?? 'install')
     this.cancels++
     return { jobId: this.current.jobId ?? '' }
   }

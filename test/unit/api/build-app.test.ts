@@ -6,7 +6,7 @@ import { errorSchema, healthSchema, jobAcceptedSchema, statusSchema } from '../.
 import { agentVersion, buildOpenApiDocument } from '../../../agent/api/openapi-document.js'
 import type { InstallJobs } from '../../../agent/service/job-runner.js'
 import { parseInstallRequest } from '../../../agent/payload/parse-install-request.js'
-import { installStartSchema, reinstallSchema } from '../../../agent/payload/schemas.js'
+import { captureStartSchema, installStartSchema, reinstallSchema } from '../../../agent/payload/schemas.js'
 import { apiErrors } from '../../../agent/errors/api-error.js'
 import { apiErrorDeclarations } from '../../../agent/errors/api-error-declarations.js'
 import { installErrorDeclarations } from '../../../agent/errors/install-error-declarations.js'
@@ -58,6 +58,8 @@ const AUTHENTICATED = [
   { method: 'GET', url: '/install/events' },
   { method: 'POST', url: '/install/start' },
   { method: 'POST', url: '/install/cancel' },
+  { method: 'POST', url: '/capture/start' },
+  { method: 'POST', url: '/capture/cancel' },
   { method: 'GET', url: '/openapi.json' },
 ] as const
 
@@ -115,6 +117,50 @@ t.test('POST /install/start: 409 while an install runs', async (t) => {
   const again = await app.inject({ method: 'POST', url: '/install/start', headers: AUTH, payload: reinstallBody(URL_OK) })
   expectRefusal(t, again, 409, 'BUSY', 'An install is already running, job job-1.')
   t.equal(jobs.started.length, 1)
+})
+
+t.test('POST /capture/start: 202 with the job id, the body parsed; one job at a time, either kind; cancel by kind', async (t) => {
+  const jobs = new FakeJobs()
+  const app = appWith(jobs)
+  const body = { uploadURL: 'https://dav.example.invalid/a.raw.zst', httpHeaders: { Authorization: 'Bearer t' }, imageType: 'raw', compression: 'zstd' }
+  const first = await app.inject({ method: 'POST', url: '/capture/start', headers: AUTH, payload: body })
+  t.equal(first.statusCode, 202)
+  t.same(first.json(), { jobId: 'job-1' })
+  t.same(jobs.captures[0], {
+    uploadUrl: body.uploadURL, httpHeaders: [{ name: 'Authorization', value: 'Bearer t' }], format: 'raw', compress: 'zstd', checksumType: 'sha512',
+  })
+  const status = await app.inject({ method: 'GET', url: '/install/status', headers: AUTH })
+  t.ok(validStatus(status.json()), 'the status schema holds a capture')
+  t.match(status.json(), { state: 'running', kind: 'capture', steps: [{ name: 'preflight' }, { name: 'scan' }, { name: 'upload' }, { name: 'finish' }] })
+  expectRefusal(t, await app.inject({ method: 'POST', url: '/install/start', headers: AUTH, payload: installStartBody(URL_OK) }),
+    409, 'BUSY', 'A capture is already running, job job-1.')
+  expectRefusal(t, await app.inject({ method: 'POST', url: '/capture/start', headers: AUTH, payload: body }), 409, 'BUSY')
+  expectRefusal(t, await app.inject({ method: 'POST', url: '/install/cancel', headers: AUTH }), 409, 'NOT_RUNNING', 'No install is running.')
+  const cancel = await app.inject({ method: 'POST', url: '/capture/cancel', headers: AUTH })
+  t.equal(cancel.statusCode, 202)
+  t.same(cancel.json(), { jobId: 'job-1' })
+  t.equal(jobs.cancels, 1)
+  t.equal(jobs.started.length, 0, 'no install started')
+})
+
+t.test('POST /capture/start: 400 naming the field, never quoting a value; /capture/cancel 409 when no capture runs', async (t) => {
+  const jobs = new FakeJobs()
+  const app = appWith(jobs)
+  const bodies: Array<[unknown, RegExp]> = [
+    [{}, /uploadURL/],
+    [{ uploadURL: 'file:///etc/passwd' }, /uploadURL/],
+    [{ uploadURL: URL_OK, imageType: 'vhd' }, /imageType/],
+    [{ uploadURL: URL_OK, httpHeaders: { 'X-Token': 'secret-value\r\nInjected: 1' } }, /httpHeaders/],
+  ]
+  for (const [body, field] of bodies) {
+    const answer = await app.inject({ method: 'POST', url: '/capture/start', headers: AUTH, payload: body as object })
+    expectRefusal(t, answer, 400, 'PAYLOAD_')
+    t.match(answer.json<{ message: string }>().message, field)
+    t.notMatch(answer.body, /secret-value|passwd/)
+  }
+  t.equal(jobs.captures.length, 0)
+  await app.inject({ method: 'POST', url: '/install/start', headers: AUTH, payload: installStartBody(URL_OK) })
+  expectRefusal(t, await app.inject({ method: 'POST', url: '/capture/cancel', headers: AUTH }), 409, 'NOT_RUNNING', 'No capture is running.')
 })
 
 t.test('POST /install/start: 400 naming the bad field, as the payload parser says', async (t) => {
@@ -337,7 +383,13 @@ t.test('GET /openapi.json: OpenAPI 3.1 with both payload schemas as a oneOf requ
     required: true,
     content: { 'application/json': { schema: { oneOf: [{ $ref: '#/components/schemas/InstallStart' }, { $ref: '#/components/schemas/Reinstall' }] } } },
   })
-  t.same(Object.keys(doc.paths).sort(), ['/health', '/install/cancel', '/install/events', '/install/start', '/install/status', '/openapi.json'])
+  t.same(Object.keys(doc.paths).sort(), [
+    '/capture/cancel', '/capture/start', '/health', '/install/cancel', '/install/events', '/install/start', '/install/status', '/openapi.json',
+  ])
+  t.same(doc.components.schemas['CaptureStart'], captureStartSchema, 'capture-start schema embedded as is')
+  t.same(doc.paths['/capture/start']?.['post']?.requestBody, {
+    required: true, content: { 'application/json': { schema: { $ref: '#/components/schemas/CaptureStart' } } },
+  })
   t.same(Object.keys(doc.paths['/install/start']?.['post']?.responses ?? {}).sort(), ['202', '400', '401', '409', '413', '415', '503'])
   t.same(Object.keys(doc.paths['/install/events']?.['get']?.responses ?? {}).sort(), ['200', '204', '401'])
   t.same(doc.paths['/health']?.['get']?.security, [], '/health needs no token')
@@ -357,8 +409,9 @@ t.test('GET /openapi.json: OpenAPI 3.1 with both payload schemas as a oneOf requ
 t.test('an error in the service is a 500 { code, message } and is logged; a refusal is not an error', async (t) => {
   const broken: InstallJobs = {
     start: () => { throw new Error('boom') },
+    startCapture: () => { throw new Error('boom') },
     status: () => { throw new TypeError('bug') },
-    cancel: () => { throw apiErrors.notRunning() },
+    cancel: () => { throw apiErrors.notRunning('install') },
     subscribe: () => () => {},
   }
   const log = captureServiceLog()

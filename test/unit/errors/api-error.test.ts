@@ -8,8 +8,8 @@ const cause = new Error('the underlying error')
 
 /** Every constructor, with arguments (and a cause where the declaration takes one). */
 const samples: ConstructorSamples<typeof apiErrors> = {
-  busy: ['job-1'],
-  notRunning: [],
+  busy: ['capture', 'job-1'],
+  notRunning: ['install'],
   shuttingDown: [],
   unauthorized: [],
   notFound: [],
@@ -44,6 +44,8 @@ t.test('the statuses the service answers with', async (t) => {
     BAD_REQUEST: 400,
     SERVICE_ERROR: 500,
   })
-  t.same(apiErrors.busy('job-1').toJSON(), { code: 'BUSY', message: 'An install is already running, job job-1.' })
+  t.same(apiErrors.busy('install', 'job-1').toJSON(), { code: 'BUSY', message: 'An install is already running, job job-1.' })
+  t.same(apiErrors.busy('capture', 'job-2').toJSON(), { code: 'BUSY', message: 'A capture is already running, job job-2.' })
+  t.same(apiErrors.notRunning('capture').toJSON(), { code: 'NOT_RUNNING', message: 'No capture is running.' })
   t.notOk(isApiError(new Error('x')))
 })
