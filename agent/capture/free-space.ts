@@ -1,6 +1,5 @@
-import { loadGpt } from '../disk/gpt.js'
-import { isEmptyRecord, readMbrRecords } from '../disk/mbr.js'
-import { detectPartitionTable, HeadOverlay, readBytes, type BlockIo } from '../disk/partition-table.js'
+import { readBytes, type BlockIo } from '../disk/partition-table.js'
+import { listPartitions } from '../disk/partition-list.js'
 import { ext4FreeBlocks } from '../image/ext4-free-blocks.js'
 
 /**
@@ -17,9 +16,6 @@ interface Span {
   end: number
 }
 
-/** MBR types that hold other partitions (logical ones in an EBR chain: not followed here) or a GPT. */
-const MBR_CONTAINERS = new Set([0x05, 0x0f, 0x85, 0xee])
-const HEAD_BYTES = 1024 * 1024
 
 export class FreeSpace {
   /** Free byte ranges of the disk, ascending, not overlapping, [start, end). */
@@ -87,26 +83,7 @@ export async function findFreeSpace (io: BlockIo): Promise<FreeSpace> {
 }
 
 async function partitions (io: BlockIo, notes: string[]): Promise<Span[]> {
-  const head = await readBytes(io, 0, Math.min(HEAD_BYTES, io.sizeBytes))
-  const table = detectPartitionTable(head)
-  const inDisk = (span: Span): boolean => span.start < span.end && span.end <= io.sizeBytes
-  if (table.kind === 'gpt') {
-    const sectorBytes = table.sectorBytes
-    try {
-      const gpt = await loadGpt(new HeadOverlay(head, io), { sectorBytes, diskSectors: Math.floor(io.sizeBytes / sectorBytes) }, [])
-      return gpt.entries
-        .map((entry) => ({ number: entry.index + 1, start: entry.firstLba * sectorBytes, end: (entry.lastLba + 1) * sectorBytes }))
-        .filter(inDisk)
-    } catch (err) {
-      notes.push(`the GPT could not be read (${err instanceof Error ? err.message : String(err)}): the disk is captured as it is`)
-      return []
-    }
-  }
-  if (table.kind === 'mbr') {
-    return readMbrRecords(head)
-      .filter((record) => !isEmptyRecord(record) && !MBR_CONTAINERS.has(record.type))
-      .map((record) => ({ number: record.slot + 1, start: record.startLba * 512, end: (record.startLba + record.sizeLba) * 512 }))
-      .filter(inDisk)
-  }
-  return [{ number: 0, start: 0, end: io.sizeBytes }] // no table: perhaps a filesystem on the whole disk
+  const list = await listPartitions(io)
+  if (list.problem !== undefined) notes.push(`${list.problem}: the disk is captured as it is`)
+  return list.partitions
 }

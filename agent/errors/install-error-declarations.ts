@@ -222,6 +222,17 @@ export const installErrorDeclarations = declareErrors({
     placeholders: ['DISK', 'REASON'],
     when: 'the target disk cannot be opened or measured',
   },
+  SCRUB_FAILED: {
+    constructorName: 'scrubFailed',
+    ovh: false,
+    withCause: true,
+    message: (reason: Shown<string>) => `Could not scrub the image: ${reason}, the disk was left unbootable.`,
+    placeholders: ['REASON'],
+    when: 'scrub was asked (the payload\'s `scrub`) and, after the image was written and before its first MiB, its root ' +
+      'filesystem could not be found (REASON: `no ext4, XFS or Btrfs filesystem in the image`, `no root filesystem (no ' +
+      '/etc/os-release) in partitions …`), mounted (`partition N (TYPE) could not be mounted: …`), or scrubbed; the disk\'s ' +
+      'first and last MiB are zeroed',
+  },
   CAPTURE_UPLOAD_FAILED: {
     constructorName: 'captureUploadFailed',
     ovh: false,

@@ -76,7 +76,7 @@ function describe (err: unknown): string {
 /** mount(8) and umount(8): util-linux's, or busybox's in the rescue image. */
 export function commandMountRunner (commands: { mount: string; umount: string } = { mount: 'mount', umount: 'umount' }): MountRunner {
   return {
-    mount: async (device, target, fsType) => await runCommand(commands.mount, ['-o', 'ro', '-t', fsType, device, target], COMMAND_TIMEOUT_MS),
+    mount: async (device, target, fsType) => { await runCommand(commands.mount, ['-o', 'ro', '-t', fsType, device, target], COMMAND_TIMEOUT_MS) },
     unmount: async (target) => {
       try {
         await runCommand(commands.umount, [target], COMMAND_TIMEOUT_MS)

@@ -16,6 +16,7 @@ import type { RangesOf } from './qcow2-stream-stage.js'
 import { planInstall } from './partition-plan.js'
 import { RawStreamStage } from './raw-stream-stage.js'
 import { Target, type DiskShape } from './target.js'
+import { scrubImage, type ScrubImageOptions } from '../scrub/scrub-image.js'
 
 /** The service's rule: the image must fit in RAM minus 3 GiB. */
 export const RESERVED_MEMORY_BYTES = 3 * 1024 ** 3 // 3 GiB
@@ -35,6 +36,8 @@ export interface InstallOptions {
   configDrive?: ConfigDriveStepOptions
   /** The read-only mount of config-2 at the end (tests give a fake mount runner and locator). */
   mountCheck?: Omit<MountCheckOptions, 'logger'>
+  /** The scrub's mounter and mount point folder (tests). */
+  scrub?: Pick<ScrubImageOptions, 'mounter' | 'tmpDir'>
   signal?: AbortSignal
   logger?: Logger
   onEvent?: InstallEventListener
@@ -62,13 +65,15 @@ export interface InstallResult {
   partitionTable: RelocateResult
   /** `mountCheck`: the kernel mounted config-2 read-only and found every file as written, or why that did not run. */
   configDrive: ConfigDriveResult & { mountCheck: ConfigDriveMountCheck }
+  /** What the scrub did, one note per action, when the payload asked for it. */
+  scrub: string[] | undefined
 }
 
 /**
  * One install, top to bottom: open the target, choose the image stage, download, verify (the
  * tables and the ConfigDrive planned on the image as it will lie on the disk), write, gpt,
  * configdrive, finish. Throws an InstallError. Nothing is written before every check that can be
- * made has passed; the image's first MiB goes last; one catch hands any failure to the target's
+ * made has passed; the scrub, when asked, just before the image's first MiB, which goes last; one catch hands any failure to the target's
  * rollback (untouched, unbootable, or the image kept without its ConfigDrive).
  */
 export async function runInstall (options: InstallOptions): Promise<InstallResult> {
@@ -123,6 +128,14 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
 
     steps.enter('finish')
     signal?.throwIfAborted()
+    // The clone made new while its first MiB is still held back: a scrub that fails leaves nothing bootable.
+    let scrub: string[] | undefined
+    if (request.scrub !== undefined) {
+      scrub = await scrubImage({ ...options.scrub, diskPath: target.path, io: target, head: plan.head, paths: request.scrub.paths, signal, logger })
+      logger?.info({ scrub }, 'scrubbed')
+      for (const message of scrub) emit({ type: 'note', message })
+    }
+    signal?.throwIfAborted()
     await target.writeHeadLast(plan.head, (cause) => request.imageType === 'qcow2' ? errors.qcow2WriteFailed(cause) : errors.rawWriteFailed(cause))
     await target.close()
     const mountCheck = await checkMountedConfigDrive(target, plan.configDrive, { ...options.mountCheck, logger }, emit)
@@ -142,6 +155,7 @@ export async function runInstall (options: InstallOptions): Promise<InstallResul
       disk: { path: target.path, sizeBytes: target.sizeBytes, logicalSectorBytes: target.logicalSectorBytes },
       partitionTable: plan.partitionTable,
       configDrive: { ...configDrive, mountCheck },
+      scrub,
     }
   } catch (err) {
     steps.fail()

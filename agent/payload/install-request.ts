@@ -31,4 +31,9 @@ export interface InstallRequest {
   sshKey?: string
   /** customizations.efiBootloaderPath, e.g. `\EFI\BOOT\BOOTX64.EFI`. */
   efiBootloaderPath?: string
+  /**
+   * `scrub` (ours, both shapes): make the installed image a fresh clone before its first MiB is
+   * written (install/scrub-step); `paths` are the customer's extra guest paths to remove.
+   */
+  scrub?: { paths: string[] }
 }

@@ -32,6 +32,7 @@ interface ReinstallBody {
     configDriveMetadata?: Record<string, string>
     sshKey?: string
     efiBootloaderPath?: string
+    scrub?: boolean | { paths?: string[] }
   }
 }
 
@@ -54,6 +55,8 @@ interface GivenFields {
   configDriveMetadata?: unknown
   sshKey?: string
   efiBootloaderPath?: string
+  /** Still unchecked: a string (install/start: `true`, `false` or JSON), or as given (reinstall). */
+  scrub?: unknown
 }
 
 /**
@@ -124,6 +127,7 @@ function fromInstallStart (body: InstallStartBody): GivenFields {
     configDriveMetadata: parseJsonMetadata(get('configDriveMetadata')),
     sshKey: get('sshKey'),
     efiBootloaderPath: get('efiBootloaderPath'),
+    scrub: parseJsonScrub(get('scrub')),
   }
 }
 
@@ -143,6 +147,7 @@ function fromReinstall ({ customizations: c }: ReinstallBody): GivenFields {
     configDriveMetadata: c.configDriveMetadata,
     sshKey: given(c.sshKey),
     efiBootloaderPath: given(c.efiBootloaderPath),
+    scrub: c.scrub,
   }
 }
 
@@ -162,6 +167,8 @@ function toInstallRequest (source: InstallRequest['source'], fields: GivenFields
   request.metadata = checkMetadata(fields.configDriveMetadata)
   if (fields.sshKey !== undefined) request.sshKey = checkSshKey(fields.sshKey)
   if (fields.efiBootloaderPath !== undefined) request.efiBootloaderPath = checkEfiBootloaderPath(fields.efiBootloaderPath)
+  const scrub = checkScrub(fields.scrub)
+  if (scrub !== undefined) request.scrub = scrub
   return request
 }
 
@@ -193,6 +200,41 @@ function checkChecksum (rawHex: string | undefined, rawType: string | undefined)
     throw errors.payloadBadField('imageCheckSum', `${digits} hexadecimal digits for ${type}`)
   }
   return { type, hex }
+}
+
+/** install/start's `scrub`: `true`, `false`, or the JSON of reinstall's object. */
+function parseJsonScrub (raw: string | undefined): unknown {
+  if (raw === undefined || raw === 'true' || raw === 'false') return raw === undefined ? undefined : raw === 'true'
+  try {
+    return JSON.parse(raw) as unknown
+  } catch {
+    throw errors.payloadBadField('scrub', SCRUB_EXPECTED)
+  }
+}
+
+const SCRUB_EXPECTED = 'true, false, or an object { "paths": [absolute paths] }'
+const SCRUB_MAX_PATHS = 64
+const SCRUB_PATH_MAX_CHARS = 4096
+
+/** `scrub`: undefined (not asked) or the paths to remove besides the defaults. */
+function checkScrub (raw: unknown): InstallRequest['scrub'] {
+  if (raw === undefined || raw === false) return undefined
+  if (raw === true) return { paths: [] }
+  if (!isObject(raw) || Object.keys(raw).some((key) => key !== 'paths')) throw errors.payloadBadField('scrub', SCRUB_EXPECTED)
+  const paths: unknown = raw['paths'] ?? []
+  if (!Array.isArray(paths) || paths.length > SCRUB_MAX_PATHS) throw errors.payloadBadField('scrub.paths', `at most ${SCRUB_MAX_PATHS} absolute paths`)
+  return {
+    paths: paths.map((path: unknown, index) => {
+      const field = `scrub.paths[${index}]`
+      if (typeof path !== 'string' || !path.startsWith('/') || path.length > SCRUB_PATH_MAX_CHARS || path.includes('\0')) {
+        throw errors.payloadBadField(field, 'an absolute path')
+      }
+      const parts = path.split('/').filter((part) => part !== '')
+      if (parts.length === 0) throw errors.payloadBadField(field, 'a path below /, not / itself')
+      if (parts.some((part) => part === '.' || part === '..')) throw errors.payloadBadField(field, 'a path without . or .. components')
+      return `/${parts.join('/')}`
+    }),
+  }
 }
 
 const HOST_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/

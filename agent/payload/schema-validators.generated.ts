@@ -4,7 +4,7 @@
 // (Ajv standalone code): do not edit; run `make validators` after changing a schema.
 "use strict";
 export const validateInstallStart = validate10;
-const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","title":"Install start request","description":"Body of POST /dedicated/server/{serviceName}/install/start, OVH's Bring Your Own Image payload. The image is described by userMetadata key/value pairs. Unknown keys are ignored, here and in userMetadata. An empty value counts as not given.","type":"object","required":["templateName","userMetadata"],"additionalProperties":true,"properties":{"templateName":{"title":"Template name","description":"The OS template; OVH uses byoi_64 for Bring Your Own Image. Any string is accepted.","type":"string","examples":["byoi_64"]},"details":{"title":"Install details","type":"object","additionalProperties":true,"properties":{"customHostname":{"title":"Host name","description":"Host name of the installed system: labels of letters, digits and hyphens separated by dots (RFC 1123), at most 253 characters. A trailing dot is dropped.","type":"string","examples":["myCustomBYOI"]}}},"userMetadata":{"title":"Image description","description":"Key/value pairs, each key at most once. Keys: imageURL (required, an http or https URL), imageType (required, qcow2 or raw), imageCheckSum (hex digest of the file as downloaded), imageCheckSumType (md5, sha1, sha256 or sha512; required with imageCheckSum), httpHeaders{N}Key and httpHeaders{N}Value (a header sent with the download, in pairs, ordered by N), configDriveUserData (cloud-init user data, verbatim, at most 16 MiB), configDriveMetadata (a JSON object of strings, the meta of meta_data.json), sshKey (an OpenSSH public key), efiBootloaderPath (e.g. \\EFI\\BOOT\\BOOTX64.EFI).","type":"array","items":{"title":"Image description entry","type":"object","required":["key","value"],"additionalProperties":true,"properties":{"key":{"title":"Key","type":"string","examples":["imageURL","imageType","imageCheckSum","imageCheckSumType","httpHeaders0Key","httpHeaders0Value","configDriveUserData","configDriveMetadata","sshKey","efiBootloaderPath"]},"value":{"title":"Value","type":"string"}}},"examples":[[{"key":"imageURL","value":"https://example.invalid/debian-11-generic-amd64.raw"},{"key":"imageType","value":"raw"},{"key":"httpHeaders0Key","value":"Authorization"},{"key":"httpHeaders0Value","value":"Basic bG9naW46cGFzc3dvcmQ="},{"key":"imageCheckSumType","value":"sha256"},{"key":"configDriveUserData","value":"#!/bin/bash\necho \"Hi, sounds that BYOI is a success!\" > /etc/motd\n"}]]}}};
+const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","title":"Install start request","description":"Body of POST /dedicated/server/{serviceName}/install/start, OVH's Bring Your Own Image payload. The image is described by userMetadata key/value pairs. Unknown keys are ignored, here and in userMetadata. An empty value counts as not given.","type":"object","required":["templateName","userMetadata"],"additionalProperties":true,"properties":{"templateName":{"title":"Template name","description":"The OS template; OVH uses byoi_64 for Bring Your Own Image. Any string is accepted.","type":"string","examples":["byoi_64"]},"details":{"title":"Install details","type":"object","additionalProperties":true,"properties":{"customHostname":{"title":"Host name","description":"Host name of the installed system: labels of letters, digits and hyphens separated by dots (RFC 1123), at most 253 characters. A trailing dot is dropped.","type":"string","examples":["myCustomBYOI"]}}},"userMetadata":{"title":"Image description","description":"Key/value pairs, each key at most once. Keys: imageURL (required, an http or https URL), imageType (required, qcow2 or raw), imageCheckSum (hex digest of the file as downloaded), imageCheckSumType (md5, sha1, sha256 or sha512; required with imageCheckSum), httpHeaders{N}Key and httpHeaders{N}Value (a header sent with the download, in pairs, ordered by N), configDriveUserData (cloud-init user data, verbatim, at most 16 MiB), configDriveMetadata (a JSON object of strings, the meta of meta_data.json), sshKey (an OpenSSH public key), efiBootloaderPath (e.g. \\EFI\\BOOT\\BOOTX64.EFI), scrub (ours, ignored by OVH: true, or the JSON of { \"paths\": [absolute paths] }; as reinstall's customizations.scrub).","type":"array","items":{"title":"Image description entry","type":"object","required":["key","value"],"additionalProperties":true,"properties":{"key":{"title":"Key","type":"string","examples":["imageURL","imageType","imageCheckSum","imageCheckSumType","httpHeaders0Key","httpHeaders0Value","configDriveUserData","configDriveMetadata","sshKey","efiBootloaderPath","scrub"]},"value":{"title":"Value","type":"string"}}},"examples":[[{"key":"imageURL","value":"https://example.invalid/debian-11-generic-amd64.raw"},{"key":"imageType","value":"raw"},{"key":"httpHeaders0Key","value":"Authorization"},{"key":"httpHeaders0Value","value":"Basic bG9naW46cGFzc3dvcmQ="},{"key":"imageCheckSumType","value":"sha256"},{"key":"configDriveUserData","value":"#!/bin/bash\necho \"Hi, sounds that BYOI is a success!\" > /etc/motd\n"}]]}}};
 const func0 = Object.prototype.hasOwnProperty;
 
 function validate10(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
@@ -132,7 +132,7 @@ return errors === 0;
 }
 
 export const validateReinstall = validate11;
-const schema12 = {"$schema":"http://json-schema.org/draft-07/schema#","title":"Reinstall request","description":"Body of POST /dedicated/server/{serviceName}/reinstall, OVH's current API, as its Terraform and Pulumi providers and CLI send it. Unknown keys are ignored. An empty string counts as not given.","type":"object","required":["operatingSystem","customizations"],"additionalProperties":true,"properties":{"operatingSystem":{"title":"Operating system","description":"The OS template; OVH uses byoi_64 for Bring Your Own Image. Any string is accepted.","type":"string","examples":["byoi_64"]},"customizations":{"title":"Customizations","description":"The image and how to set it up. imageURL and imageType are required.","type":"object","additionalProperties":true,"properties":{"hostname":{"title":"Host name","description":"Host name of the installed system: labels of letters, digits and hyphens separated by dots (RFC 1123), at most 253 characters. A trailing dot is dropped.","type":"string","examples":["my-server"]},"imageURL":{"title":"Image URL","description":"Required. Where the image is downloaded from: an http or https URL.","type":"string","examples":["https://example.invalid/os.qcow2"]},"imageType":{"title":"Image format","description":"Required. qcow2 or raw, in lower case.","type":"string","examples":["qcow2","raw"]},"imageCheckSum":{"title":"Image checksum","description":"Expected digest of the file as downloaded, in hexadecimal (32, 40, 64 or 128 digits for md5, sha1, sha256, sha512).","type":"string"},"imageCheckSumType":{"title":"Image checksum type","description":"md5, sha1, sha256 or sha512 (any case). Required when imageCheckSum is given.","type":"string","examples":["sha256","sha512"]},"httpHeaders":{"title":"Download headers","description":"HTTP headers sent with the download, name to value, e.g. Authorization. Names are RFC 9110 tokens, each at most once (in any case); values hold no line breaks. Host, Content-Length, Transfer-Encoding, Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, Expect, Range, If-Range and Accept-Encoding are set by the agent and refused.","type":"object","additionalProperties":{"type":"string"},"examples":[{"Authorization":"Basic bG9naW46cGFzc3dvcmQ="}]},"configDriveUserData":{"title":"cloud-init user data","description":"A #cloud-config document or a script, written verbatim to the ConfigDrive; at most 16 MiB.","type":"string","examples":["#cloud-config\npackages: [nginx]\n"]},"configDriveMetadata":{"title":"cloud-init metadata","description":"Custom metadata, key to string value; it appears under meta in the ConfigDrive's meta_data.json. The key __proto__ is refused.","type":"object","additionalProperties":{"type":"string"},"examples":[{"role":"web"}]},"sshKey":{"title":"SSH public key","description":"An OpenSSH public key (one line: type, base64 blob, optional comment) that cloud-init installs.","type":"string","examples":["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID49eqVCyulQKQ8F0//T/TjoV0cfC/gEGkQij8PNvoUR alice@laptop"]},"efiBootloaderPath":{"title":"EFI bootloader path","description":"The EFI binary to boot, in the image's EFI system partition: a path with backslashes, starting with \\ and ending in .efi, at most 255 characters.","type":"string","examples":["\\EFI\\BOOT\\BOOTX64.EFI"]}}},"storage":{"title":"Storage layout","description":"Accepted for compatibility with OVH's API and ignored: the image carries its own partitions.","type":"array","examples":[[{"diskGroupId":1}]]}}};
+const schema12 = {"$schema":"http://json-schema.org/draft-07/schema#","title":"Reinstall request","description":"Body of POST /dedicated/server/{serviceName}/reinstall, OVH's current API, as its Terraform and Pulumi providers and CLI send it. Unknown keys are ignored. An empty string counts as not given.","type":"object","required":["operatingSystem","customizations"],"additionalProperties":true,"properties":{"operatingSystem":{"title":"Operating system","description":"The OS template; OVH uses byoi_64 for Bring Your Own Image. Any string is accepted.","type":"string","examples":["byoi_64"]},"customizations":{"title":"Customizations","description":"The image and how to set it up. imageURL and imageType are required.","type":"object","additionalProperties":true,"properties":{"hostname":{"title":"Host name","description":"Host name of the installed system: labels of letters, digits and hyphens separated by dots (RFC 1123), at most 253 characters. A trailing dot is dropped.","type":"string","examples":["my-server"]},"imageURL":{"title":"Image URL","description":"Required. Where the image is downloaded from: an http or https URL.","type":"string","examples":["https://example.invalid/os.qcow2"]},"imageType":{"title":"Image format","description":"Required. qcow2 or raw, in lower case.","type":"string","examples":["qcow2","raw"]},"imageCheckSum":{"title":"Image checksum","description":"Expected digest of the file as downloaded, in hexadecimal (32, 40, 64 or 128 digits for md5, sha1, sha256, sha512).","type":"string"},"imageCheckSumType":{"title":"Image checksum type","description":"md5, sha1, sha256 or sha512 (any case). Required when imageCheckSum is given.","type":"string","examples":["sha256","sha512"]},"httpHeaders":{"title":"Download headers","description":"HTTP headers sent with the download, name to value, e.g. Authorization. Names are RFC 9110 tokens, each at most once (in any case); values hold no line breaks. Host, Content-Length, Transfer-Encoding, Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, Expect, Range, If-Range and Accept-Encoding are set by the agent and refused.","type":"object","additionalProperties":{"type":"string"},"examples":[{"Authorization":"Basic bG9naW46cGFzc3dvcmQ="}]},"configDriveUserData":{"title":"cloud-init user data","description":"A #cloud-config document or a script, written verbatim to the ConfigDrive; at most 16 MiB.","type":"string","examples":["#cloud-config\npackages: [nginx]\n"]},"configDriveMetadata":{"title":"cloud-init metadata","description":"Custom metadata, key to string value; it appears under meta in the ConfigDrive's meta_data.json. The key __proto__ is refused.","type":"object","additionalProperties":{"type":"string"},"examples":[{"role":"web"}]},"sshKey":{"title":"SSH public key","description":"An OpenSSH public key (one line: type, base64 blob, optional comment) that cloud-init installs.","type":"string","examples":["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID49eqVCyulQKQ8F0//T/TjoV0cfC/gEGkQij8PNvoUR alice@laptop"]},"efiBootloaderPath":{"title":"EFI bootloader path","description":"The EFI binary to boot, in the image's EFI system partition: a path with backslashes, starting with \\ and ending in .efi, at most 255 characters.","type":"string","examples":["\\EFI\\BOOT\\BOOTX64.EFI"]},"scrub":{"title":"Scrub the clone (byoi-agent's, not OVH's)","description":"Ours, ignored by OVH. true, or { \"paths\": [...] }: after the image is written and before its first MiB, its root filesystem (ext4, XFS or Btrfs, the one holding /etc/os-release) is mounted in the rescue system and made a fresh clone: /etc/machine-id emptied, SSH host keys, cloud-init's instance state, DHCP leases, systemd's random seed, logs and shell histories removed, and each path listed (absolute, without . or .., at most 64) removed with what it holds. Each action is a note of the result. A root filesystem that cannot be found or mounted fails the install (SCRUB_FAILED), the disk left unbootable.","oneOf":[{"type":"boolean"},{"type":"object","additionalProperties":false,"properties":{"paths":{"type":"array","items":{"type":"string"},"maxItems":64}}}],"examples":[true,{"paths":["/opt/app","/etc/app.conf"]}]}}},"storage":{"title":"Storage layout","description":"Accepted for compatibility with OVH's API and ignored: the image carries its own partitions.","type":"array","examples":[[{"diskGroupId":1}]]}}};
 
 function validate11(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -313,6 +313,149 @@ var valid1 = _errs31 === errors;
 else {
 var valid1 = true;
 }
+if(valid1){
+if(data1.scrub !== undefined && func0.call(data1, "scrub")){
+let data14 = data1.scrub;
+const _errs33 = errors;
+const _errs34 = errors;
+let valid4 = false;
+let passing0 = null;
+const _errs35 = errors;
+if(typeof data14 !== "boolean"){
+const err0 = {instancePath:instancePath+"/customizations/scrub",schemaPath:"#/properties/customizations/properties/scrub/oneOf/0/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err0];
+}
+else {
+vErrors.push(err0);
+}
+errors++;
+}
+var _valid0 = _errs35 === errors;
+if(_valid0){
+valid4 = true;
+passing0 = 0;
+}
+const _errs37 = errors;
+if(errors === _errs37){
+if(data14 && typeof data14 == "object" && !Array.isArray(data14)){
+const _errs39 = errors;
+for(const key2 of Object.keys(data14)){
+if(!(key2 === "paths")){
+const err1 = {instancePath:instancePath+"/customizations/scrub",schemaPath:"#/properties/customizations/properties/scrub/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err1];
+}
+else {
+vErrors.push(err1);
+}
+errors++;
+break;
+}
+}
+if(_errs39 === errors){
+if(data14.paths !== undefined && func0.call(data14, "paths")){
+let data15 = data14.paths;
+const _errs40 = errors;
+if(errors === _errs40){
+if(Array.isArray(data15)){
+if(data15.length > 64){
+const err2 = {instancePath:instancePath+"/customizations/scrub/paths",schemaPath:"#/properties/customizations/properties/scrub/oneOf/1/properties/paths/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items"};
+if(vErrors === null){
+vErrors = [err2];
+}
+else {
+vErrors.push(err2);
+}
+errors++;
+}
+else {
+var valid6 = true;
+const len0 = data15.length;
+for(let i0=0; i0<len0; i0++){
+const _errs42 = errors;
+if(typeof data15[i0] !== "string"){
+const err3 = {instancePath:instancePath+"/customizations/scrub/paths/" + i0,schemaPath:"#/properties/customizations/properties/scrub/oneOf/1/properties/paths/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err3];
+}
+else {
+vErrors.push(err3);
+}
+errors++;
+}
+var valid6 = _errs42 === errors;
+if(!valid6){
+break;
+}
+}
+}
+}
+else {
+const err4 = {instancePath:instancePath+"/customizations/scrub/paths",schemaPath:"#/properties/customizations/properties/scrub/oneOf/1/properties/paths/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err4];
+}
+else {
+vErrors.push(err4);
+}
+errors++;
+}
+}
+}
+}
+}
+else {
+const err5 = {instancePath:instancePath+"/customizations/scrub",schemaPath:"#/properties/customizations/properties/scrub/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err5];
+}
+else {
+vErrors.push(err5);
+}
+errors++;
+}
+}
+var _valid0 = _errs37 === errors;
+if(_valid0 && valid4){
+valid4 = false;
+passing0 = [passing0, 1];
+}
+else {
+if(_valid0){
+valid4 = true;
+passing0 = 1;
+}
+}
+if(!valid4){
+const err6 = {instancePath:instancePath+"/customizations/scrub",schemaPath:"#/properties/customizations/properties/scrub/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
+if(vErrors === null){
+vErrors = [err6];
+}
+else {
+vErrors.push(err6);
+}
+errors++;
+validate11.errors = vErrors;
+return false;
+}
+else {
+errors = _errs34;
+if(vErrors !== null){
+if(_errs34){
+vErrors.length = _errs34;
+}
+else {
+vErrors = null;
+}
+}
+}
+var valid1 = _errs33 === errors;
+}
+else {
+var valid1 = true;
+}
+}
 }
 }
 }
@@ -335,12 +478,12 @@ var valid0 = true;
 }
 if(valid0){
 if(data.storage !== undefined && func0.call(data, "storage")){
-const _errs33 = errors;
+const _errs44 = errors;
 if(!(Array.isArray(data.storage))){
 validate11.errors = [{instancePath:instancePath+"/storage",schemaPath:"#/properties/storage/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
-var valid0 = _errs33 === errors;
+var valid0 = _errs44 === errors;
 }
 else {
 var valid0 = true;

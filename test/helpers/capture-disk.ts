@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { closeSync, mkdirSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, mkdirSync, openSync, readFileSync, symlinkSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 
 /**
@@ -48,9 +48,49 @@ export interface CaptureDisk {
   freeBytes: number
 }
 
-export function makeCaptureDisk (dir: string, name = 'disk'): CaptureDisk {
+/**
+ * With `os`, partition 1 is also a system's root as a baked server leaves it, for the scrub: an
+ * /etc/os-release, a machine-id, SSH host keys, cloud-init's instance state, a DHCP lease, logs
+ * (the journal's too), shell histories, a random seed; and links that point out of the guest
+ * (`/var/log/outside` and `/opt/link` to `os.outside`, a folder of the host that must stay whole).
+ */
+/** A baked system's files, in `content` (see makeCaptureDisk's `os`). */
+export const OS_FILES: Record<string, string> = {
+  'etc/os-release': 'PRETTY_NAME="Test OS"\nID=debian\n',
+  'etc/hostname': 'baked-a\n',
+  'etc/machine-id': '0123456789abcdef0123456789abcdef\n',
+  'var/lib/dbus/machine-id': '0123456789abcdef0123456789abcdef\n',
+  'etc/ssh/ssh_host_ed25519_key': 'PRIVATE-HOST-KEY\n',
+  'etc/ssh/ssh_host_ed25519_key.pub': 'ssh-ed25519 AAAA host\n',
+  'etc/ssh/ssh_host_rsa_key': 'PRIVATE-RSA-KEY\n',
+  'etc/ssh/sshd_config': 'PermitRootLogin no\n',
+  'var/lib/cloud/instance/obj.pkl': 'state',
+  'var/lib/cloud/data/instance-id': 'iid-baked-a\n',
+  'var/lib/dhcp/dhclient.eth0.leases': 'lease { fixed-address 10.0.2.15; }\n',
+  'var/lib/systemd/random-seed': 'SEED',
+  'var/log/syslog': 'LOG-LINE\n',
+  'var/log/apt/history.log': 'Start-Date\n',
+  'var/log/journal/0123/system.journal': 'JOURNAL',
+  'root/.bash_history': 'cat /etc/shadow\n',
+  'home/alice/.bash_history': 'ls\n',
+  'home/alice/notes.txt': 'kept\n',
+  'opt/app/config.yml': 'secret: app-secret\n',
+}
+
+function writeOsFiles (content: string, outside: string): void {
+  for (const [path, text] of Object.entries(OS_FILES)) {
+    mkdirSync(join(content, path, '..'), { recursive: true })
+    writeFileSync(join(content, path), text)
+  }
+  mkdirSync(join(content, 'var', 'log', 'empty-dir'), { recursive: true })
+  symlinkSync(outside, join(content, 'var', 'log', 'outside'))
+  symlinkSync(outside, join(content, 'opt', 'link'))
+}
+
+export function makeCaptureDisk (dir: string, name = 'disk', options: { os?: { outside: string } } = {}): CaptureDisk {
   const content = join(dir, `${name}-content`)
   mkdirSync(join(content, 'opt', 'app'), { recursive: true })
+  if (options.os !== undefined) writeOsFiles(content, options.os.outside)
   writeFileSync(join(content, 'opt', 'app', 'VERSION'), '1\n')
   writeFileSync(join(content, 'kept.bin'), marker(KEPT_MARKER, 3 * MiB))
   writeFileSync(join(content, 'secret.bin'), marker(DELETED_MARKERS[0] as string, 4 * MiB + 99))

@@ -400,6 +400,42 @@ t.test('refuses an efiBootloaderPath that is not a UEFI path to an .efi file', a
   }
 })
 
+// ---- scrub (ours) ----
+
+t.test('scrub: not asked, asked with the defaults, or with paths, in both shapes; paths normalized', async (t) => {
+  t.equal(parseInstallRequest(start(IMAGE)).scrub, undefined)
+  t.equal(parseInstallRequest(start({ ...IMAGE, scrub: 'false' })).scrub, undefined)
+  t.equal(parseInstallRequest(reinstall({ ...IMAGE, scrub: false })).scrub, undefined)
+  t.same(parseInstallRequest(start({ ...IMAGE, scrub: 'true' })).scrub, { paths: [] })
+  t.same(parseInstallRequest(reinstall({ ...IMAGE, scrub: true })).scrub, { paths: [] })
+  t.same(parseInstallRequest(reinstall({ ...IMAGE, scrub: {} })).scrub, { paths: [] })
+  const paths = ['/opt/app', '//etc//app.conf/', '/srv/my app']
+  t.same(parseInstallRequest(start({ ...IMAGE, scrub: JSON.stringify({ paths }) })).scrub, { paths: ['/opt/app', '/etc/app.conf', '/srv/my app'] })
+  t.same(parseInstallRequest(reinstall({ ...IMAGE, scrub: { paths } })).scrub, { paths: ['/opt/app', '/etc/app.conf', '/srv/my app'] })
+})
+
+t.test('scrub: refuses what is not true, false or { paths }, and paths that are not absolute, are /, or climb', async (t) => {
+  const expected = 'Bad scrub, expected: true, false, or an object { "paths": [absolute paths] }.'
+  t.same(refusal(start({ ...IMAGE, scrub: 'yes' })), bad(expected))
+  t.same(refusal(start({ ...IMAGE, scrub: '[1]' })), bad(expected))
+  t.same(refusal(start({ ...IMAGE, scrub: JSON.stringify({ paths: [], more: 1 }) })), bad(expected))
+  t.same(refusal(reinstall({ ...IMAGE, scrub: 'true' })).code, 'PAYLOAD_BAD_FIELD', 'reinstall takes a boolean, not a string')
+  t.same(refusal(reinstall({ ...IMAGE, scrub: { paths: 'opt' } })).code, 'PAYLOAD_BAD_FIELD')
+  const cases: Array<[unknown, string]> = [
+    ['opt/app', 'an absolute path'],
+    [7, 'an absolute path'],
+    ['/', 'a path below /, not / itself'],
+    ['///', 'a path below /, not / itself'],
+    ['/opt/../etc', 'a path without . or .. components'],
+    ['/opt/./app', 'a path without . or .. components'],
+    ['/a\0b', 'an absolute path'],
+  ]
+  for (const [path, expectation] of cases) {
+    t.same(refusal(start({ ...IMAGE, scrub: JSON.stringify({ paths: ['/ok', path] }) })), bad(`Bad scrub.paths[1], expected: ${expectation}.`), String(path))
+  }
+  t.same(refusal(start({ ...IMAGE, scrub: JSON.stringify({ paths: Array.from({ length: 65 }, (_, i) => `/p${i}`) }) })).code, 'PAYLOAD_BAD_FIELD')
+})
+
 // ---- Safety ----
 
 t.test('never shows a secret in a message', async (t) => {
