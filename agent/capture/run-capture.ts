@@ -102,7 +102,7 @@ export async function runCapture (request: CaptureRequest): Promise<CaptureOutco
     const description = { imageURL: shownUrl, imageType, imageCheckSum: uploaded.digestHex, imageCheckSumType: request.checksumType }
     const uploadNotes = s3 !== undefined
       ? [
-          `S3 multipart: ${uploaded.parts ?? 0} parts${(uploaded.retries ?? 0) > 0 ? `, ${uploaded.retries ?? 0} requests sent again` : ''}`,
+          `S3 multipart: ${uploaded.parts ?? 0} parts${(uploaded.retries ?? 0) > 0 ? `, requests sent again: ${uploaded.retries ?? 0}` : ''}`,
           `imageURL is the S3 object's URL, without credentials: installing from it needs a presigned GET URL in its place (or a public-read object)`,
         ]
       : uploaded.attempts > 1 ? [`uploaded on attempt ${uploaded.attempts}`] : []

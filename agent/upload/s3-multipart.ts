@@ -130,9 +130,9 @@ interface Answer {
   text: string
 }
 
-/** S3's error code in an <Error> body (letters only: the rest of the body is never shown). */
+/** S3's error code in an <Error> body (letters and digits only: the rest of the body is never shown). */
 function s3ErrorCode (text: string): string | undefined {
-  return /<Error>[\s\S]*?<Code>([A-Za-z]{1,64})<\/Code>/.exec(text)?.[1]
+  return /<Error>[\s\S]*?<Code>([A-Za-z0-9]{1,64})<\/Code>/.exec(text)?.[1]
 }
 
 function xmlEscape (text: string): string {
