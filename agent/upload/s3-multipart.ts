@@ -38,7 +38,7 @@ export const S3_MAX_PARTS = 10_000
 /** The smallest part chosen by default: fewer requests than S3's 5 MiB for small images. */
 const DEFAULT_MIN_PART_BYTES = 8 * MiB
 /** Parts on the wire at once: measured on loopback against radosgw (docs/s3-multipart.md). */
-export const DEFAULT_PARTS_IN_FLIGHT = 2
+export const DEFAULT_PARTS_IN_FLIGHT = 4
 
 /** Where an object goes, and the credentials that may put it there. */
 export interface S3Target {
