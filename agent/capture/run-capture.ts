@@ -33,6 +33,7 @@ export interface CaptureRequest {
   /** qcow2 (default): sparse, tables first. raw: every byte, free space zeroed; with `compress: 'zstd'`, a .raw.zst. */
   format?: 'qcow2' | 'raw'
   compress?: 'zstd' | 'none'
+  /** Sent with uploadUrl's PUT ([] with s3: its requests are signed). */
   headers: Array<{ name: string; value: string }>
   checksumType: 'sha256' | 'sha512'
   signal?: AbortSignal

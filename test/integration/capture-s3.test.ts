@@ -140,7 +140,7 @@ t.test('raw.zst in parts, 4 in flight: zstd -d of the object gives the disk less
   assertNoSecret(t, log.text(), 'log')
 })
 
-t.test('a wrong secret: CAPTURE_UPLOAD_REFUSED (SignatureDoesNotMatch) at once, nothing left', async (t) => {
+t.test('a wrong secret, a bucket that is not there: CAPTURE_UPLOAD_REFUSED (SignatureDoesNotMatch, NoSuchBucket) at once, nothing left', async (t) => {
   const log = captureLog()
   const wrong = 'x'.repeat(40)
   const message = await expectInstallError(t, capture(target('refused.qcow2', { secretAccessKey: wrong }), { logger: log.logger }), 'CAPTURE_UPLOAD_REFUSED')
@@ -149,6 +149,9 @@ t.test('a wrong secret: CAPTURE_UPLOAD_REFUSED (SignatureDoesNotMatch) at once, 
   t.equal(await uploadsLeft(), 0, 'no multipart upload left')
   t.ok((await boto.head('refused.qcow2')).missing, 'no object')
   assertNoSecret(t, log.text() + message, 'log and message', [wrong])
+
+  const noBucket = await expectInstallError(t, capture({ ...target('a.qcow2'), bucket: 'no-such-bucket' }), 'CAPTURE_UPLOAD_REFUSED')
+  t.match(noBucket, /the server answered HTTP 404 \(NoSuchBucket\)\.$/)
 })
 
 t.test('a part damaged on the way: radosgw refuses it (its SHA-256 is signed), the upload aborted, nothing left', async (t) => {
