@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import t from 'tap'
-import { EXIT_OK } from '../../agent/cli.js'
+import { EXIT_OK, EXIT_USAGE } from '../../agent/cli.js'
 import { runCapture, type CaptureRequest, type S3CaptureTarget } from '../../agent/capture/run-capture.js'
 import { parseInstallRequest } from '../../agent/payload/parse-install-request.js'
 import { parsePayloadJson } from '../../agent/payload/payload-json.js'
@@ -212,5 +212,16 @@ t.test('byoi-agent capture --upload s3://…: credentials from the environment, 
   t.equal(withToken.code, EXIT_OK)
   assertNoSecret(t, withToken.stdout + withToken.stderr, 'run with a session token', [token])
   const noKeys = await cliWithEnv(args, {})
+  t.equal(noKeys.code, EXIT_USAGE)
   t.match(noKeys.stderr, /AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/, 'no credentials: a usage error')
+  const usage = async (more: string[], upload = `s3://${s3.bucket}/k`): Promise<string> => {
+    const run = await cliWithEnv(['capture', '--disk', made.path, '--upload', upload, ...more], env)
+    t.equal(run.code, EXIT_USAGE)
+    return run.stderr
+  }
+  t.match(await usage([]), /Missing --s3-endpoint/)
+  t.match(await usage(['--s3-endpoint', s3.endpoint], `s3://${s3.bucket}`), /expected s3:\/\/BUCKET\/KEY/)
+  t.match(await usage(['--s3-endpoint', `${s3.endpoint}/prefix`]), /Bad --s3-endpoint/)
+  t.match(await usage(['--s3-endpoint', s3.endpoint, '--header', 'X-A: b']), /--header goes with an http\(s\) --upload/)
+  t.match(await usage(['--s3-endpoint', s3.endpoint], 'http://127.0.0.1:1/a.qcow2'), /--s3-endpoint and --s3-region go with --upload s3:/)
 })
