@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util'
 import { pino, type Logger } from 'pino'
 import { checkToken } from './api/bearer-auth.js'
 import type { Service } from './api/start-service.js'
+import type { S3CaptureTarget } from './capture/run-capture.js'
 import { findAutoDisk, type BlockDeviceSources } from './disk/auto-disk.js'
 import { DEFAULT_CONNECTIONS, MAX_CONNECTIONS, MAX_DEADLINE_MS } from './download/index.js'
 import type { DownloadTuning } from './install/fetch-image.js'
@@ -64,10 +65,15 @@ const USAGE = `Usage:
 
   byoi-agent capture --disk PATH --upload URL [--header 'Name: value']... [--format qcow2|raw]
                      [--compress zstd|none] [--checksum-type sha256|sha512] [--json] [--log-level LEVEL]
+  byoi-agent capture --disk PATH --upload s3://BUCKET/KEY --s3-endpoint URL [--s3-region REGION] ...
 
   --disk PATH           the source: opened read only; refused while it is mounted, swap or held
   --upload URL          where the image goes, with one HTTP PUT (a WebDAV server, a presigned URL)
   --header 'N: v'       a header sent with the upload (repeatable); its value is never logged
+  --upload s3://B/K     to an S3 bucket with the multipart API (any size), signed with AWS_ACCESS_KEY_ID,
+                        AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN from the environment (never from argv)
+  --s3-endpoint URL     the S3 service, e.g. https://s3.eu-west-3.amazonaws.com (path-style addressing)
+  --s3-region REGION    the signing region (default: us-east-1)
   --format FORMAT       qcow2 (default): a sparse qcow2 v3, all-zero clusters and the free blocks of
                         ext2/3/4 filesystems left out (deleted data never leaves the server); raw: every
                         byte, those free blocks zeroed
@@ -99,6 +105,8 @@ const OPTIONS = {
   format: { type: 'string' },
   compress: { type: 'string' },
   'checksum-type': { type: 'string' },
+  's3-endpoint': { type: 'string' },
+  's3-region': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const
 
@@ -109,7 +117,7 @@ type CliValues = { [K in OptionName]?: OptionValue<typeof OPTIONS[K]> }
 const DOWNLOAD_OPTIONS = ['low-speed-limit', 'low-speed-time', 'download-deadline', 'connections'] as const
 
 const COMMAND_OPTIONS: Record<'install' | 'serve' | 'capture', readonly string[]> = {
-  capture: ['disk', 'upload', 'header', 'format', 'compress', 'checksum-type', 'json', 'log-level'],
+  capture: ['disk', 'upload', 'header', 'format', 'compress', 'checksum-type', 'json', 'log-level', 's3-endpoint', 's3-region'],
   install: ['payload', 'disk', 'json', 'stream', 'memory-limit', 'config-drive', 'log-level', 'state-dir', ...DOWNLOAD_OPTIONS],
   serve: [
     'listen', 'disk', 'token-file', 'report-url', 'tls-cert', 'tls-key', 'state-dir', 'memory-limit', 'stream', 'config-drive', 'log-level',
@@ -125,6 +133,8 @@ export interface CliIo {
   signal?: AbortSignal
   /** `serve --disk auto` reads these (default /sys/block, /proc/self/mountinfo, /proc/swaps; tests give fake ones). */
   blockDevices?: BlockDeviceSources
+  /** `capture` to S3 reads its credentials here (default: process.env). */
+  env?: Record<string, string | undefined>
   /** `serve`: called once it listens (tests learn the URL and may stop it without a signal). */
   onServing?: (service: Service) => void
 }
@@ -322,6 +332,8 @@ async function runCaptureCommand (values: CliValues, { io, usage }: CommandConte
     }
     headers.push({ name, value: header.slice(colon + 1).trim() })
   }
+  const s3 = s3Target(values, headers, io.env ?? process.env)
+  if (typeof s3 === 'string') return usage(s3)
   const level = values['log-level'] ?? 'warn'
   if (!isLogLevel(level)) return usage(`Bad --log-level ${level}.`)
   const logger: Logger = pino({ level, base: { name: 'byoi-agent' } }, io.stderr)
@@ -329,7 +341,8 @@ async function runCaptureCommand (values: CliValues, { io, usage }: CommandConte
   const view = progressView(io.stderr)
   try {
     const outcome = await runCapture({
-      diskPath: values.disk, uploadUrl: values.upload, format, compress, headers, checksumType, signal: io.signal, logger, onEvent: view.onEvent,
+      diskPath: values.disk, ...(s3 === undefined ? { uploadUrl: values.upload } : { s3 }), format, compress, headers, checksumType,
+      signal: io.signal, logger, onEvent: view.onEvent,
     })
     io.stdout.write(values.json === true ? `${JSON.stringify({ status: 'done', ...outcome })}\n` : `${outcome.message}\n`)
     return EXIT_OK
@@ -341,6 +354,34 @@ async function runCaptureCommand (values: CliValues, { io, usage }: CommandConte
     return EXIT_INSTALL_FAILED
   } finally {
     view.close()
+  }
+}
+
+/**
+ * `--upload s3://BUCKET/KEY`: the S3 target, its credentials from the environment (argv is seen by
+ * anyone's `ps`); undefined for an http(s) upload; a string: the usage problem (never a secret).
+ */
+function s3Target (values: CliValues, headers: unknown[], env: Record<string, string | undefined>): S3CaptureTarget | undefined | string {
+  const upload = values.upload ?? ''
+  if (!upload.startsWith('s3://')) {
+    const s3Options = values['s3-endpoint'] !== undefined || values['s3-region'] !== undefined
+    return s3Options ? '--s3-endpoint and --s3-region go with --upload s3://BUCKET/KEY.' : undefined
+  }
+  const slash = upload.indexOf('/', 's3://'.length)
+  const bucket = slash < 0 ? '' : upload.slice('s3://'.length, slash)
+  const key = slash < 0 ? '' : upload.slice(slash + 1)
+  if (bucket === '' || key === '') return `Bad --upload ${JSON.stringify(upload.slice(0, 200))}: expected s3://BUCKET/KEY.`
+  const endpoint = values['s3-endpoint']
+  if (endpoint === undefined) return 'Missing --s3-endpoint URL (e.g. https://s3.eu-west-3.amazonaws.com).'
+  if (!/^https?:\/\/[^/?#@]+\/?$/.test(endpoint)) return `Bad --s3-endpoint ${safeUrl(endpoint)}: expected http(s)://HOST[:PORT].`
+  if (headers.length > 0) return '--header goes with an http(s) --upload: S3 requests are signed with the AWS_* credentials.'
+  const accessKeyId = env.AWS_ACCESS_KEY_ID ?? ''
+  const secretAccessKey = env.AWS_SECRET_ACCESS_KEY ?? ''
+  if (accessKeyId === '' || secretAccessKey === '') return 'An S3 upload needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment.'
+  const sessionToken = env.AWS_SESSION_TOKEN === undefined || env.AWS_SESSION_TOKEN === '' ? undefined : env.AWS_SESSION_TOKEN
+  return {
+    endpoint: endpoint.replace(/\/$/, ''), region: values['s3-region'] ?? 'us-east-1', bucket, key, accessKeyId, secretAccessKey,
+    ...(sessionToken === undefined ? {} : { sessionToken }),
   }
 }
 

@@ -12,7 +12,8 @@
 #
 # Environment (all optional): S3_PORT (default: a free port), S3_BUCKET (byoi-test), S3_ACCESS_KEY / S3_SECRET_KEY (default:
 # random), S3_STORE=memstore|bluestore (memstore: objects held in the OSD's memory; bluestore: on a sparse file in the temp
-# dir), S3_CAPACITY_MB (4096: the OSD's size), S3_START_TIMEOUT (180 s), S3_STOP_GRACE (10 s), S3_KEEP_DIR=1 (keep the
+# dir), S3_CAPACITY_MB (4096: the OSD's size), S3_MIN_PART_BYTES (radosgw's smallest part but the last, rgw_multipart_min_part_size:
+# S3's 5 MiB by default; tests lower it to make many parts of a small image), S3_START_TIMEOUT (180 s), S3_STOP_GRACE (10 s), S3_KEEP_DIR=1 (keep the
 # temp dir and its logs, for debugging), TMPDIR.
 # Needs the Debian packages ceph-mon ceph-osd radosgw (ceph-common, pulled in, gives ceph, monmaptool, radosgw-admin),
 # plus curl, python3 and uuid-runtime.
@@ -128,6 +129,7 @@ mon data avail crit = 0
 [client.rgw.a]
 rgw frontends = beast endpoint=127.0.0.1:$S3_PORT
 rgw data = $D/rgw
+rgw multipart min part size = ${S3_MIN_PART_BYTES:-5242880}
 EOF
 export CEPH_CONF=$D/ceph.conf
 ceph_cli() { timeout 60 ceph --connect-timeout 30 "$@"; }

@@ -4,11 +4,12 @@ import { errors, isInstallError } from '../errors/install-error.js'
 import { capturedMessage } from '../errors/installed-message.js'
 import type { InstallEventListener, StepName } from '../report/progress.js'
 import { safeUrl } from '../report/redact.js'
-import { planCapture } from './capture-qcow2.js'
+import { s3ObjectUrl, type S3Target } from '../upload/s3-multipart.js'
+import { captureStream, planCapture } from './capture-qcow2.js'
 import { CaptureSource } from './capture-source.js'
 import { findFreeSpace } from './free-space.js'
 import { rawCaptureStream, zstdCompress } from './raw-capture.js'
-import { uploadCapture, uploadHashed, type UploadedCapture } from './upload-capture.js'
+import { uploadHashed, uploadHashedMultipart, type UploadedCapture } from './upload-capture.js'
 
 /**
  * `byoi-agent capture` and the service's capture job: the disk opened read only (refused in use),
@@ -19,6 +20,11 @@ import { uploadCapture, uploadHashed, type UploadedCapture } from './upload-capt
  * parameters redacted (a presigned PUT URL is not one to download from: the customer puts the GET
  * URL in its place); the headers the upload was sent with are not put in it.
  *
+ * With `s3` instead of `uploadUrl`, the image goes to an S3 bucket with the multipart API (any size;
+ * a single PUT is capped at 5 GiB), the disk read once; the payload's URL is the object's, without
+ * credentials, and a note says a presigned GET URL (or a public-read object) is needed to install
+ * from it.
+ *
  * Steps, told as an install's are (report/progress): preflight (the disk opened, its free space
  * found), scan (a qcow2's first pass; nothing for raw), upload (the second pass, hashed as sent),
  * finish (the disk's size checked again). Every failure is an InstallError: a read that fails or
@@ -26,9 +32,14 @@ import { uploadCapture, uploadHashed, type UploadedCapture } from './upload-capt
  * CAPTURE_INTERNAL_ERROR.
  */
 
+/** A capture's S3 destination: the object and the credentials that may write it (never logged nor shown). */
+export type S3CaptureTarget = S3Target
+
 export interface CaptureRequest {
   diskPath: string
-  uploadUrl: string
+  /** One PUT to this URL; or `s3`, exactly one of the two. */
+  uploadUrl?: string
+  s3?: S3CaptureTarget
   /** qcow2 (default): sparse, tables first. raw: every byte, free space zeroed; with `compress: 'zstd'`, a .raw.zst. */
   format?: 'qcow2' | 'raw'
   compress?: 'zstd' | 'none'
@@ -38,6 +49,9 @@ export interface CaptureRequest {
   logger?: Logger
   /** Tests: the upload's retry delay. */
   retryBaseDelayMs?: number
+  /** Tests: S3's part size (default: from the image's size, 8 MiB at least) and parts in flight. */
+  s3PartBytes?: number
+  s3PartsInFlight?: number
   /** Step changes, bytes scanned and uploaded (with their totals; undefined for a compressed stream's), notes. */
   onEvent?: InstallEventListener
 }
@@ -69,6 +83,9 @@ export async function runCapture (request: CaptureRequest): Promise<CaptureOutco
   }
   try {
     tell('preflight')
+    if ((request.s3 === undefined) === (request.uploadUrl === undefined)) {
+      throw errors.captureUploadFailed(shownUrlOf(request), new Error('expected one of uploadUrl and s3'))
+    }
     const disk = await Disk.open(request.diskPath, { readOnly: true })
     try {
       return await capture(request, disk, tell)
@@ -84,13 +101,29 @@ export async function runCapture (request: CaptureRequest): Promise<CaptureOutco
   }
 }
 
+/** The URL the result shows: the S3 object's, or the upload's without credentials. */
+function shownUrlOf (request: CaptureRequest): string {
+  return request.s3 !== undefined ? s3ObjectUrl(request.s3) : safeUrl(request.uploadUrl ?? '')
+}
+
 async function capture (request: CaptureRequest, disk: Disk, tell: (step: StepName | undefined) => void): Promise<CaptureOutcome> {
   const source = new CaptureSource(disk)
-  const put = {
-    url: request.uploadUrl, headers: request.headers, signal: request.signal, logger: request.logger, retryBaseDelayMs: request.retryBaseDelayMs,
-  }
+  const { s3 } = request
   const progress = (step: 'scan' | 'upload', totalBytes: number | undefined) => (bytes: number): void => {
     request.onEvent?.({ type: 'progress', step, bytes, totalBytes })
+  }
+  /** The image's bytes: `stream()` read again by each PUT attempt, once by S3's multipart. */
+  const upload = async (stream: () => AsyncIterable<Buffer>, length: number | undefined): Promise<UploadedCapture> => {
+    const { signal, logger, retryBaseDelayMs } = request
+    if (s3 !== undefined) {
+      const multipart = {
+        target: s3, expectedBytes: length ?? disk.sizeBytes, partBytes: request.s3PartBytes, partsInFlight: request.s3PartsInFlight,
+        signal, logger, retryBaseDelayMs,
+      }
+      return await uploadHashedMultipart(stream(), length, multipart, request.checksumType, progress('upload', length))
+    }
+    const put = { url: request.uploadUrl ?? '', headers: request.headers, signal, logger, retryBaseDelayMs }
+    return await uploadHashed(stream, length, put, request.checksumType, progress('upload', length))
   }
   let uploaded: UploadedCapture
   let notes: string[]
@@ -102,8 +135,7 @@ async function capture (request: CaptureRequest, disk: Disk, tell: (step: StepNa
     tell('scan')
     tell('upload')
     const stream = (): AsyncIterable<Buffer> => zstdStream ? zstdCompress(rawCaptureStream(source, free), disk.sizeBytes) : rawCaptureStream(source, free)
-    const length = zstdStream ? undefined : disk.sizeBytes
-    uploaded = await uploadHashed(stream, length, put, request.checksumType, progress('upload', length))
+    uploaded = await upload(stream, zstdStream ? undefined : disk.sizeBytes)
     format = zstdStream ? 'zstd-compressed raw' : 'raw'
     notes = [...free.notes, zstdStream ? `raw, zstd-compressed: ${disk.sizeBytes} bytes in ${uploaded.bytes}` : 'raw']
   } else {
@@ -113,16 +145,19 @@ async function capture (request: CaptureRequest, disk: Disk, tell: (step: StepNa
     const plan = await planCapture(source, { signal: request.signal, onProgress: (p) => { onScan(p.bytes) } })
     request.logger?.info({ fileBytes: plan.layout.fileBytes, notes: plan.notes }, 'capture: uploading')
     tell('upload')
-    uploaded = await uploadCapture(plan, put, request.checksumType, progress('upload', plan.layout.fileBytes))
+    uploaded = await upload(() => captureStream(plan), plan.layout.fileBytes)
     format = 'qcow2'
     notes = plan.notes
   }
   tell('finish')
   await source.checkUnchanged()
-  if (uploaded.attempts > 1) notes.push(`uploaded on attempt ${uploaded.attempts}`)
+  if (s3 !== undefined) {
+    notes.push(`S3 multipart: ${uploaded.parts ?? 0} parts${(uploaded.retries ?? 0) > 0 ? `, requests sent again: ${uploaded.retries ?? 0}` : ''}`)
+    notes.push('imageURL is the S3 object\'s URL, without credentials: installing from it needs a presigned GET URL in its place (or a public-read object)')
+  } else if (uploaded.attempts > 1) notes.push(`uploaded on attempt ${uploaded.attempts}`)
   for (const message of notes) request.onEvent?.({ type: 'note', message })
   tell(undefined)
-  const shownUrl = safeUrl(request.uploadUrl)
+  const shownUrl = shownUrlOf(request)
   const imageType = request.format === 'raw' ? 'raw' : 'qcow2'
   const description = { imageURL: shownUrl, imageType, imageCheckSum: uploaded.digestHex, imageCheckSumType: request.checksumType }
   return {

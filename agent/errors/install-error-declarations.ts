@@ -239,9 +239,10 @@ export const installErrorDeclarations = declareErrors({
     withCause: true,
     message: (safeUrl: Shown<string>) => `Could not upload image to: \`${safeUrl}\`.`,
     placeholders: ['URL'],
-    when: 'a capture\'s upload failed after its retries (network error, HTTP 5xx, a connection dropped), or its URL is not an ' +
+    when: 'a capture\'s upload failed after its retries (network error, HTTP 5xx, a connection dropped; to S3, a request of the ' +
+      'multipart upload, or a CompleteMultipartUpload answered 200 with an error), or its URL (an S3 endpoint) is not an ' +
       'http(s) one; the URL is shown without credentials (secret query parameters redacted), the cause goes to the log; ' +
-      'nothing is reported as captured',
+      'nothing is reported as captured, and an S3 multipart upload is aborted (no part left stored)',
   },
   CAPTURE_UPLOAD_REFUSED: {
     constructorName: 'captureUploadRefused',
@@ -249,8 +250,9 @@ export const installErrorDeclarations = declareErrors({
     withCause: true,
     message: (safeUrl: Shown<string>, status: Shown<string>) => `Could not upload image to: \`${safeUrl}\`, the server answered ${status}.`,
     placeholders: ['URL', 'STATUS'],
-    when: 'the upload\'s server refused it (HTTP 4xx: 401 or 403, credentials or a presigned URL expired; 413, too large); ' +
-      'not retried',
+    when: 'the upload\'s server refused it (HTTP 4xx: 401 or 403, credentials or a presigned URL expired; 413, too large; ' +
+      'S3: its error code added, e.g. HTTP 403 (SignatureDoesNotMatch), HTTP 404 (NoSuchBucket)); not retried; an S3 multipart ' +
+      'upload is aborted',
   },
   CAPTURE_READ_FAILED: {
     constructorName: 'captureReadFailed',
