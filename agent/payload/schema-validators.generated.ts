@@ -502,19 +502,13 @@ return errors === 0;
 }
 
 export const validateCaptureStart = validate12;
-const schema13 = {"$schema":"http://json-schema.org/draft-07/schema#","title":"Capture request","description":"Body of the agent's POST /capture/start (ours, not OVH's): the service's disk uploaded as an image, read only. Unknown keys are ignored.","type":"object","required":["uploadURL"],"additionalProperties":true,"properties":{"uploadURL":{"title":"Upload URL","description":"Required. Where the image is uploaded with one HTTP PUT: a WebDAV server, an object store's presigned PUT URL. http or https. Credentials in it (user:password@, a signed query) are never shown.","type":"string","examples":["https://dav.example.invalid/images/web-1.qcow2"]},"httpHeaders":{"title":"Upload headers","description":"HTTP headers sent with the upload, name to value, e.g. Authorization; checked as an install's download headers are. Values are never shown.","type":"object","additionalProperties":{"type":"string"},"examples":[{"Authorization":"Bearer 0123abcd"}]},"imageType":{"title":"Image format","description":"qcow2 (default): sparse, the free space of ext filesystems and zero clusters left out. raw: every byte, free space zeroed.","type":"string","enum":["qcow2","raw"]},"compression":{"title":"Compression","description":"none (default), or zstd: with imageType raw, one zstd frame (a .raw.zst the installer takes as imageType raw).","type":"string","enum":["none","zstd"]},"imageCheckSumType":{"title":"Checksum type","description":"The digest computed over the bytes as uploaded, given in the result: sha512 (default) or sha256.","type":"string","enum":["sha256","sha512"]}}};
+const schema13 = {"$schema":"http://json-schema.org/draft-07/schema#","title":"Capture request","description":"Body of the agent's POST /capture/start (ours, not OVH's): the service's disk uploaded as an image, read only, with one HTTP PUT to uploadURL or to an S3 bucket with the multipart API (s3): exactly one of the two. Unknown keys are ignored.","type":"object","required":[],"additionalProperties":true,"properties":{"uploadURL":{"title":"Upload URL","description":"Where the image is uploaded with one HTTP PUT: a WebDAV server, an object store's presigned PUT URL. http or https. Credentials in it (user:password@, a signed query) are never shown. Either this or s3.","type":"string","examples":["https://dav.example.invalid/images/web-1.qcow2"]},"httpHeaders":{"title":"Upload headers","description":"HTTP headers sent with the upload, name to value, e.g. Authorization; checked as an install's download headers are. Values are never shown.","type":"object","additionalProperties":{"type":"string"},"examples":[{"Authorization":"Bearer 0123abcd"}]},"s3":{"title":"S3 destination","description":"Either this or uploadURL: the image goes to BUCKET/KEY with S3's multipart API (any size; a single PUT is capped at 5 GiB), each part signed with AWS Signature V4 and sent again when it fails; on failure or cancel the multipart upload is aborted. endpoint is http(s)://HOST[:PORT] (path-style addressing), region defaults to us-east-1. The keys and the session token are never logged, saved or shown. httpHeaders does not go with it.","type":"object","required":["endpoint","bucket","key","accessKeyId","secretAccessKey"],"additionalProperties":false,"properties":{"endpoint":{"type":"string","examples":["https://s3.eu-west-3.amazonaws.com"]},"region":{"type":"string","examples":["eu-west-3"]},"bucket":{"type":"string"},"key":{"type":"string","examples":["images/web-1.qcow2"]},"accessKeyId":{"type":"string"},"secretAccessKey":{"type":"string"},"sessionToken":{"type":"string"}}},"imageType":{"title":"Image format","description":"qcow2 (default): sparse, the free space of ext filesystems and zero clusters left out. raw: every byte, free space zeroed.","type":"string","enum":["qcow2","raw"]},"compression":{"title":"Compression","description":"none (default), or zstd: with imageType raw, one zstd frame (a .raw.zst the installer takes as imageType raw).","type":"string","enum":["none","zstd"]},"imageCheckSumType":{"title":"Checksum type","description":"The digest computed over the bytes as uploaded, given in the result: sha512 (default) or sha256.","type":"string","enum":["sha256","sha512"]}}};
 
 function validate12(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
-let missing0;
-if(((data.uploadURL === undefined) || (!(func0.call(data, "uploadURL")))) && (missing0 = "uploadURL")){
-validate12.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
-return false;
-}
-else {
 if(data.uploadURL !== undefined && func0.call(data, "uploadURL")){
 const _errs2 = errors;
 if(typeof data.uploadURL !== "string"){
@@ -555,16 +549,122 @@ else {
 var valid0 = true;
 }
 if(valid0){
-if(data.imageType !== undefined && func0.call(data, "imageType")){
-let data3 = data.imageType;
+if(data.s3 !== undefined && func0.call(data, "s3")){
+let data3 = data.s3;
 const _errs9 = errors;
-if(typeof data3 !== "string"){
-validate12.errors = [{instancePath:instancePath+"/imageType",schemaPath:"#/properties/imageType/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+if(errors === _errs9){
+if(data3 && typeof data3 == "object" && !Array.isArray(data3)){
+let missing0;
+if(((((((data3.endpoint === undefined) || (!(func0.call(data3, "endpoint")))) && (missing0 = "endpoint")) || (((data3.bucket === undefined) || (!(func0.call(data3, "bucket")))) && (missing0 = "bucket"))) || (((data3.key === undefined) || (!(func0.call(data3, "key")))) && (missing0 = "key"))) || (((data3.accessKeyId === undefined) || (!(func0.call(data3, "accessKeyId")))) && (missing0 = "accessKeyId"))) || (((data3.secretAccessKey === undefined) || (!(func0.call(data3, "secretAccessKey")))) && (missing0 = "secretAccessKey"))){
+validate12.errors = [{instancePath:instancePath+"/s3",schemaPath:"#/properties/s3/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
-if(!((data3 === "qcow2") || (data3 === "raw"))){
-validate12.errors = [{instancePath:instancePath+"/imageType",schemaPath:"#/properties/imageType/enum",keyword:"enum",params:{allowedValues: schema13.properties.imageType.enum},message:"must be equal to one of the allowed values"}];
+else {
+const _errs11 = errors;
+for(const key1 of Object.keys(data3)){
+if(!(((((((key1 === "endpoint") || (key1 === "region")) || (key1 === "bucket")) || (key1 === "key")) || (key1 === "accessKeyId")) || (key1 === "secretAccessKey")) || (key1 === "sessionToken"))){
+validate12.errors = [{instancePath:instancePath+"/s3",schemaPath:"#/properties/s3/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
 return false;
+break;
+}
+}
+if(_errs11 === errors){
+if(data3.endpoint !== undefined && func0.call(data3, "endpoint")){
+const _errs12 = errors;
+if(typeof data3.endpoint !== "string"){
+validate12.errors = [{instancePath:instancePath+"/s3/endpoint",schemaPath:"#/properties/s3/properties/endpoint/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid2 = _errs12 === errors;
+}
+else {
+var valid2 = true;
+}
+if(valid2){
+if(data3.region !== undefined && func0.call(data3, "region")){
+const _errs14 = errors;
+if(typeof data3.region !== "string"){
+validate12.errors = [{instancePath:instancePath+"/s3/region",schemaPath:"#/properties/s3/properties/region/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid2 = _errs14 === errors;
+}
+else {
+var valid2 = true;
+}
+if(valid2){
+if(data3.bucket !== undefined && func0.call(data3, "bucket")){
+const _errs16 = errors;
+if(typeof data3.bucket !== "string"){
+validate12.errors = [{instancePath:instancePath+"/s3/bucket",schemaPath:"#/properties/s3/properties/bucket/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid2 = _errs16 === errors;
+}
+else {
+var valid2 = true;
+}
+if(valid2){
+if(data3.key !== undefined && func0.call(data3, "key")){
+const _errs18 = errors;
+if(typeof data3.key !== "string"){
+validate12.errors = [{instancePath:instancePath+"/s3/key",schemaPath:"#/properties/s3/properties/key/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid2 = _errs18 === errors;
+}
+else {
+var valid2 = true;
+}
+if(valid2){
+if(data3.accessKeyId !== undefined && func0.call(data3, "accessKeyId")){
+const _errs20 = errors;
+if(typeof data3.accessKeyId !== "string"){
+validate12.errors = [{instancePath:instancePath+"/s3/accessKeyId",schemaPath:"#/properties/s3/properties/accessKeyId/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid2 = _errs20 === errors;
+}
+else {
+var valid2 = true;
+}
+if(valid2){
+if(data3.secretAccessKey !== undefined && func0.call(data3, "secretAccessKey")){
+const _errs22 = errors;
+if(typeof data3.secretAccessKey !== "string"){
+validate12.errors = [{instancePath:instancePath+"/s3/secretAccessKey",schemaPath:"#/properties/s3/properties/secretAccessKey/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid2 = _errs22 === errors;
+}
+else {
+var valid2 = true;
+}
+if(valid2){
+if(data3.sessionToken !== undefined && func0.call(data3, "sessionToken")){
+const _errs24 = errors;
+if(typeof data3.sessionToken !== "string"){
+validate12.errors = [{instancePath:instancePath+"/s3/sessionToken",schemaPath:"#/properties/s3/properties/sessionToken/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid2 = _errs24 === errors;
+}
+else {
+var valid2 = true;
+}
+}
+}
+}
+}
+}
+}
+}
+}
+}
+else {
+validate12.errors = [{instancePath:instancePath+"/s3",schemaPath:"#/properties/s3/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
 }
 var valid0 = _errs9 === errors;
 }
@@ -572,35 +672,52 @@ else {
 var valid0 = true;
 }
 if(valid0){
+if(data.imageType !== undefined && func0.call(data, "imageType")){
+let data11 = data.imageType;
+const _errs26 = errors;
+if(typeof data11 !== "string"){
+validate12.errors = [{instancePath:instancePath+"/imageType",schemaPath:"#/properties/imageType/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+if(!((data11 === "qcow2") || (data11 === "raw"))){
+validate12.errors = [{instancePath:instancePath+"/imageType",schemaPath:"#/properties/imageType/enum",keyword:"enum",params:{allowedValues: schema13.properties.imageType.enum},message:"must be equal to one of the allowed values"}];
+return false;
+}
+var valid0 = _errs26 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
 if(data.compression !== undefined && func0.call(data, "compression")){
-let data4 = data.compression;
-const _errs11 = errors;
-if(typeof data4 !== "string"){
+let data12 = data.compression;
+const _errs28 = errors;
+if(typeof data12 !== "string"){
 validate12.errors = [{instancePath:instancePath+"/compression",schemaPath:"#/properties/compression/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-if(!((data4 === "none") || (data4 === "zstd"))){
+if(!((data12 === "none") || (data12 === "zstd"))){
 validate12.errors = [{instancePath:instancePath+"/compression",schemaPath:"#/properties/compression/enum",keyword:"enum",params:{allowedValues: schema13.properties.compression.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
-var valid0 = _errs11 === errors;
+var valid0 = _errs28 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.imageCheckSumType !== undefined && func0.call(data, "imageCheckSumType")){
-let data5 = data.imageCheckSumType;
-const _errs13 = errors;
-if(typeof data5 !== "string"){
+let data13 = data.imageCheckSumType;
+const _errs30 = errors;
+if(typeof data13 !== "string"){
 validate12.errors = [{instancePath:instancePath+"/imageCheckSumType",schemaPath:"#/properties/imageCheckSumType/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-if(!((data5 === "sha256") || (data5 === "sha512"))){
+if(!((data13 === "sha256") || (data13 === "sha512"))){
 validate12.errors = [{instancePath:instancePath+"/imageCheckSumType",schemaPath:"#/properties/imageCheckSumType/enum",keyword:"enum",params:{allowedValues: schema13.properties.imageCheckSumType.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
-var valid0 = _errs13 === errors;
+var valid0 = _errs30 === errors;
 }
 else {
 var valid0 = true;

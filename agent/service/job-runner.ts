@@ -168,7 +168,8 @@ export class JobRunner implements InstallJobs {
 
   startCapture (request: CaptureJobRequest): { jobId: string } {
     const job = this.begin('capture', {
-      uploadUrl: safeUrl(request.uploadUrl),
+      uploadUrl: request.uploadUrl === undefined ? undefined : safeUrl(request.uploadUrl),
+      s3: request.s3 === undefined ? undefined : { endpoint: request.s3.endpoint, bucket: request.s3.bucket, key: request.s3.key },
       format: request.format,
       compress: request.compress,
       checksumType: request.checksumType,
@@ -269,7 +270,7 @@ export class JobRunner implements InstallJobs {
     try {
       const captured = await this.capture({
         diskPath: this.options.disk.path,
-        uploadUrl: request.uploadUrl,
+        ...(request.s3 === undefined ? { uploadUrl: request.uploadUrl } : { s3: request.s3 }),
         headers: request.httpHeaders,
         format: request.format,
         compress: request.compress,

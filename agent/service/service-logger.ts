@@ -31,6 +31,16 @@ export const REDACTED_PATHS = [
   '*.token',
   '*.authorization',
   '*.password',
+  // A capture's S3 credentials (payload/capture-request), wherever a request object reaches the log.
+  'accessKeyId',
+  'secretAccessKey',
+  'sessionToken',
+  '*.accessKeyId',
+  '*.secretAccessKey',
+  '*.sessionToken',
+  '*.s3.accessKeyId',
+  '*.s3.secretAccessKey',
+  '*.s3.sessionToken',
 ]
 
 export function isLogLevel (value: string): value is LogLevel {

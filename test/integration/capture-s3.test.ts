@@ -228,3 +228,37 @@ t.test('byoi-agent capture --upload s3://…: credentials from the environment, 
   t.match(await usage(['--s3-endpoint', s3.endpoint, '--header', 'X-A: b']), /--header goes with an http\(s\) --upload/)
   t.match(await usage(['--s3-endpoint', s3.endpoint], 'http://127.0.0.1:1/a.qcow2'), /--s3-endpoint and --s3-region go with --upload s3:/)
 })
+
+t.test('POST /capture/start with s3: the object whole in the bucket, the keys in no log, status, event or state file', async (t) => {
+  const { startService } = await import('../../agent/api/start-service.js')
+  const { AUTH, captureServiceLog, readEvents, TOKEN, waitFor } = await import('../unit/api/api-test-helpers.js')
+  const stateDir = join(dir.path, 'service-state')
+  const log = captureServiceLog()
+  const service = await startService({
+    host: '127.0.0.1', port: 0, token: TOKEN, disk: { path: made.path, auto: false, sizeBytes: null, model: null }, stateDir, logger: log.logger,
+  })
+  t.teardown(service.close)
+  const events: unknown[] = []
+  const streamed = readEvents(service.url, { onEvent: (e) => events.push(e) })
+  await waitFor('the first event', () => events.length > 0)
+  const body = {
+    s3: { endpoint: s3.endpoint, region: s3.region, bucket: s3.bucket, key: 'service/a.qcow2', accessKeyId: s3.accessKey, secretAccessKey: s3.secretKey },
+  }
+  const headers = { ...AUTH, 'content-type': 'application/json' }
+  const start = await fetch(`${service.url}/capture/start`, { method: 'POST', headers, body: JSON.stringify(body) })
+  t.equal(start.status, 202)
+  const stream = await streamed
+  const status = await (await fetch(`${service.url}/install/status`, { headers: AUTH })).text()
+  const parsed = JSON.parse(status) as { state: string; result: { code: string }; capture: { bytes: number; digest: { hex: string } } }
+  t.match(parsed, { state: 'done', kind: 'capture', result: { code: 'CAPTURED' } })
+  const file = join(dir.path, 'service-a.qcow2')
+  await boto.get('service/a.qcow2', file)
+  const stored = readFileSync(file)
+  t.equal(parsed.capture.bytes, stored.length)
+  t.equal(parsed.capture.digest.hex, createHash('sha512').update(stored).digest('hex'), 'the digest is of the object as stored')
+  await service.runner.idle()
+  const state = readFileSync(join(stateDir, 'state.json'), 'utf8')
+  for (const [what, text] of [['log', log.text()], ['status', status], ['events', stream.text], ['state file', state]] as const) {
+    assertNoSecret(t, text, what)
+  }
+})

@@ -81,7 +81,7 @@ t.test('the capture body: defaults, and refusals naming the field', async (t) =>
     uploadUrl: 'http://h.invalid/a.raw.zst', httpHeaders: [], format: 'raw', compress: 'zstd', checksumType: 'sha256',
   })
   const refusals: Array<[unknown, string, RegExp]> = [
-    [{}, 'PAYLOAD_MISSING_FIELD', /uploadURL/],
+    [{}, 'PAYLOAD_MISSING_FIELD', /uploadURL or s3/],
     [{ uploadURL: '' }, 'PAYLOAD_MISSING_FIELD', /uploadURL/],
     [[], 'PAYLOAD_BAD_FIELD', /request body/],
     [{ uploadURL: 'ftp://h.invalid/a' }, 'PAYLOAD_BAD_FIELD', /uploadURL/],
@@ -91,6 +91,21 @@ t.test('the capture body: defaults, and refusals naming the field', async (t) =>
     [{ uploadURL: 'http://h.invalid/a', httpHeaders: { Authorization: 'Bearer a\nsecret-in-value' } }, 'PAYLOAD_BAD_FIELD', /httpHeaders/],
     [{ uploadURL: 'http://h.invalid/a', httpHeaders: { Host: 'x' } }, 'PAYLOAD_BAD_FIELD', /httpHeaders/],
   ]
+  const s3 = { endpoint: 'https://s3.example.invalid/', bucket: 'images', key: '/a/b.qcow2', accessKeyId: 'AKID', secretAccessKey: 's3-secret' }
+  t.same(parseCaptureRequest({ s3 }), {
+    s3: { endpoint: 'https://s3.example.invalid', region: 'us-east-1', bucket: 'images', key: 'a/b.qcow2', accessKeyId: 'AKID', secretAccessKey: 's3-secret' },
+    httpHeaders: [], format: 'qcow2', compress: 'none', checksumType: 'sha512',
+  })
+  refusals.push(
+    [{ s3, uploadURL: 'http://h.invalid/a' }, 'PAYLOAD_BAD_FIELD', /s3/],
+    [{ s3, httpHeaders: { 'X-A': 'secret-b' } }, 'PAYLOAD_BAD_FIELD', /httpHeaders/],
+    [{ s3: { ...s3, endpoint: 'https://s3.example.invalid/path' } }, 'PAYLOAD_BAD_FIELD', /s3\.endpoint/],
+    [{ s3: { ...s3, endpoint: 'https://user:secret-p@s3.example.invalid' } }, 'PAYLOAD_BAD_FIELD', /s3\.endpoint/],
+    [{ s3: { ...s3, bucket: 'Bad_Bucket' } }, 'PAYLOAD_BAD_FIELD', /s3\.bucket/],
+    [{ s3: { ...s3, secretAccessKey: '' } }, 'PAYLOAD_MISSING_FIELD', /s3\.secretAccessKey/],
+    [{ s3: { ...s3, key: '/' } }, 'PAYLOAD_MISSING_FIELD', /s3\.key/],
+    [{ s3: { ...s3, extra: 1 } }, 'PAYLOAD_BAD_FIELD', /s3/],
+  )
   for (const [body, code, field] of refusals) {
     let caught: unknown
     try {
@@ -99,7 +114,7 @@ t.test('the capture body: defaults, and refusals naming the field', async (t) =>
       caught = err
     }
     t.match(caught, { code, message: field }, JSON.stringify(body))
-    t.notMatch(String((caught as Error | undefined)?.message), /secret/, 'no value quoted')
+    t.notMatch(String((caught as Error | undefined)?.message), /secret-|s3-secret/, 'no value quoted')
   }
 })
 
