@@ -2,9 +2,10 @@
  * `make bench`: the bench suites, one after the other: raw (a 2 GiB raw image, both agent modes,
  * against the shell pipelines), qcow2 (2 GiB guests in plain and zlib qcow2, in memory and
  * streamed, against qemu-img), compressed (that guest as a zstd raw image, against zstd's pipeline)
- * and ranges (1 GiB from a server capping each connection, 1, 4 and 8 connections, against curl and aria2c).
+ * and ranges (1 GiB from a server capping each connection, 1, 4 and 8 connections, against curl and aria2c), and capture
+ * (a 2 GiB disk uploaded as an image to WebDAV, against qemu-img convert -c and e2image pipelines).
  * Prints a table per suite and rewrites its section of docs/benchmarks.md.
- * `--suite raw|qcow2|compressed|ranges` (repeatable) runs only those. `--baseline DIR` (a checkout of another commit,
+ * `--suite raw|qcow2|compressed|ranges|capture` (repeatable) runs only those. `--baseline DIR` (a checkout of another commit,
  * built) runs each agent contender twice per round, this build and that one, interleaved, and
  * prints an A/B table instead of rewriting the doc. Not a test: nothing here asserts on time.
  */
@@ -19,6 +20,7 @@ import { mergeSection, renderSection, renderTable, summarize, type ContenderSumm
 import { BASELINE_SUFFIX, type Contender } from './contender.js'
 import { compareDiskSamples } from './disk-samples.js'
 import { startFileServer, type FileServer } from './file-server.js'
+import { captureSuite } from './capture-suite.js'
 import { compressedSuite } from './compressed-suite.js'
 import { qcow2Suite } from './qcow2-suite.js'
 import { rangesSuite } from './ranges-suite.js'
@@ -28,7 +30,7 @@ import { GNU_TIME, runTimed } from './timed-run.js'
 
 const ROUNDS = 3
 const RUN_TIMEOUT_MS = 180_000 // 3 min: far beyond any healthy run
-const SUITES: readonly Suite[] = [rawSuite, qcow2Suite, compressedSuite, rangesSuite]
+const SUITES: readonly Suite[] = [rawSuite, qcow2Suite, compressedSuite, rangesSuite, captureSuite]
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..') // dist/bench/ → the repository
 const benchDir = join(root, 'build', 'bench')
