@@ -7,12 +7,17 @@
  * Trusted only when the filesystem says its bitmaps are current: cleanly unmounted (s_state
  * VALID, no ERROR), no journal to replay (no RECOVER), a layout this reader knows (no META_BG,
  * no BIGALLOC, no unknown incompatible feature), and each group's bitmap agreeing with the free
- * count its descriptor keeps. Otherwise the verdict says why and the caller
+ * count its descriptor keeps. With metadata_csum (mke2fs's default since e2fsprogs 1.43) the
+ * superblock's, each descriptor's and each written block bitmap's CRC-32C must match too: a
+ * bitmap damaged so that its free count still agrees (a used block's bit cleared, a free one's
+ * set) would otherwise have zeroed data in use. Otherwise the verdict says why and the caller
  * captures the filesystem as it is. A group whose bitmap was never written (BLOCK_UNINIT) holds
  * only the metadata placed in it: its superblock backup and descriptor blocks, and the bitmaps and
  * inode tables of any group that live there (flex_bg); the rest of it is free, as the kernel
  * computes it (ext4_init_block_bitmap).
  */
+
+import { crc32c } from './crc32c.js'
 
 /** Reads `length` bytes at `offset` of the filesystem (fewer only past its end). */
 export type ReadAt = (offset: number, length: number) => Promise<Buffer>
@@ -43,6 +48,12 @@ const INCOMPAT_64BIT = 0x80
 const INCOMPAT_KNOWN = 0x2 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000
 const RO_COMPAT_SPARSE_SUPER = 0x1
 const RO_COMPAT_BIGALLOC = 0x200
+const RO_COMPAT_METADATA_CSUM = 0x400
+const INCOMPAT_CSUM_SEED = 0x2000
+const SB_CHECKSUM_AT = 0x3fc
+const DESC_CHECKSUM_AT = 0x1e
+/** The descriptor's bg_block_bitmap_csum_hi ends here: shorter descriptors keep only the low 16 bits. */
+const DESC_BITMAP_CSUM_HI_END = 0x3c
 const COMPAT_SPARSE_SUPER2 = 0x200
 const BG_BLOCK_UNINIT = 0x2
 /** The group descriptors read at most: 64 MiB, 1 Mi groups of 64 bytes (128 TiB in 4 KiB blocks with 32768 per group). */
@@ -69,6 +80,8 @@ interface Superblock {
   /** sparse_super2: the only groups with a backup besides 0. */
   backupGroups: number[] | undefined
   is64: boolean
+  /** metadata_csum: the seed of every checksum (s_checksum_seed, or the CRC of the UUID); undefined without it. */
+  csumSeed: number | undefined
 }
 
 /** Reads the superblock at `1024` and judges it; `sizeBytes` is the partition's. */
@@ -80,12 +93,18 @@ export async function ext4FreeBlocks (read: ReadAt, sizeBytes: number): Promise<
   const sb = judged
   const descriptors = await read((sb.firstDataBlock + 1) * sb.blockBytes, sb.groups * sb.descBytes)
   if (descriptors.length < sb.groups * sb.descBytes) return { kind: 'untrusted', reason: 'its group descriptors lie past the partition\'s end' }
-  const groups: Array<GroupMetadata & { flags: number; freeCount: number }> = []
+  const groups: Array<GroupMetadata & { flags: number; freeCount: number; bitmapCsum: number }> = []
   for (let g = 0; g < sb.groups; g++) {
     const d = descriptors.subarray(g * sb.descBytes, (g + 1) * sb.descBytes)
+    if (sb.csumSeed !== undefined && descriptorCsum(sb.csumSeed, g, d) !== d.readUInt16LE(DESC_CHECKSUM_AT)) {
+      return { kind: 'untrusted', reason: `group ${g}'s descriptor fails its checksum (fsck it first)` }
+    }
     const wide = (lo: number, hiAt: number): number => (sb.is64 ? d.readUInt32LE(hiAt) * 2 ** 32 : 0) + d.readUInt32LE(lo)
     const freeCount = d.readUInt16LE(0xc) + (sb.is64 ? d.readUInt16LE(0x2c) * 65536 : 0)
-    const group = { blockBitmap: wide(0x0, 0x20), inodeBitmap: wide(0x4, 0x24), inodeTable: wide(0x8, 0x28), flags: d.readUInt16LE(0x12), freeCount }
+    const bitmapCsum = d.readUInt16LE(0x18) + (sb.descBytes >= DESC_BITMAP_CSUM_HI_END ? d.readUInt16LE(0x38) * 65536 : 0)
+    const group = {
+      blockBitmap: wide(0x0, 0x20), inodeBitmap: wide(0x4, 0x24), inodeTable: wide(0x8, 0x28), flags: d.readUInt16LE(0x12), freeCount, bitmapCsum,
+    }
     const tableBlocks = Math.ceil((sb.inodesPerGroup * sb.inodeBytes) / sb.blockBytes)
     if ([group.blockBitmap, group.inodeBitmap].some((b) => b < sb.firstDataBlock || b >= sb.blocks) ||
         group.inodeTable < sb.firstDataBlock || group.inodeTable + tableBlocks > sb.blocks) {
@@ -99,10 +118,16 @@ export async function ext4FreeBlocks (read: ReadAt, sizeBytes: number): Promise<
     const group = groups[g] as (typeof groups)[number]
     const first = sb.firstDataBlock + g * sb.blocksPerGroup
     const count = Math.min(sb.blocksPerGroup, sb.blocks - first)
-    const bitmap = (group.flags & BG_BLOCK_UNINIT) !== 0
-      ? uninitBitmap(sb, metadata.get(g) ?? [], g, first, count)
-      : await read(group.blockBitmap * sb.blockBytes, Math.ceil(count / 8))
-    if (bitmap.length < Math.ceil(count / 8)) return { kind: 'untrusted', reason: `group ${g}'s block bitmap lies past the partition's end` }
+    const uninit = (group.flags & BG_BLOCK_UNINIT) !== 0
+    // The checksum covers a whole group's bits (blocks per group / 8), the last group's too.
+    const bitmapBytes = uninit ? Math.ceil(count / 8) : Math.max(Math.ceil(count / 8), sb.blocksPerGroup / 8)
+    const bitmap = uninit ? uninitBitmap(sb, metadata.get(g) ?? [], g, first, count) : await read(group.blockBitmap * sb.blockBytes, bitmapBytes)
+    if (bitmap.length < bitmapBytes) return { kind: 'untrusted', reason: `group ${g}'s block bitmap lies past the partition's end` }
+    if (!uninit && sb.csumSeed !== undefined) {
+      const csum = crc32c(sb.csumSeed, bitmap.subarray(0, sb.blocksPerGroup / 8))
+      const expected = sb.descBytes >= DESC_BITMAP_CSUM_HI_END ? csum : csum & 0xffff
+      if (expected !== group.bitmapCsum) return { kind: 'untrusted', reason: `group ${g}'s block bitmap fails its checksum (fsck it first)` }
+    }
     const before = free.bytes
     for (let i = 0; i < count; i += 8) {
       const byte = bitmap[i >>> 3] as number
@@ -152,13 +177,30 @@ function judge (raw: Buffer, sizeBytes: number): Superblock | string {
   // A hostile superblock (8 blocks per group) must not make us read gigabytes of descriptors.
   if (groups * descBytes > MAX_DESCRIPTOR_BYTES) return `its ${groups} block groups are more than this reader follows`
   const backupGroups = (compat & COMPAT_SPARSE_SUPER2) !== 0 ? [raw.readUInt32LE(0x24c), raw.readUInt32LE(0x250)] : undefined
+  let csumSeed: number | undefined
+  if ((roCompat & RO_COMPAT_METADATA_CSUM) !== 0) {
+    if (crc32c(0xffffffff, raw.subarray(0, SB_CHECKSUM_AT)) !== raw.readUInt32LE(SB_CHECKSUM_AT)) return 'its superblock fails its checksum'
+    csumSeed = (incompat & INCOMPAT_CSUM_SEED) !== 0 ? raw.readUInt32LE(0x270) : crc32c(0xffffffff, raw.subarray(0x68, 0x78))
+  }
   return {
     blockBytes, blocks, firstDataBlock, blocksPerGroup, inodesPerGroup, inodeBytes, descBytes, groups,
     reservedGdtBlocks: raw.readUInt16LE(0xce),
     sparseSuper: (roCompat & RO_COMPAT_SPARSE_SUPER) !== 0,
     backupGroups,
     is64,
+    csumSeed,
   }
+}
+
+/** bg_checksum with metadata_csum (ext4_group_desc_csum): the group's number, then the descriptor with its checksum field as zeros. */
+function descriptorCsum (seed: number, group: number, descriptor: Buffer): number {
+  const number = Buffer.alloc(4)
+  number.writeUInt32LE(group)
+  let csum = crc32c(seed, number)
+  csum = crc32c(csum, descriptor.subarray(0, DESC_CHECKSUM_AT))
+  csum = crc32c(csum, Buffer.alloc(2))
+  csum = crc32c(csum, descriptor.subarray(DESC_CHECKSUM_AT + 2))
+  return csum & 0xffff
 }
 
 /** Group `g` holds a copy of the superblock and descriptors (ext4_bg_has_super). */

@@ -192,14 +192,54 @@ t.test('hostile superblocks and descriptors (seeded mutations): always a verdict
   t.ok(trusted > 0 && trusted < 300, `${trusted} of 300 mutated filesystems still read (the others refused or not ext4)`)
 })
 
-t.test('a descriptor pointing at the wrong bitmap block: untrusted (its free count disagrees)', async (t) => {
+t.test('a descriptor pointing at the wrong bitmap block: untrusted (without metadata_csum, its free count disagrees; with it, its checksum)', async (t) => {
   const dir = tempDir()
   t.teardown(dir.remove)
-  const image = makeFs(dir.path, 'fs', 16 * MiB, ['-t', 'ext4', '-b', '1024', '-g', '1024', '-O', '^flex_bg,^64bit'], [])
+  for (const [csum, reason] of [
+    ['^metadata_csum', /group 0's bitmap shows \d+ free blocks where its descriptor says \d+/],
+    ['metadata_csum', /group 0's descriptor fails its checksum/],
+  ] as const) {
+    const image = makeFs(dir.path, `fs-${csum}`, 16 * MiB, ['-t', 'ext4', '-b', '1024', '-g', '1024', '-O', `^flex_bg,^64bit,${csum}`], [])
+    const bytes = readFileSync(image)
+    const read: ReadAt = async (offset, length) => bytes.subarray(offset, offset + length)
+    t.match(await ext4FreeBlocks(read, bytes.length), { kind: 'ext4' }, `${csum}: as made, trusted`)
+    // Group 0's descriptor (32 bytes at block 2): its block bitmap moved to its inode bitmap's block.
+    bytes.writeUInt32LE(bytes.readUInt32LE(2048 + 4), 2048)
+    t.match(await ext4FreeBlocks(read, bytes.length), { kind: 'untrusted', reason }, csum)
+  }
+})
+
+t.test('a bitmap damaged with its free count kept (a used block shown free, a free one used): metadata_csum catches it', async (t) => {
+  const dir = tempDir()
+  t.teardown(dir.remove)
+  const outcomes: Record<string, unknown> = {}
+  for (const csum of ['^metadata_csum', 'metadata_csum']) {
+    // The default deletions free blocks among used ones (group 4: about 900 free, its bitmap written).
+    const image = makeFs(dir.path, `fs-${csum}`, 16 * MiB, ['-t', 'ext4', '-b', '1024', '-g', '1024', '-O', `^flex_bg,^64bit,${csum}`])
+    const bytes = readFileSync(image)
+    const read: ReadAt = async (offset, length) => bytes.subarray(offset, offset + length)
+    const bitmapAt = bytes.readUInt32LE(2048 + 4 * 32) * 1024 // group 4's block bitmap (its descriptor, the fifth at block 2)
+    const bit = (n: number): number => (bytes[bitmapAt + (n >>> 3)] as number) & (1 << (n & 7))
+    const flip = (n: number): void => { bytes[bitmapAt + (n >>> 3)] = (bytes[bitmapAt + (n >>> 3)] as number) ^ (1 << (n & 7)) }
+    // Swap a used bit (its first: the group's first metadata block) with its last free one.
+    let freeBit = 1023
+    while (freeBit > 0 && bit(freeBit) !== 0) freeBit--
+    t.ok(bit(0) !== 0 && bit(freeBit) === 0, `${csum}: block 0 of group 4 used, ${freeBit} free`)
+    flip(0)
+    flip(freeBit)
+    outcomes[csum] = await ext4FreeBlocks(read, bytes.length)
+  }
+  const unseen = JSON.stringify(outcomes['^metadata_csum']).slice(0, 160)
+  t.match(outcomes['^metadata_csum'], { kind: 'ext4' }, `without checksums the damage cannot be seen: the count agrees (${unseen})`)
+  t.match(outcomes['metadata_csum'], { kind: 'untrusted', reason: /group 4's block bitmap fails its checksum/ }, 'with them it is refused')
+})
+
+t.test('metadata_csum: a superblock that fails its checksum is untrusted', async (t) => {
+  const dir = tempDir()
+  t.teardown(dir.remove)
+  const image = makeFs(dir.path, 'fs', 16 * MiB, ['-t', 'ext4', '-O', 'metadata_csum'], [])
   const bytes = readFileSync(image)
   const read: ReadAt = async (offset, length) => bytes.subarray(offset, offset + length)
-  t.match(await ext4FreeBlocks(read, bytes.length), { kind: 'ext4' }, 'as made: trusted')
-  // Group 0's descriptor (32 bytes at block 2): its block bitmap moved to its inode bitmap's block.
-  bytes.writeUInt32LE(bytes.readUInt32LE(2048 + 4), 2048)
-  t.match(await ext4FreeBlocks(read, bytes.length), { kind: 'untrusted', reason: /group 0's bitmap shows \d+ free blocks where its descriptor says \d+/ })
+  bytes[1024 + 0x78] = (bytes[1024 + 0x78] as number) ^ 0x20 // a byte of the volume name
+  t.match(await ext4FreeBlocks(read, bytes.length), { kind: 'untrusted', reason: 'its superblock fails its checksum' })
 })
