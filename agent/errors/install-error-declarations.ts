@@ -241,6 +241,18 @@ export const installErrorDeclarations = declareErrors({
     when: 'the upload\'s server refused it (HTTP 4xx: 401 or 403, credentials or a presigned URL expired; 413, too large); ' +
       'not retried',
   },
+  CAPTURE_DISK_CHANGED: {
+    constructorName: 'captureDiskChanged',
+    ovh: false,
+    withCause: true,
+    message: (diskPath: Shown<string>, cluster: Shown<number>) =>
+      `Could not capture ${diskPath}: it changed while it was read (cluster ${cluster} no longer compresses to the size laid out ` +
+      'in the first pass); capture it again with nothing writing to it.',
+    placeholders: ['DISK', 'N'],
+    when: 'a compressed qcow2 capture: a cluster read again in the second pass compressed to another size than in the first, ' +
+      'whose sizes the tables already sent were made from; the upload stops there (never a corrupt image) and nothing is ' +
+      'reported as captured',
+  },
   EFI_BOOTLOADER_NOT_FOUND: {
     constructorName: 'efiBootloaderNotFound',
     ovh: false,

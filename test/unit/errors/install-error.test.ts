@@ -32,6 +32,7 @@ const samples: ConstructorSamples<typeof errors> = {
   diskUnavailable: ['/dev/sda', 'ENOENT', cause],
   captureUploadFailed: ['https://h.invalid/a.qcow2', cause],
   captureUploadRefused: ['https://h.invalid/a.qcow2', 'HTTP 403 Forbidden', cause],
+  captureDiskChanged: ['/dev/sda', 1234, cause],
   efiBootloaderNotFound: ['\\EFI\\BOOT\\BOOTX64.EFI', 'not-in-esp', cause],
   cancelled: [],
   cancelledUntouched: [],
