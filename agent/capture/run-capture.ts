@@ -20,7 +20,8 @@ export interface CaptureRequest {
   uploadUrl: string
   /** qcow2 (default): sparse, tables first. raw: every byte, free space zeroed; with `compress: 'zstd'`, a .raw.zst. */
   format?: 'qcow2' | 'raw'
-  compress?: 'zstd' | 'none'
+  /** qcow2: its clusters compressed (zlib: QEMU's deflate); raw: zstd only. */
+  compress?: 'zstd' | 'zlib' | 'none'
   headers: Array<{ name: string; value: string }>
   checksumType: 'sha256' | 'sha512'
   signal?: AbortSignal
@@ -64,7 +65,8 @@ export async function runCapture (request: CaptureRequest): Promise<CaptureOutco
     } else {
       request.logger?.info({ disk: disk.path, sizeBytes: disk.sizeBytes }, 'capture: scanning the disk')
       const onScan = (p: { bytes: number; totalBytes: number }): void => { request.onProgress?.('scan', p.bytes, p.totalBytes) }
-      const plan = await planCapture(disk, { signal: request.signal, onProgress: onScan })
+      const compression = request.compress === 'zstd' ? 'zstd' : request.compress === 'zlib' ? 'deflate' : undefined
+      const plan = await planCapture(disk, { signal: request.signal, onProgress: onScan, compression, diskName: disk.path })
       request.logger?.info({ fileBytes: plan.layout.fileBytes, notes: plan.notes }, 'capture: uploading')
       uploaded = await uploadCapture(plan, put, request.checksumType, uploading(plan.layout.fileBytes))
       notes = plan.notes
