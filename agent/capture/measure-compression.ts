@@ -10,7 +10,7 @@ import type { CompressionType } from '../image/qcow2/decompress.js'
  */
 
 /** Batches under way at once: two threads busy and the next read's waiting. */
-const BATCHES_AHEAD = 4
+const BATCHES_AHEAD = 3
 
 export class CompressionMeter {
   readonly sizes: CompressedSizes

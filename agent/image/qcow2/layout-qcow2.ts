@@ -341,7 +341,7 @@ export type CompressClusters = (clusters: Buffer[]) => Promise<Uint8Array[]>
 /** Compressed clusters sent to `compress` at a time (a whole number of clusters, at least one)… */
 const COMPRESS_BATCH_BYTES = 4 * 1024 * 1024 // 4 MiB
 /** …and batches under way while the next ones are read: enough for two threads and the reading. */
-const COMPRESS_BATCHES_AHEAD = 4
+const COMPRESS_BATCHES_AHEAD = 2
 
 /**
  * The whole file, front to back: the layout's metadata, then each data cluster as `readCluster`
