@@ -42,8 +42,8 @@ export async function planCapture (io: BlockIo, options: CapturePlanOptions = {}
   const clusterBits = options.clusterBits ?? DEFAULT_CLUSTER_BITS
   const clusterBytes = 2 ** clusterBits
   const free = await findFreeSpace(io)
-  const meter = options.compression === undefined ? undefined : new CompressionMeter(options.compression, Math.ceil(io.sizeBytes / clusterBytes), clusterBits)
-  const onKept = meter === undefined ? undefined : async (clusters: number[], data: Buffer[]): Promise<void> => { await meter.add(clusters, data) }
+  const meter = options.compression === undefined ? undefined : new CompressionMeter(options.compression, clusterBits)
+  const onKept = meter === undefined ? undefined : async (_clusters: number[], data: Buffer[]): Promise<void> => { await meter.add(data) }
   const bitmap = await scanDisk(io, free, clusterBytes, { ...options, onKept })
   const layout = new Qcow2Layout(io.sizeBytes, bitmap, clusterBits, await meter?.finish())
   const notes = [...free.notes, `${layout.dataClusters} of ${bitmap.clusters} clusters of ${clusterBytes} bytes kept`]

@@ -4,7 +4,7 @@ import type { CompressionType } from '../image/qcow2/decompress.js'
 
 /**
  * A compressed capture's first pass, beside the scan: each cluster kept compressed on the pool's
- * threads, only its length kept (CompressedSizes, a byte per cluster), so that the qcow2 can be
+ * threads, only its length kept (CompressedSizes, two bytes per data cluster), so that the qcow2 can be
  * laid out, every offset known, before the second pass compresses the clusters again to send
  * them. A few batches are under way while the scan reads on; `add` waits when more would be.
  */
@@ -16,16 +16,20 @@ export class CompressionMeter {
   readonly sizes: CompressedSizes
   private readonly underWay = new Set<Promise<void>>()
   private failure: Error | undefined
+  /** Data clusters added so far: the ordinal of the next. */
+  private added = 0
 
-  constructor (readonly type: CompressionType, clusters: number, readonly clusterBits: number) {
-    this.sizes = new CompressedSizes(type, clusters, clusterBits)
+  constructor (readonly type: CompressionType, readonly clusterBits: number) {
+    this.sizes = new CompressedSizes(type, clusterBits)
   }
 
-  /** Measures `clusters` (their bytes in `data`, copied before this returns a promise). */
-  async add (clusters: number[], data: Buffer[]): Promise<void> {
+  /** Measures the next data clusters, in guest order (their bytes copied before this returns a promise). */
+  async add (data: Buffer[]): Promise<void> {
     this.throwIfFailed()
+    const first = this.added
+    this.added += data.length
     const batch = compressPool.compress(this.type, data, this.sizes.clusterBytes, { keepOutput: false }).then(
-      ({ lengths }) => { clusters.forEach((cluster, i) => { this.sizes.record(cluster, lengths[i] ?? 0) }) },
+      ({ lengths }) => { lengths.forEach((length, i) => { this.sizes.record(first + i, length) }) },
       (err: unknown) => { this.failure ??= err instanceof Error ? err : new Error(String(err)) },
     )
     this.underWay.add(batch)

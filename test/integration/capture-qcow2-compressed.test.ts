@@ -81,8 +81,8 @@ for (const { type, clusterBits } of cases) {
     const percent = (100 * result.bytes / theirBytes).toFixed(1)
     t.comment(`${qemuType} ${2 ** clusterBits} B clusters: ours ${result.bytes} bytes, qemu-img convert -c ${theirBytes} (${percent} %)`)
     if (clusterBits === 16) t.ok(result.bytes <= theirBytes, `no larger than qemu-img convert -c: ${result.bytes} ≤ ${theirBytes}`)
-    // 4 KiB clusters: each compressed cluster padded to 16 bytes (sizes kept in a byte per cluster) costs about as much as qemu's packing saves.
-    else t.ok(result.bytes <= theirBytes * 1.005, `within 0.5 % of qemu-img convert -c: ${result.bytes} against ${theirBytes}`)
+    // 4 KiB clusters: about the same (zlib's streams are not byte for byte QEMU's: node's zlib is not the system's).
+    else t.ok(result.bytes <= theirBytes * 1.001, `within 0.1 % of qemu-img convert -c: ${result.bytes} against ${theirBytes}`)
   })
 }
 

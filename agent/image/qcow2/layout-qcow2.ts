@@ -20,7 +20,7 @@ import { QCOW2_MAGIC } from './header.js'
  * `qemu-img convert -c` makes it: header_length 112 with compression_type at byte 104 (zstd: 1
  * and incompatible feature bit 3). The data then comes in two runs, each in guest order: first
  * the clusters stored as they are (cluster-aligned), then the compressed ones packed one after
- * the other, each padded to its planned size (a whole number of 1/256 of a cluster), so no
+ * the other (each padded to a whole unit of CompressedSizes: none up to 64 KiB clusters), so no
  * cluster is wasted aligning a plain cluster after compressed ones; the file ends at the sector
  * after the last. A compressed cluster may straddle two host clusters and a host cluster hold
  * several: each host cluster's refcount is the number of compressed clusters whose sectors touch
@@ -68,6 +68,8 @@ export class Qcow2Layout {
   private readonly l2Ordinal: Int32Array
   /** For each L2 table, by ordinal: its L1 entry. */
   private readonly l2Entry: number[] = []
+  /** For each L1 entry: data clusters in the ranges before it (the ordinal of its first, CompressedSizes' index). */
+  private readonly keptBefore: Float64Array
   /** For each L1 entry: clusters stored as they are in the ranges before it (their data comes first). */
   private readonly plainBefore: Float64Array
   /** For each L1 entry: bytes of the compressed clusters of the ranges before it. */
@@ -85,13 +87,14 @@ export class Qcow2Layout {
     this.clusterBytes = clusterBytes
     const guestClusters = Math.ceil(virtualSizeBytes / clusterBytes)
     if (data.clusters !== guestClusters) throw new RangeError(`a bitmap of ${data.clusters} clusters for ${guestClusters}`)
-    if (compression !== undefined && (compression.clusters !== guestClusters || compression.clusterBits !== clusterBits)) {
-      throw new RangeError(`sizes of ${compression.clusters} clusters of 2^${compression.clusterBits} bytes for ${guestClusters} of 2^${clusterBits}`)
+    if (compression !== undefined && (compression.count !== data.count || compression.clusterBits !== clusterBits)) {
+      throw new RangeError(`sizes of ${compression.count} clusters of 2^${compression.clusterBits} bytes for ${data.count} of 2^${clusterBits}`)
     }
     this.l2Entries = clusterBytes / 8
     this.l1Entries = Math.ceil(guestClusters / this.l2Entries)
     this.l1Clusters = Math.ceil((this.l1Entries * 8) / clusterBytes)
     this.l2Ordinal = new Int32Array(this.l1Entries).fill(-1)
+    this.keptBefore = new Float64Array(this.l1Entries)
     this.plainBefore = new Float64Array(this.l1Entries)
     this.compressedBefore = new Float64Array(this.l1Entries)
     let tables = 0
@@ -100,6 +103,7 @@ export class Qcow2Layout {
     let compressedClusters = 0
     let compressedBytes = 0
     for (let entry = 0; entry < this.l1Entries; entry++) {
+      this.keptBefore[entry] = kept
       this.plainBefore[entry] = plain
       this.compressedBefore[entry] = compressedBytes
       const from = entry * this.l2Entries
@@ -108,20 +112,18 @@ export class Qcow2Layout {
       if (inRange === 0) continue
       this.l2Ordinal[entry] = tables++
       this.l2Entry.push(entry)
-      kept += inRange
-      if (compression === undefined) {
-        plain += inRange
-        continue
-      }
-      for (let guest = from; guest < to; guest++) {
-        if (!data.has(guest)) continue
-        const stored = compression.storedBytes(guest)
-        if (stored === 0) plain++
-        else {
-          compressedClusters++
-          compressedBytes += stored
+      if (compression === undefined) plain += inRange
+      else {
+        for (let ordinal = kept; ordinal < kept + inRange; ordinal++) {
+          const stored = compression.storedBytes(ordinal)
+          if (stored === 0) plain++
+          else {
+            compressedClusters++
+            compressedBytes += stored
+          }
         }
       }
+      kept += inRange
     }
     this.l2Tables = tables
     this.dataClusters = kept
@@ -167,14 +169,19 @@ export class Qcow2Layout {
 
   /** The guest clusters stored as they are, in file (and guest) order. */
   * plainGuests (): Generator<number> {
-    for (const guest of this.data) if (this.compression === undefined || this.compression.unitsOf(guest) === 0) yield guest
+    let ordinal = 0
+    for (const guest of this.data) if (this.compression === undefined || this.compression.unitsOf(ordinal++) === 0) yield guest
   }
 
-  /** The guest clusters stored compressed, in file (and guest) order. */
-  * compressedGuests (): Generator<number> {
+  /** The guest clusters stored compressed, in file (and guest) order, with the bytes each takes there. */
+  * compressedGuests (): Generator<{ guest: number; storedBytes: number }> {
     const compression = this.compression
     if (compression === undefined) return
-    for (const guest of this.data) if (compression.unitsOf(guest) !== 0) yield guest
+    let ordinal = 0
+    for (const guest of this.data) {
+      const storedBytes = compression.storedBytes(ordinal++)
+      if (storedBytes !== 0) yield { guest, storedBytes }
+    }
   }
 
   /** Metadata cluster `index` (0 ≤ index < metadataClusters), a new buffer of clusterBytes. */
@@ -276,9 +283,10 @@ export class Qcow2Layout {
       else high = mid - 1
     }
     let at = this.compressedBefore[low] as number
+    let ordinal = this.keptBefore[low] as number
     for (let guest = low * this.l2Entries; guest < this.data.clusters && at < hi; guest++) {
       if (!this.data.has(guest)) continue
-      const stored = compression.storedBytes(guest)
+      const stored = compression.storedBytes(ordinal++)
       if (stored === 0) continue
       if (at + stored > lo) {
         const firstHost = Math.floor((Math.max(at, lo) + base) / this.clusterBytes)
@@ -302,9 +310,10 @@ export class Qcow2Layout {
     const end = Math.min(firstGuest + this.l2Entries, this.data.clusters)
     let host = this.metadataClusters + (this.plainBefore[entry] as number)
     let compressedAt = this.compressedStart * this.clusterBytes + (this.compressedBefore[entry] as number)
+    let dataOrdinal = this.keptBefore[entry] as number
     for (let guest = firstGuest; guest < end; guest++) {
       if (!this.data.has(guest)) continue
-      const stored = this.compression?.storedBytes(guest) ?? 0
+      const stored = this.compression?.storedBytes(dataOrdinal++) ?? 0
       if (stored === 0) {
         out.writeBigUInt64BE(BigInt(host * this.clusterBytes) | COPIED, (guest - firstGuest) * 8)
         host++
@@ -368,24 +377,23 @@ export async function * qcow2Stream (
   if (compress === undefined) throw new TypeError('a compressed layout streamed without a compressor')
 
   const batchClusters = Math.max(1, Math.floor(COMPRESS_BATCH_BYTES / layout.clusterBytes))
-  const ahead: Array<{ guests: number[]; compressed: Promise<Uint8Array[]> }> = []
-  const packed = async (batch: { guests: number[]; compressed: Promise<Uint8Array[]> }): Promise<Buffer> => {
+  interface Batch { guests: Array<{ guest: number; storedBytes: number }>; compressed: Promise<Uint8Array[]> }
+  const ahead: Batch[] = []
+  const packed = async (batch: Batch): Promise<Buffer> => {
     const streams = await batch.compressed
-    const sizes = batch.guests.map((guest) => compression.storedBytes(guest))
-    const out = Buffer.alloc(sizes.reduce((sum, size) => sum + size, 0)) // the padding after each stream: zeros
+    const out = Buffer.alloc(batch.guests.reduce((sum, { storedBytes }) => sum + storedBytes, 0)) // any padding after a stream: zeros
     let at = 0
-    batch.guests.forEach((guest, i) => {
+    batch.guests.forEach(({ guest, storedBytes }, i) => {
       const stream = streams[i] ?? new Uint8Array(0)
-      const planned = sizes[i] as number
-      if (stream.length === 0 || compression.unitsFor(stream.length) !== compression.unitsOf(guest)) {
-        throw new ClusterSizeChangedError(guest, planned, stream.length)
+      if (stream.length === 0 || compression.unitsFor(stream.length) * compression.unitBytes !== storedBytes) {
+        throw new ClusterSizeChangedError(guest, storedBytes, stream.length)
       }
       out.set(stream, at)
-      at += planned
+      at += storedBytes
     })
     return out
   }
-  let guests: number[] = []
+  let guests: Batch['guests'] = []
   let clusters: Buffer[] = []
   const send = (): void => {
     const compressed = compress(clusters)
@@ -394,12 +402,12 @@ export async function * qcow2Stream (
     guests = []
     clusters = []
   }
-  for (const guest of layout.compressedGuests()) {
-    clusters.push(await read(guest))
-    guests.push(guest)
+  for (const planned of layout.compressedGuests()) {
+    clusters.push(await read(planned.guest))
+    guests.push(planned)
     if (guests.length < batchClusters) continue
     send()
-    if (ahead.length > COMPRESS_BATCHES_AHEAD) yield await packed(ahead.shift() as (typeof ahead)[number])
+    if (ahead.length > COMPRESS_BATCHES_AHEAD) yield await packed(ahead.shift() as Batch)
   }
   if (guests.length > 0) send()
   for (let batch = ahead.shift(); batch !== undefined; batch = ahead.shift()) yield await packed(batch)

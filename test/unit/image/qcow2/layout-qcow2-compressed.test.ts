@@ -40,7 +40,7 @@ function disk (type: CompressionType, sizeBytes: number, clusterBits: number, ki
   const clusters = Math.ceil(sizeBytes / clusterBytes)
   const raw = Buffer.alloc(sizeBytes)
   const bitmap = new ClusterBitmap(clusters)
-  const sizes = new CompressedSizes(type, clusters, clusterBits)
+  const sizes = new CompressedSizes(type, clusterBits)
   for (let i = 0; i < clusters; i++) {
     const kind = kinds(i)
     if (kind === 'zero') continue
@@ -50,7 +50,7 @@ function disk (type: CompressionType, sizeBytes: number, clusterBits: number, ki
     const padded = Buffer.alloc(clusterBytes)
     raw.copy(padded, 0, start, Math.min(start + clusterBytes, sizeBytes))
     bitmap.set(i)
-    sizes.record(i, compressCluster(type, padded).length)
+    sizes.record(bitmap.count - 1, compressCluster(type, padded).length)
   }
   return { raw, bitmap, sizes }
 }
@@ -133,24 +133,24 @@ t.test('zstd header: length 112, compression_type 1, incompatible bit 3; deflate
 })
 
 t.test('descriptors and refcounts by hand: 4 KiB clusters, compressed clusters packed across host clusters', async (t) => {
-  // 4 KiB clusters: units of 16 bytes, x = 62 − 4 = 58, a 4-bit sector count.
+  // 4 KiB clusters: exact sizes, x = 62 − 4 = 58, a 4-bit sector count.
   const clusterBits = 12
   const clusters = 8
   const bitmap = new ClusterBitmap(clusters)
-  const sizes = new CompressedSizes('zstd', clusters, clusterBits)
+  const sizes = new CompressedSizes('zstd', clusterBits)
   const lengths = [1000, 3000, 0, 2500, 17] // 0: cluster 2 stored plain (4096 does not shrink)
   lengths.forEach((length, i) => {
     bitmap.set(i)
     sizes.record(i, length === 0 ? 4096 : length)
   })
   t.equal(sizes.unitsOf(2), 0, 'a cluster that does not shrink is stored plain')
-  t.equal(sizes.storedBytes(0), 1008, '1000 bytes take 63 units of 16')
+  t.equal(sizes.storedBytes(0), 1000, 'exact sizes')
   const layout = new Qcow2Layout(clusters * 4096, bitmap, clusterBits, sizes)
   // header, L1, refcount table, 1 refcount block, 1 L2 table: 5 metadata clusters; then cluster 2 plain; then the compressed run.
   t.equal(layout.metadataClusters, 5)
   t.equal(layout.plainClusters, 1)
   t.equal(layout.compressedClusters, 4)
-  const storedBytes = 1008 + 3008 + 2512 + 32
+  const storedBytes = 1000 + 3000 + 2500 + 17
   t.equal(layout.compressedBytes, storedBytes)
   const run = 6 * 4096
   t.equal(layout.fileBytes, run + Math.ceil(storedBytes / 512) * 512, 'ends at the sector after the last compressed byte')
@@ -159,10 +159,10 @@ t.test('descriptors and refcounts by hand: 4 KiB clusters, compressed clusters p
   const x = 58n
   const descriptor = (offset: number, sectors: number): bigint => (1n << 62n) | (BigInt(sectors - 1) << x) | BigInt(offset)
   t.equal(entry(0), descriptor(run, 2), 'cluster 0: at the run\'s start, 1008 bytes over 2 sectors')
-  t.equal(entry(1), descriptor(run + 1008, 7), 'cluster 1: 3008 bytes from 1008: sectors 1..7')
+  t.equal(entry(1), descriptor(run + 1000, 7), 'cluster 1: 3000 bytes from 1000: sectors 1..7')
   t.equal(entry(2), (1n << 63n) | BigInt(5 * 4096), 'cluster 2: plain, COPIED, after the metadata')
-  t.equal(entry(3), descriptor(run + 4016, 6), 'cluster 3: 2512 bytes from 4016 (across the host cluster boundary): sectors 7..12')
-  t.equal(entry(4), descriptor(run + 6528, 1), 'cluster 4: 32 bytes in sector 12')
+  t.equal(entry(3), descriptor(run + 4000, 6), 'cluster 3: 2500 bytes from 4000 (across the host cluster boundary): sectors 7..12')
+  t.equal(entry(4), descriptor(run + 6500, 1), 'cluster 4: 17 bytes in sector 12')
   t.equal(entry(5), 0n, 'cluster 5: no data')
   const refcounts = layout.metadataCluster(3)
   const refcount = (host: number): number => refcounts.readUInt16BE(host * 2)
@@ -187,15 +187,27 @@ t.test('the second pass: a cluster that compresses to another size fails the str
   t.ok(sent <= layout.metadataClusters * layout.clusterBytes, 'nothing of the compressed run was sent')
 })
 
-t.test('CompressedSizes: units, the threshold, ranges', async (t) => {
-  const sizes = new CompressedSizes('zstd', 4, 16)
-  t.equal(sizes.unitBytes, 256)
-  t.equal(sizes.unitsFor(1), 1)
-  t.equal(sizes.unitsFor(256), 1)
-  t.equal(sizes.unitsFor(257), 2)
-  t.equal(sizes.unitsFor(255 * 256), 255, 'the largest compressed size')
-  t.equal(sizes.unitsFor(255 * 256 + 1), 0, 'past it: stored plain')
+t.test('CompressedSizes: units, the threshold, ranges, chunks', async (t) => {
+  const sizes = new CompressedSizes('zstd', 16)
+  t.equal(sizes.unitBytes, 1, '64 KiB clusters: exact sizes')
+  t.equal(sizes.unitsFor(65535), 65535, 'the largest compressed size')
+  t.equal(sizes.unitsFor(65536), 0, 'a cluster: stored plain')
   t.throws(() => sizes.unitsFor(0), RangeError)
-  t.throws(() => { sizes.record(4, 100) }, RangeError)
-  t.throws(() => new Qcow2Layout(4 * 65536, new ClusterBitmap(4), 12, sizes), RangeError, 'sizes of other clusters than the layout\'s')
+  t.throws(() => { sizes.record(-1, 100) }, RangeError)
+  sizes.record(3, 100)
+  sizes.record(0, 200)
+  t.equal(sizes.count, 4, 'recorded in any order: the highest ordinal counts')
+  t.equal(sizes.storedBytes(3), 100)
+  t.equal(sizes.unitsOf(1), 0, 'not recorded: 0')
+  t.throws(() => sizes.unitsOf(4), RangeError)
+  sizes.record(3 * 2 ** 20 + 5, 7)
+  t.equal(sizes.storedBytes(3 * 2 ** 20 + 5), 7, 'past a chunk of 1 Mi sizes')
+  const large = new CompressedSizes('zstd', 21)
+  t.equal(large.unitBytes, 32, '2 MiB clusters: units of 32 bytes')
+  t.equal(large.unitsFor(33), 2)
+  t.equal(large.unitsFor(2 ** 21 - 32), 65535)
+  t.equal(large.unitsFor(2 ** 21 - 31), 0, 'rounded up to a whole cluster: stored plain')
+  const bitmap = new ClusterBitmap(4)
+  bitmap.set(1)
+  t.throws(() => new Qcow2Layout(4 * 65536, bitmap, 16, sizes), RangeError, 'sizes of another number of data clusters than the bitmap\'s')
 })
