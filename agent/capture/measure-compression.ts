@@ -4,9 +4,9 @@ import type { CompressionType } from '../image/qcow2/decompress.js'
 
 /**
  * A compressed capture's first pass, beside the scan: each cluster kept compressed on the pool's
- * threads, only its length kept (CompressedSizes, two bytes per data cluster), so that the qcow2 can be
- * laid out, every offset known, before the second pass compresses the clusters again to send
- * them. A few batches are under way while the scan reads on; `add` waits when more would be.
+ * threads, only its length kept (CompressedSizes, two bytes per data cluster), so that the
+ * qcow2 can be laid out, every offset known, before the second pass compresses the clusters again
+ * to send them. A few batches are under way while the scan reads on; `add` waits when more would be.
  */
 
 /** Batches under way at once: two threads busy and the next read's waiting. */
@@ -28,10 +28,10 @@ export class CompressionMeter {
     this.throwIfFailed()
     const first = this.added
     this.added += data.length
-    const batch = compressPool.compress(this.type, data, this.sizes.clusterBytes, { keepOutput: false }).then(
-      ({ lengths }) => { lengths.forEach((length, i) => { this.sizes.record(first + i, length) }) },
-      (err: unknown) => { this.failure ??= err instanceof Error ? err : new Error(String(err)) },
-    )
+    // Never rejects: a failure is kept, and thrown by the next add or by finish.
+    const batch = compressPool.compress(this.type, data, this.sizes.clusterBytes, { keepOutput: false })
+      .then(({ lengths }) => { lengths.forEach((length, i) => { this.sizes.record(first + i, length) }) })
+      .catch((err: unknown) => { this.failure ??= err instanceof Error ? err : new Error(String(err)) })
     this.underWay.add(batch)
     void batch.finally(() => this.underWay.delete(batch))
     while (this.underWay.size >= BATCHES_AHEAD) await Promise.race(this.underWay)
