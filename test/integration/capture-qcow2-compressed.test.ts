@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { captureQcow2, captureStream, planCapture } from '../../agent/capture/capture-qcow2.js'
 import { runCapture } from '../../agent/capture/run-capture.js'
+import { EXIT_OK, EXIT_USAGE } from '../../agent/cli.js'
 import { uploadCapture } from '../../agent/capture/upload-capture.js'
 import { Disk } from '../../agent/disk/disk.js'
 import type { CompressionType } from '../../agent/image/qcow2/decompress.js'
@@ -15,6 +16,7 @@ import { parsePayloadJson } from '../../agent/payload/payload-json.js'
 import { DELETED_MARKERS, DISK_BYTES, KEPT_MARKER, makeCaptureDisk, MiB, PART1_BYTES, PART1_START, PART2_BYTES, PART2_START } from '../helpers/capture-disk.js'
 import { readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
 import { qemuImg } from '../helpers/qcow2-fixtures.js'
+import { cli } from '../helpers/run-cli.js'
 import { expectInstallError } from '../helpers/tap.js'
 import { startWebDav } from '../helpers/webdav-server.js'
 
@@ -80,9 +82,13 @@ for (const { type, clusterBits } of cases) {
     const theirBytes = statSync(theirs).size
     const percent = (100 * result.bytes / theirBytes).toFixed(1)
     t.comment(`${qemuType} ${2 ** clusterBits} B clusters: ours ${result.bytes} bytes, qemu-img convert -c ${theirBytes} (${percent} %)`)
-    if (clusterBits === 16) t.ok(result.bytes <= theirBytes, `no larger than qemu-img convert -c: ${result.bytes} ≤ ${theirBytes}`)
-    // 4 KiB clusters: about the same (zlib's streams are not byte for byte QEMU's: node's zlib is not the system's).
-    else t.ok(result.bytes <= theirBytes * 1.001, `within 0.1 % of qemu-img convert -c: ${result.bytes} against ${theirBytes}`)
+    if (type === 'zstd' && clusterBits === 16) t.ok(result.bytes <= theirBytes, `no larger than qemu-img convert -c: ${result.bytes} ≤ ${theirBytes}`)
+    // 4 KiB clusters: about the same. zlib: node's bundled zlib (Chromium's) finds fewer matches than the system's
+    // with QEMU's parameters (2.4 % larger on a 2 GiB system disk, README), so only about as small.
+    else {
+      const margin = type === 'zstd' ? 1.001 : 1.03
+      t.ok(result.bytes <= theirBytes * margin, `within ${((margin - 1) * 100).toFixed(1)} % of qemu-img convert -c: ${result.bytes} against ${theirBytes}`)
+    }
   })
 }
 
@@ -146,4 +152,22 @@ t.test('capture with zstd through the CLI\'s path (runCapture), then install it 
   execFileSync('e2fsck', ['-fn', ext4], { stdio: 'ignore' })
   t.pass('e2fsck -fn: clean')
   t.match(sgdiskVerify(target), { clean: true }, 'the GPT is valid, its backup at the new disk\'s end')
+})
+
+t.test('byoi-agent capture --compress zlib: a qcow2 of zlib clusters; --format raw --compress zlib: bad usage', async (t) => {
+  const dav = await startWebDav(dir.path)
+  t.teardown(dav.close)
+  const url = `${dav.origin}/images/cli.qcow2`
+  const run = await cli(['capture', '--disk', made.path, '--upload', url, '--header', `X-Upload-Token: ${dav.token}`, '--compress', 'zlib', '--json'])
+  t.equal(run.code, EXIT_OK, run.stdout)
+  const stored = join(dav.root, 'images', 'cli.qcow2')
+  t.match(JSON.parse(run.stdout), { status: 'done', code: 'CAPTURED', bytes: statSync(stored).size })
+  const info = JSON.parse(qemuImg(['info', '--output=json', stored])) as { 'format-specific': { data: Record<string, unknown> } }
+  t.match(info['format-specific'].data, { 'compression-type': 'zlib' })
+  qemuImg(['compare', '-q', '-f', 'raw', '-F', 'qcow2', made.reference, stored])
+  t.pass('qemu-img compare: equal to the disk with its free blocks zeroed')
+
+  const usage = await cli(['capture', '--disk', made.path, '--upload', url, '--format', 'raw', '--compress', 'zlib'])
+  t.equal(usage.code, EXIT_USAGE)
+  t.match(usage.stderr, /--compress zlib goes with --format qcow2/)
 })
