@@ -58,11 +58,14 @@ export async function * captureStream (plan: CapturePlan): AsyncGenerator<Buffer
   const { io, free, layout } = plan
   const read = async (cluster: number): Promise<Buffer> => await readCapturedCluster(io, free, layout.clusterBytes, cluster)
   const type = layout.compression?.type
-  const compress = type === undefined
+  const compressed = type === undefined
     ? undefined
-    : async (clusters: Buffer[]): Promise<Uint8Array[]> => await compressOnPool(type, clusters, layout.clusterBytes)
+    : {
+        compress: async (batch: Buffer): Promise<Uint8Array[]> => await compressOnPool(type, batch, layout.clusterBytes),
+        readInto: async (cluster: number, into: Buffer): Promise<void> => { await readCapturedCluster(io, free, layout.clusterBytes, cluster, into) },
+      }
   try {
-    yield * qcow2Stream(layout, read, compress)
+    yield * qcow2Stream(layout, read, compressed)
   } catch (err) {
     if (err instanceof ClusterSizeChangedError) throw errors.captureDiskChanged(plan.diskName, err.guestCluster, err)
     throw err

@@ -54,12 +54,14 @@ export async function scanDisk (io: BlockIo, free: FreeSpace, clusterBytes: numb
   return bitmap
 }
 
-/** Cluster `cluster` of the disk as captured: its free bytes zeroed, past the disk's end zeros. */
-export async function readCapturedCluster (io: BlockIo, free: FreeSpace, clusterBytes: number, cluster: number): Promise<Buffer> {
-  const out = Buffer.alloc(clusterBytes)
+/** Cluster `cluster` of the disk as captured: its free bytes zeroed, past the disk's end zeros; in `into` when given. */
+export async function readCapturedCluster (io: BlockIo, free: FreeSpace, clusterBytes: number, cluster: number, into?: Buffer): Promise<Buffer> {
+  const out = into ?? Buffer.alloc(clusterBytes)
+  if (out.length !== clusterBytes) throw new RangeError(`a cluster of ${clusterBytes} bytes read into ${out.length}`)
   const offset = cluster * clusterBytes
   const length = Math.min(clusterBytes, io.sizeBytes - offset)
   await io.read(out.subarray(0, length), offset)
   free.zeroIn(out.subarray(0, length), offset)
+  if (into !== undefined) out.fill(0, length)
   return out
 }

@@ -90,25 +90,37 @@ export class CompressPool {
     this.idleTimer.unref()
   }
 
-  /** Compresses `clusters` (each `clusterBytes` long) on the least busy thread. */
+  /** Compresses `clusters` (each `clusterBytes` long, copied before this returns a promise) on the least busy thread. */
   async compress (compressionType: CompressionType, clusters: Uint8Array[], clusterBytes: number, options: { keepOutput: boolean }): Promise<CompressedBatch> {
-    clearTimeout(this.idleTimer)
-    this.threads = this.threads.filter((t) => !t.dead)
-    while (this.threads.length < this.size) this.threads.push(this.start())
-    let thread = this.threads[0] as Thread
-    for (const candidate of this.threads) if (candidate.pending.size < thread.pending.size) thread = candidate
-
     const input = new Uint8Array(clusters.length * clusterBytes)
     clusters.forEach((cluster, i) => {
       if (cluster.length !== clusterBytes) throw new RangeError(`a cluster of ${cluster.length} bytes, not ${clusterBytes}`)
       input.set(cluster, i * clusterBytes)
     })
+    return await this.compressOwned(compressionType, input, clusterBytes, options)
+  }
+
+  /**
+   * Compresses the clusters in `input` (a whole number of them, from the start of its buffer),
+   * without copying them: the buffer is handed to the thread, unusable here from this call on.
+   */
+  async compressOwned (compressionType: CompressionType, input: Uint8Array, clusterBytes: number, options: { keepOutput: boolean }): Promise<CompressedBatch> {
+    const buffer = input.buffer
+    // From the start of a buffer of its own (Buffer.allocUnsafeSlow): never a view into node's shared pool.
+    if (!(buffer instanceof ArrayBuffer) || input.byteOffset !== 0 || input.length % clusterBytes !== 0) {
+      throw new RangeError(`a batch of ${input.length} bytes at ${input.byteOffset} of a buffer not its own`)
+    }
+    clearTimeout(this.idleTimer)
+    this.threads = this.threads.filter((t) => !t.dead)
+    while (this.threads.length < this.size) this.threads.push(this.start())
+    let thread = this.threads[0] as Thread
+    for (const candidate of this.threads) if (candidate.pending.size < thread.pending.size) thread = candidate
     const id = this.nextId++
     const request: CompressRequest = { id, compressionType, input, clusterBytes, keepOutput: options.keepOutput }
     return await new Promise<CompressedBatch>((resolve, reject) => {
       thread.pending.set(id, { resolve, reject })
       thread.worker.ref() // a capture waiting on this thread must keep the process alive
-      thread.worker.postMessage(request, [input.buffer])
+      thread.worker.postMessage(request, [buffer])
     })
   }
 
@@ -124,9 +136,9 @@ export class CompressPool {
 /** The process's pool: two threads at most, both cores of a small rescue system. */
 export const compressPool = new CompressPool(Math.min(2, availableParallelism()))
 
-/** `clusters` compressed on the pool, each stream on its own (a view into the batch's reply). */
-export async function compressOnPool (compressionType: CompressionType, clusters: Buffer[], clusterBytes: number): Promise<Uint8Array[]> {
-  const { lengths, output } = await compressPool.compress(compressionType, clusters, clusterBytes, { keepOutput: true })
+/** The clusters of `batch` compressed on the pool (its buffer handed over), each stream on its own (a view into the reply). */
+export async function compressOnPool (compressionType: CompressionType, batch: Buffer, clusterBytes: number): Promise<Uint8Array[]> {
+  const { lengths, output } = await compressPool.compressOwned(compressionType, batch, clusterBytes, { keepOutput: true })
   const streams: Uint8Array[] = []
   let at = 0
   for (const length of lengths) {

@@ -6,7 +6,7 @@ import type { CompressReply, CompressRequest } from './compress-pool.js'
 const port = parentPort
 if (port === null) throw new Error('compress-worker runs as a worker thread only')
 port.on('message', (request: CompressRequest) => {
-  const count = request.input.length / request.clusterBytes
+  const count = request.input.length / request.clusterBytes // input may be a view of the start of a larger buffer
   const lengths = new Int32Array(count)
   const streams: Uint8Array[] = []
   let reply: CompressReply

@@ -344,8 +344,14 @@ export class ClusterSizeChangedError extends Error {
   }
 }
 
-/** Compresses clusters, each as compress-cluster's compressCluster would, in order. */
-export type CompressClusters = (clusters: Buffer[]) => Promise<Uint8Array[]>
+/**
+ * Compresses the clusters of `batch` (one after the other, from the start of its own buffer, which
+ * the function may take), each as compress-cluster's compressCluster would; their streams in order.
+ */
+export type CompressClusters = (batch: Buffer) => Promise<Uint8Array[]>
+
+/** Reads guest cluster `guestCluster` into `into` (clusterBytes long; past the virtual size, zeros). */
+export type ReadClusterInto = (guestCluster: number, into: Buffer) => Promise<void>
 
 /** Compressed clusters sent to `compress` at a time (a whole number of clusters, at least one)… */
 const COMPRESS_BATCH_BYTES = 4 * 1024 * 1024 // 4 MiB
@@ -357,13 +363,14 @@ const COMPRESS_BATCHES_AHEAD = 2
  * gives it (clusterBytes long; the last guest cluster past the virtual size padded with zeros),
  * in guest order. (Reading runs of clusters in one call instead was measured no faster: a 2 GiB
  * disk captured in 4.36–6.09 s against 4.06–4.09 s, the page cache and the kernel's readahead
- * doing the batching.) A compressed layout's compressed clusters are read again and compressed
- * by `compress`, a few batches ahead; each must take exactly the units it was laid out for, else
+ * doing the batching.) A compressed layout's compressed clusters are read again (straight into
+ * the batch sent to `compress`, by `readInto`) and compressed, a few batches ahead; each must take exactly the units it was laid out for, else
  * the stream fails with ClusterSizeChangedError before a byte of that cluster goes out (the
  * tables already sent point where a cluster of the planned size would be).
  */
 export async function * qcow2Stream (
-  layout: Qcow2Layout, readCluster: (guestCluster: number) => Promise<Buffer>, compress?: CompressClusters,
+  layout: Qcow2Layout, readCluster: (guestCluster: number) => Promise<Buffer>,
+  compressed?: { compress: CompressClusters; readInto: ReadClusterInto },
 ): AsyncGenerator<Buffer> {
   const read = async (guest: number): Promise<Buffer> => {
     const cluster = await readCluster(guest)
@@ -374,16 +381,17 @@ export async function * qcow2Stream (
   for (const guest of layout.plainGuests()) yield await read(guest)
   const compression = layout.compression
   if (compression === undefined || layout.compressedClusters === 0) return
-  if (compress === undefined) throw new TypeError('a compressed layout streamed without a compressor')
+  if (compressed === undefined) throw new TypeError('a compressed layout streamed without a compressor')
+  const { compress, readInto } = compressed
 
   const batchClusters = Math.max(1, Math.floor(COMPRESS_BATCH_BYTES / layout.clusterBytes))
   interface Batch { guests: Array<{ guest: number; storedBytes: number }>; compressed: Promise<Uint8Array[]> }
   const ahead: Batch[] = []
-  const packed = async (batch: Batch): Promise<Buffer> => {
-    const streams = await batch.compressed
-    const out = Buffer.alloc(batch.guests.reduce((sum, { storedBytes }) => sum + storedBytes, 0)) // any padding after a stream: zeros
+  const packed = async (done: Batch): Promise<Buffer> => {
+    const streams = await done.compressed
+    const out = Buffer.alloc(done.guests.reduce((sum, { storedBytes }) => sum + storedBytes, 0)) // any padding after a stream: zeros
     let at = 0
-    batch.guests.forEach(({ guest, storedBytes }, i) => {
+    done.guests.forEach(({ guest, storedBytes }, i) => {
       const stream = streams[i] ?? new Uint8Array(0)
       if (stream.length === 0 || compression.unitsFor(stream.length) * compression.unitBytes !== storedBytes) {
         throw new ClusterSizeChangedError(guest, storedBytes, stream.length)
@@ -394,23 +402,24 @@ export async function * qcow2Stream (
     return out
   }
   let guests: Batch['guests'] = []
-  let clusters: Buffer[] = []
+  let batch = Buffer.allocUnsafeSlow(batchClusters * layout.clusterBytes) // its own buffer, handed over whole
   const send = (): void => {
-    const compressed = compress(clusters)
-    compressed.catch(() => {}) // awaited in turn by packed(); not an unhandled rejection meanwhile
-    ahead.push({ guests, compressed })
+    const streams = compress(batch.subarray(0, guests.length * layout.clusterBytes))
+    streams.catch(() => {}) // awaited in turn by packed(); not an unhandled rejection meanwhile
+    ahead.push({ guests, compressed: streams })
     guests = []
-    clusters = []
+    batch = Buffer.allocUnsafeSlow(batchClusters * layout.clusterBytes)
   }
   for (const planned of layout.compressedGuests()) {
-    clusters.push(await read(planned.guest))
+    const at = guests.length * layout.clusterBytes
+    await readInto(planned.guest, batch.subarray(at, at + layout.clusterBytes))
     guests.push(planned)
     if (guests.length < batchClusters) continue
     send()
     if (ahead.length > COMPRESS_BATCHES_AHEAD) yield await packed(ahead.shift() as Batch)
   }
   if (guests.length > 0) send()
-  for (let batch = ahead.shift(); batch !== undefined; batch = ahead.shift()) yield await packed(batch)
+  for (let next = ahead.shift(); next !== undefined; next = ahead.shift()) yield await packed(next)
   // The file ends at the sector after the last compressed byte.
   const tail = layout.fileBytes - (layout.metadataClusters + layout.plainClusters) * layout.clusterBytes - layout.compressedBytes
   if (tail > 0) yield Buffer.alloc(tail)

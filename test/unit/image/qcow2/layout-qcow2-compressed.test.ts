@@ -9,7 +9,7 @@ import { compressCluster } from '../../../../agent/image/qcow2/compress-cluster.
 import { CompressedSizes } from '../../../../agent/image/qcow2/compressed-sizes.js'
 import type { CompressionType } from '../../../../agent/image/qcow2/decompress.js'
 import { openQcow2, readQcow2Guest } from '../../../../agent/image/qcow2/index.js'
-import { ClusterSizeChangedError, Qcow2Layout, qcow2Stream } from '../../../../agent/image/qcow2/layout-qcow2.js'
+import { ClusterSizeChangedError, type CompressClusters, Qcow2Layout, qcow2Stream, type ReadClusterInto } from '../../../../agent/image/qcow2/layout-qcow2.js'
 import { tempDir } from '../../../helpers/disk-files.js'
 import { loadSource, MiB, qemuImg } from '../../../helpers/qcow2-fixtures.js'
 
@@ -63,12 +63,24 @@ function reader (layout: Qcow2Layout, raw: Buffer): (guest: number) => Promise<B
   }
 }
 
-const compressSync = (type: CompressionType) => async (clusters: Buffer[]): Promise<Uint8Array[]> =>
-  clusters.map((cluster) => Uint8Array.from(compressCluster(type, cluster)))
+/** Both passes' compressor, on this thread, and the reads into its batches. */
+function compressSync (type: CompressionType, layout: Qcow2Layout, raw: Buffer): { compress: CompressClusters; readInto: ReadClusterInto } {
+  const read = reader(layout, raw)
+  return {
+    compress: async (batch) => {
+      const streams: Uint8Array[] = []
+      for (let at = 0; at < batch.length; at += layout.clusterBytes) {
+        streams.push(Uint8Array.from(compressCluster(type, batch.subarray(at, at + layout.clusterBytes))))
+      }
+      return streams
+    },
+    readInto: async (guest, into) => { (await read(guest)).copy(into) },
+  }
+}
 
 async function writeLayout (file: string, layout: Qcow2Layout, raw: Buffer): Promise<void> {
   const type = layout.compression?.type ?? 'zstd'
-  await pipeline(Readable.from(qcow2Stream(layout, reader(layout, raw), compressSync(type))), createWriteStream(file))
+  await pipeline(Readable.from(qcow2Stream(layout, reader(layout, raw), compressSync(type, layout, raw))), createWriteStream(file))
 }
 
 const mixed = (i: number): Kind => (['text', 'random', 'zero', 'text', 'half', 'text', 'zero', 'random'] as const)[(i * 5 + (i >> 4)) % 8] as Kind
@@ -179,7 +191,7 @@ t.test('the second pass: a cluster that compresses to another size fails the str
   randomBytes(1000).copy(changed, 65536 + 100) // cluster 1 now compresses worse
   const chunks: Buffer[] = []
   const err = await (async () => {
-    for await (const chunk of qcow2Stream(layout, reader(layout, changed), compressSync('zstd'))) chunks.push(chunk)
+    for await (const chunk of qcow2Stream(layout, reader(layout, changed), compressSync('zstd', layout, changed))) chunks.push(chunk)
   })().then(() => undefined, (e: unknown) => e)
   t.type(err, ClusterSizeChangedError)
   t.match(err, { guestCluster: 1, plannedBytes: sizes.storedBytes(1) })
