@@ -45,6 +45,7 @@ export async function scanDisk (io: BlockIo, free: FreeSpace, clusterBytes: numb
       if (piece.equals(zero.subarray(0, piece.length))) continue
       const cluster = (offset + at) / clusterBytes
       bitmap.set(cluster)
+      if (options.onKept === undefined) continue
       kept.push(cluster)
       keptData.push(piece.length === clusterBytes ? piece : Buffer.concat([piece, zero.subarray(piece.length)]))
     }
