@@ -223,3 +223,29 @@ t.test('CompressedSizes: units, the threshold, ranges, chunks', async (t) => {
   bitmap.set(1)
   t.throws(() => new Qcow2Layout(4 * 65536, bitmap, 16, sizes), RangeError, 'sizes of another number of data clusters than the bitmap\'s')
 })
+
+t.test('the sector count field: its place and width follow cluster_bits (x = 62 − (cluster_bits − 8))', async (t) => {
+  const cases = [
+    { clusterBits: 9, x: 61, width: 1 },
+    { clusterBits: 12, x: 58, width: 4 },
+    { clusterBits: 16, x: 54, width: 8 },
+    { clusterBits: 21, x: 49, width: 13 },
+  ]
+  for (const { clusterBits, x, width } of cases) {
+    const clusterBytes = 2 ** clusterBits
+    const bitmap = new ClusterBitmap(2)
+    const sizes = new CompressedSizes('zstd', clusterBits)
+    bitmap.set(1)
+    const length = clusterBytes - 2 * sizes.unitBytes // the largest that still shrinks, nearly: the most sectors
+    sizes.record(0, length)
+    const layout = new Qcow2Layout(2 * clusterBytes, bitmap, clusterBits, sizes)
+    const l2 = layout.metadataCluster(layout.metadataClusters - 1)
+    const entry = l2.readBigUInt64BE(8)
+    const offset = layout.metadataClusters * clusterBytes
+    const sectors = Math.ceil(sizes.storedBytes(0) / 512)
+    t.equal(entry >> 62n, 1n, `cluster_bits ${clusterBits}: compressed, not COPIED`)
+    t.equal(entry & ((1n << BigInt(x)) - 1n), BigInt(offset), `cluster_bits ${clusterBits}: the offset in bits 0..${x - 1}`)
+    const field = (entry >> BigInt(x)) & ((1n << BigInt(width)) - 1n)
+    t.equal(field, BigInt(sectors - 1), `cluster_bits ${clusterBits}: ${sectors} sectors, less one, in ${width} bits`)
+  }
+})
