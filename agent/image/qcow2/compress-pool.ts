@@ -11,6 +11,13 @@ import type { CompressionType } from './decompress.js'
  * one buffer transferred to the thread; their compressed lengths come back, and their bytes when
  * asked (a capture's first pass wants only the lengths).
  *
+ * Measured (Node 20, 2 cores shared with other work): one thread compresses 64 KiB clusters of
+ * system files at 355 MiB/s with zstd 3 (175 MiB/s in 4 KiB clusters), 58 MiB/s with deflate 6
+ * (42). A 2 GiB disk's capture, both passes, took 12.9 s (12.5–14.9) with this pool at load 5 to
+ * 7 against 13.4 s (12.8–14.3) compressing on the main thread, its peak RSS 205–230 MiB against
+ * 115–122 MiB: on a saturated machine the threads gain nothing; at load 2 to 4 the pool's capture
+ * took 7.5–8.9 s where the main thread's takes its CPU time, 11–12 s. A rescue system is idle.
+ *
  * As the decompression pool: threads start on first use and stop after a while idle; a thread
  * holds the process open only while it has work; one that dies fails its requests and is replaced
  * on the next.
