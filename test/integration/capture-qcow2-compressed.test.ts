@@ -139,19 +139,22 @@ t.test('capture with zstd through the CLI\'s path (runCapture), then install it 
   t.match(Object.fromEntries(payload.userMetadata.map(({ key, value }) => [key, value])), { imageType: 'qcow2' })
   const userMetadata = [...payload.userMetadata, { key: 'httpHeaders0Key', value: header.name }, { key: 'httpHeaders0Value', value: header.value }]
   const request = parseInstallRequest(parsePayloadJson(JSON.stringify({ ...payload, userMetadata }), 'payload'))
-  const target = join(dir.path, 'server-z.img')
-  writeFileSync(target, '')
-  truncateSync(target, DISK_BYTES + 64 * MiB)
-  const installed = await runInstall({ request, diskPath: target })
-  t.match(installed, { code: 'INSTALLED', digest: { type: 'sha256', hex: captured.digest.hex } }, 'installed, the capture\'s digest verified')
-  const part1 = readRange(target, PART1_START, PART1_BYTES)
-  t.ok(part1.equals(readRange(made.reference, PART1_START, PART1_BYTES)), 'the ext4 partition: the source less its free blocks')
-  t.ok(readRange(target, PART2_START, PART2_BYTES).equals(readRange(made.path, PART2_START, PART2_BYTES)), 'the raw partition byte for byte')
-  const ext4 = join(dir.path, 'installed-z-part1.img')
-  writeFileSync(ext4, part1)
-  execFileSync('e2fsck', ['-fn', ext4], { stdio: 'ignore' })
-  t.pass('e2fsck -fn: clean')
-  t.match(sgdiskVerify(target), { clean: true }, 'the GPT is valid, its backup at the new disk\'s end')
+  // In memory, and streamed to the disk as it comes (tables first, then the plain and the compressed clusters).
+  for (const stream of [false, true]) {
+    const target = join(dir.path, `server-z-${stream ? 'streamed' : 'memory'}.img`)
+    writeFileSync(target, '')
+    truncateSync(target, DISK_BYTES + 64 * MiB)
+    const installed = await runInstall({ request, diskPath: target, stream })
+    t.match(installed, { code: 'INSTALLED', digest: { type: 'sha256', hex: captured.digest.hex } }, `installed (stream: ${stream}), the digest verified`)
+    const part1 = readRange(target, PART1_START, PART1_BYTES)
+    t.ok(part1.equals(readRange(made.reference, PART1_START, PART1_BYTES)), 'the ext4 partition: the source less its free blocks')
+    t.ok(readRange(target, PART2_START, PART2_BYTES).equals(readRange(made.path, PART2_START, PART2_BYTES)), 'the raw partition byte for byte')
+    const ext4 = join(dir.path, 'installed-z-part1.img')
+    writeFileSync(ext4, part1)
+    execFileSync('e2fsck', ['-fn', ext4], { stdio: 'ignore' })
+    t.pass('e2fsck -fn: clean')
+    t.match(sgdiskVerify(target), { clean: true }, 'the GPT is valid, its backup at the new disk\'s end')
+  }
 })
 
 t.test('byoi-agent capture --compress zlib: a qcow2 of zlib clusters; --format raw --compress zlib: bad usage', async (t) => {
