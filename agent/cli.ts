@@ -64,7 +64,7 @@ const USAGE = `Usage:
   SIGTERM or SIGINT stops the service: a running install is cancelled and waited for.
 
   byoi-agent capture --disk PATH --upload URL [--header 'Name: value']... [--format qcow2|raw]
-                     [--compress zstd|none] [--checksum-type sha256|sha512] [--json] [--log-level LEVEL]
+                     [--compress zstd|zlib|none] [--checksum-type sha256|sha512] [--json] [--log-level LEVEL]
   byoi-agent capture --disk PATH --upload s3://BUCKET/KEY --s3-endpoint URL [--s3-region REGION] ...
 
   --disk PATH           the source: opened read only; refused while it is mounted, swap or held
@@ -77,7 +77,9 @@ const USAGE = `Usage:
   --format FORMAT       qcow2 (default): a sparse qcow2 v3, all-zero clusters and the free blocks of
                         ext2/3/4 filesystems left out (deleted data never leaves the server); raw: every
                         byte, those free blocks zeroed
-  --compress zstd|none  raw only: zstd-compress it (a .raw.zst, installable as imageType raw)
+  --compress C          qcow2: zstd or zlib compressed clusters, as qemu-img convert -c makes them (the disk
+                        is compressed twice: to lay the file out, then to send it); raw: zstd (one frame,
+                        a .raw.zst) or zlib (gzip, a .raw.gz), both installable as imageType raw; none (default)
   --checksum-type T     the digest of the file as uploaded (default: sha512)
   --json                print the result as one JSON object, with the install payloads for the image
 `
@@ -318,8 +320,7 @@ async function runCaptureCommand (values: CliValues, { io, usage }: CommandConte
   const format = values.format ?? 'qcow2'
   if (format !== 'qcow2' && format !== 'raw') return usage(`Bad --format ${format}: expected qcow2 or raw.`)
   const compress = values.compress ?? 'none'
-  if (compress !== 'zstd' && compress !== 'none') return usage(`Bad --compress ${compress}: expected zstd or none.`)
-  if (compress === 'zstd' && format !== 'raw') return usage('--compress zstd goes with --format raw (a compressed qcow2 is to come).')
+  if (compress !== 'zstd' && compress !== 'zlib' && compress !== 'none') return usage(`Bad --compress ${compress}: expected zstd, zlib or none.`)
   const checksumType = values['checksum-type'] ?? 'sha512'
   if (checksumType !== 'sha256' && checksumType !== 'sha512') return usage(`Bad --checksum-type ${checksumType}: expected sha256 or sha512.`)
   const headers: Array<{ name: string; value: string }> = []

@@ -1,3 +1,4 @@
+import { createGzip } from 'node:zlib'
 import zstd from 'zstd-napi/binding.js'
 import type { BlockIo } from '../disk/partition-table.js'
 import type { FreeSpace } from './free-space.js'
@@ -45,4 +46,22 @@ export async function * zstdCompress (source: AsyncIterable<Buffer>, sizeBytes: 
   }
   for await (const chunk of source) yield * run(chunk, false)
   yield * run(Buffer.alloc(0), true)
+}
+
+/** `source` as gzip (level 6, zlib's default; its CRC-32 and size in the trailer, checked by `gzip -t` and the installer's decoder). */
+export async function * gzipCompress (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  const gzip = createGzip({ level: 6 })
+  const feeding = (async () => {
+    try {
+      for await (const chunk of source) {
+        if (gzip.destroyed) return // the reader stopped (an upload that failed): stop reading the disk
+        if (!gzip.write(chunk)) await new Promise<void>((resolve) => { gzip.once('drain', resolve).once('close', resolve) })
+      }
+      gzip.end()
+    } catch (err) {
+      gzip.destroy(err instanceof Error ? err : new Error(String(err)))
+    }
+  })()
+  for await (const chunk of gzip) yield chunk as Buffer
+  await feeding
 }

@@ -8,7 +8,7 @@ import { s3ObjectUrl, type S3Target } from '../upload/s3-multipart.js'
 import { captureStream, planCapture } from './capture-qcow2.js'
 import { CaptureSource } from './capture-source.js'
 import { findFreeSpace } from './free-space.js'
-import { rawCaptureStream, zstdCompress } from './raw-capture.js'
+import { gzipCompress, rawCaptureStream, zstdCompress } from './raw-capture.js'
 import { uploadHashed, uploadHashedMultipart, type UploadedCapture } from './upload-capture.js'
 
 /**
@@ -42,7 +42,8 @@ export interface CaptureRequest {
   s3?: S3CaptureTarget
   /** qcow2 (default): sparse, tables first. raw: every byte, free space zeroed; with `compress: 'zstd'`, a .raw.zst. */
   format?: 'qcow2' | 'raw'
-  compress?: 'zstd' | 'none'
+  /** qcow2: its clusters compressed (zlib: QEMU's deflate); raw: one zstd frame (.raw.zst) or gzip (zlib: .raw.gz). */
+  compress?: 'zstd' | 'zlib' | 'none'
   headers: Array<{ name: string; value: string }>
   checksumType: 'sha256' | 'sha512'
   signal?: AbortSignal
@@ -130,23 +131,28 @@ async function capture (request: CaptureRequest, disk: Disk, tell: (step: StepNa
   let format: string
   if (request.format === 'raw') {
     const free = await findFreeSpace(source)
-    const zstdStream = request.compress === 'zstd'
-    request.logger?.info({ disk: disk.path, sizeBytes: disk.sizeBytes, notes: free.notes, zstd: zstdStream }, 'capture: uploading the raw disk')
+    // zstd: one zstd frame (.raw.zst); zlib: gzip (.raw.gz); both streamable, installable as imageType raw.
+    const codec = request.compress === 'zstd' ? 'zstd' : request.compress === 'zlib' ? 'gzip' : undefined
+    request.logger?.info({ disk: disk.path, sizeBytes: disk.sizeBytes, notes: free.notes, codec }, 'capture: uploading the raw disk')
     tell('scan')
     tell('upload')
-    const stream = (): AsyncIterable<Buffer> => zstdStream ? zstdCompress(rawCaptureStream(source, free), disk.sizeBytes) : rawCaptureStream(source, free)
-    uploaded = await upload(stream, zstdStream ? undefined : disk.sizeBytes)
-    format = zstdStream ? 'zstd-compressed raw' : 'raw'
-    notes = [...free.notes, zstdStream ? `raw, zstd-compressed: ${disk.sizeBytes} bytes in ${uploaded.bytes}` : 'raw']
+    const stream = (): AsyncIterable<Buffer> => {
+      const raw = rawCaptureStream(source, free)
+      return codec === 'zstd' ? zstdCompress(raw, disk.sizeBytes) : codec === 'gzip' ? gzipCompress(raw) : raw
+    }
+    uploaded = await upload(stream, codec === undefined ? disk.sizeBytes : undefined)
+    format = codec === undefined ? 'raw' : `${codec}-compressed raw`
+    notes = [...free.notes, codec === undefined ? 'raw' : `raw, ${codec}-compressed: ${disk.sizeBytes} bytes in ${uploaded.bytes}`]
   } else {
     request.logger?.info({ disk: disk.path, sizeBytes: disk.sizeBytes }, 'capture: scanning the disk')
     tell('scan')
     const onScan = progress('scan', disk.sizeBytes)
-    const plan = await planCapture(source, { signal: request.signal, onProgress: (p) => { onScan(p.bytes) } })
+    const compression = request.compress === 'zstd' ? 'zstd' : request.compress === 'zlib' ? 'deflate' : undefined
+    const plan = await planCapture(source, { signal: request.signal, onProgress: (p) => { onScan(p.bytes) }, compression, diskName: disk.path })
     request.logger?.info({ fileBytes: plan.layout.fileBytes, notes: plan.notes }, 'capture: uploading')
     tell('upload')
     uploaded = await upload(() => captureStream(plan), plan.layout.fileBytes)
-    format = 'qcow2'
+    format = request.compress === 'zstd' || request.compress === 'zlib' ? `${request.compress}-compressed qcow2` : 'qcow2'
     notes = plan.notes
   }
   tell('finish')

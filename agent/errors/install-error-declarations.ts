@@ -261,6 +261,7 @@ export const installErrorDeclarations = declareErrors({
     message: (diskPath: Shown<string>, reason: Shown<string>) => `Could not capture disk ${diskPath}: ${reason}, nothing was captured.`,
     placeholders: ['DISK', 'REASON'],
     when: 'reading the disk to capture failed (REASON: `a read failed at byte N`), or its size changed while it was captured ' +
+      '(its bytes changing is CAPTURE_DISK_CHANGED, where a compressed qcow2 capture can see it) ' +
       '(`it changed size (N bytes, now M)`, checked once uploaded, before CAPTURED is said; `its size could not be measured ' +
       'again`); the disk was not written; an upload that was completed holds an image that must not be used',
   },
@@ -286,6 +287,18 @@ export const installErrorDeclarations = declareErrors({
     placeholders: [],
     when: 'the state saved in --state-dir says a capture was running when the agent stopped; an upload it had begun is not ' +
       'complete and must not be used',
+  },
+  CAPTURE_DISK_CHANGED: {
+    constructorName: 'captureDiskChanged',
+    ovh: false,
+    withCause: true,
+    message: (diskPath: Shown<string>, cluster: Shown<number>) =>
+      `Could not capture ${diskPath}: it changed while it was read (cluster ${cluster} no longer compresses to the size laid out ` +
+      'in the first pass); capture it again with nothing writing to it.',
+    placeholders: ['DISK', 'N'],
+    when: 'a compressed qcow2 capture: a cluster read again in the second pass compressed to another size than in the first, ' +
+      'whose sizes the tables already sent were made from; the upload stops there (never a corrupt image) and nothing is ' +
+      'reported as captured',
   },
   EFI_BOOTLOADER_NOT_FOUND: {
     constructorName: 'efiBootloaderNotFound',

@@ -19,6 +19,7 @@ export interface CaptureJobRequest {
   /** Headers sent with the PUT, in the order given. Values are secrets. */
   httpHeaders: Array<{ name: string; value: string }>
   format: 'qcow2' | 'raw'
-  compress: 'zstd' | 'none'
+  /** qcow2: its clusters compressed; raw: zstd (.raw.zst) or zlib (gzip, .raw.gz). */
+  compress: 'zstd' | 'zlib' | 'none'
   checksumType: 'sha256' | 'sha512'
 }

@@ -16,7 +16,7 @@ interface CaptureStartBody {
   s3?: Omit<CaptureS3Target, 'region'> & { region?: string }
   httpHeaders?: Record<string, string>
   imageType?: 'qcow2' | 'raw'
-  compression?: 'zstd' | 'none'
+  compression?: 'zstd' | 'zlib' | 'none'
   imageCheckSumType?: 'sha256' | 'sha512'
 }
 
@@ -31,7 +31,6 @@ export function parseCaptureRequest (body: unknown): CaptureJobRequest {
     if (uploadURL !== undefined && given.s3 !== undefined) throw errors.payloadBadField('s3', 'not given with uploadURL: one destination')
     const format = given.imageType ?? 'qcow2'
     const compress = given.compression ?? 'none'
-    if (compress === 'zstd' && format !== 'raw') throw errors.payloadBadField('compression', 'none for a qcow2 (zstd goes with imageType raw)')
     const httpHeaders = checkHttpHeaders(Object.entries(given.httpHeaders ?? {}).map(([name, value]) => ({
       name, value, nameField: 'httpHeaders', valueField: 'httpHeaders',
     })))

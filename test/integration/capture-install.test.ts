@@ -76,3 +76,27 @@ t.test('raw, zstd-compressed (a .raw.zst sent chunked): zstd -d gives the disk l
   t.ok(part1.equals(readRange(made.reference, PART1_START, PART1_BYTES)), 'the ext4 partition as captured')
   t.match(sgdiskVerify(target), { clean: true })
 })
+
+t.test('raw, gzip (--compress zlib with --format raw, a .raw.gz sent chunked): gzip -d gives the disk less its free blocks; installed back', async (t) => {
+  const captured = await runCapture({
+    diskPath: made.path, uploadUrl: `${dav.origin}/images/a.raw.gz`, format: 'raw', compress: 'zlib', headers: [header], checksumType: 'sha256',
+  })
+  const stored = join(dav.root, 'images', 'a.raw.gz')
+  t.equal(captured.bytes, readFileSync(stored).length, 'the whole file stored')
+  t.equal(captured.format, 'gzip-compressed raw')
+  t.match(captured.message, /bytes of gzip-compressed raw, sha256 /)
+  const decoded = join(dir.path, 'decoded-gz.raw')
+  execFileSync('sh', ['-c', `gzip -t "$1" && gzip -dc "$1" > "$2"`, 'sh', stored, decoded]) // checks the CRC-32 and the size
+  t.ok(readFileSync(decoded).equals(readFileSync(made.reference)), 'gzip -d: the disk, its free blocks zeroed, byte for byte')
+  const payload = captured.payloads.reinstall
+  const customizations = { ...payload.customizations, httpHeaders: { [header.name]: header.value } }
+  const request = parseInstallRequest(parsePayloadJson(JSON.stringify({ ...payload, customizations }), 'payload'))
+  const target = join(dir.path, 'server-d.img')
+  writeFileSync(target, '')
+  truncateSync(target, DISK_BYTES + 32 * MiB)
+  const installed = await runInstall({ request, diskPath: target })
+  t.match(installed, { code: 'INSTALLED', digest: { type: 'sha256', hex: captured.digest.hex } })
+  t.match(installed.message, /gzip-compressed raw/)
+  t.ok(readRange(target, PART1_START, PART1_BYTES).equals(readRange(made.reference, PART1_START, PART1_BYTES)), 'the ext4 partition as captured')
+  t.match(sgdiskVerify(target), { clean: true })
+})

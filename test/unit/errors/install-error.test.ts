@@ -37,6 +37,7 @@ const samples: ConstructorSamples<typeof errors> = {
   captureCancelled: [],
   captureInternalError: [cause],
   captureInterrupted: [],
+  captureDiskChanged: ['/dev/sda', 1234, cause],
   efiBootloaderNotFound: ['\\EFI\\BOOT\\BOOTX64.EFI', 'not-in-esp', cause],
   cancelled: [],
   cancelledUntouched: [],
