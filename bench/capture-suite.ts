@@ -141,6 +141,9 @@ function text (sizes: Sizes, zeroedQcow2Bytes: number): SuiteText {
     reading: [
       '- The agent leaves the deleted files\' blocks out (read from the filesystem\'s bitmaps), and its all-zero clusters;',
       '  qemu-img keeps every non-zero cluster, deleted data included; e2image keeps the used blocks but has no partition table.',
+      '- Where the time goes: (b) spreads reading, compressing and sending over three processes on the 2 cores; the agent\'s',
+      '  raw.zst reads, compresses (one zstd thread, on the main thread), hashes (sha512) and sends in one process; its qcow2',
+      '  zstd compresses every kept cluster twice (once to lay the file out, once to send it) on two worker threads.',
     ],
     ratioText: (summaries, id) => {
       const size = medianSize(sizes, id)
@@ -164,7 +167,8 @@ async function prepare (env: SuiteEnv): Promise<PreparedSuite> {
     if (size !== undefined) sizes.set(id, [...(sizes.get(id) ?? []), size])
     return size
   }
-  const removeStored = (name: string) => async (): Promise<void> => { await fs.rm(stored(name), { force: true }) }
+  // The stored file is checked after the run (the runner's cleanup comes before its check): each run removes its predecessor's first.
+  const removeFirst = (name: string): string => `rm -f ${shq(stored(name))};`
   const pipelineCheck = (id: string, name: string) => async (): Promise<string | undefined> =>
     (await record(id, name)) === undefined ? `nothing stored at ${name}` : undefined
 
@@ -176,6 +180,7 @@ async function prepare (env: SuiteEnv): Promise<PreparedSuite> {
     editsPartitionTables: false,
     rssCovers: 'the node process',
     script: (runDir) => [
+      removeFirst(name),
       `${timed(runDir, 'node')} ${shq(process.execPath)} ${shq(env.agentMain)} capture --disk ${shq(disk.path)}`,
       `--upload ${shq(url(name))} --header ${shq(token)} ${flags} --checksum-type sha512 --json`,
       `> ${shq(join(runDir, 'result.json'))} 2> ${shq(join(runDir, 'agent.stderr'))}`,
@@ -194,7 +199,6 @@ async function prepare (env: SuiteEnv): Promise<PreparedSuite> {
       const hex = createHash('sha512').update(await fs.readFile(stored(name))).digest('hex')
       return hex === result.digest?.hex ? undefined : 'the stored file\'s sha512 is not the result\'s'
     },
-    cleanup: removeStored(name),
   })
 
   const contenders: Contender[] = [
@@ -206,12 +210,19 @@ async function prepare (env: SuiteEnv): Promise<PreparedSuite> {
       editsPartitionTables: false,
       rssCovers: 'largest of qemu-img, curl',
       script: (runDir) => [
+        removeFirst('a.qcow2'),
         'set -e;',
         `${timed(runDir, 'qemu-img')} qemu-img convert -c -O qcow2 -o compression_type=zstd ${shq(disk.path)} ${shq(join(runDir, 'out.qcow2'))};`,
         `${timed(runDir, 'curl')} curl -sf -T ${shq(join(runDir, 'out.qcow2'))} -H ${shq(token)} ${shq(url('a.qcow2'))} -o /dev/null`,
       ].join(' '),
       check: pipelineCheck('qemu-img', 'a.qcow2'),
-      cleanup: async () => { await removeStored('a.qcow2')() },
+      // Its output file, once stored: the runs' folders are kept, the disk space is not.
+      cleanup: async () => {
+        const runs = join(env.benchDir, 'runs', 'capture')
+        for (const dir of await fs.readdir(runs).catch(() => [])) {
+          if (dir.startsWith('qemu-img-')) await fs.rm(join(runs, dir, 'out.qcow2'), { force: true })
+        }
+      },
     },
     {
       id: 'e2image',
@@ -221,13 +232,13 @@ async function prepare (env: SuiteEnv): Promise<PreparedSuite> {
       editsPartitionTables: false,
       rssCovers: 'largest of e2image, zstd, curl',
       script: (runDir) => [
+        removeFirst('b.raw.zst'),
         'set -o pipefail;',
         `${timed(runDir, 'e2image')} e2image -ra -o ${PART_START} ${shq(disk.path)} - 2> ${shq(join(runDir, 'e2image.stderr'))}`,
         `| ${timed(runDir, 'zstd')} zstd -3 -q`,
         `| ${timed(runDir, 'curl')} curl -sf -T - -H ${shq(token)} ${shq(url('b.raw.zst'))} -o /dev/null`,
       ].join(' '),
       check: pipelineCheck('e2image', 'b.raw.zst'),
-      cleanup: removeStored('b.raw.zst'),
     },
     agent('agent-qcow2-zstd', 'byoi-agent capture, qcow2 with zstd clusters', 'c.qcow2', '--format qcow2 --compress zstd'),
     agent('agent-raw-zst', 'byoi-agent capture, raw.zst', 'd.raw.zst', '--format raw --compress zstd'),
@@ -238,7 +249,10 @@ async function prepare (env: SuiteEnv): Promise<PreparedSuite> {
     bytesPerRun: DISK_BYTES,
     contenders,
     cachedFiles: [disk.path],
-    cleanup: async () => { await dav.close() },
+    cleanup: async () => {
+      await dav.close()
+      await fs.rm(join(env.benchDir, 'capture-dav'), { recursive: true, force: true })
+    },
   }
 }
 
