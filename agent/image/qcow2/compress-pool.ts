@@ -1,8 +1,8 @@
 import { availableParallelism } from 'node:os'
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Worker } from 'node:worker_threads'
 import type { CompressionType } from './decompress.js'
+import { WorkerPool } from './worker-pool.js'
 
 /**
  * Clusters compressed on worker threads (compress-cluster.ts's compressCluster), so that both cores
@@ -18,9 +18,7 @@ import type { CompressionType } from './decompress.js'
  * 115–122 MiB: on a saturated machine the threads gain nothing; at load 2 to 4 the pool's capture
  * took 7.5–8.9 s where the main thread's takes its CPU time, 11–12 s. A rescue system is idle.
  *
- * As the decompression pool: threads start on first use and stop after a while idle; a thread
- * holds the process open only while it has work; one that dies fails its requests and is replaced
- * on the next.
+ * The threads are a WorkerPool's, as the decompression pool's.
  */
 
 export interface CompressRequest {
@@ -43,58 +41,16 @@ export interface CompressedBatch {
   output: Buffer
 }
 
-interface Pending {
-  resolve: (batch: CompressedBatch) => void
-  reject: (err: Error) => void
-}
-
-interface Thread {
-  worker: Worker
-  pending: Map<number, Pending>
-  dead: boolean
-}
-
 /** compress-worker.ts beside this file, or compress-worker.js once compiled. */
 const WORKER_URL = new URL(`./compress-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url)
-const IDLE_STOP_MS = 10_000 // threads stop after 10 s without work
 
 export class CompressPool {
-  private threads: Thread[] = []
-  private nextId = 0
-  private idleTimer: NodeJS.Timeout | undefined
+  private readonly pool: WorkerPool<CompressRequest, CompressReply, CompressedBatch>
 
-  constructor (readonly size: number) {}
-
-  private start (): Thread {
-    const thread: Thread = { worker: new Worker(WORKER_URL), pending: new Map(), dead: false }
-    thread.worker.unref()
-    const fail = (err: Error): void => {
-      thread.dead = true
-      for (const pending of thread.pending.values()) pending.reject(err)
-      thread.pending.clear()
-      this.settled(thread)
-    }
-    thread.worker.on('message', (reply: CompressReply) => {
-      const pending = thread.pending.get(reply.id)
-      if (pending === undefined) return
-      thread.pending.delete(reply.id)
-      this.settled(thread)
-      if ('error' in reply) pending.reject(new Error(`compression failed: ${reply.error}`))
-      else pending.resolve({ lengths: reply.lengths, output: Buffer.from(reply.output.buffer, reply.output.byteOffset, reply.output.byteLength) })
-    })
-    thread.worker.on('error', fail)
-    thread.worker.on('exit', (code) => { fail(new Error(`compression worker exited with code ${code}`)) })
-    return thread
-  }
-
-  /** A request ended on `thread`: let go of the process when it has none left, arm the idle stop when no thread has. */
-  private settled (thread: Thread): void {
-    if (thread.pending.size > 0) return
-    thread.worker.unref()
-    if (this.threads.some((t) => t.pending.size > 0)) return
-    clearTimeout(this.idleTimer)
-    this.idleTimer = setTimeout(() => { void this.close() }, IDLE_STOP_MS)
-    this.idleTimer.unref()
+  constructor (readonly size: number) {
+    this.pool = new WorkerPool<CompressRequest, CompressReply, CompressedBatch>(size, WORKER_URL, 'compression', (reply) => 'error' in reply
+      ? new Error(`compression failed: ${reply.error}`)
+      : { lengths: reply.lengths, output: Buffer.from(reply.output.buffer, reply.output.byteOffset, reply.output.byteLength) })
   }
 
   /** Compresses `clusters` (each `clusterBytes` long, copied before this returns a promise) on the least busy thread. */
@@ -117,26 +73,13 @@ export class CompressPool {
     if (!(buffer instanceof ArrayBuffer) || input.byteOffset !== 0 || input.length % clusterBytes !== 0) {
       throw new RangeError(`a batch of ${input.length} bytes at ${input.byteOffset} of a buffer not its own`)
     }
-    clearTimeout(this.idleTimer)
-    this.threads = this.threads.filter((t) => !t.dead)
-    while (this.threads.length < this.size) this.threads.push(this.start())
-    let thread = this.threads[0] as Thread
-    for (const candidate of this.threads) if (candidate.pending.size < thread.pending.size) thread = candidate
-    const id = this.nextId++
-    const request: CompressRequest = { id, compressionType, input, clusterBytes, keepOutput: options.keepOutput }
-    return await new Promise<CompressedBatch>((resolve, reject) => {
-      thread.pending.set(id, { resolve, reject })
-      thread.worker.ref() // a capture waiting on this thread must keep the process alive
-      thread.worker.postMessage(request, [buffer])
-    })
+    const request = (id: number): CompressRequest => ({ id, compressionType, input, clusterBytes, keepOutput: options.keepOutput })
+    return await this.pool.run(request, [buffer])
   }
 
   /** Stops the threads (requests under way fail); the next request starts new ones. */
   async close (): Promise<void> {
-    clearTimeout(this.idleTimer)
-    const threads = this.threads
-    this.threads = []
-    await Promise.all(threads.map(async (thread) => await thread.worker.terminate()))
+    await this.pool.close()
   }
 }
 
