@@ -8,9 +8,10 @@
 #                             /etc/modules-always, those of them PID 1 loads at every boot
 #   /usr/bin/node + its libs  the host's node (Node >= 20.18 is needed: Debian bookworm's nodejs
 #                             is 18), stripped of debug symbols, with the shared libraries ldd lists
-#   /agent/byoi-agent.mjs     the agent bundled by esbuild, decompress-worker.mjs beside it (the
-#                             qcow2 pool's worker thread), binding-HASH.node (zstd-napi's native
-#                             addon, compiled by npm ci), schemas/ (the payload schemas)
+#   /agent/byoi-agent.mjs     the agent bundled by esbuild, decompress-worker.mjs and
+#                             compress-worker.mjs beside it (the qcow2 pools' worker threads),
+#                             binding-HASH.node (zstd-napi's native addon, compiled by npm ci),
+#                             schemas/ (the payload schemas)
 # Needs: apt-get (the kernel .deb is fetched with `apt-get download`, never installed), dpkg-deb,
 # kmod (depmod, modprobe --show-depends), busybox-static, cpio, zstd, binutils (strip), npm deps.
 set -euo pipefail
@@ -85,12 +86,13 @@ ldd "$node_bin" | awk '/=> \// {print $3} /^[ \t]*\/lib/ {print $1}' | while rea
 done
 
 log "bundling the agent (esbuild)"
-# Two entry points: the agent, and the qcow2 decompression worker, which the pool starts from
-# ./decompress-worker<extension of the calling file>, i.e. decompress-worker.mjs beside the bundle.
+# Three entry points: the agent, and the qcow2 pools' workers (decompression for installs,
+# compression for captures), which each pool starts from ./NAME-worker<extension of the calling
+# file>, i.e. decompress-worker.mjs and compress-worker.mjs beside the bundle.
 # The banner gives CommonJS dependencies (pino) the require() an ES module lacks. zstd-napi's addon
 # (required as ./build/<config>/binding.node) is copied beside the bundle, which requires it by its
 # new name through that require (relative to the bundle); xz-decompress's WebAssembly is inlined.
-npx esbuild agent/main.ts agent/image/qcow2/decompress-worker.ts \
+npx esbuild agent/main.ts agent/image/qcow2/decompress-worker.ts agent/image/qcow2/compress-worker.ts \
   --bundle --platform=node --target=node20 --format=esm --out-extension:.js=.mjs --loader:.node=copy \
   --outdir="$stage/agent" --entry-names='[name]' --legal-comments=none --log-level=warning \
   --banner:js="import { createRequire as __byoiCreateRequire } from 'node:module'; const require = __byoiCreateRequire(import.meta.url);"
