@@ -1,4 +1,4 @@
-import { createGzip } from 'node:zlib'
+import { createGzip, type Gzip } from 'node:zlib'
 import zstd from 'zstd-napi/binding.js'
 import type { BlockIo } from '../disk/partition-table.js'
 import type { FreeSpace } from './free-space.js'
@@ -55,7 +55,7 @@ export async function * gzipCompress (source: AsyncIterable<Buffer>): AsyncGener
     try {
       for await (const chunk of source) {
         if (gzip.destroyed) return // the reader stopped (an upload that failed): stop reading the disk
-        if (!gzip.write(chunk)) await new Promise<void>((resolve) => { gzip.once('drain', resolve).once('close', resolve) })
+        if (!gzip.write(chunk)) await drainedOrClosed(gzip)
       }
       gzip.end()
     } catch (err) {
@@ -64,4 +64,17 @@ export async function * gzipCompress (source: AsyncIterable<Buffer>): AsyncGener
   })()
   for await (const chunk of gzip) yield chunk as Buffer
   await feeding
+}
+
+/** Resolves when `stream` drains or closes, whichever comes first, its listeners removed either way. */
+async function drainedOrClosed (stream: Gzip): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done)
+      stream.off('close', done)
+      resolve()
+    }
+    stream.once('drain', done)
+    stream.once('close', done)
+  })
 }

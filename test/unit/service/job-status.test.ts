@@ -10,6 +10,7 @@ t.test('idle: every step todo, nothing else', async (t) => {
   const status = idleStatus(FAKE_DISK)
   t.same(status, {
     state: 'idle',
+    kind: null,
     jobId: null,
     disk: FAKE_DISK,
     startedAt: null,
@@ -18,6 +19,7 @@ t.test('idle: every step todo, nothing else', async (t) => {
     progress: null,
     result: null,
     notes: [],
+    capture: null,
   })
 })
 
