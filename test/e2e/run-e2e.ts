@@ -10,7 +10,8 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { CASES } from './cases.js'
-import { repoRoot, runCase, type CaseReport } from './run-case.js'
+import { LIFECYCLE_NAME, LIFECYCLE_SUMMARY, runLifecycle } from './lifecycle.js'
+import { repoRoot, runCase, type CaseObserver, type CaseReport, type RunCaseOptions } from './run-case.js'
 
 const { values } = parseArgs({
   options: {
@@ -22,8 +23,17 @@ const { values } = parseArgs({
   },
 })
 
+/** The matrix's install cases, then the image lifecycle (lifecycle.ts: install, bake, capture, install elsewhere, boot). */
+interface Runnable { name: string; summary: string; ci: boolean; run: (observer: CaseObserver, options: RunCaseOptions) => Promise<CaseReport> }
+const RUNNABLE: Runnable[] = [
+  ...CASES.map((c) => ({
+    name: c.name, summary: c.summary, ci: c.ci === true, run: async (o: CaseObserver, opts: RunCaseOptions) => await runCase(c, o, opts),
+  })),
+  { name: LIFECYCLE_NAME, summary: LIFECYCLE_SUMMARY, ci: false, run: runLifecycle },
+]
+
 if (values.list) {
-  for (const c of CASES) console.log(`${c.ci === true ? '*' : ' '} ${c.name.padEnd(24)} ${c.summary}`)
+  for (const c of RUNNABLE) console.log(`${c.ci ? '*' : ' '} ${c.name.padEnd(24)} ${c.summary}`)
   process.exit(0)
 }
 
@@ -35,8 +45,8 @@ for (const needed of ['build/rescue/vmlinuz', 'build/rescue/initramfs.img', 'bui
   }
 }
 const selected = values.case !== undefined
-  ? values.case.map((name) => CASES.find((c) => c.name === name) ?? (() => { console.error(`unknown case ${name} (--list)`); process.exit(2) })())
-  : CASES.filter((c) => !values.ci || c.ci === true)
+  ? values.case.map((name) => RUNNABLE.find((c) => c.name === name) ?? (() => { console.error(`unknown case ${name} (--list)`); process.exit(2) })())
+  : RUNNABLE.filter((c) => !values.ci || c.ci)
 
 const started = Date.now()
 const clock = (): string => {
@@ -47,7 +57,7 @@ const reports: CaseReport[] = []
 for (const testCase of selected) {
   console.log(`\n[${clock()}] === ${testCase.name}: ${testCase.summary}`)
   let lastPercent = -1
-  const report = await runCase(testCase, {
+  const report = await testCase.run({
     phase: (text) => console.log(`[${clock()}] ${text}`),
     event: (event) => {
       if (event.type === 'step' && event.data.status !== 'todo') console.log(`[${clock()}]   step ${event.data.name}: ${event.data.status}`)
@@ -64,6 +74,8 @@ for (const testCase of selected) {
     bootConsole: values.verbose ? (line) => console.log(`    boot| ${line}`) : undefined,
     check: (c) => console.log(`[${clock()}]   ${c.ok ? 'ok    ' : 'NOT OK'} ${c.name}${c.detail === '' ? '' : ` — ${c.detail}`}`),
   }, { rescueAppend: values['rescue-append'] })
+  const phases = Object.entries(report.timings.phases ?? {}).map(([phase, s]) => `${phase} ${s} s`).join(', ')
+  if (phases !== '') console.log(`[${clock()}]   phases: ${phases}`)
   if (report.error !== undefined) console.log(`[${clock()}]   NOT OK ${report.error}`)
   console.log(`[${clock()}] === ${testCase.name}: ${report.ok ? 'PASS' : 'FAIL'} in ${report.timings.total} s (logs in ${report.dir})`)
   reports.push(report)
