@@ -184,6 +184,14 @@ interface JobOutcome {
   jobSeconds: number
 }
 
+export interface LifecycleOptions extends RunCaseOptions {
+  /**
+   * The control run: B installed without `scrub`, so that the checks that are the scrub's work
+   * (machine-id, host key, /opt/app, its notes) must fail; everything else must still pass.
+   */
+  withoutScrub?: boolean
+}
+
 interface PoweroffBoot { vm: QemuVm; poweredOff: boolean; seconds: number }
 
 interface RescueJob {
@@ -198,7 +206,7 @@ interface RescueJob {
   start: (client: AgentClient) => Promise<string>
 }
 
-export async function runLifecycle (observer: CaseObserver, options: RunCaseOptions = {}): Promise<CaseReport> {
+export async function runLifecycle (observer: CaseObserver, options: LifecycleOptions = {}): Promise<CaseReport> {
   const root = repoRoot()
   const started = Date.now()
   const dir = join(root, 'build', 'e2e', LIFECYCLE_NAME)
@@ -385,7 +393,8 @@ export async function runLifecycle (observer: CaseObserver, options: RunCaseOpti
 
     // 4. Install the capture on B (NVMe, larger), from the capture's own payload, with the scrub.
     phaseStarted = Date.now()
-    observer.phase(`install B: the capture on a ${DISK_B_BYTES / GiB} GiB NVMe disk, from capture.payloads.installStart, with scrub`)
+    observer.phase(`install B: the capture on a ${DISK_B_BYTES / GiB} GiB NVMe disk, from capture.payloads.installStart, ` +
+      `${options.withoutScrub === true ? 'WITHOUT scrub (the control run: the scrub\'s checks must fail)' : 'with scrub'}`)
     const createdB = await run('qemu-img', ['create', '-q', '-f', 'raw', diskB, String(DISK_B_BYTES)])
     if (createdB.code !== 0) throw new Error(`qemu-img create: ${createdB.stderr}`)
     const captureServer = await startImageServer({ dir: join(dav.root, 'images'), basicAuth: credentials })
@@ -400,7 +409,7 @@ export async function runLifecycle (observer: CaseObserver, options: RunCaseOpti
         ...capture.payloads.installStart.userMetadata.map((entry) => (entry.key === 'imageURL' ? { key: entry.key, value: capturedUrl } : entry)),
         { key: 'httpHeaders0Key', value: 'Authorization' },
         { key: 'httpHeaders0Value', value: authorization },
-        { key: 'scrub', value: JSON.stringify({ paths: ['/opt/app'] }) },
+        ...(options.withoutScrub === true ? [] : [{ key: 'scrub', value: JSON.stringify({ paths: ['/opt/app'] }) }]),
         { key: 'configDriveUserData', value: userDataB },
         { key: 'configDriveMetadata', value: JSON.stringify(metadataB) },
       ],

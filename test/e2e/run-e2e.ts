@@ -1,6 +1,7 @@
 /**
  * The e2e runner: `node dist/test/e2e/run-e2e.js [--ci] [--case NAME]... [--list] [--verbose]
- *   [--rescue-append 'byoi.memlog=5']` (more rescue kernel command line).
+ *   [--rescue-append 'byoi.memlog=5'] [--lifecycle-without-scrub]` (more rescue kernel command line;
+ *   the lifecycle's control run, B installed without scrub: the scrub's checks must then fail).
  * Runs the cases one after the other (each VM takes both cores under TCG), prints each check as it
  * is made, then a summary with the timings; writes build/e2e/summary.json. Exit status 0 when
  * every case passed. Needs `make rescue-image test-os-image` (the Makefile's e2e targets do it).
@@ -10,8 +11,8 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { CASES } from './cases.js'
-import { LIFECYCLE_NAME, LIFECYCLE_SUMMARY, runLifecycle } from './lifecycle.js'
-import { repoRoot, runCase, type CaseObserver, type CaseReport, type RunCaseOptions } from './run-case.js'
+import { LIFECYCLE_NAME, LIFECYCLE_SUMMARY, runLifecycle, type LifecycleOptions } from './lifecycle.js'
+import { repoRoot, runCase, type CaseObserver, type CaseReport } from './run-case.js'
 
 const { values } = parseArgs({
   options: {
@@ -20,14 +21,15 @@ const { values } = parseArgs({
     list: { type: 'boolean', default: false },
     verbose: { type: 'boolean', short: 'v', default: false },
     'rescue-append': { type: 'string' },
+    'lifecycle-without-scrub': { type: 'boolean', default: false },
   },
 })
 
 /** The matrix's install cases, then the image lifecycle (lifecycle.ts: install, bake, capture, install elsewhere, boot). */
-interface Runnable { name: string; summary: string; ci: boolean; run: (observer: CaseObserver, options: RunCaseOptions) => Promise<CaseReport> }
+interface Runnable { name: string; summary: string; ci: boolean; run: (observer: CaseObserver, options: LifecycleOptions) => Promise<CaseReport> }
 const RUNNABLE: Runnable[] = [
   ...CASES.map((c) => ({
-    name: c.name, summary: c.summary, ci: c.ci === true, run: async (o: CaseObserver, opts: RunCaseOptions) => await runCase(c, o, opts),
+    name: c.name, summary: c.summary, ci: c.ci === true, run: async (o: CaseObserver, opts: LifecycleOptions) => await runCase(c, o, opts),
   })),
   { name: LIFECYCLE_NAME, summary: LIFECYCLE_SUMMARY, ci: false, run: runLifecycle },
 ]
@@ -73,7 +75,7 @@ for (const testCase of selected) {
     rescueConsole: values.verbose ? (line) => console.log(`    rescue| ${line}`) : undefined,
     bootConsole: values.verbose ? (line) => console.log(`    boot| ${line}`) : undefined,
     check: (c) => console.log(`[${clock()}]   ${c.ok ? 'ok    ' : 'NOT OK'} ${c.name}${c.detail === '' ? '' : ` — ${c.detail}`}`),
-  }, { rescueAppend: values['rescue-append'] })
+  }, { rescueAppend: values['rescue-append'], withoutScrub: values['lifecycle-without-scrub'] })
   const phases = Object.entries(report.timings.phases ?? {}).map(([phase, s]) => `${phase} ${s} s`).join(', ')
   if (phases !== '') console.log(`[${clock()}]   phases: ${phases}`)
   if (report.error !== undefined) console.log(`[${clock()}]   NOT OK ${report.error}`)
