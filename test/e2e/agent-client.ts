@@ -1,6 +1,7 @@
 /**
  * The harness's side of the agent's API (docs/api.md), over the VM's host forward on 127.0.0.1:
- * health, install/start, install/status, and the Server-Sent Events stream followed to its end.
+ * health, install/start, capture/start, install/status, and the Server-Sent Events stream followed
+ * to its end (a capture's job is followed there too).
  */
 import { request, type IncomingMessage } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -8,13 +9,28 @@ import { setTimeout as sleep } from 'node:timers/promises'
 export interface StepStatus { name: string; status: 'todo' | 'doing' | 'done' | 'error'; startedAt: string | null; endedAt: string | null }
 export interface Progress { step: string; bytes: number; totalBytes: number | null; bytesPerSecond: number; etaSeconds: number | null }
 export interface ResultMessage { code: string; message: string }
+/** A capture's outcome in the status, once it succeeded (docs/api.md, "Capturing the disk"). */
+export interface CaptureView {
+  bytes: number
+  format: string
+  digest: { type: 'sha256' | 'sha512'; hex: string }
+  virtualSizeBytes: number
+  payloads: {
+    installStart: { templateName: string; userMetadata: Array<{ key: string; value: string }> }
+    reinstall: { operatingSystem: string; customizations: Record<string, string> }
+  }
+}
 export interface InstallStatus {
   state: 'idle' | 'running' | 'done' | 'error'
+  /** install or capture; null while idle. */
+  kind?: 'install' | 'capture' | null
   jobId: string | null
   disk: { path: string; auto: boolean; sizeBytes: number | null; model: string | null }
   steps: StepStatus[]
   progress: Progress | null
   result: ResultMessage | null
+  /** A capture's outcome once it succeeded; null otherwise. */
+  capture?: CaptureView | null
 }
 
 export type AgentEvent =
@@ -71,6 +87,14 @@ export class AgentClient {
   async start (payload: unknown): Promise<string> {
     const answer = await this.call('POST', '/install/start', payload, 60_000)
     if (answer.status !== 202) throw new Error(`POST /install/start answered ${answer.status}: ${answer.body}`)
+    const { jobId } = JSON.parse(answer.body) as { jobId: string }
+    return jobId
+  }
+
+  /** POST /capture/start: the disk uploaded as an image; the job is followed as an install's is. */
+  async startCapture (body: unknown): Promise<string> {
+    const answer = await this.call('POST', '/capture/start', body, 60_000)
+    if (answer.status !== 202) throw new Error(`POST /capture/start answered ${answer.status}: ${answer.body}`)
     const { jobId } = JSON.parse(answer.body) as { jobId: string }
     return jobId
   }

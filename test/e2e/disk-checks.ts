@@ -147,3 +147,27 @@ print(json.dumps({
   "userData": ud.decode() if isinstance(ud, bytes) else ud,
 }))
 `
+
+/**
+ * The byte offset of the ext4 file system labelled `label` on a disk of 512-byte sectors (the
+ * test OS's root, `byoi-root`), found with sfdisk and `blkid -p` at each partition's offset.
+ */
+export async function ext4Offset (disk: string, label: string): Promise<number> {
+  for (const partition of await partitions(disk, 512)) {
+    const offset = partition.startLba * 512
+    const probe = await run('blkid', ['-p', '-o', 'export', '-O', String(offset), disk])
+    if (/^TYPE=ext4$/m.test(probe.stdout) && new RegExp(`^LABEL=${label}$`, 'm').test(probe.stdout)) return offset
+  }
+  throw new Error(`no ext4 file system labelled ${label} on ${disk}`)
+}
+
+/**
+ * A file of the guest's ext4 file system at `offset` in `disk`, read by debugfs (read-only, the
+ * file system never mounted); undefined when it does not exist.
+ */
+export async function readGuestFile (disk: string, offset: number, path: string): Promise<string | undefined> {
+  const result = await run('debugfs', ['-R', `cat ${path}`, `${disk}?offset=${offset}`])
+  if (result.code !== 0) throw new Error(`debugfs cat ${path}: ${result.stderr.trim()}`)
+  if (/File not found by ext2_lookup/.test(result.stderr)) return undefined
+  return result.stdout
+}

@@ -202,6 +202,22 @@ export class QemuVm {
     }
   }
 
+  /**
+   * Waits for the guest to power itself off (QEMU exits: `-no-reboot`, and a poweroff ends the
+   * process); true when it did within `timeoutMs`, false when it still runs (the caller stops it).
+   */
+  async waitForExit (timeoutMs: number): Promise<boolean> {
+    if (this.child === undefined) return false
+    let timer: NodeJS.Timeout | undefined
+    const exited = await Promise.race([
+      this.exited.then(() => true),
+      new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs) }),
+    ])
+    clearTimeout(timer)
+    await this.readConsole()
+    return exited
+  }
+
   /** QMP `quit` (the VM stops at once, as when the power is cut); SIGKILL by pid if it lingers. */
   async stop (): Promise<void> {
     if (this.running) {

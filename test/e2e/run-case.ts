@@ -40,7 +40,9 @@ export interface CaseReport {
   ok: boolean
   error?: string
   /** Seconds: rescue power-on to /health answering, the install, host checks, each boot, the whole case. */
-  timings: { rescueToApi?: number; install?: number; hostChecks?: number; boots: Record<string, number>; total: number }
+  timings: { rescueToApi?: number; install?: number; hostChecks?: number; boots: Record<string, number>; total: number
+    /** The lifecycle case's phases, in order (install A, bake boot, capture, install B, boot B). */
+    phases?: Record<string, number> }
   result?: { state: string; code: string; message: string }
   /** The agent's `note` events, in order (the config-2 mount check's among them). */
   notes: string[]
@@ -67,7 +69,7 @@ export interface RunCaseOptions {
   rescueAppend?: string
 }
 
-async function freePort (): Promise<number> {
+export async function freePort (): Promise<number> {
   return await new Promise((resolve, reject) => {
     const server = createServer()
     server.on('error', reject)

@@ -1,6 +1,7 @@
 /**
  * The e2e runner: `node dist/test/e2e/run-e2e.js [--ci] [--case NAME]... [--list] [--verbose]
- *   [--rescue-append 'byoi.memlog=5']` (more rescue kernel command line).
+ *   [--rescue-append 'byoi.memlog=5'] [--lifecycle-without-scrub]` (more rescue kernel command line;
+ *   the lifecycle's control run, B installed without scrub: the scrub's checks must then fail).
  * Runs the cases one after the other (each VM takes both cores under TCG), prints each check as it
  * is made, then a summary with the timings; writes build/e2e/summary.json. Exit status 0 when
  * every case passed. Needs `make rescue-image test-os-image` (the Makefile's e2e targets do it).
@@ -10,7 +11,8 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { CASES } from './cases.js'
-import { repoRoot, runCase, type CaseReport } from './run-case.js'
+import { LIFECYCLE_NAME, LIFECYCLE_SUMMARY, runLifecycle, type LifecycleOptions } from './lifecycle.js'
+import { repoRoot, runCase, type CaseObserver, type CaseReport } from './run-case.js'
 
 const { values } = parseArgs({
   options: {
@@ -19,11 +21,21 @@ const { values } = parseArgs({
     list: { type: 'boolean', default: false },
     verbose: { type: 'boolean', short: 'v', default: false },
     'rescue-append': { type: 'string' },
+    'lifecycle-without-scrub': { type: 'boolean', default: false },
   },
 })
 
+/** The matrix's install cases, then the image lifecycle (lifecycle.ts: install, bake, capture, install elsewhere, boot). */
+interface Runnable { name: string; summary: string; ci: boolean; run: (observer: CaseObserver, options: LifecycleOptions) => Promise<CaseReport> }
+const RUNNABLE: Runnable[] = [
+  ...CASES.map((c) => ({
+    name: c.name, summary: c.summary, ci: c.ci === true, run: async (o: CaseObserver, opts: LifecycleOptions) => await runCase(c, o, opts),
+  })),
+  { name: LIFECYCLE_NAME, summary: LIFECYCLE_SUMMARY, ci: false, run: runLifecycle },
+]
+
 if (values.list) {
-  for (const c of CASES) console.log(`${c.ci === true ? '*' : ' '} ${c.name.padEnd(24)} ${c.summary}`)
+  for (const c of RUNNABLE) console.log(`${c.ci ? '*' : ' '} ${c.name.padEnd(24)} ${c.summary}`)
   process.exit(0)
 }
 
@@ -35,8 +47,8 @@ for (const needed of ['build/rescue/vmlinuz', 'build/rescue/initramfs.img', 'bui
   }
 }
 const selected = values.case !== undefined
-  ? values.case.map((name) => CASES.find((c) => c.name === name) ?? (() => { console.error(`unknown case ${name} (--list)`); process.exit(2) })())
-  : CASES.filter((c) => !values.ci || c.ci === true)
+  ? values.case.map((name) => RUNNABLE.find((c) => c.name === name) ?? (() => { console.error(`unknown case ${name} (--list)`); process.exit(2) })())
+  : RUNNABLE.filter((c) => !values.ci || c.ci)
 
 const started = Date.now()
 const clock = (): string => {
@@ -47,7 +59,7 @@ const reports: CaseReport[] = []
 for (const testCase of selected) {
   console.log(`\n[${clock()}] === ${testCase.name}: ${testCase.summary}`)
   let lastPercent = -1
-  const report = await runCase(testCase, {
+  const report = await testCase.run({
     phase: (text) => console.log(`[${clock()}] ${text}`),
     event: (event) => {
       if (event.type === 'step' && event.data.status !== 'todo') console.log(`[${clock()}]   step ${event.data.name}: ${event.data.status}`)
@@ -63,7 +75,9 @@ for (const testCase of selected) {
     rescueConsole: values.verbose ? (line) => console.log(`    rescue| ${line}`) : undefined,
     bootConsole: values.verbose ? (line) => console.log(`    boot| ${line}`) : undefined,
     check: (c) => console.log(`[${clock()}]   ${c.ok ? 'ok    ' : 'NOT OK'} ${c.name}${c.detail === '' ? '' : ` — ${c.detail}`}`),
-  }, { rescueAppend: values['rescue-append'] })
+  }, { rescueAppend: values['rescue-append'], withoutScrub: values['lifecycle-without-scrub'] })
+  const phases = Object.entries(report.timings.phases ?? {}).map(([phase, s]) => `${phase} ${s} s`).join(', ')
+  if (phases !== '') console.log(`[${clock()}]   phases: ${phases}`)
   if (report.error !== undefined) console.log(`[${clock()}]   NOT OK ${report.error}`)
   console.log(`[${clock()}] === ${testCase.name}: ${report.ok ? 'PASS' : 'FAIL'} in ${report.timings.total} s (logs in ${report.dir})`)
   reports.push(report)
