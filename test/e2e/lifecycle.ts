@@ -290,7 +290,12 @@ export async function runLifecycle (observer: CaseObserver, options: LifecycleOp
     return { vm, poweredOff, seconds: seconds(bootStarted) }
   }
 
-  const cleanups: Array<() => Promise<void>> = []
+  /** Servers still open: each is closed once, by its phase, or in the end when a failure skipped that. */
+  const openServers = new Set<() => Promise<void>>()
+  const opened = (close: () => Promise<void>): (() => Promise<void>) => {
+    openServers.add(close)
+    return async () => { if (openServers.delete(close)) await close() }
+  }
   try {
     // 1. Install the test OS on disk A, through the rescue image's API.
     let phaseStarted = Date.now()
@@ -301,7 +306,7 @@ export async function runLifecycle (observer: CaseObserver, options: LifecycleOp
     const authorization = `Basic ${Buffer.from(credentials).toString('base64')}`
     const bakedToken = randomBytes(16).toString('hex')
     const osServer = await startImageServer({ dir: imagesDir, basicAuth: credentials })
-    cleanups.push(osServer.close)
+    const closeOsServer = opened(osServer.close)
     const installA = installStartPayload({
       hostname: HOST_A,
       imageUrl: `http://${IMAGE_HOST}/test-os.qcow2`,
@@ -320,7 +325,7 @@ export async function runLifecycle (observer: CaseObserver, options: LifecycleOp
       guestForwards: [{ guestAddress: IMAGE_HOST, guestPort: 80, hostPort: osServer.port }],
       start: async (client) => await client.start(installA),
     })
-    await osServer.close()
+    await closeOsServer()
     phases['install A'] = seconds(phaseStarted)
     phases['install A: rescue→API'] = a.rescueToApiSeconds
     phases['install A: job'] = a.jobSeconds
@@ -350,7 +355,7 @@ export async function runLifecycle (observer: CaseObserver, options: LifecycleOp
     phaseStarted = Date.now()
     const uploadToken = randomBytes(16).toString('hex')
     const dav = await startWebDav(join(dir, 'webdav'), { token: uploadToken })
-    cleanups.push(dav.close)
+    const closeDav = opened(dav.close)
     const davPort = Number(new URL(dav.origin).port)
     const uploadUrl = `http://${UPLOAD_HOST}/images/a.qcow2`
     observer.phase(`capture: A uploaded to ${uploadUrl} (nginx WebDAV at ${dav.origin}, X-Upload-Token)`)
@@ -363,7 +368,7 @@ export async function runLifecycle (observer: CaseObserver, options: LifecycleOp
       guestForwards: [{ guestAddress: UPLOAD_HOST, guestPort: 80, hostPort: davPort }],
       start: async (client) => await client.startCapture(captureBody),
     })
-    await dav.close()
+    await closeDav()
     phases.capture = seconds(phaseStarted)
     phases['capture: rescue→API'] = c.rescueToApiSeconds
     phases['capture: job'] = c.jobSeconds
@@ -398,7 +403,7 @@ export async function runLifecycle (observer: CaseObserver, options: LifecycleOp
     const createdB = await run('qemu-img', ['create', '-q', '-f', 'raw', diskB, String(DISK_B_BYTES)])
     if (createdB.code !== 0) throw new Error(`qemu-img create: ${createdB.stderr}`)
     const captureServer = await startImageServer({ dir: join(dav.root, 'images'), basicAuth: credentials })
-    cleanups.push(captureServer.close)
+    const closeCaptureServer = opened(captureServer.close)
     const capturedUrl = `http://${IMAGE_HOST}/a.qcow2` // the guest-side URL of the served capture
     const userDataB = deployUserData()
     const metadataB = { e2eCase: LIFECYCLE_NAME, server: 'B' }
@@ -423,7 +428,7 @@ export async function runLifecycle (observer: CaseObserver, options: LifecycleOp
       guestForwards: [{ guestAddress: IMAGE_HOST, guestPort: 80, hostPort: captureServer.port }],
       start: async (client) => await client.start(installB),
     })
-    await captureServer.close()
+    await closeCaptureServer()
     phases['install B'] = seconds(phaseStarted)
     phases['install B: rescue→API'] = b.rescueToApiSeconds
     phases['install B: job'] = b.jobSeconds
@@ -447,10 +452,10 @@ export async function runLifecycle (observer: CaseObserver, options: LifecycleOp
     // 5. Boot B: the user data deploys, joins and powers off; then B's disk is read from the host.
     phaseStarted = Date.now()
     const listener = await startJoinListener()
-    cleanups.push(listener.close)
+    const closeListener = opened(listener.close)
     observer.phase(`boot B: by itself (SeaBIOS, NVMe); the join listener on 127.0.0.1:${listener.port}, seen as http://${JOIN_HOST}/join`)
     const bootB = await poweroffBoot('boot-b', diskB, 'nvme', [{ guestAddress: JOIN_HOST, guestPort: 80, hostPort: listener.port }])
-    await listener.close()
+    await closeListener()
     phases['boot B'] = bootB.seconds
     report.timings.boots.B = bootB.seconds
     await fs.writeFile(join(dir, 'join-requests.json'), JSON.stringify(listener.requests, null, 2))
@@ -495,8 +500,8 @@ export async function runLifecycle (observer: CaseObserver, options: LifecycleOp
     report.error = err instanceof Error ? err.message : String(err)
     report.ok = false
   } finally {
-    // Servers a failure left open (each close is idempotent or already done).
-    for (const close of cleanups.reverse()) await close().catch(() => undefined)
+    // The servers a failure left open.
+    for (const close of [...openServers].reverse()) await close().catch(() => undefined)
   }
   report.timings.total = seconds(started)
   await fs.writeFile(join(dir, 'report.json'), JSON.stringify(report, null, 2))
