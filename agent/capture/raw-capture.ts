@@ -1,4 +1,5 @@
-import { createGzip, type Gzip } from 'node:zlib'
+import { Readable } from 'node:stream'
+import { createGzip } from 'node:zlib'
 import zstd from 'zstd-napi/binding.js'
 import type { BlockIo } from '../disk/partition-table.js'
 import type { FreeSpace } from './free-space.js'
@@ -50,31 +51,14 @@ export async function * zstdCompress (source: AsyncIterable<Buffer>, sizeBytes: 
 
 /** `source` as gzip (level 6, zlib's default; its CRC-32 and size in the trailer, checked by `gzip -t` and the installer's decoder). */
 export async function * gzipCompress (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  const input = Readable.from(source, { objectMode: false })
   const gzip = createGzip({ level: 6 })
-  const feeding = (async () => {
-    try {
-      for await (const chunk of source) {
-        if (gzip.destroyed) return // the reader stopped (an upload that failed): stop reading the disk
-        if (!gzip.write(chunk)) await drainedOrClosed(gzip)
-      }
-      gzip.end()
-    } catch (err) {
-      gzip.destroy(err instanceof Error ? err : new Error(String(err)))
-    }
-  })()
-  for await (const chunk of gzip) yield chunk as Buffer
-  await feeding
-}
-
-/** Resolves when `stream` drains or closes, whichever comes first, its listeners removed either way. */
-async function drainedOrClosed (stream: Gzip): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
-      stream.off('drain', done)
-      stream.off('close', done)
-      resolve()
-    }
-    stream.once('drain', done)
-    stream.once('close', done)
-  })
+  // pipe() keeps the pace (the disk is read as the upload takes the bytes); a read error fails the output.
+  input.once('error', (err) => gzip.destroy(err))
+  input.pipe(gzip)
+  try {
+    for await (const chunk of gzip) yield chunk as Buffer
+  } finally {
+    input.destroy() // the reader stopped early (an upload that failed): stop reading the disk
+  }
 }

@@ -14,8 +14,8 @@ export const STEP_NAMES: readonly StepName[] = ['preflight', 'download', 'verify
 /** A capture's steps in order: the disk opened, scanned (a qcow2's first pass), uploaded, its size checked again. */
 export const CAPTURE_STEP_NAMES: readonly StepName[] = ['preflight', 'scan', 'upload', 'finish']
 
-/** Every step name, for schemas. */
-export const ALL_STEP_NAMES: readonly StepName[] = [...STEP_NAMES, 'scan', 'upload']
+/** Every step name of either kind, for schemas. */
+export const ALL_STEP_NAMES: readonly StepName[] = [...new Set([...STEP_NAMES, ...CAPTURE_STEP_NAMES])]
 
 export function stepNamesOf (kind: JobKind): readonly StepName[] {
   return kind === 'capture' ? CAPTURE_STEP_NAMES : STEP_NAMES

@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { InstallRequest } from '../payload/install-request.js'
 import type { CaptureJobRequest } from '../payload/capture-request.js'
-import { runCapture, type CaptureOutcome, type CaptureRequest } from '../capture/run-capture.js'
+import type { CaptureOutcome, CaptureRequest } from '../capture/run-capture.js'
 import { apiErrors } from '../errors/api-error.js'
 import { errors, isInstallError } from '../errors/install-error.js'
 import type { InstallEvent, JobKind } from '../report/progress.js'
@@ -109,7 +109,9 @@ export class JobRunner implements InstallJobs {
   private constructor (private readonly options: JobRunnerOptions, last: InstallStatus) {
     this.last = last
     this.install = options.install ?? runInstall
-    this.capture = options.capture ?? runCapture
+    // Loaded on the first capture (as the CLI does): a service that only installs never loads the
+    // capture's modules (S3, the compression pool).
+    this.capture = options.capture ?? (async (request) => await (await import('../capture/run-capture.js')).runCapture(request))
     this.now = options.now ?? Date.now
   }
 
