@@ -5,7 +5,8 @@ import { pino, type Logger } from 'pino'
 import { checkToken } from './api/bearer-auth.js'
 import type { Service } from './api/start-service.js'
 import type { S3CaptureTarget } from './capture/run-capture.js'
-import { findAutoDisk, type BlockDeviceSources } from './disk/auto-disk.js'
+import { devicePath, findAutoDisk, pickAutoDisk, readBlockDevices, type BlockDeviceInfo, type BlockDeviceSources } from './disk/auto-disk.js'
+import type { DiskChoice } from './ironic/agent-commands.js'
 import { DEFAULT_CONNECTIONS, MAX_CONNECTIONS, MAX_DEADLINE_MS } from './download/index.js'
 import type { DownloadTuning } from './install/fetch-image.js'
 import { settleInterruptedInstall } from './service/interrupted-install.js'
@@ -18,6 +19,11 @@ import { errors, isInstallError, type InstallError } from './errors/install-erro
 import type { InstallEvent } from './report/progress.js'
 import { formatProgress, parseByteSize } from './report/progress-text.js'
 import { safeUrl } from './report/redact.js'
+import { eraseDiskMetadata } from './disk/erase-metadata.js'
+import { runCommand } from './disk/run-command.js'
+import { parseKernelParams, type IronicKernelParams } from './ironic/kernel-params.js'
+import { collectSystemLogs, LogRing } from './ironic/system-logs.js'
+import { agentVersion } from './api/openapi-document.js'
 import { parseReportUrl } from './service/report-url.js'
 import { createServiceLogger, isLogLevel, type LogLevel } from './service/service-logger.js'
 
@@ -82,6 +88,25 @@ const USAGE = `Usage:
                         a .raw.zst) or zlib (gzip, a .raw.gz), both installable as imageType raw; none (default)
   --checksum-type T     the digest of the file as uploaded (default: sha512)
   --json                print the result as one JSON object, with the install payloads for the image
+
+  byoi-agent ironic --api-url URL [--listen HOST:PORT] [--callback-url URL] [--disk PATH|auto]
+                    [--insecure] [--mac MAC]... [--heartbeat-interval SECONDS] [--lookup-timeout SECONDS]
+                    [--power-off exit|system] [--state-dir DIR] [--memory-limit BYTES] [--log-level LEVEL]
+  byoi-agent ironic --from-cmdline /proc/cmdline ...
+
+  --api-url URL         the Ironic API (its lookup and heartbeat); the agent is an Ironic deploy ramdisk
+                        speaking ironic-python-agent's protocol (docs/ironic.md)
+  --listen HOST:PORT    where the agent API the conductor calls listens (default 0.0.0.0:9999)
+  --callback-url URL    what Ironic is told to call (default http://ADDRESS:PORT, ADDRESS the source
+                        address of the route to the API)
+  --disk PATH|auto      the disk when the node has no root device hints (default auto)
+  --insecure            do not verify the Ironic API's TLS certificate (ipa-insecure)
+  --mac MAC             look the node up by this MAC address (repeatable; default: the machine's interfaces)
+  --heartbeat-interval S  seconds between heartbeats (default: from Ironic's heartbeat_timeout)
+  --power-off ACTION    what standby.power_off does: exit (stop the agent, default) or system (poweroff -f)
+  --from-cmdline FILE   take ipa-api-url, ipa-advertise-host/-port, ipa-listen-host/-port, ipa-insecure,
+                        ipa-agent-token and ipa-lookup-timeout from a kernel command line (/proc/cmdline),
+                        as Ironic's PXE and virtual-media boot pass them; options given win
 `
 
 const OPTIONS = {
@@ -109,6 +134,14 @@ const OPTIONS = {
   'checksum-type': { type: 'string' },
   's3-endpoint': { type: 'string' },
   's3-region': { type: 'string' },
+  'api-url': { type: 'string' },
+  'callback-url': { type: 'string' },
+  insecure: { type: 'boolean' },
+  mac: { type: 'string', multiple: true },
+  'heartbeat-interval': { type: 'string' },
+  'lookup-timeout': { type: 'string' },
+  'power-off': { type: 'string' },
+  'from-cmdline': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const
 
@@ -118,7 +151,11 @@ type CliValues = { [K in OptionName]?: OptionValue<typeof OPTIONS[K]> }
 
 const DOWNLOAD_OPTIONS = ['low-speed-limit', 'low-speed-time', 'download-deadline', 'connections'] as const
 
-const COMMAND_OPTIONS: Record<'install' | 'serve' | 'capture', readonly string[]> = {
+const COMMAND_OPTIONS: Record<'install' | 'serve' | 'capture' | 'ironic', readonly string[]> = {
+  ironic: [
+    'api-url', 'listen', 'callback-url', 'disk', 'insecure', 'mac', 'heartbeat-interval', 'lookup-timeout', 'power-off', 'from-cmdline',
+    'state-dir', 'memory-limit', 'config-drive', 'log-level', ...DOWNLOAD_OPTIONS,
+  ],
   capture: ['disk', 'upload', 'header', 'format', 'compress', 'checksum-type', 'json', 'log-level', 's3-endpoint', 's3-region'],
   install: ['payload', 'disk', 'json', 'stream', 'memory-limit', 'config-drive', 'log-level', 'state-dir', ...DOWNLOAD_OPTIONS],
   serve: [
@@ -247,7 +284,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
     return EXIT_USAGE
   }
   const command = positionals[0]
-  if (positionals.length !== 1 || (command !== 'install' && command !== 'serve' && command !== 'capture')) {
+  if (positionals.length !== 1 || (command !== 'install' && command !== 'serve' && command !== 'capture' && command !== 'ironic')) {
     return usage(positionals.length === 0 ? 'Missing command.' : `Unknown command: ${positionals.join(' ')}`)
   }
   const given = new Set(parsed.tokens.flatMap((token) => token.kind === 'option' ? [token.name] : []))
@@ -258,6 +295,7 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   if (empty !== undefined) return usage(`Bad --${empty}: expected ${empty === 'disk' ? 'a path' : 'a value'}, got an empty string.`)
   if (command === 'serve') return runServe(values, { io, usage })
   if (command === 'capture') return await runCaptureCommand(values, { io, usage })
+  if (command === 'ironic') return await runIronicCommand(values, { io, usage })
   if (values.payload === undefined) return usage('Missing --payload FILE.')
   if (values.disk === undefined) return usage('Missing --disk PATH.')
   const common = commonOptions(values, 'warn')
@@ -481,6 +519,126 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
   })
   await service.close()
   return EXIT_OK
+}
+
+/**
+ * `ironic`: the agent as Ironic's deploy ramdisk (ironic/run-ironic-agent) until the conductor
+ * powers it off, or the signal. Each deploy's install runs as `install` runs one: the state kept
+ * per disk (a kill while writing is settled by the next start), the memory budget and tuning.
+ */
+async function runIronicCommand (values: CliValues, { io, usage }: CommandContext): Promise<number> {
+  let kernel: IronicKernelParams = {}
+  if (values['from-cmdline'] !== undefined) {
+    try {
+      kernel = parseKernelParams(await readFile(values['from-cmdline'], 'utf8'))
+    } catch (err) {
+      return usage(`Cannot read --from-cmdline ${values['from-cmdline']}: ${(err as Error).message}`)
+    }
+  }
+  const apiUrl = values['api-url'] ?? kernel.apiUrl
+  if (apiUrl === undefined) return usage('Missing --api-url URL (or ipa-api-url= on the kernel command line given by --from-cmdline).')
+  if (!/^https?:\/\/[^/?#@\s]+/.test(apiUrl)) return usage(`Bad --api-url ${safeUrl(apiUrl)}: expected http(s)://HOST[:PORT].`)
+  const listenText = values.listen ?? `${kernel.listenHost ?? '0.0.0.0'}:${kernel.listenPort ?? '9999'}`
+  const listen = parseListen(/^[0-9a-f:]*:[0-9a-f:]*:/i.test(listenText.replace(/:\d+$/, '')) ? `[${listenText.replace(/:(\d+)$/, ']:$1')}` : listenText)
+  if (listen === undefined) return usage(`Bad --listen ${listenText}: expected HOST:PORT.`)
+  const callbackUrl = values['callback-url']
+  if (callbackUrl !== undefined && !/^https?:\/\/[^/?#@\s]+\/?$/.test(callbackUrl)) return usage(`Bad --callback-url ${safeUrl(callbackUrl)}: expected http(s)://HOST:PORT.`)
+  const advertisePort = kernel.advertisePort === undefined ? undefined : Number(kernel.advertisePort)
+  if (advertisePort !== undefined && !(Number.isInteger(advertisePort) && advertisePort > 0 && advertisePort < 65536)) {
+    return usage(`Bad ipa-advertise-port=${kernel.advertisePort}.`)
+  }
+  const seconds = (name: 'heartbeat-interval' | 'lookup-timeout', fallback: string | undefined): number | string | undefined => {
+    const text = values[name] ?? fallback
+    if (text === undefined) return undefined
+    const value = Number(text)
+    return /^\s*\d+(\.\d+)?\s*$/.test(text) && value > 0 ? value : `Bad --${name} ${text}: expected a number of seconds.`
+  }
+  const heartbeatSeconds = seconds('heartbeat-interval', undefined)
+  const lookupTimeoutSeconds = seconds('lookup-timeout', kernel.lookupTimeout)
+  if (typeof heartbeatSeconds === 'string') return usage(heartbeatSeconds)
+  if (typeof lookupTimeoutSeconds === 'string') return usage(lookupTimeoutSeconds)
+  const macs = values.mac?.map((mac) => mac.toLowerCase())
+  const badMac = macs?.find((mac) => !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(mac))
+  if (badMac !== undefined) return usage(`Bad --mac ${badMac}: expected six hexadecimal pairs separated by colons.`)
+  const powerOff = values['power-off'] ?? 'exit'
+  if (powerOff !== 'exit' && powerOff !== 'system') return usage(`Bad --power-off ${powerOff}: expected exit or system.`)
+  const diskSpec = values.disk ?? 'auto'
+  const common = commonOptions(values, 'info')
+  if (typeof common === 'string') return usage(common)
+  const { memoryLimitBytes, configDriveFs, level, downloadTuning } = common
+
+  const ring = new LogRing()
+  const logger: Logger = pino({ level, base: { name: 'byoi-agent' } }, pino.multistream([{ stream: io.stderr, level }, { stream: ring, level }]))
+  const sources = io.blockDevices
+  const { runIronicAgent } = await import('./ironic/run-ironic-agent.js')
+  const end = await runIronicAgent({
+    apiUrl,
+    listen,
+    callbackUrl: callbackUrl?.replace(/\/$/, ''),
+    advertiseHost: kernel.advertiseHost,
+    advertisePort,
+    insecure: values.insecure === true || kernel.insecure === true,
+    token: kernel.token,
+    macs,
+    heartbeatSeconds,
+    lookupTimeoutSeconds,
+    version: agentVersion(),
+    signal: io.signal,
+    logger,
+    onListening: (url) => { io.stdout.write(`byoi-agent ironic: agent API on ${url}, Ironic API ${safeUrl(apiUrl)}\n`) },
+    powerAction: async (action) => {
+      if (powerOff === 'exit') return
+      await runCommand(action === 'power-off' ? 'poweroff' : 'reboot', ['-f'], 30_000)
+    },
+    machine: {
+      chooseDisk: async (hints) => await chooseDeployDisk(diskSpec, hints, sources),
+      erasableDisks: async () => diskSpec === 'auto' || diskSpec.startsWith('hints:') ? freeDiskPaths(await readBlockDevices(sources)) : [diskSpec],
+      eraseDisk: async (path) => await eraseDiskMetadata(path, { logger }),
+      collectLogs: async () => await collectSystemLogs(ring),
+      install: async (request, diskPath, { stream, signal, onNote }) => {
+        const journal = await openInstallJournal({ diskPath, stateDir: values['state-dir'], logger, stderr: io.stderr })
+        if (typeof journal === 'string') throw errors.diskUnavailable(diskPath, journal)
+        try {
+          const result = await runInstall({
+            request, diskPath, memoryLimitBytes, stream, downloadTuning, signal, logger,
+            configDrive: configDriveFs === undefined ? undefined : { force: configDriveFs },
+            onEvent: (event) => {
+              if (event.type === 'note') onNote(event.message)
+              journal?.onEvent(event)
+            },
+            beforeFirstWrite: journal?.beforeFirstWrite,
+          })
+          await journal?.finish({ code: result.code, message: result.message })
+          return result
+        } catch (err) {
+          const failure = isInstallError(err) ? err : errors.internalError(err)
+          if (!isInstallError(err)) logger.error({ err }, 'unexpected error')
+          await journal?.finish({ code: failure.code, message: failure.message })
+          throw failure
+        }
+      },
+    },
+  })
+  io.stdout.write(`byoi-agent ironic: ${end}\n`)
+  return end === 'lookup-failed' ? EXIT_INSTALL_FAILED : EXIT_OK
+}
+
+/** A deploy's disk: by the node's root device hints when it has some, else by --disk (a path, or auto). */
+async function chooseDeployDisk (spec: string, hints: Record<string, unknown> | undefined, sources: BlockDeviceSources | undefined): Promise<DiskChoice> {
+  if (hints !== undefined) throw errors.diskUnavailable('(root device hints)', 'root device hints are not supported yet')
+  if (spec !== 'auto') return { path: spec, why: `Disk ${spec} chosen by --disk.` }
+  const choice = await findAutoDisk(sources)
+  if (choice.disk === undefined) {
+    throw errors.diskUnavailable('auto', `no disk is free (${choice.skipped.map((s) => `${s.name}: ${s.reason}`).join('; ') || 'no block device'})`)
+  }
+  return { path: choice.disk.path, why: `Disk ${choice.disk.path} chosen: the first whole disk not in use (--disk auto).` }
+}
+
+/** The disks --disk auto could choose: erase_devices_metadata's, none in use. */
+function freeDiskPaths (devices: BlockDeviceInfo[]): string[] {
+  const choice = pickAutoDisk(devices)
+  if (choice.disk === undefined) return []
+  return [choice.disk.path, ...choice.skipped.filter((s) => s.reason.startsWith('not the first disk')).map((s) => devicePath(s.name))]
 }
 
 /** The CLI's default state folder: beside the service's, one state file per disk. */

@@ -34,7 +34,8 @@ const MAX_CONFIG_DRIVE_BYTES = 64 * 1024 * 1024 // 64 MiB: Ironic's MAX_CONFIG_D
  * logical sectors are at most 2048 bytes, else FAT with the disk's sector size, because Linux
  * refuses to mount ISO 9660 from a device whose logical blocks are larger than 2048 bytes
  * (fs/isofs/inode.c isofs_fill_super); `force` picks either. Any failure, content that does not
- * fit the partition included, is `Could not create configdrive on disk.`
+ * fit the partition included, is `Could not create configdrive on disk.` A ConfigDrive given whole
+ * (`request.givenConfigDrive`) keeps its files and, in ISO 9660, its image.
  */
 export function buildConfigDrive (request: ConfigDriveRequest, options: BuildConfigDriveOptions): ConfigDrive {
   try {
@@ -43,7 +44,8 @@ export function buildConfigDrive (request: ConfigDriveRequest, options: BuildCon
     if (!Number.isSafeInteger(partitionBytes) || partitionBytes <= 0) {
       throw new RangeError(`partition size must be a positive number of bytes, got ${partitionBytes}`)
     }
-    const files = configDriveFiles(request, {
+    const given = request.givenConfigDrive
+    const files = given?.files ?? configDriveFiles(request, {
       ...(options.uuid === undefined ? {} : { uuid: options.uuid }),
       ...(options.networkData === undefined ? {} : { networkData: options.networkData }),
     })
@@ -51,7 +53,8 @@ export function buildConfigDrive (request: ConfigDriveRequest, options: BuildCon
     const timestamp = options.timestamp === undefined ? {} : { timestamp: options.timestamp }
     let image: Buffer
     if (filesystem === 'iso9660') {
-      image = buildIso9660(files, timestamp)
+      // A given ISO (Ironic's) goes on the disk as it came, as ironic-python-agent writes it.
+      image = given?.iso ?? buildIso9660(files, timestamp)
       const limit = Math.min(partitionBytes, MAX_CONFIG_DRIVE_BYTES)
       if (image.length > limit) throw new RangeError(`ISO 9660 ConfigDrive is ${image.length} bytes, the partition holds ${limit}`)
     } else {

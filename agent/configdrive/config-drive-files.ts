@@ -17,6 +17,12 @@ export interface ConfigDriveRequest {
   metadata: Record<string, string>
   /** A public key (meta_data.json `public_keys.default`). */
   sshKey?: string
+  /**
+   * A ConfigDrive given whole instead of built from the fields above (OpenStack Ironic's: the ISO 9660
+   * its conductor made, with the files read from it, or the files of its `meta_data`/`user_data`).
+   * `iso` is written as it is where the disk can mount ISO 9660; otherwise the files are laid in a FAT.
+   */
+  givenConfigDrive?: { iso?: Buffer; files: ConfigDriveFile[] }
 }
 
 export interface ConfigDriveFilesOptions {

@@ -19,6 +19,8 @@ export interface ListedPartition {
   end: number
   /** The GPT type GUID (upper case), or the MBR type byte; none for the whole disk. */
   type: { gpt: string } | { mbr: number } | undefined
+  /** GPT: the entry's unique partition GUID (upper case), its PARTUUID. */
+  uuid?: string
 }
 
 export interface PartitionList {
@@ -41,7 +43,7 @@ export async function listPartitions (io: BlockIo, head?: Buffer): Promise<Parti
     try {
       const gpt = await loadGpt(new HeadOverlay(first, io), { sectorBytes, diskSectors: Math.floor(io.sizeBytes / sectorBytes) }, [])
       const partitions = gpt.entries.map((entry) => ({
-        number: entry.index + 1, start: entry.firstLba * sectorBytes, end: (entry.lastLba + 1) * sectorBytes, type: { gpt: entry.typeGuid.toUpperCase() },
+        number: entry.index + 1, start: entry.firstLba * sectorBytes, end: (entry.lastLba + 1) * sectorBytes, type: { gpt: entry.typeGuid.toUpperCase() }, uuid: entry.uniqueGuid.toUpperCase(),
       }))
       return { table: 'gpt', partitions: partitions.filter(inDisk) }
     } catch (err) {

@@ -50,9 +50,23 @@ export interface PreparedConfigDrive {
  */
 export function prepareConfigDrive (request: InstallRequest, sectorBytes: number, options: ConfigDriveStepOptions = {}): PreparedConfigDrive {
   const filesystem = options.force ?? (sectorBytes <= ISO_LIMIT_SECTOR_BYTES ? 'iso9660' : 'fat')
-  const uuid = options.uuid ?? crypto.randomUUID()
+  const uuid = options.uuid ?? givenUuid(request) ?? crypto.randomUUID()
   const drive = buildConfigDrive(request, { sectorBytes, partitionBytes: CONFIG_DRIVE_BYTES, force: filesystem, uuid })
   return { filesystem, uuid, iso: filesystem === 'iso9660' ? drive : undefined }
+}
+
+/** The instance id of a ConfigDrive given whole: `uuid` of its newest meta_data.json, if it says one. */
+function givenUuid (request: InstallRequest): string | undefined {
+  const metaData = request.givenConfigDrive?.files
+    .filter((file) => /^openstack\/[^/]+\/meta_data\.json$/.test(file.path))
+    .sort((a, b) => a.path < b.path ? 1 : -1)[0]
+  if (metaData === undefined) return undefined
+  try {
+    const uuid: unknown = (JSON.parse(metaData.data.toString('utf8')) as Record<string, unknown>).uuid
+    return typeof uuid === 'string' && uuid !== '' ? uuid : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /**

@@ -36,4 +36,11 @@ export interface InstallRequest {
    * written (install/scrub-step); `paths` are the customer's extra guest paths to remove.
    */
   scrub?: { paths: string[] }
+  /**
+   * A ConfigDrive given whole (`byoi-agent ironic`: the one Ironic sends), used instead of one built
+   * from hostname, userData, metadata and sshKey: `iso`, the ISO 9660 as it came, is written as it is
+   * where the disk can mount ISO 9660; `files` (read from it, or Ironic's meta_data/user_data) are
+   * laid in a FAT otherwise, and are what the mount check compares.
+   */
+  givenConfigDrive?: { iso?: Buffer; files: Array<{ path: string; data: Buffer }> }
 }
