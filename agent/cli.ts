@@ -542,7 +542,9 @@ async function runIronicCommand (values: CliValues, { io, usage }: CommandContex
   const listen = parseListen(/^[0-9a-f:]*:[0-9a-f:]*:/i.test(listenText.replace(/:\d+$/, '')) ? `[${listenText.replace(/:(\d+)$/, ']:$1')}` : listenText)
   if (listen === undefined) return usage(`Bad --listen ${listenText}: expected HOST:PORT.`)
   const callbackUrl = values['callback-url']
-  if (callbackUrl !== undefined && !/^https?:\/\/[^/?#@\s]+\/?$/.test(callbackUrl)) return usage(`Bad --callback-url ${safeUrl(callbackUrl)}: expected http(s)://HOST:PORT.`)
+  if (callbackUrl !== undefined && !/^https?:\/\/[^/?#@\s]+\/?$/.test(callbackUrl)) {
+    return usage(`Bad --callback-url ${safeUrl(callbackUrl)}: expected http(s)://HOST:PORT.`)
+  }
   const advertisePort = kernel.advertisePort === undefined ? undefined : Number(kernel.advertisePort)
   if (advertisePort !== undefined && !(Number.isInteger(advertisePort) && advertisePort > 0 && advertisePort < 65536)) {
     return usage(`Bad ipa-advertise-port=${kernel.advertisePort}.`)
