@@ -7,10 +7,13 @@ SHELL := /bin/bash
 # image (debootstrap, grub-efi-amd64-bin for grub-mkstandalone, syslinux-common + extlinux) and the VMs (QEMU, OVMF);
 # node-gyp's toolchain (g++, make, python3: `npm ci` compiles zstd-napi's addon); zstd and xz-utils, whose CLIs make the
 # tests' compressed images; the uploads' servers: nginx-light (WebDAV PUT), and S3 (scripts/s3-server.sh: Ceph's radosgw
-# on a one-node cluster, ceph-mon + ceph-osd, uuid-runtime) with the S3 client that checks it (python3-boto3, scripts/s3-check.py).
+# on a one-node cluster, ceph-mon + ceph-osd, uuid-runtime) with the S3 client that checks it (python3-boto3, scripts/s3-check.py);
+# the Ironic the agent-protocol tests drive (ironic-api + ironic-conductor, run as one process by test/helpers/ironic-server.ts;
+# python3-ironicclient's `baremetal` CLI to look at its nodes by hand).
 DEB_PACKAGES := qemu-utils gdisk util-linux fdisk dosfstools mtools xorriso genisoimage cloud-init curl aria2 coreutils e2fsprogs time \
   qemu-system-x86 ovmf debootstrap busybox-static cpio zstd xz-utils kmod binutils grub-efi-amd64-bin syslinux-common extlinux \
-  g++ make python3 nginx-light radosgw ceph-mon ceph-osd uuid-runtime python3-boto3
+  g++ make python3 nginx-light radosgw ceph-mon ceph-osd uuid-runtime python3-boto3 \
+  ironic-api ironic-conductor python3-ironicclient
 
 NPM_STAMP := node_modules/.installed
 
