@@ -19,6 +19,8 @@ export interface VmDisk {
   file: string
   format: 'raw' | 'qcow2'
   bus: DiskBus
+  /** The serial number the disk reports (virtio-blk: /sys/block/vdX/serial, at most 20 characters; NVMe: its serial). */
+  serial?: string
 }
 
 /** Guest connections to guestAddress:guestPort are handed to 127.0.0.1:hostPort. */
@@ -32,6 +34,8 @@ export interface VmNetwork {
   /** 127.0.0.1:hostPort on this machine reaches guestPort in the guest. */
   hostForwards: Array<{ hostPort: number; guestPort: number }>
   guestForwards: GuestForward[]
+  /** The NIC's MAC address (QEMU's default 52:54:00:12:34:56 when not given). */
+  mac?: string
 }
 
 export interface VmOptions {
@@ -64,13 +68,14 @@ function diskArgs (disk: VmDisk, index: number): string[] {
   const id = `disk${index}`
   const drive = `file=${disk.file},format=${disk.format},if=none,id=${id},discard=unmap`
   const boot = `bootindex=${index + 1}` // 0 is taken by -kernel (linuxboot)
+  const serial = disk.serial === undefined ? '' : `,serial=${disk.serial}`
   switch (disk.bus) {
     case 'virtio':
-      return ['-drive', drive, '-device', `virtio-blk-pci,drive=${id},${boot}`]
+      return ['-drive', drive, '-device', `virtio-blk-pci,drive=${id}${serial},${boot}`]
     case 'virtio-4k':
-      return ['-drive', drive, '-device', `virtio-blk-pci,drive=${id},logical_block_size=4096,physical_block_size=4096,${boot}`]
+      return ['-drive', drive, '-device', `virtio-blk-pci,drive=${id},logical_block_size=4096,physical_block_size=4096${serial},${boot}`]
     case 'nvme':
-      return ['-drive', drive, '-device', `nvme,drive=${id},serial=BYOIE2E${index},${boot}`]
+      return ['-drive', drive, '-device', `nvme,drive=${id},serial=${disk.serial ?? `BYOIE2E${index}`},${boot}`]
     case 'sata':
       // q35's own ICH9 AHCI controller, bus ide.N
       return ['-drive', drive, '-device', `ide-hd,drive=${id},bus=ide.${index},${boot}`]
@@ -84,7 +89,7 @@ function networkArgs (network: VmNetwork | undefined): string[] {
   // guestfwd's chardev form makes one connection for the VM's whole life; the cmd: form runs the
   // command for each guest connection, its standard input and output being that connection.
   for (const f of network.guestForwards) parts.push(`guestfwd=tcp:${f.guestAddress}:${f.guestPort}-cmd:busybox nc 127.0.0.1 ${f.hostPort}`)
-  return ['-netdev', parts.join(','), '-device', 'virtio-net-pci,netdev=net0']
+  return ['-netdev', parts.join(','), '-device', `virtio-net-pci,netdev=net0${network.mac === undefined ? '' : `,mac=${network.mac}`}`]
 }
 
 export class QemuVm {

@@ -1,7 +1,8 @@
 /**
  * The e2e runner: `node dist/test/e2e/run-e2e.js [--ci] [--case NAME]... [--list] [--verbose]
- *   [--rescue-append 'byoi.memlog=5'] [--lifecycle-without-scrub]` (more rescue kernel command line;
- *   the lifecycle's control run, B installed without scrub: the scrub's checks must then fail).
+ *   [--rescue-append 'byoi.memlog=5'] [--lifecycle-without-scrub] [--ironic-without-failure-run]` (more rescue kernel
+ *   command line; the lifecycle's control run, B installed without scrub: the scrub's checks must then fail; the ironic
+ *   case without its wrong-digest run).
  * Runs the cases one after the other (each VM takes both cores under TCG), prints each check as it
  * is made, then a summary with the timings; writes build/e2e/summary.json. Exit status 0 when
  * every case passed. Needs `make rescue-image test-os-image` (the Makefile's e2e targets do it).
@@ -11,6 +12,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { CASES } from './cases.js'
+import { IRONIC_NAME, IRONIC_SUMMARY, runIronicCase } from './ironic.js'
 import { LIFECYCLE_NAME, LIFECYCLE_SUMMARY, runLifecycle, type LifecycleOptions } from './lifecycle.js'
 import { repoRoot, runCase, type CaseObserver, type CaseReport } from './run-case.js'
 
@@ -22,16 +24,27 @@ const { values } = parseArgs({
     verbose: { type: 'boolean', short: 'v', default: false },
     'rescue-append': { type: 'string' },
     'lifecycle-without-scrub': { type: 'boolean', default: false },
+    'ironic-without-failure-run': { type: 'boolean', default: false },
   },
 })
 
-/** The matrix's install cases, then the image lifecycle (lifecycle.ts: install, bake, capture, install elsewhere, boot). */
-interface Runnable { name: string; summary: string; ci: boolean; run: (observer: CaseObserver, options: LifecycleOptions) => Promise<CaseReport> }
+/**
+ * The matrix's install cases, then the image lifecycle (lifecycle.ts: install, bake, capture, install elsewhere, boot),
+ * then Ironic's deploy through the rescue image (ironic.ts).
+ */
+interface RunOptions extends LifecycleOptions { ironicWithoutFailureRun?: boolean }
+interface Runnable { name: string; summary: string; ci: boolean; run: (observer: CaseObserver, options: RunOptions) => Promise<CaseReport> }
 const RUNNABLE: Runnable[] = [
   ...CASES.map((c) => ({
-    name: c.name, summary: c.summary, ci: c.ci === true, run: async (o: CaseObserver, opts: LifecycleOptions) => await runCase(c, o, opts),
+    name: c.name, summary: c.summary, ci: c.ci === true, run: async (o: CaseObserver, opts: RunOptions) => await runCase(c, o, opts),
   })),
   { name: LIFECYCLE_NAME, summary: LIFECYCLE_SUMMARY, ci: false, run: runLifecycle },
+  {
+    name: IRONIC_NAME,
+    summary: IRONIC_SUMMARY,
+    ci: false,
+    run: async (o: CaseObserver, opts: RunOptions) => await runIronicCase(o, { ...opts, withoutFailureRun: opts.ironicWithoutFailureRun }),
+  },
 ]
 
 if (values.list) {
@@ -75,7 +88,7 @@ for (const testCase of selected) {
     rescueConsole: values.verbose ? (line) => console.log(`    rescue| ${line}`) : undefined,
     bootConsole: values.verbose ? (line) => console.log(`    boot| ${line}`) : undefined,
     check: (c) => console.log(`[${clock()}]   ${c.ok ? 'ok    ' : 'NOT OK'} ${c.name}${c.detail === '' ? '' : ` — ${c.detail}`}`),
-  }, { rescueAppend: values['rescue-append'], withoutScrub: values['lifecycle-without-scrub'] })
+  }, { rescueAppend: values['rescue-append'], withoutScrub: values['lifecycle-without-scrub'], ironicWithoutFailureRun: values['ironic-without-failure-run'] })
   const phases = Object.entries(report.timings.phases ?? {}).map(([phase, s]) => `${phase} ${s} s`).join(', ')
   if (phases !== '') console.log(`[${clock()}]   phases: ${phases}`)
   if (report.error !== undefined) console.log(`[${clock()}]   NOT OK ${report.error}`)

@@ -109,6 +109,11 @@ export interface IronicServerOptions {
   readyTimeoutMs?: number
   /** After SIGTERM, how long to wait before SIGKILL. Default 5 s. */
   stopGraceMs?: number
+  /**
+   * More environment for the Ironic process, over this one's (e.g. `http_proxy` and `no_proxy`: the e2e case sends the
+   * conductor's image HEAD through a proxy that maps the guest's address of the image server to 127.0.0.1).
+   */
+  env?: Record<string, string>
 }
 
 /** The repository: the folder above this file holding the Makefile (from test/helpers or dist/test/helpers). */
@@ -149,9 +154,9 @@ function mergeConfig (
 }
 
 /** The environment of Ironic's processes: the test hardware type importable, no .pyc written into the repository. */
-function ironicEnv (): NodeJS.ProcessEnv {
+function ironicEnv (extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const fixtures = join(repoRoot(), 'test/fixtures/ironic-hw')
-  return { ...process.env, PYTHONPATH: fixtures, PYTHONDONTWRITEBYTECODE: '1' }
+  return { ...process.env, PYTHONPATH: fixtures, PYTHONDONTWRITEBYTECODE: '1', ...extra }
 }
 
 /**
@@ -187,7 +192,7 @@ export async function schemaTemplate (): Promise<{ path: string, createdMs: numb
  * Runs `/usr/bin/ironic --config-file F` under Debian's python with PR_SET_PDEATHSIG = SIGTERM (kept across execve),
  * so the process never outlives this Node process even when it is killed without running its exit handlers.
  */
-function spawnIronic (conf: string): ChildProcess {
+function spawnIronic (conf: string, env: Record<string, string> | undefined): ChildProcess {
   const launcher = [
     'import ctypes, os, signal, sys',
     'libc = ctypes.CDLL(None, use_errno=True)',
@@ -196,7 +201,7 @@ function spawnIronic (conf: string): ChildProcess {
     'os.execv(sys.argv[2], sys.argv[2:])',
   ].join('\n')
   return spawn(PYTHON, ['-c', launcher, String(process.pid), IRONIC, '--config-file', conf], {
-    env: ironicEnv(),
+    env: ironicEnv(env),
     stdio: ['ignore', 'ignore', 'pipe'],
   })
 }
@@ -260,7 +265,7 @@ export async function startIronic (options: IronicServerOptions = {}): Promise<I
   const conf = join(dir, 'ironic.conf')
   writeFileSync(conf, renderConfig(config))
 
-  const child = spawnIronic(conf)
+  const child = spawnIronic(conf, options.env)
   let stderr = ''
   child.stderr?.on('data', (c: Buffer) => { stderr += c.toString() })
   const exited = new Promise<void>((resolve) => child.once('exit', () => { resolve() }))
