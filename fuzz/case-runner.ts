@@ -1,5 +1,6 @@
 /**
- * Runs one install at a time on the case worker, within a deadline: past it, the install is
+ * Runs one install (or, family `iso`, one read of an image) at a time on the case worker, within a
+ * deadline: past it, the install is
  * aborted through its AbortSignal and given a grace period; one that still does not end (its
  * thread never yields) is terminated with its worker, and a fresh worker takes the next case.
  * Either way the case counts as a hang. Peak RSS is sampled here while the case runs.
@@ -7,7 +8,7 @@
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import type { FromWorker, InstallOutcome, ToWorker, WorkerInstallOptions } from './case-worker.js'
+import type { FromWorker, InstallOutcome, ToWorker, WorkerJob } from './case-worker.js'
 
 const WORKER_URL = new URL(`./case-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url)
 const RSS_SAMPLE_MS = 50
@@ -42,7 +43,7 @@ export class CaseRunner {
     return worker
   }
 
-  async run (options: WorkerInstallOptions): Promise<CaseRun> {
+  async run (job: WorkerJob): Promise<CaseRun> {
     const worker = this.worker ?? this.start()
     const started = performance.now()
     let peakRssBytes = process.memoryUsage.rss()
@@ -55,7 +56,7 @@ export class CaseRunner {
       void done.then(() => clearTimeout(timer))
     })
     try {
-      worker.postMessage({ type: 'run', options } satisfies ToWorker)
+      worker.postMessage(job satisfies ToWorker)
       let reply = await Promise.race([done, timeout(this.caseTimeoutMs)])
       let hang: CaseRun['hang']
       if (reply === undefined) {

@@ -1,8 +1,11 @@
 import type { ChecksumType } from '../agent/payload/install-request.js'
+import type { ConfigDriveFile } from '../agent/configdrive/config-drive-files.js'
 import type { Behaviour } from './behaviour.js'
 
-export type Family = 'http' | 'qcow2' | 'table'
-export const FAMILIES: readonly Family[] = ['http', 'qcow2', 'table']
+export type Family = 'http' | 'qcow2' | 'table' | 'iso'
+export const FAMILIES: readonly Family[] = ['http', 'qcow2', 'table', 'iso']
+/** The families whose cases are installs (`iso` cases are reads of an image, no install). */
+export type InstallFamily = Exclude<Family, 'iso'>
 
 /**
  * memory: the default; stream: `--stream`; over-budget: an image larger than a 1 MiB memory budget
@@ -14,7 +17,7 @@ export type InstallMode = 'memory' | 'stream' | 'over-budget'
 export interface FuzzCase {
   /** `FAMILY-INDEX`, e.g. `http-17`: with the run's seed, enough to make it again. */
   id: string
-  family: Family
+  family: InstallFamily
   index: number
   /** What was done to the input, for the report. */
   label: string
@@ -31,3 +34,18 @@ export interface FuzzCase {
   /** The server's answer is not the file (longer than announced, a redirect loop…): an install is a break. */
   mustFail: boolean
 }
+
+/** One hostile ISO 9660 image, read by readIso9660Files on the case worker (fuzz/iso-cases.ts). */
+export interface IsoCase {
+  id: string
+  family: 'iso'
+  index: number
+  label: string
+  kind: string
+  image: Buffer
+  /** The files an unchanged image must read back as (undefined: changed, any refusal is right). */
+  expected: ConfigDriveFile[] | undefined
+  mode: 'read'
+}
+
+export type AnyCase = FuzzCase | IsoCase

@@ -8,8 +8,9 @@
  * - never a write past the disk's end (its file size unchanged).
  */
 import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import type { CaseRun } from './case-runner.js'
-import type { FuzzCase } from './fuzz-case.js'
+import type { FuzzCase, IsoCase } from './fuzz-case.js'
 import { DISK_BYTES, hashFile, MiB, OLD_PARTITION_NAME, readBytes, type TargetDisk } from './target-disk.js'
 
 const SECTOR = 512
@@ -138,6 +139,7 @@ export function judge (c: FuzzCase, run: CaseRun, disk: TargetDisk): Verdict {
     }
     return { result: 'INSTALLED', crash: undefined, hang: run.hang, breaks }
   }
+  if (outcome.kind === 'read') return { result: 'CRASH', crash: 'a read outcome for an install', hang: run.hang, breaks }
 
   const code = outcome.code
   if (hashFile(disk.path) === disk.pristineHash) return { result: code, crash: undefined, hang: run.hang, breaks }
@@ -162,4 +164,46 @@ export function judge (c: FuzzCase, run: CaseRun, disk: TargetDisk): Verdict {
 /** The verdict's invariant breaks (late refusals are reported, not counted as breaks). */
 export function invariantBreaks (verdict: Verdict): Break[] {
   return verdict.breaks.filter((b) => b.late !== true)
+}
+
+/** readIso9660Files' default limits: what a read may never go past. */
+const ISO_MAX_FILE_BYTES = 64 * MiB
+const ISO_MAX_ENTRIES = 10_000
+const ISO_MAX_DEPTH = 8
+
+/**
+ * Family `iso`: a read returns files within the limits, each a well-formed path met once, or
+ * refuses with Iso9660FormatError (result ISO9660_FORMAT); an unchanged image reads back as built,
+ * name for name and byte for byte (sha256). Any other error is a crash, a read past the deadline a hang.
+ */
+export function judgeIsoRead (c: IsoCase, run: CaseRun): Verdict {
+  const outcome = run.outcome
+  if (outcome === undefined) return { result: 'HANG', crash: undefined, hang: run.hang, breaks: [] }
+  if (outcome.kind === 'crash') return { result: 'CRASH', crash: outcome.error, hang: run.hang, breaks: [] }
+  const breaks: Break[] = []
+  if (outcome.kind === 'error') {
+    if (c.expected !== undefined) breaks.push({ kind: 'an intact image refused', detail: outcome.message.slice(0, 240) })
+    return { result: outcome.code, crash: undefined, hang: run.hang, breaks }
+  }
+  if (outcome.kind !== 'read') return { result: 'CRASH', crash: `an install outcome for a read: ${outcome.kind}`, hang: run.hang, breaks }
+  const { files } = outcome.read
+  const total = files.reduce((sum, f) => sum + f.sizeBytes, 0)
+  if (total > ISO_MAX_FILE_BYTES) breaks.push({ kind: 'read past the byte limit', detail: `${total} bytes` })
+  if (files.length > ISO_MAX_ENTRIES) breaks.push({ kind: 'read past the entry limit', detail: `${files.length} files` })
+  const paths = new Set<string>()
+  for (const f of files) {
+    const parts = f.path.split('/')
+    if (parts.some((p) => p === '' || p === '.' || p === '..' || p.includes('\0'))) breaks.push({ kind: 'a malformed path', detail: JSON.stringify(f.path) })
+    if (parts.length - 1 > ISO_MAX_DEPTH) breaks.push({ kind: 'read past the depth limit', detail: f.path })
+    if (paths.has(f.path)) breaks.push({ kind: 'a path returned twice', detail: f.path })
+    paths.add(f.path)
+  }
+  if (c.expected !== undefined) {
+    const want = c.expected.map((f) => `${f.path} ${createHash('sha256').update(f.data).digest('hex')}`).sort()
+    const got = files.map((f) => `${f.path} ${f.sha256}`).sort()
+    if (want.join('\n') !== got.join('\n')) {
+      breaks.push({ kind: 'an intact image read wrong', detail: `read ${got.map((g) => g.split(' ')[0]).join(', ')}`.slice(0, 240) })
+    }
+  }
+  return { result: 'READ', crash: undefined, hang: run.hang, breaks }
 }

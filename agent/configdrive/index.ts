@@ -9,3 +9,5 @@ export type { ConfigDriveFile, ConfigDriveFilesOptions, ConfigDriveRequest } fro
 export { FatFormatError, fatFileExists, readFatLabel } from './read-fat.js'
 export type { ReadAt } from './read-fat.js'
 export { readIsoVolumeId } from './read-iso-volume-id.js'
+export { Iso9660FormatError, readIso9660Files } from './read-iso9660.js'
+export type { Iso9660Contents, Iso9660Names, ReadIso9660Limits } from './read-iso9660.js'

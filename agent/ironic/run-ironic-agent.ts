@@ -52,7 +52,7 @@ export interface IronicAgentOptions {
 export type IronicAgentEnd = 'powered-off' | 'rebooted' | 'stopped' | 'lookup-failed'
 
 const MIN_HEARTBEAT_SECONDS = 5
-const MAX_LOOKUP_INTERVAL_SECONDS = 30
+const MAX_LOOKUP_INTERVAL_SECONDS = 10
 
 export async function runIronicAgent (options: IronicAgentOptions): Promise<IronicAgentEnd> {
   const { logger, signal } = options

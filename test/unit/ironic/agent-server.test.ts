@@ -26,8 +26,8 @@ function agent (): { app: ReturnType<typeof buildAgentServer>; erased: string[] 
   return { app, erased }
 }
 
-const post = (app: ReturnType<typeof buildAgentServer>, query: string, body: unknown): ReturnType<typeof app.inject> =>
-  app.inject({ method: 'POST', url: `/v1/commands/?${query}`, payload: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
+const post = async (app: ReturnType<typeof buildAgentServer>, query: string, body: unknown): Promise<Awaited<ReturnType<typeof app.inject>>> =>
+  await app.inject({ method: 'POST', url: `/v1/commands/?${query}`, payload: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
 
 t.test('commands need the agent token; errors carry faultstring', async (t) => {
   const { app } = agent()
@@ -89,7 +89,7 @@ t.test('clean steps: erase_devices_metadata on every erasable disk; an unknown s
   const step = { interface: 'deploy', step: 'erase_devices_metadata', priority: 99 }
   const run = await post(app, `wait=true&agent_token=${TOKEN}`, { name: 'clean.execute_clean_step', params: { step, node: {}, ports: [] } })
   t.equal(run.json().command_status, 'SUCCEEDED')
-  t.same(run.json().command_result, { clean_result: { result: 'execute_clean_step: metadata erased on /dev/a, /dev/b' }, clean_step: step })
+  t.same(run.json().command_result, { clean_result: 'metadata erased on /dev/a, /dev/b', clean_step: step })
   t.same(erased, ['/dev/a', '/dev/b'])
   const unknown = await post(app, `wait=true&agent_token=${TOKEN}`, { name: 'clean.execute_clean_step', params: { step: { step: 'erase_devices' }, node: {}, ports: [] } })
   t.equal(unknown.json().command_status, 'FAILED')

@@ -8,7 +8,7 @@ import { LogRing, tarGz } from '../../../agent/ironic/system-logs.js'
 t.test('tarGz makes an archive GNU tar lists and extracts byte for byte', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'byoi-tar-'))
   t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
-  const big = Buffer.alloc(5000).map((_, i) => i % 251)
+  const big = Buffer.from(Array.from({ length: 5000 }, (_, i) => i % 251))
   const files = [{ name: 'byoi-agent.log', data: Buffer.from('line 1\nline 2\n') }, { name: 'dmesg', data: big }, { name: 'empty', data: Buffer.alloc(0) }]
   writeFileSync(join(dir, 'logs.tar.gz'), tarGz(files))
   t.equal(execFileSync('tar', ['-tzf', join(dir, 'logs.tar.gz')], { encoding: 'utf8' }), 'byoi-agent.log\ndmesg\nempty\n')
