@@ -57,8 +57,8 @@ t.test('the conductor\'s gzip+base64 ISO: kept as it came, its files read', asyn
   const env = { ...process.env, MTOOLS_SKIP_CHECK: '1' }
   t.equal(execFileSync('mtype', ['-i', fatFile, '::/openstack/latest/user_data'], { env, encoding: 'utf8' }), '#cloud-config\nhostname: h1\n')
   t.match(execFileSync('mlabel', ['-s', '-i', fatFile, '::'], { env, encoding: 'utf8' }), /config-2/i)
-  t.equal(prepareConfigDrive({ source: 'install-start', imageUrl: 'http://x/', imageType: 'raw', httpHeaders: [], metadata: {}, givenConfigDrive: given }, 512).uuid,
-    'node-uuid-1', 'the instance id reported is the drive\'s own')
+  const install = { source: 'install-start' as const, imageUrl: 'http://x/', imageType: 'raw' as const, httpHeaders: [], metadata: {}, givenConfigDrive: given }
+  t.equal(prepareConfigDrive(install, 512).uuid, 'node-uuid-1', 'the instance id reported is the drive\'s own')
 })
 
 t.test('a URL to the same text, and a body that is not base64 (the image itself)', async (t) => {
