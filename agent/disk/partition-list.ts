@@ -43,7 +43,8 @@ export async function listPartitions (io: BlockIo, head?: Buffer): Promise<Parti
     try {
       const gpt = await loadGpt(new HeadOverlay(first, io), { sectorBytes, diskSectors: Math.floor(io.sizeBytes / sectorBytes) }, [])
       const partitions = gpt.entries.map((entry) => ({
-        number: entry.index + 1, start: entry.firstLba * sectorBytes, end: (entry.lastLba + 1) * sectorBytes, type: { gpt: entry.typeGuid.toUpperCase() }, uuid: entry.uniqueGuid.toUpperCase(),
+        number: entry.index + 1, start: entry.firstLba * sectorBytes, end: (entry.lastLba + 1) * sectorBytes,
+        type: { gpt: entry.typeGuid.toUpperCase() }, uuid: entry.uniqueGuid.toUpperCase(),
       }))
       return { table: 'gpt', partitions: partitions.filter(inDisk) }
     } catch (err) {

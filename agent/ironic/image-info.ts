@@ -36,6 +36,10 @@ export function imageFromImageInfo (imageInfo: unknown, configDrive: InstallRequ
     return url
   })
   const imageUrl = checkedUrls[0] as string
+  // A partition image (root_gb, swap, …: Ironic's `image_type: partition`) needs a table made around it: not this agent's.
+  if (imageInfo.image_type === 'partition' || imageInfo.root_mb !== undefined) {
+    throw errors.payloadBadField('image_info', 'a whole-disk image (partition images are not supported)')
+  }
   const diskFormat = imageInfo.disk_format
   if (diskFormat !== 'raw' && diskFormat !== 'qcow2') throw errors.badImageFormat(new Error(`image_info.disk_format is ${JSON.stringify(diskFormat)}`))
 

@@ -60,7 +60,8 @@ t.test('a direct deploy reaches active; the disk holds the image, the moved GPT 
       image_disk_format: 'raw', root_gb: 1, capabilities: { boot_mode: 'uefi' },
     },
   })
-  await ironic.deploy(uuid, { meta_data: { hostname: 'node-one', public_keys: { k: 'ssh-ed25519 AAAA test' } }, user_data: '#cloud-config\nruncmd: [true]\n' })
+  const configdrive = { meta_data: { hostname: 'node-one', public_keys: { k: 'ssh-ed25519 AAAA test' } }, user_data: '#cloud-config\nruncmd: [true]\n' }
+  await ironic.deploy(uuid, configdrive)
   // As on a server: the ramdisk boots once the node waits for it.
   await ironic.waitForState(uuid, ['wait call-back'], 60_000)
   const stop = new AbortController()
@@ -79,7 +80,7 @@ t.test('a direct deploy reaches active; the disk holds the image, the moved GPT 
   t.equal(node.last_error, null)
   t.match(String((node.driver_internal_info as Record<string, unknown>).root_uuid_or_disk_id), /^0x[0-9a-f]{8}$/, 'get_partition_uuids answered the disk id')
   t.match(stderr, /"msg":"image written"/)
-  t.notMatch(stderr, new RegExp(String((node.driver_internal_info as Record<string, unknown>).agent_secret_token ?? 'no-token-here')), 'no token logged')
+  t.notMatch(stderr, /agent_token=[^*]/, 'no token logged')
 
   // The GPT's first sectors gained the config-2 entry; partition 1 (1 MiB on) is the image's as it was.
   const partitionEnd = (24 * MiB) - 33 * 512 // makeGptImage: partition 1 ends before the image's backup GPT

@@ -53,6 +53,9 @@ t.test('refusals name the field as Ironic spells it, never a secret', async (t) 
   t.same(refusal({ ...base, urls: [] }), { code: 'PAYLOAD_MISSING_FIELD', message: 'Missing image_info.urls, it is required.' })
   t.same(refusal({ ...base, urls: ['ftp://h/x'] }), { code: 'PAYLOAD_BAD_FIELD', message: 'Bad image_info.urls[0], expected: an http or https URL.' })
   t.equal(refusal({ ...base, disk_format: 'vmdk' }).code, 'BAD_IMAGE_FORMAT')
+  t.same(refusal({ ...base, root_mb: 10240, swap_mb: 0 }), {
+    code: 'PAYLOAD_BAD_FIELD', message: 'Bad image_info, expected: a whole-disk image (partition images are not supported).',
+  })
   t.equal(refusal({ ...base, disk_format: undefined }).code, 'BAD_IMAGE_FORMAT')
   t.equal(refusal({ ...base, os_hash_algo: 'sha384' }).code, 'BAD_CHECKSUM_TYPE')
   t.same(refusal({ ...base, os_hash_value: 'abc' }), {
