@@ -172,7 +172,7 @@ export async function runIronicCase (observer: CaseObserver, options: IronicCase
       name: NODE_NAME,
       macs: [MAC],
       instanceInfo: failureRun ? instanceInfo(FAILURE_IMAGE, 'qcow2', wrongSha512) : instanceInfo(IMAGE, 'raw', rightSha512),
-      properties: {},
+      properties: { root_device: { serial: TARGET_SERIAL } },
     })
     const { text: userData, marker } = cloudConfig(randomInt(100_000, 1_000_000), randomBytes(8).toString('hex'))
     const configdrive = { meta_data: { uuid, hostname: HOSTNAME, meta: { e2eCase: IRONIC_NAME } }, user_data: userData }
@@ -182,7 +182,7 @@ export async function runIronicCase (observer: CaseObserver, options: IronicCase
     const rescueDeploy = async (name: string, states: string[]): Promise<RescueRun> => {
       const callbackPort = await freePort()
       const append = `console=ttyS0 quiet ipa-api-url=http://${IRONIC_HOST}:${IRONIC_GUEST_PORT} ipa-advertise-host=127.0.0.1 ` +
-        `ipa-advertise-port=${callbackPort} byoi.disk=/dev/vdb byoi.memlog=5${options.rescueAppend === undefined ? '' : ` ${options.rescueAppend}`}`
+        `ipa-advertise-port=${callbackPort} byoi.disk=auto byoi.memlog=5${options.rescueAppend === undefined ? '' : ` ${options.rescueAppend}`}`
       const vm = new QemuVm({
         name,
         dir,
