@@ -17,7 +17,7 @@ DEB_PACKAGES := qemu-utils gdisk util-linux fdisk dosfstools mtools xorriso geni
 
 NPM_STAMP := node_modules/.installed
 
-.PHONY: docs-messages validators help deps deps-deb deps-npm build test lint typecheck tap bench demo clean rescue-image test-os-image e2e e2e-ci e2e-lifecycle
+.PHONY: docs-messages validators help deps deps-deb deps-npm build test lint typecheck tap bench demo clean rescue-image test-os-image e2e e2e-ci e2e-lifecycle e2e-ironic
 
 help:
 	@echo "make demo   - install an image onto a virtual disk, shown live (installs its dependencies)"
@@ -29,6 +29,7 @@ help:
 	@echo "make e2e    - the QEMU matrix: rescue image, installs onto virtual disks, installed systems booted (docs/e2e.md)"
 	@echo "make e2e-ci - one full install-and-boot case (run by .ci/run)"
 	@echo "make e2e-lifecycle - install, bake, capture, install the capture elsewhere with scrub, boot it (docs/e2e.md)"
+	@echo "make e2e-ironic - Debian's Ironic deploys through the rescue image: a failed deploy, then active, then the disk boots (docs/e2e.md)"
 	@echo "make rescue-image / make test-os-image - build/rescue/{vmlinuz,initramfs.img}, build/test-os/*"
 
 deps: deps-deb deps-npm
@@ -79,7 +80,7 @@ rescue-image: build/rescue/initramfs.img
 test-os-image: deps
 	bash scripts/build-test-os-image.sh
 
-# The QEMU harness (docs/e2e.md): the whole matrix and the lifecycle, or the one case CI runs.
+# The QEMU harness (docs/e2e.md): the whole matrix, the lifecycle and the Ironic deploy, or the one case CI runs.
 e2e: deps build rescue-image test-os-image
 	node dist/test/e2e/run-e2e.js
 
@@ -89,6 +90,10 @@ e2e-ci: deps build rescue-image test-os-image
 # The image lifecycle alone (make e2e runs it after the matrix): install, bake, capture, install elsewhere, boot.
 e2e-lifecycle: deps build rescue-image test-os-image
 	node dist/test/e2e/run-e2e.js --case lifecycle
+
+# Ironic's deploy through the rescue image alone (make e2e runs it last): Debian's Ironic on 127.0.0.1 drives byoi-agent ironic.
+e2e-ironic: deps build rescue-image test-os-image
+	node dist/test/e2e/run-e2e.js --case ironic
 
 clean:
 	rm -rf dist build .tap
