@@ -24,9 +24,10 @@
  * (guest-address-proxy.ts, the conductor's `http_proxy`) that maps 10.0.2.101:80 to the image
  * server, so that one URL holds on both sides and nothing on the host connects to 10.0.2.x.
  */
-import { randomBytes, randomInt } from 'node:crypto'
+import { createHash, randomBytes, randomInt } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import { join } from 'node:path'
+import { makeGptImage } from '../helpers/image-server.js'
 import { startIronic, type IronicServer, type Json } from '../helpers/ironic-server.js'
 import { bootInstalledDisk, MOTD_LINE } from './boot-checks.js'
 import { compareDataRegion, isZero, readConfigDrive, run, sgdiskVerify, sha256 } from './disk-checks.js'
@@ -53,7 +54,9 @@ const DISK_BYTES = 2048 * MiB
 const NODE_NAME = 'byoi-e2e-ironic'
 const HOSTNAME = 'byoi-e2e-ironic-host'
 const IMAGE = 'test-os.raw'
-const FAILURE_IMAGE = 'test-os-zstd.qcow2'
+/** The failure run's image: a small GPT disk image (any image does: its digest is wrong), so that the run costs seconds, not a 1.5 GiB download. */
+const FAILURE_IMAGE = 'small-gpt.raw'
+const FAILURE_IMAGE_BYTES = 64 * MiB
 const RESCUE_MEMORY_MIB = 6 * 1024
 /** No timed assertion: only how long the case waits before calling a phase stuck. */
 const DEPLOY_TIMEOUT_MS = 20 * 60_000
@@ -137,7 +140,13 @@ export async function runIronicCase (observer: CaseObserver, options: IronicCase
     const otherBefore = await sha256(otherDisk)
 
     // The image server (the guest's http://10.0.2.101/), the conductor's proxy, Ironic.
-    const images = await startImageServer({ dir: imagesDir })
+    // Served: the test OS (a symbolic link to build/test-os/'s) and the failure run's small image.
+    const servedDir = join(dir, 'images')
+    await fs.mkdir(servedDir, { recursive: true })
+    await fs.symlink(join(imagesDir, IMAGE), join(servedDir, IMAGE))
+    const failureImage = makeGptImage(FAILURE_IMAGE_BYTES)
+    await fs.writeFile(join(servedDir, FAILURE_IMAGE), failureImage)
+    const images = await startImageServer({ dir: servedDir })
     closers.push(images.close)
     const proxy = await startGuestAddressProxy({ [`${IMAGE_HOST}:80`]: images.port })
     closers.push(proxy.close)
@@ -154,8 +163,7 @@ export async function runIronicCase (observer: CaseObserver, options: IronicCase
       `image server 127.0.0.1:${images.port} seen as http://${IMAGE_HOST}/, the conductor through the proxy ${proxy.url}`)
 
     const imageUrl = `http://${IMAGE_HOST}/${IMAGE}`
-    const sha512Of = async (file: string): Promise<string> => (await fs.readFile(join(imagesDir, `${file}.sha512`), 'utf8')).trim()
-    const rightSha512 = await sha512Of(IMAGE)
+    const rightSha512 = (await fs.readFile(join(imagesDir, `${IMAGE}.sha512`), 'utf8')).trim()
     const instanceInfo = (source: string, format: 'raw' | 'qcow2', sha512: string): Json => ({
       image_source: `http://${IMAGE_HOST}/${source}`,
       image_os_hash_algo: 'sha512',
@@ -164,14 +172,14 @@ export async function runIronicCase (observer: CaseObserver, options: IronicCase
       root_gb: 1,
       capabilities: { boot_mode: 'uefi' },
     })
-    // The failure run's image: the zstd qcow2 (162 MB: a short download), streamed as Ironic asks (stream_raw_images).
-    const failedSha512 = await sha512Of(FAILURE_IMAGE)
+    // The failure run: the small image, streamed as Ironic asks (stream_raw_images), its digest one digit off.
+    const failedSha512 = createHash('sha512').update(failureImage).digest('hex')
     const wrongSha512 = `${failedSha512.slice(0, -1)}${failedSha512.endsWith('0') ? '1' : '0'}`
     const failureRun = options.withoutFailureRun !== true
     const uuid = await server.createNode({
       name: NODE_NAME,
       macs: [MAC],
-      instanceInfo: failureRun ? instanceInfo(FAILURE_IMAGE, 'qcow2', wrongSha512) : instanceInfo(IMAGE, 'raw', rightSha512),
+      instanceInfo: failureRun ? instanceInfo(FAILURE_IMAGE, 'raw', wrongSha512) : instanceInfo(IMAGE, 'raw', rightSha512),
       properties: { root_device: { serial: TARGET_SERIAL } },
     })
     const { text: userData, marker } = cloudConfig(randomInt(100_000, 1_000_000), randomBytes(8).toString('hex'))
@@ -223,7 +231,8 @@ export async function runIronicCase (observer: CaseObserver, options: IronicCase
     if (failureRun) {
       // 2. The failure run: the wrong digest.
       phaseStarted = Date.now()
-      observer.phase(`failure run: deploy ${uuid} with http://${IMAGE_HOST}/${FAILURE_IMAGE} (qcow2) and a wrong image_os_hash_value (sha512)`)
+      observer.phase(`failure run: deploy ${uuid} with http://${IMAGE_HOST}/${FAILURE_IMAGE} (raw, ${FAILURE_IMAGE_BYTES / MiB} MiB) ` +
+        'and a wrong image_os_hash_value (sha512)')
       await server.deploy(uuid, configdrive)
       const failed = await rescueDeploy('rescue-bad-checksum', ['deploy failed'])
       await failed.vm.stop() // a failed deploy leaves the agent heartbeating: the power is cut as Ironic's would
