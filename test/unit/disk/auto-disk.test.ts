@@ -17,7 +17,10 @@ const tmp = tempDir()
 t.teardown(tmp.remove)
 
 const disk = (name: string, extra: Partial<BlockDeviceInfo> = {}): BlockDeviceInfo =>
-  ({ name, removable: false, size512: 2048, virtual: false, partition: false, readOnly: false, model: null, mounts: [], swaps: [], holders: [], ...extra })
+  ({
+    name, removable: false, size512: 2048, virtual: false, partition: false, readOnly: false, model: null, mounts: [], swaps: [], holders: [],
+    vendor: null, serials: [], wwns: [], wwnWithExtension: null, wwnVendorExtension: null, rotational: null, hctl: null, byPaths: [], ...extra,
+  })
 
 /** Empty mount table and swaps, for the fake sysfs tests that are not about them. */
 const NOTHING_IN_USE = (() => {
