@@ -36,4 +36,10 @@ export interface InstallRequest {
    * written (install/scrub-step); `paths` are the customer's extra guest paths to remove.
    */
   scrub?: { paths: string[] }
+  /**
+   * reinstall's `storage[0].diskGroupId`: the disk group whose first free disk receives the image
+   * (a whole number from 1; not given: group 1, OVH's default). Chosen under `serve --disk auto`
+   * (disk/disk-choice); a service or CLI with a fixed disk takes only 1 (`checkFixedDiskGroup`).
+   */
+  diskGroupId?: number
 }
