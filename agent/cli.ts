@@ -469,7 +469,7 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
       logger.info({ disk }, chosen.why)
     } catch (err) {
       logger.error({ err }, 'no disk for --disk hints')
-      io.stderr.write(`No disk found for --disk ${values.disk}: ${(err as Error).message}\n`)
+      io.stderr.write(`--disk ${values.disk}: ${(err as Error).message}\n`)
       return EXIT_INSTALL_FAILED
     }
   } else if ('auto' in target) {
