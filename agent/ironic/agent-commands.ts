@@ -140,7 +140,10 @@ export class AgentCommands {
       const offered = (kind === 'deploy' ? DEPLOY_STEPS : CLEAN_STEPS).map((s) => s.step).join(', ')
       throw new AgentCommandError('UnknownStep', `${kind} step ${step.step} is not one byoi-agent runs (it offers ${offered})`, 400)
     }
-    return kind === 'deploy' ? { deploy_result: outcome, deploy_step: step } : { clean_result: outcome, clean_step: step }
+    // The step echoed without its args (image_info's headers and password, the config drive): the
+    // results are listed to anyone who asks, and Ironic compares only interface and step.
+    const echoed = { interface: step.interface, step: step.step, ...(step.priority === undefined ? {} : { priority: step.priority }) }
+    return kind === 'deploy' ? { deploy_result: outcome, deploy_step: echoed } : { clean_result: outcome, clean_step: echoed }
   }
 
   /** The install: image_info and the config drive read, the disk chosen, then byoi-agent's install. */
