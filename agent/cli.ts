@@ -5,15 +5,18 @@ import { pino, type Logger } from 'pino'
 import { checkToken } from './api/bearer-auth.js'
 import type { Service } from './api/start-service.js'
 import type { S3CaptureTarget } from './capture/run-capture.js'
-import { devicePath, findAutoDisk, pickAutoDisk, readBlockDevices, type BlockDeviceInfo, type BlockDeviceSources } from './disk/auto-disk.js'
-import type { DiskChoice } from './ironic/agent-commands.js'
+import {
+  compareDiskNames, devicePath, findAutoDisk, readBlockDevices, whyInUse, whyNotADisk, type BlockDeviceInfo, type BlockDeviceSources,
+} from './disk/auto-disk.js'
+import type { DeployDisk } from './ironic/agent-commands.js'
+import { parseHintsText, parseRootDeviceHints, type RootDeviceHint } from './disk/root-device-hints.js'
 import { DEFAULT_CONNECTIONS, MAX_CONNECTIONS, MAX_DEADLINE_MS } from './download/index.js'
 import type { DownloadTuning } from './install/fetch-image.js'
 import { settleInterruptedInstall } from './service/interrupted-install.js'
 import { DEFAULT_STATE_DIR, JobStateStore, prepareStateDir, type DiskWriteRecord } from './service/job-state-store.js'
 import { interruptedStatus, JobStatusTracker, type DiskView } from './service/job-status.js'
 import { runInstall, type InstallResult } from './install/run-install.js'
-import { parseInstallRequest } from './payload/parse-install-request.js'
+import { checkFixedDiskGroup, parseInstallRequest } from './payload/parse-install-request.js'
 import { parsePayloadJson } from './payload/payload-json.js'
 import { errors, isInstallError, type InstallError } from './errors/install-error.js'
 import type { InstallEvent } from './report/progress.js'
@@ -26,19 +29,24 @@ import { collectSystemLogs, LogRing } from './ironic/system-logs.js'
 import { agentVersion } from './api/openapi-document.js'
 import { parseReportUrl } from './service/report-url.js'
 import { createServiceLogger, isLogLevel, type LogLevel } from './service/service-logger.js'
+import { chooseInstallDisk, type ChosenDisk } from './service/install-disk.js'
 
 export const EXIT_OK = 0
 export const EXIT_INSTALL_FAILED = 1
 export const EXIT_USAGE = 2
 
 const USAGE = `Usage:
-  byoi-agent install --payload FILE --disk PATH [--json] [--stream] [--memory-limit BYTES]
+  byoi-agent install --payload FILE --disk PATH|hints:HINTS [--json] [--stream] [--memory-limit BYTES]
                      [--config-drive iso9660|fat] [--state-dir DIR] [--log-level LEVEL]
                      [--low-speed-limit BYTES --low-speed-time SECONDS] [--download-deadline SECONDS]
                      [--connections N]
 
   --payload FILE        the install/start (or reinstall) JSON body; - reads standard input
   --disk PATH           the target: a block device or a regular file (virtual disk)
+  --disk hints:HINTS    the one disk not in use that OpenStack Ironic's root device hints match, e.g.
+                        'hints:serial=S64HNE0R123456' or 'hints:size>=400,rotational=false,model=<in> samsung'
+                        (NAME=EXPR or NAME OP VALUE, commas between them, \\, for a comma in a value; or
+                        Ironic's JSON object); none or several matching is refused (docs/disk-choice.md)
   --json                print the result as one JSON object { status, code, message, bytes, digest, notes }
   --stream              write to the disk while downloading (bounded memory; a qcow2 once its size is announced)
   --memory-limit BYTES  memory budget for the image (default: total RAM - 3 GiB); e.g. 4GiB
@@ -55,14 +63,17 @@ const USAGE = `Usage:
                         an install killed while writing is found there by the next install on that disk,
                         which first zeroes the disk's first and last MiB
 
-  byoi-agent serve --listen HOST:PORT --disk PATH|auto --token-file FILE [--report-url URL]
+  byoi-agent serve --listen HOST:PORT --disk PATH|auto|hints:HINTS --token-file FILE [--report-url URL]
                    [--tls-cert FILE --tls-key FILE] [--state-dir DIR] [--memory-limit BYTES]
                    [--stream] [--config-drive iso9660|fat] [--log-level LEVEL]
                    [--low-speed-limit BYTES --low-speed-time SECONDS] [--download-deadline SECONDS]
                    [--connections N]
 
   --listen HOST:PORT    address to listen on, e.g. 0.0.0.0:8443 or [::]:8443 (port 0 picks a free port)
-  --disk PATH|auto      the target; auto: the first whole, non-removable, non-virtual disk not in use
+  --disk PATH|auto      the target; auto: chosen when each install starts: the first disk not in use of the
+                        payload's disk group (storage[0].diskGroupId), else the first whole, non-removable,
+                        non-virtual disk not in use
+  --disk hints:HINTS    the disk root device hints match (as for install), chosen once at start
   --token-file FILE     the bearer token every route but /health requires (16+ visible ASCII characters)
   --report-url URL      POST each step change and the result there as JSON (retried, never blocking)
   --tls-cert, --tls-key PEM files: serve HTTPS
@@ -298,6 +309,9 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   if (command === 'ironic') return await runIronicCommand(values, { io, usage })
   if (values.payload === undefined) return usage('Missing --payload FILE.')
   if (values.disk === undefined) return usage('Missing --disk PATH.')
+  const target = diskTarget(values.disk)
+  if (typeof target === 'string') return usage(target)
+  if ('auto' in target) return usage('--disk auto is for serve: install takes --disk PATH or --disk hints:HINTS.')
   const common = commonOptions(values, 'warn')
   if (typeof common === 'string') return usage(common)
   const { memoryLimitBytes, configDriveFs, level, downloadTuning } = common
@@ -310,27 +324,44 @@ export async function runCli (argv: string[], io: CliIo): Promise<number> {
   }
 
   const logger: Logger = pino({ level, base: { name: 'byoi-agent' } }, io.stderr)
-  const journal = await openInstallJournal({ diskPath: values.disk, stateDir: values['state-dir'], logger, stderr: io.stderr })
+  let chosen: ChosenDisk | undefined
+  if ('hints' in target) {
+    try {
+      chosen = await chooseInstallDisk(target, io.blockDevices)
+    } catch (err) {
+      const failure = isInstallError(err) ? err : errors.internalError(err)
+      logger.error({ err }, failure.message)
+      const outcome = outcomeOf(failure, [])
+      io.stdout.write(values.json === true ? `${JSON.stringify(outcome)}\n` : `${outcome.message}\n`)
+      return EXIT_INSTALL_FAILED
+    }
+    logger.info({ disk: chosen.disk }, chosen.why)
+  }
+  const diskPath = chosen?.disk.path ?? values.disk
+  const journal = await openInstallJournal({ diskPath, stateDir: values['state-dir'], logger, stderr: io.stderr })
   if (typeof journal === 'string') return usage(journal)
   const view = progressView(io.stderr)
   let outcome: Outcome
   const notes: string[] = []
+  const onEvent = (event: InstallEvent): void => {
+    if (event.type === 'note') notes.push(event.message)
+    journal?.onEvent(event)
+    view.onEvent(event)
+  }
+  if (chosen !== undefined) onEvent({ type: 'note', message: chosen.why })
   try {
     const request = parseInstallRequest(parsePayloadJson(text, 'payload'))
+    checkFixedDiskGroup(request, diskPath)
     const result = await runInstall({
       request,
-      diskPath: values.disk,
+      diskPath,
       memoryLimitBytes,
       stream: values.stream === true,
       configDrive: configDriveFs === undefined ? undefined : { force: configDriveFs },
       downloadTuning,
       signal: io.signal,
       logger,
-      onEvent: (event) => {
-        if (event.type === 'note') notes.push(event.message)
-        journal?.onEvent(event)
-        view.onEvent(event)
-      },
+      onEvent,
       beforeFirstWrite: journal?.beforeFirstWrite,
     })
     outcome = outcomeOf(result, notes)
@@ -430,6 +461,8 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
   if (values.listen === undefined) return usage('Missing --listen HOST:PORT.')
   if (listen === undefined) return usage(`Bad --listen ${values.listen}: expected HOST:PORT, e.g. 0.0.0.0:8443 or [::1]:8443.`)
   if (values.disk === undefined) return usage('Missing --disk PATH|auto.')
+  const target = diskTarget(values.disk)
+  if (typeof target === 'string') return usage(target)
   if (values['token-file'] === undefined) return usage('Missing --token-file FILE.')
   const common = commonOptions(values, 'info')
   if (typeof common === 'string') return usage(common)
@@ -466,7 +499,20 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
   const logger = createServiceLogger({ level, destination: io.stderr })
   if (stateDirMode !== undefined) logger.warn({ stateDir, mode: octal(stateDirMode) }, `--state-dir ${stateDir} had mode ${octal(stateDirMode)}: set to 0700`)
   let disk: DiskView
-  if (values.disk === 'auto') {
+  let chooseDisk: ((request: { diskGroupId?: number }) => Promise<ChosenDisk>) | undefined
+  let diskWhy: string | undefined
+  if ('hints' in target) {
+    try {
+      const chosen = await chooseInstallDisk(target, io.blockDevices)
+      disk = chosen.disk
+      diskWhy = chosen.why
+      logger.info({ disk }, chosen.why)
+    } catch (err) {
+      logger.error({ err }, 'no disk for --disk hints')
+      io.stderr.write(`--disk ${values.disk}: ${(err as Error).message}\n`)
+      return EXIT_INSTALL_FAILED
+    }
+  } else if ('auto' in target) {
     let failure = ''
     const choice = await findAutoDisk(io.blockDevices).catch((err: unknown) => {
       logger.error({ err }, 'cannot list the block devices')
@@ -480,6 +526,9 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
     }
     disk = { path: choice.disk.path, auto: true, sizeBytes: choice.disk.sizeBytes, model: choice.disk.model }
     logger.info({ disk, skipped: choice.skipped }, `--disk auto chose ${choice.disk.path}`)
+    // Chosen again when each install starts: the payload's disk group, or the first disk then free.
+    chooseDisk = async (request) =>
+      await chooseInstallDisk(request.diskGroupId === undefined ? { auto: true } : { groupId: request.diskGroupId }, io.blockDevices)
   } else {
     disk = { path: values.disk, auto: false, sizeBytes: null, model: null }
   }
@@ -493,6 +542,8 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
       port: listen.port,
       token,
       disk,
+      chooseDisk,
+      diskWhy,
       stateDir,
       logger,
       reportUrl,
@@ -509,7 +560,8 @@ async function runServe (values: CliValues, { io, usage }: CommandContext): Prom
     io.stderr.write(`Cannot listen on ${values.listen}: ${(err as Error).message}\n`)
     return EXIT_INSTALL_FAILED
   }
-  io.stdout.write(`byoi-agent listening on ${service.url}, disk ${disk.path}${disk.auto ? ' (auto)' : ''}\n`)
+  const how = 'auto' in target ? ' (auto)' : 'hints' in target ? ' (hints)' : ''
+  io.stdout.write(`byoi-agent listening on ${service.url}, disk ${disk.path}${how}\n`)
   io.onServing?.(service)
   const signal = io.signal
   await new Promise<void>((resolve) => {
@@ -564,7 +616,8 @@ async function runIronicCommand (values: CliValues, { io, usage }: CommandContex
   if (badMac !== undefined) return usage(`Bad --mac ${badMac}: expected six hexadecimal pairs separated by colons.`)
   const powerOff = values['power-off'] ?? 'exit'
   if (powerOff !== 'exit' && powerOff !== 'system') return usage(`Bad --power-off ${powerOff}: expected exit or system.`)
-  const diskSpec = values.disk ?? 'auto'
+  const diskTargetOf = diskTarget(values.disk ?? 'auto')
+  if (typeof diskTargetOf === 'string') return usage(diskTargetOf)
   const common = commonOptions(values, 'info')
   if (typeof common === 'string') return usage(common)
   const { memoryLimitBytes, configDriveFs, level, downloadTuning } = common
@@ -593,8 +646,8 @@ async function runIronicCommand (values: CliValues, { io, usage }: CommandContex
       await runCommand(action === 'power-off' ? 'poweroff' : 'reboot', ['-f'], 30_000)
     },
     machine: {
-      chooseDisk: async (hints) => await chooseDeployDisk(diskSpec, hints, sources),
-      erasableDisks: async () => diskSpec === 'auto' || diskSpec.startsWith('hints:') ? freeDiskPaths(await readBlockDevices(sources)) : [diskSpec],
+      chooseDisk: async (hints) => await chooseDeployDisk(diskTargetOf, hints, sources),
+      erasableDisks: async () => 'path' in diskTargetOf ? [diskTargetOf.path] : freeDiskPaths(await readBlockDevices(sources)),
       eraseDisk: async (path) => await eraseDiskMetadata(path, { logger }),
       collectLogs: async () => await collectSystemLogs(ring),
       install: async (request, diskPath, { stream, signal, onNote }) => {
@@ -625,22 +678,47 @@ async function runIronicCommand (values: CliValues, { io, usage }: CommandContex
   return end === 'lookup-failed' ? EXIT_INSTALL_FAILED : EXIT_OK
 }
 
-/** A deploy's disk: by the node's root device hints when it has some, else by --disk (a path, or auto). */
-async function chooseDeployDisk (spec: string, hints: Record<string, unknown> | undefined, sources: BlockDeviceSources | undefined): Promise<DiskChoice> {
-  if (hints !== undefined) throw errors.diskUnavailable('(root device hints)', 'root device hints are not supported yet')
-  if (spec !== 'auto') return { path: spec, why: `Disk ${spec} chosen by --disk.` }
-  const choice = await findAutoDisk(sources)
-  if (choice.disk === undefined) {
-    throw errors.diskUnavailable('auto', `no disk is free (${choice.skipped.map((s) => `${s.name}: ${s.reason}`).join('; ') || 'no block device'})`)
+/**
+ * A deploy's disk: by the node's root device hints when it has some (Ironic passes them in each
+ * command's node), else by --disk (a path, auto, or hints). None, or more than one, is DISK_NOT_CHOSEN.
+ */
+async function chooseDeployDisk (
+  target: { path: string } | { auto: true } | { hints: RootDeviceHint[] },
+  nodeHints: Record<string, unknown> | undefined,
+  sources: BlockDeviceSources | undefined,
+): Promise<DeployDisk> {
+  if (nodeHints !== undefined) {
+    let hints: RootDeviceHint[]
+    try {
+      hints = parseRootDeviceHints(nodeHints)
+    } catch (err) {
+      throw errors.diskNotChosen(`the node's root device hints cannot be used (${(err as Error).message})`, err)
+    }
+    const chosen = await chooseInstallDisk({ hints }, sources)
+    return { path: chosen.disk.path, why: `${chosen.why} (the node's root_device)` }
   }
-  return { path: choice.disk.path, why: `Disk ${choice.disk.path} chosen: the first whole disk not in use (--disk auto).` }
+  if ('path' in target) return { path: target.path, why: `${target.path} chosen by --disk` }
+  const chosen = await chooseInstallDisk(target, sources)
+  return { path: chosen.disk.path, why: chosen.why }
 }
 
-/** The disks --disk auto could choose: erase_devices_metadata's, none in use. */
+/** The disks --disk auto or hints could choose, none in use: erase_devices_metadata's. */
 function freeDiskPaths (devices: BlockDeviceInfo[]): string[] {
-  const choice = pickAutoDisk(devices)
-  if (choice.disk === undefined) return []
-  return [choice.disk.path, ...choice.skipped.filter((s) => s.reason.startsWith('not the first disk')).map((s) => devicePath(s.name))]
+  return devices
+    .filter((device) => whyNotADisk(device) === undefined && whyInUse(device) === undefined)
+    .map((device) => devicePath(device.name))
+    .sort(compareDiskNames)
+}
+
+/** `--disk`'s value: a path, `auto`, or `hints:` and root device hints (parsed); a string is the usage problem. */
+function diskTarget (value: string): { path: string } | { auto: true } | { hints: RootDeviceHint[] } | string {
+  if (value === 'auto') return { auto: true }
+  if (!value.startsWith('hints:')) return { path: value }
+  try {
+    return { hints: parseHintsText(value.slice('hints:'.length)) }
+  } catch (err) {
+    return `Bad --disk ${value}: ${(err as Error).message}.`
+  }
 }
 
 /** The CLI's default state folder: beside the service's, one state file per disk. */

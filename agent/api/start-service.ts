@@ -17,6 +17,10 @@ export interface ServiceOptions {
   port: number
   token: string
   disk: DiskView
+  /** serve --disk auto: each install's disk chosen when it starts (JobRunnerOptions). */
+  chooseDisk?: JobRunnerOptions['chooseDisk']
+  /** serve --disk hints:…: why `disk` is the disk, each install's first note. */
+  diskWhy?: string
   stateDir: string
   logger: Logger
   reportUrl?: string
@@ -41,6 +45,8 @@ export async function startService (options: ServiceOptions): Promise<Service> {
   const reporter = options.reportUrl === undefined ? undefined : new ReportPoster({ url: options.reportUrl, logger, ...options.reportTuning })
   const runner = await JobRunner.open({
     disk: options.disk,
+    chooseDisk: options.chooseDisk,
+    diskWhy: options.diskWhy,
     logger,
     installOptions: options.installOptions,
     store: new JobStateStore(options.stateDir, logger),

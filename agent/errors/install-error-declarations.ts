@@ -222,6 +222,17 @@ export const installErrorDeclarations = declareErrors({
     placeholders: ['DISK', 'REASON'],
     when: 'the target disk cannot be opened or measured',
   },
+  DISK_NOT_CHOSEN: {
+    constructorName: 'diskNotChosen',
+    ovh: false,
+    withCause: true,
+    message: (reason: Shown<string>) => `No disk to install on: ${reason}.`,
+    placeholders: ['REASON'],
+    when: 'the target disk is chosen by the agent and none can be: under `serve --disk auto`, when the install starts, the ' +
+      'payload\'s disk group does not exist or has no disk that is not in use, or no disk is free (REASON lists the groups or ' +
+      'each disk and why); `install --disk hints:…`, no disk or more than one matches the root device hints (docs/disk-choice.md); ' +
+      'the disk was not touched',
+  },
   SCRUB_FAILED: {
     constructorName: 'scrubFailed',
     ovh: false,

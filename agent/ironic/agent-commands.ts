@@ -31,7 +31,7 @@ import { imageFromImageInfo, isRecord } from './image-info.js'
 export const HARDWARE_MANAGER = 'ByoiAgentHardwareManager'
 const HARDWARE_MANAGER_VERSION = '1.0'
 
-export interface DiskChoice {
+export interface DeployDisk {
   path: string
   /** Why this disk, for the logs and the step's result: `--disk /dev/sdb`, `root device hints serial=X matched /dev/sdb`… */
   why: string
@@ -40,7 +40,7 @@ export interface DiskChoice {
 /** What the commands need from the machine; the CLI gives the real ones, tests their own. */
 export interface AgentMachine {
   /** The deploy's disk: by these hints (Ironic's root_device) when given, else the agent's --disk. */
-  chooseDisk: (hints: Record<string, unknown> | undefined) => Promise<DiskChoice>
+  chooseDisk: (hints: Record<string, unknown> | undefined) => Promise<DeployDisk>
   /** The disks erase_devices_metadata may erase (never one in use). */
   erasableDisks: () => Promise<string[]>
   /** Erases one disk's metadata (disk/erase-metadata). */
@@ -140,7 +140,10 @@ export class AgentCommands {
       const offered = (kind === 'deploy' ? DEPLOY_STEPS : CLEAN_STEPS).map((s) => s.step).join(', ')
       throw new AgentCommandError('UnknownStep', `${kind} step ${step.step} is not one byoi-agent runs (it offers ${offered})`, 400)
     }
-    return kind === 'deploy' ? { deploy_result: outcome, deploy_step: step } : { clean_result: outcome, clean_step: step }
+    // The step echoed without its args (image_info's headers and password, the config drive): the
+    // results are listed to anyone who asks, and Ironic compares only interface and step.
+    const echoed = { interface: step.interface, step: step.step, ...(step.priority === undefined ? {} : { priority: step.priority }) }
+    return kind === 'deploy' ? { deploy_result: outcome, deploy_step: echoed } : { clean_result: outcome, clean_step: echoed }
   }
 
   /** The install: image_info and the config drive read, the disk chosen, then byoi-agent's install. */

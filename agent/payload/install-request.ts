@@ -43,4 +43,10 @@ export interface InstallRequest {
    * laid in a FAT otherwise, and are what the mount check compares.
    */
   givenConfigDrive?: { iso?: Buffer; files: Array<{ path: string; data: Buffer }> }
+  /**
+   * reinstall's `storage[0].diskGroupId`: the disk group whose first free disk receives the image
+   * (a whole number from 1; not given: group 1, OVH's default). Chosen under `serve --disk auto`
+   * (disk/disk-choice); a service or CLI with a fixed disk takes only 1 (`checkFixedDiskGroup`).
+   */
+  diskGroupId?: number
 }

@@ -34,6 +34,7 @@ interface ReinstallBody {
     efiBootloaderPath?: string
     scrub?: boolean | { paths?: string[] }
   }
+  storage?: Array<{ diskGroupId?: number }>
 }
 
 // Ajv's code for the two schemas, generated ahead (scripts/schema-validators.ts, with ownProperties:
@@ -57,6 +58,8 @@ interface GivenFields {
   efiBootloaderPath?: string
   /** Still unchecked: a string (install/start: `true`, `false` or JSON), or as given (reinstall). */
   scrub?: unknown
+  /** reinstall's storage[0].diskGroupId (the schema took a whole number from 1). */
+  diskGroupId?: number
 }
 
 /**
@@ -131,7 +134,7 @@ function fromInstallStart (body: InstallStartBody): GivenFields {
   }
 }
 
-function fromReinstall ({ customizations: c }: ReinstallBody): GivenFields {
+function fromReinstall ({ customizations: c, storage }: ReinstallBody): GivenFields {
   return {
     imageURL: given(c.imageURL),
     imageType: given(c.imageType),
@@ -148,6 +151,7 @@ function fromReinstall ({ customizations: c }: ReinstallBody): GivenFields {
     sshKey: given(c.sshKey),
     efiBootloaderPath: given(c.efiBootloaderPath),
     scrub: c.scrub,
+    diskGroupId: storage?.[0]?.diskGroupId,
   }
 }
 
@@ -169,6 +173,7 @@ function toInstallRequest (source: InstallRequest['source'], fields: GivenFields
   if (fields.efiBootloaderPath !== undefined) request.efiBootloaderPath = checkEfiBootloaderPath(fields.efiBootloaderPath)
   const scrub = checkScrub(fields.scrub)
   if (scrub !== undefined) request.scrub = scrub
+  if (fields.diskGroupId !== undefined) request.diskGroupId = checkDiskGroupId(fields.diskGroupId)
   return request
 }
 
@@ -235,6 +240,25 @@ function checkScrub (raw: unknown): InstallRequest['scrub'] {
       return `/${parts.join('/')}`
     }),
   }
+}
+
+const DISK_GROUP_FIELD = 'storage[0].diskGroupId'
+
+/** The schema took a whole number from 1; one past a safe integer is refused here. */
+function checkDiskGroupId (raw: number): number {
+  if (!Number.isSafeInteger(raw) || raw < 1) throw errors.payloadBadField(DISK_GROUP_FIELD, 'a whole number from 1')
+  return raw
+}
+
+/**
+ * A service or CLI that installs on one disk it was given (--disk PATH, or hints: chosen at its
+ * start) has no disk groups to choose from: it takes diskGroupId 1 (OVH's default, the disk it
+ * serves) and refuses any other, naming the disk.
+ */
+export function checkFixedDiskGroup (request: InstallRequest, diskPath: string): void {
+  if (request.diskGroupId === undefined || request.diskGroupId === 1) return
+  throw errors.payloadBadField(DISK_GROUP_FIELD,
+    `1 (the agent installs on ${diskPath}, the disk it was given; disk group ${request.diskGroupId} is chosen only under serve --disk auto)`)
 }
 
 const HOST_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/
@@ -355,7 +379,7 @@ export function validated<T> (validate: ValidateFunction<T>, body: Record<string
   throw schemaError(validate.errors?.[0], body)
 }
 
-const TYPE_NAMES: Record<string, string> = { string: 'a string', object: 'an object', array: 'an array' }
+const TYPE_NAMES: Record<string, string> = { string: 'a string', object: 'an object', array: 'an array', integer: 'a whole number' }
 
 /** Ajv's first error as a message naming the field, e.g. `Bad userMetadata[2].value, expected: a string.` */
 function schemaError (error: ErrorObject | undefined, body: unknown): InstallError {
@@ -364,9 +388,11 @@ function schemaError (error: ErrorObject | undefined, body: unknown): InstallErr
   if (error?.keyword === 'required' && typeof missing === 'string') return errors.payloadMissingField(memberField(field, missing, 0))
   const type: unknown = error?.params['type']
   const allowed: unknown = error?.params['allowedValues']
+  const limit: unknown = error?.params['limit']
   const expected = error?.keyword === 'type' && typeof type === 'string'
     ? TYPE_NAMES[type]
-    : error?.keyword === 'enum' && Array.isArray(allowed) ? `one of ${allowed.join(', ')}` : undefined
+    : error?.keyword === 'enum' && Array.isArray(allowed) ? `one of ${allowed.join(', ')}`
+      : error?.keyword === 'minimum' && typeof limit === 'number' ? `a whole number from ${limit}` : undefined
   return errors.payloadBadField(field === '' ? 'request body' : field, expected ?? 'a value as the schema describes')
 }
 

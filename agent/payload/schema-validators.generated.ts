@@ -132,7 +132,7 @@ return errors === 0;
 }
 
 export const validateReinstall = validate11;
-const schema12 = {"$schema":"http://json-schema.org/draft-07/schema#","title":"Reinstall request","description":"Body of POST /dedicated/server/{serviceName}/reinstall, OVH's current API, as its Terraform and Pulumi providers and CLI send it. Unknown keys are ignored. An empty string counts as not given.","type":"object","required":["operatingSystem","customizations"],"additionalProperties":true,"properties":{"operatingSystem":{"title":"Operating system","description":"The OS template; OVH uses byoi_64 for Bring Your Own Image. Any string is accepted.","type":"string","examples":["byoi_64"]},"customizations":{"title":"Customizations","description":"The image and how to set it up. imageURL and imageType are required.","type":"object","additionalProperties":true,"properties":{"hostname":{"title":"Host name","description":"Host name of the installed system: labels of letters, digits and hyphens separated by dots (RFC 1123), at most 253 characters. A trailing dot is dropped.","type":"string","examples":["my-server"]},"imageURL":{"title":"Image URL","description":"Required. Where the image is downloaded from: an http or https URL.","type":"string","examples":["https://example.invalid/os.qcow2"]},"imageType":{"title":"Image format","description":"Required. qcow2 or raw, in lower case.","type":"string","examples":["qcow2","raw"]},"imageCheckSum":{"title":"Image checksum","description":"Expected digest of the file as downloaded, in hexadecimal (32, 40, 64 or 128 digits for md5, sha1, sha256, sha512).","type":"string"},"imageCheckSumType":{"title":"Image checksum type","description":"md5, sha1, sha256 or sha512 (any case). Required when imageCheckSum is given.","type":"string","examples":["sha256","sha512"]},"httpHeaders":{"title":"Download headers","description":"HTTP headers sent with the download, name to value, e.g. Authorization. Names are RFC 9110 tokens, each at most once (in any case); values hold no line breaks. Host, Content-Length, Transfer-Encoding, Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, Expect, Range, If-Range and Accept-Encoding are set by the agent and refused.","type":"object","additionalProperties":{"type":"string"},"examples":[{"Authorization":"Basic bG9naW46cGFzc3dvcmQ="}]},"configDriveUserData":{"title":"cloud-init user data","description":"A #cloud-config document or a script, written verbatim to the ConfigDrive; at most 16 MiB.","type":"string","examples":["#cloud-config\npackages: [nginx]\n"]},"configDriveMetadata":{"title":"cloud-init metadata","description":"Custom metadata, key to string value; it appears under meta in the ConfigDrive's meta_data.json. The key __proto__ is refused.","type":"object","additionalProperties":{"type":"string"},"examples":[{"role":"web"}]},"sshKey":{"title":"SSH public key","description":"An OpenSSH public key (one line: type, base64 blob, optional comment) that cloud-init installs.","type":"string","examples":["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID49eqVCyulQKQ8F0//T/TjoV0cfC/gEGkQij8PNvoUR alice@laptop"]},"efiBootloaderPath":{"title":"EFI bootloader path","description":"The EFI binary to boot, in the image's EFI system partition: a path with backslashes, starting with \\ and ending in .efi, at most 255 characters.","type":"string","examples":["\\EFI\\BOOT\\BOOTX64.EFI"]},"scrub":{"title":"Scrub the clone (byoi-agent's, not OVH's)","description":"Ours, ignored by OVH. true, or { \"paths\": [...] }: after the image is written and before its first MiB, its root filesystem (ext4, XFS or Btrfs, the one holding /etc/os-release) is mounted in the rescue system and made a fresh clone: /etc/machine-id emptied, SSH host keys, cloud-init's instance state, DHCP leases, systemd's random seed, logs and shell histories removed, and each path listed (absolute, without . or .., at most 64) removed with what it holds. Each action is a note of the result. A root filesystem that cannot be found or mounted fails the install (SCRUB_FAILED), the disk left unbootable.","oneOf":[{"type":"boolean"},{"type":"object","additionalProperties":false,"properties":{"paths":{"type":"array","items":{"type":"string"},"maxItems":64}}}],"examples":[true,{"paths":["/opt/app","/etc/app.conf"]}]}}},"storage":{"title":"Storage layout","description":"Accepted for compatibility with OVH's API and ignored: the image carries its own partitions.","type":"array","examples":[[{"diskGroupId":1}]]}}};
+const schema12 = {"$schema":"http://json-schema.org/draft-07/schema#","title":"Reinstall request","description":"Body of POST /dedicated/server/{serviceName}/reinstall, OVH's current API, as its Terraform and Pulumi providers and CLI send it. Unknown keys are ignored. An empty string counts as not given.","type":"object","required":["operatingSystem","customizations"],"additionalProperties":true,"properties":{"operatingSystem":{"title":"Operating system","description":"The OS template; OVH uses byoi_64 for Bring Your Own Image. Any string is accepted.","type":"string","examples":["byoi_64"]},"customizations":{"title":"Customizations","description":"The image and how to set it up. imageURL and imageType are required.","type":"object","additionalProperties":true,"properties":{"hostname":{"title":"Host name","description":"Host name of the installed system: labels of letters, digits and hyphens separated by dots (RFC 1123), at most 253 characters. A trailing dot is dropped.","type":"string","examples":["my-server"]},"imageURL":{"title":"Image URL","description":"Required. Where the image is downloaded from: an http or https URL.","type":"string","examples":["https://example.invalid/os.qcow2"]},"imageType":{"title":"Image format","description":"Required. qcow2 or raw, in lower case.","type":"string","examples":["qcow2","raw"]},"imageCheckSum":{"title":"Image checksum","description":"Expected digest of the file as downloaded, in hexadecimal (32, 40, 64 or 128 digits for md5, sha1, sha256, sha512).","type":"string"},"imageCheckSumType":{"title":"Image checksum type","description":"md5, sha1, sha256 or sha512 (any case). Required when imageCheckSum is given.","type":"string","examples":["sha256","sha512"]},"httpHeaders":{"title":"Download headers","description":"HTTP headers sent with the download, name to value, e.g. Authorization. Names are RFC 9110 tokens, each at most once (in any case); values hold no line breaks. Host, Content-Length, Transfer-Encoding, Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, Expect, Range, If-Range and Accept-Encoding are set by the agent and refused.","type":"object","additionalProperties":{"type":"string"},"examples":[{"Authorization":"Basic bG9naW46cGFzc3dvcmQ="}]},"configDriveUserData":{"title":"cloud-init user data","description":"A #cloud-config document or a script, written verbatim to the ConfigDrive; at most 16 MiB.","type":"string","examples":["#cloud-config\npackages: [nginx]\n"]},"configDriveMetadata":{"title":"cloud-init metadata","description":"Custom metadata, key to string value; it appears under meta in the ConfigDrive's meta_data.json. The key __proto__ is refused.","type":"object","additionalProperties":{"type":"string"},"examples":[{"role":"web"}]},"sshKey":{"title":"SSH public key","description":"An OpenSSH public key (one line: type, base64 blob, optional comment) that cloud-init installs.","type":"string","examples":["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID49eqVCyulQKQ8F0//T/TjoV0cfC/gEGkQij8PNvoUR alice@laptop"]},"efiBootloaderPath":{"title":"EFI bootloader path","description":"The EFI binary to boot, in the image's EFI system partition: a path with backslashes, starting with \\ and ending in .efi, at most 255 characters.","type":"string","examples":["\\EFI\\BOOT\\BOOTX64.EFI"]},"scrub":{"title":"Scrub the clone (byoi-agent's, not OVH's)","description":"Ours, ignored by OVH. true, or { \"paths\": [...] }: after the image is written and before its first MiB, its root filesystem (ext4, XFS or Btrfs, the one holding /etc/os-release) is mounted in the rescue system and made a fresh clone: /etc/machine-id emptied, SSH host keys, cloud-init's instance state, DHCP leases, systemd's random seed, logs and shell histories removed, and each path listed (absolute, without . or .., at most 64) removed with what it holds. Each action is a note of the result. A root filesystem that cannot be found or mounted fails the install (SCRUB_FAILED), the disk left unbootable.","oneOf":[{"type":"boolean"},{"type":"object","additionalProperties":false,"properties":{"paths":{"type":"array","items":{"type":"string"},"maxItems":64}}}],"examples":[true,{"paths":["/opt/app","/etc/app.conf"]}]}}},"storage":{"title":"Storage layout","description":"storage[0].diskGroupId chooses the disk group the image goes to: the group's first disk not in use, group 1 when it is not given. The agent forms the server's disk groups under serve --disk auto (docs/disk-choice.md: disks of one kind, NVMe, SSD or HDD, and one size, numbered from 1 in the natural order of their first disk); serving a fixed disk (--disk PATH or hints:), it takes only 1. The rest (hardwareRaid, partitioning, later entries) is accepted for compatibility with OVH's API and ignored: the image carries its own partitions.","type":"array","items":{"title":"Disk group layout","type":"object","additionalProperties":true,"properties":{"diskGroupId":{"title":"Disk group","description":"A whole number from 1: the disk group whose first free disk receives the image (storage[0] only).","type":"integer","minimum":1,"examples":[1,2]}}},"examples":[[{"diskGroupId":1}]]}}};
 
 function validate11(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -478,10 +478,49 @@ var valid0 = true;
 }
 if(valid0){
 if(data.storage !== undefined && func0.call(data, "storage")){
+let data17 = data.storage;
 const _errs44 = errors;
-if(!(Array.isArray(data.storage))){
+if(errors === _errs44){
+if(Array.isArray(data17)){
+var valid7 = true;
+const len1 = data17.length;
+for(let i1=0; i1<len1; i1++){
+let data18 = data17[i1];
+const _errs46 = errors;
+if(errors === _errs46){
+if(data18 && typeof data18 == "object" && !Array.isArray(data18)){
+if(data18.diskGroupId !== undefined && func0.call(data18, "diskGroupId")){
+let data19 = data18.diskGroupId;
+const _errs49 = errors;
+if(!(((typeof data19 == "number") && (!(data19 % 1) && !isNaN(data19))) && (isFinite(data19)))){
+validate11.errors = [{instancePath:instancePath+"/storage/" + i1+"/diskGroupId",schemaPath:"#/properties/storage/items/properties/diskGroupId/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs49){
+if((typeof data19 == "number") && (isFinite(data19))){
+if(data19 < 1 || isNaN(data19)){
+validate11.errors = [{instancePath:instancePath+"/storage/" + i1+"/diskGroupId",schemaPath:"#/properties/storage/items/properties/diskGroupId/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+return false;
+}
+}
+}
+}
+}
+else {
+validate11.errors = [{instancePath:instancePath+"/storage/" + i1,schemaPath:"#/properties/storage/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var valid7 = _errs46 === errors;
+if(!valid7){
+break;
+}
+}
+}
+else {
 validate11.errors = [{instancePath:instancePath+"/storage",schemaPath:"#/properties/storage/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
+}
 }
 var valid0 = _errs44 === errors;
 }

@@ -34,6 +34,8 @@ import {
 import { settleInterruptedInstall } from './interrupted-install.js'
 import type { DiskWriteRecord, JobStateStore } from './job-state-store.js'
 import { runInstall, type InstallOptions, type InstallResult } from '../install/run-install.js'
+import { checkFixedDiskGroup } from '../payload/parse-install-request.js'
+import type { ChosenDisk } from './install-disk.js'
 
 /** A change, as subscribers (and the event stream) get it. */
 export type JobChange =
@@ -69,7 +71,16 @@ export type InstallFunction = (options: InstallOptions) => Promise<InstallResult
 export type CaptureFunction = (request: CaptureRequest) => Promise<CaptureOutcome>
 
 export interface JobRunnerOptions {
+  /** The service's disk: every job's, unless `chooseDisk` chooses each install's. */
   disk: DiskView
+  /**
+   * `serve --disk auto`: each install's disk, chosen when it starts (the payload's diskGroupId,
+   * else the first free disk); throws DISK_NOT_CHOSEN. Without it every install goes to `disk`
+   * and a diskGroupId other than 1 is refused (PAYLOAD_BAD_FIELD, 400).
+   */
+  chooseDisk?: (request: InstallRequest) => Promise<ChosenDisk>
+  /** Why `disk` is the disk (`serve --disk hints:…`, chosen at start): each install's first note. */
+  diskWhy?: string
   logger: Logger
   /** Passed to each install: --stream, --memory-limit, --config-drive, download tuning. */
   installOptions?: Pick<InstallOptions, 'stream' | 'memoryLimitBytes' | 'configDrive' | 'downloadTuning'>
@@ -157,12 +168,14 @@ export class JobRunner implements InstallJobs {
   }
 
   start (request: InstallRequest): { jobId: string } {
+    if (this.options.chooseDisk === undefined) checkFixedDiskGroup(request, this.options.disk.path)
     const job = this.begin('install', {
       source: request.source,
       imageUrl: safeUrl(request.imageUrl),
       imageType: request.imageType,
       checksumType: request.checksum?.type,
       httpHeaders: redactHeaders(Object.fromEntries(request.httpHeaders.map((h) => [h.name, h.value]))),
+      diskGroupId: request.diskGroupId,
     })
     job.ended = this.run(job, async () => await this.runInstallJob(job, request))
     return { jobId: job.tracker.jobId }
@@ -191,7 +204,9 @@ export class JobRunner implements InstallJobs {
     const job: RunningJob = { kind, tracker, controller: new AbortController(), logger, ended: Promise.resolve(), diskWrite: null }
     this.current = job
     this.shown = undefined
-    logger.info({ disk: this.options.disk.path, ...logged }, `${kind} started`)
+    // An install under --disk auto has its disk chosen once it runs (logged then).
+    const disk = kind === 'install' && this.options.chooseDisk !== undefined ? 'chosen when the install starts' : this.options.disk.path
+    logger.info({ disk, ...logged }, `${kind} started`)
     this.notify({ type: 'status', status: tracker.snapshot() })
     this.save(job)
     return job
@@ -247,10 +262,13 @@ export class JobRunner implements InstallJobs {
   private async runInstallJob (job: RunningJob, request: InstallRequest): Promise<{ result: ResultView }> {
     const { logger } = job
     try {
+      // Awaited only under --disk auto: a fixed disk's install starts at once, as start() returns.
+      const chosen = this.options.chooseDisk === undefined ? undefined : await this.options.chooseDisk(request)
+      const diskPath = this.installDisk(job, chosen)
       const installed = await this.install({
         ...this.options.installOptions,
         request,
-        diskPath: this.options.disk.path,
+        diskPath,
         signal: job.controller.signal,
         logger,
         onEvent: (event) => this.onEvent(job, event),
@@ -264,6 +282,26 @@ export class JobRunner implements InstallJobs {
       logger.warn({ code: failure.code }, failure.message)
       return { result: { code: failure.code, message: failure.message } }
     }
+  }
+
+  /**
+   * The install's disk: the service's, or the one `chooseDisk` chose for it (--disk auto), then
+   * shown in the status. Why it is the disk, when the agent chose it, is the install's first note
+   * and a log line.
+   */
+  private installDisk (job: RunningJob, chosen: ChosenDisk | undefined): string {
+    const { disk, why } = chosen ?? { disk: this.options.disk, why: this.options.diskWhy }
+    if (chosen !== undefined) {
+      job.tracker.setDisk(disk)
+      this.shown = undefined
+      this.notify({ type: 'status', status: job.tracker.snapshot() })
+      this.save(job)
+    }
+    if (why !== undefined) {
+      job.logger.info({ disk }, why)
+      this.onEvent(job, { type: 'note', message: why })
+    }
+    return disk.path
   }
 
   /** A capture of the service's disk (opened read only: it is never written, so no write is recorded). */

@@ -170,6 +170,11 @@ export class JobStatusTracker {
     return this.status.jobId ?? ''
   }
 
+  /** The job's disk, once chosen for it (serve --disk auto chooses each install's when it starts). */
+  setDisk (disk: DiskView): void {
+    this.status.disk = { ...disk }
+  }
+
   /** Applies one event; returns what changed, or undefined when nothing did. */
   apply (event: InstallEvent, nowMs: number): StatusChange | undefined {
     if (this.status.state !== 'running') return undefined

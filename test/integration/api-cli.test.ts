@@ -92,7 +92,7 @@ t.test('install refuses the serve options', async (t) => {
   let text = ''
   help.on('data', (c: Buffer) => { text += c.toString() })
   t.equal(await runCli(['--help'], { stdout: help, stderr, stdin: Readable.from(['']) }), EXIT_OK)
-  t.match(text, /byoi-agent serve --listen HOST:PORT --disk PATH\|auto --token-file FILE/)
+  t.match(text, /byoi-agent serve --listen HOST:PORT --disk PATH\|auto\|hints:HINTS --token-file FILE/)
 })
 
 /**

@@ -17,6 +17,8 @@ import { runCli } from '../../agent/cli.js'
 import { readIso9660Files } from '../../agent/configdrive/index.js'
 import { makeDirtyDisk, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
 import { makeGptImage, startImageServer } from '../helpers/image-server.js'
+import { fakeServer } from '../helpers/fake-sysfs.js'
+import type { BlockDeviceSources } from '../../agent/disk/auto-disk.js'
 import { startIronic } from '../helpers/ironic-server.js'
 
 const tmp = tempDir()
@@ -31,7 +33,9 @@ const ironic = await startIronic({ tmpDir: tmp.path, callbackTimeoutS: 90 })
 t.teardown(ironic.stop)
 
 /** `byoi-agent ironic` in this process until it ends (power_off) or `stop` is aborted; its output. */
-function runAgent (mac: string, disk: string, stop: AbortController): Promise<{ code: number; stdout: string; stderr: string }> {
+function runAgent (
+  mac: string, disk: string, stop: AbortController, blockDevices?: BlockDeviceSources,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const stdout = new PassThrough()
   const stderr = new PassThrough()
   const out: Buffer[] = []
@@ -44,7 +48,7 @@ function runAgent (mac: string, disk: string, stop: AbortController): Promise<{ 
     'ironic', '--api-url', ironic.url, '--listen', '127.0.0.1:0', '--disk', disk, '--mac', mac,
     '--heartbeat-interval', '0.3', '--lookup-timeout', '60', '--state-dir', stateDir, '--log-level', 'info',
   ]
-  return runCli(args, { stdout, stderr, stdin: Readable.from(['']), signal: stop.signal })
+  return runCli(args, { stdout, stderr, stdin: Readable.from(['']), signal: stop.signal, ...(blockDevices === undefined ? {} : { blockDevices }) })
     .then((code) => ({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }))
 }
 
@@ -138,4 +142,28 @@ t.test('a wrong checksum: deploy failed with the agent\'s message, the disk unbo
     t.notMatch(execFileSync('tar', ['-xzOf', join(logsDir, logs[0]), 'byoi-agent.log']).toString(), /agent_token=/)
   }
   t.ok(readFileSync(disk).length === 64 * MiB)
+})
+
+t.test('the node\'s root device hints choose the disk (a fake /sys/block: the disk chosen cannot be opened, which names it)', async (t) => {
+  const mac = '52:54:00:00:20:03'
+  const uuid = await ironic.createNode({
+    name: 'byoi-node-3',
+    macs: [mac],
+    properties: { root_device: { serial: 'S64F2', size: '>= 800' } },
+    instanceInfo: { image_source: server.url('/disk.raw'), image_os_hash_algo: 'sha256', image_os_hash_value: sha256, image_disk_format: 'raw', root_gb: 1 },
+  })
+  await ironic.deploy(uuid)
+  await ironic.waitForState(uuid, ['wait call-back'], 60_000)
+  const stop = new AbortController()
+  const agent = runAgent(mac, 'auto', stop, fakeServer(join(tmp.path, 'sys')))
+  let node
+  try {
+    node = await ironic.waitForState(uuid, ['deploy failed'], 90_000)
+  } finally {
+    stop.abort()
+  }
+  const { stderr } = await agent
+  t.equal(node.last_error, `Deploy step deploy.write_image failed on node ${uuid}. Could not open disk /dev/nvme91n1: no such file or device.`,
+    'nvme91n1 (serial S64F2) chosen, not nvme90n1 (--disk auto\'s)')
+  t.match(stderr, /"why":"\/dev\/nvme91n1 chosen by root device hints/)
 })

@@ -1,14 +1,16 @@
 import t from 'tap'
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import {
   compareDiskNames,
   devicePath,
   findAutoDisk,
   parseMountInfo,
   parseSwaps,
+  parseUdevData,
   pickAutoDisk,
   readBlockDevices,
+  wwnsOfWwid,
   type BlockDeviceInfo,
 } from '../../../agent/disk/auto-disk.js'
 import { tempDir } from '../../helpers/disk-files.js'
@@ -17,7 +19,10 @@ const tmp = tempDir()
 t.teardown(tmp.remove)
 
 const disk = (name: string, extra: Partial<BlockDeviceInfo> = {}): BlockDeviceInfo =>
-  ({ name, removable: false, size512: 2048, virtual: false, partition: false, readOnly: false, model: null, mounts: [], swaps: [], holders: [], ...extra })
+  ({
+    name, removable: false, size512: 2048, virtual: false, partition: false, readOnly: false, model: null, mounts: [], swaps: [], holders: [],
+    vendor: null, serials: [], wwns: [], wwnWithExtension: null, wwnVendorExtension: null, rotational: null, hctl: null, byPaths: [], ...extra,
+  })
 
 /** Empty mount table and swaps, for the fake sysfs tests that are not about them. */
 const NOTHING_IN_USE = (() => {
@@ -152,7 +157,10 @@ function fakeSysfs (root: string, devices: Array<{
   for (const device of devices) {
     const dir = join(root, 'devices', device.under, 'block', device.name)
     mkdirSync(join(dir, 'device'), { recursive: true })
-    for (const [name, value] of Object.entries(device.attrs)) writeFileSync(join(dir, name), `${value}\n`)
+    for (const [name, value] of Object.entries(device.attrs)) {
+      mkdirSync(dirname(join(dir, name)), { recursive: true })
+      writeFileSync(join(dir, name), `${value}\n`)
+    }
     holders(dir, device.holders)
     for (const entry of device.partitions ?? []) {
       const partition = typeof entry === 'string' ? { name: entry } : entry
@@ -271,6 +279,110 @@ t.test('an unreadable mount table is an error; no /proc/swaps means no swap', as
     /cannot read .* to tell which disks hold swap/,
     'a swaps path that cannot be read (a folder)',
   )
+})
+
+t.test('what hints need, from sysfs alone: SATA and SAS (SCSI), NVMe, virtio-blk', async (t) => {
+  const root = join(tmp.path, 'sys-identity')
+  const block = fakeSysfs(root, [
+    {
+      // A SATA SSD through libata: vendor ATA, the serial in VPD page 0x80, an NAA 5 wwid.
+      name: 'sda',
+      under: 'pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0',
+      attrs: {
+        dev: '8:0', removable: '0', size: '937703088', ro: '0', 'queue/rotational': '0',
+        'device/model': 'SAMSUNG MZ7LH480', 'device/vendor': 'ATA     ', 'device/wwid': 'naa.5002538E40A1B2C3', 'device/scsi_device/0:0:0:0/x': '',
+      },
+    },
+    {
+      // A SAS disk with an NAA 6 (registered extended) identifier: WWN and vendor extension.
+      name: 'sdb',
+      under: 'pci0000:00/0000:02:00.0/host1/target1:0:3/1:0:3:0',
+      attrs: {
+        dev: '8:16', removable: '0', size: '7814037168', ro: '0', 'queue/rotational': '1',
+        'device/model': 'ST4000NM0025', 'device/vendor': 'SEAGATE', 'device/wwid': 'naa.6000c29ab4c1d2e3f40718293a4b5c6d', 'device/scsi_device/1:0:3:0/x': '',
+      },
+    },
+    {
+      // NVMe: the serial and model on the controller (device/), the wwid on the namespace.
+      name: 'nvme0n1',
+      under: 'pci0000:00/0000:01:00.0/nvme/nvme0',
+      attrs: {
+        dev: '259:0', removable: '0', size: '937703088', ro: '0', 'queue/rotational': '0',
+        'device/model': 'SAMSUNG MZQL2480HCJR-00A07', 'device/serial': '  S64HNE0R123456  ', wwid: 'eui.36344830526004440025384500000001',
+      },
+    },
+    {
+      // virtio-blk: a serial attribute on the disk, the virtio PCI vendor, no SCSI address, no wwid.
+      name: 'vda',
+      under: 'pci0000:00/0000:00:04.0/virtio1',
+      attrs: { dev: '254:0', removable: '0', size: '41943040', ro: '0', 'queue/rotational': '1', serial: 'VIRTIO-SERIAL-1', 'device/vendor': '0x1af4' },
+    },
+  ])
+  // VPD page 0x80 (SPC-4 7.8.16): qualifier/type, page code, length, then the serial, space-padded.
+  const serial = Buffer.from('S455NX0M123456      ', 'latin1')
+  const page = Buffer.concat([Buffer.from([0x00, 0x80, 0x00, serial.length]), serial])
+  writeFileSync(join(root, 'devices', 'pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0', 'block', 'sda', 'device', 'vpd_pg80'), page)
+  const sources = { sysBlockDir: block, ...NOTHING_IN_USE, udevDataDir: join(root, 'no-udev'), byPathDir: join(root, 'no-by-path') }
+  const devices = Object.fromEntries((await readBlockDevices(sources)).map((d) => [d.name, d]))
+  t.match(devices['sda'], {
+    vendor: 'ATA', serials: ['S455NX0M123456'], wwns: ['0x5002538e40a1b2c3'], wwnWithExtension: '0x5002538e40a1b2c3', wwnVendorExtension: null,
+    rotational: false, hctl: '0:0:0:0', byPaths: [],
+  })
+  t.same(devices['sdb']?.wwns, ['0x6000c29ab4c1d2e3', '0x6000c29ab4c1d2e3f40718293a4b5c6d'])
+  t.match(devices['sdb'], {
+    vendor: 'SEAGATE', wwnWithExtension: '0x6000c29ab4c1d2e3f40718293a4b5c6d', wwnVendorExtension: '0xf40718293a4b5c6d', rotational: true, hctl: '1:0:3:0',
+  })
+  t.match(devices['nvme0n1'], {
+    vendor: null, serials: ['S64HNE0R123456'], wwns: ['eui.36344830526004440025384500000001'], wwnWithExtension: null, rotational: false, hctl: null,
+  })
+  t.match(devices['vda'], { vendor: '0x1af4', serials: ['VIRTIO-SERIAL-1'], wwns: [], rotational: true, hctl: null })
+})
+
+t.test('udev\'s database and /dev/disk/by-path, when there: serials, WWNs and by-path names as lsblk and ironic-python-agent read them', async (t) => {
+  const root = join(tmp.path, 'sys-udev')
+  const block = fakeSysfs(root, [
+    {
+      name: 'sda',
+      under: 'pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0',
+      attrs: { dev: '8:0', removable: '0', size: '937703088', ro: '0', 'device/wwid': 'naa.5002538e40a1b2c3', 'device/scsi_device/0:0:0:0/x': '' },
+    },
+    { name: 'sdb', under: 'pci0000:00/0000:02:00.0/host1/target1:0:3/1:0:3:0', attrs: { dev: '8:16', removable: '0', size: '2048', ro: '0' } },
+  ])
+  const udevDataDir = join(root, 'udev')
+  mkdirSync(udevDataDir)
+  writeFileSync(join(udevDataDir, 'b8:0'), [
+    'S:disk/by-id/ata-SAMSUNG_MZ7LH480_S455NX0M123456',
+    'S:disk/by-path/pci-0000:00:17.0-ata-1.0',
+    'W:12',
+    'E:ID_SERIAL=SAMSUNG_MZ7LH480_S455NX0M123456',
+    'E:ID_SERIAL_SHORT=S455NX0M123456',
+    'E:ID_WWN=0x5002538e40a1b2c3',
+    'E:ID_WWN_WITH_EXTENSION=0x5002538e40a1b2c3',
+    'G:systemd',
+  ].join('\n') + '\n')
+  writeFileSync(join(udevDataDir, 'b8:16'), 'E:ID_SCSI_SERIAL=ZC1ABC23\nE:ID_SERIAL=35000c500a1b2c3d4\nE:ID_WWN=0x5000c500a1b2c3d4\n' +
+    'E:ID_WWN_WITH_EXTENSION=0x5000c500a1b2c3d4f00d\nE:ID_WWN_VENDOR_EXTENSION=0xf00d\n')
+  const byPathDir = join(root, 'by-path')
+  mkdirSync(byPathDir)
+  symlinkSync('../../sda', join(byPathDir, 'pci-0000:00:17.0-ata-1'))
+  symlinkSync('../../sda1', join(byPathDir, 'pci-0000:00:17.0-ata-1-part1'))
+  symlinkSync('../../sdb', join(byPathDir, 'pci-0000:02:00.0-sas-0x5000c500a1b2c3d5-lun-0'))
+  const devices = Object.fromEntries((await readBlockDevices({ sysBlockDir: block, ...NOTHING_IN_USE, udevDataDir, byPathDir })).map((d) => [d.name, d]))
+  t.match(devices['sda'], {
+    serials: ['S455NX0M123456'],
+    wwns: ['0x5002538e40a1b2c3'],
+    byPaths: ['/dev/disk/by-path/pci-0000:00:17.0-ata-1', '/dev/disk/by-path/pci-0000:00:17.0-ata-1.0'],
+  })
+  t.match(devices['sdb'], {
+    serials: ['ZC1ABC23', '35000c500a1b2c3d4'],
+    wwns: ['0x5000c500a1b2c3d4f00d', '0x5000c500a1b2c3d4'],
+    wwnWithExtension: '0x5000c500a1b2c3d4f00d',
+    wwnVendorExtension: '0xf00d',
+    byPaths: ['/dev/disk/by-path/pci-0000:02:00.0-sas-0x5000c500a1b2c3d5-lun-0'],
+  })
+  t.same(parseUdevData('E:A=b=c\nE:=x\nS:\nS:disk/by-id/y\nX:z\n'), { properties: new Map([['A', 'b=c']]), links: ['disk/by-id/y'] })
+  t.same(wwnsOfWwid('sdc', 't10.ATA     QEMU HARDDISK'), {}, 'a T10 vendor identifier gives no WWN')
+  t.same(wwnsOfWwid('sdc', undefined), {})
 })
 
 t.test('the real /sys/block and /proc can be read (nothing is chosen for use here)', { skip: process.platform !== 'linux' }, async (t) => {

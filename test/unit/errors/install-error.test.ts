@@ -30,6 +30,7 @@ const samples: ConstructorSamples<typeof errors> = {
   rawWriteFailed: [cause],
   imageTooBigForDisk: [2048, '/dev/sda', 1024],
   diskUnavailable: ['/dev/sda', 'ENOENT', cause],
+  diskNotChosen: ['disk group 3 does not exist: this server has group 1 (NVMe, 894 GiB: nvme0n1, nvme1n1)', cause],
   scrubFailed: ['partition 2 (xfs) could not be mounted: unknown filesystem type', cause],
   captureUploadFailed: ['https://h.invalid/a.qcow2', cause],
   captureUploadRefused: ['https://h.invalid/a.qcow2', 'HTTP 403 Forbidden', cause],

@@ -103,10 +103,12 @@ t.test('clean steps: erase_devices_metadata on every erasable disk; an unknown s
     { step: 'erase_devices_metadata', priority: 99, interface: 'deploy', reboot_requested: false, abortable: true },
   ])
   const step = { interface: 'deploy', step: 'erase_devices_metadata', priority: 99 }
-  const run = await post(app, `wait=true&agent_token=${TOKEN}`, { name: 'clean.execute_clean_step', params: { step, node: {}, ports: [] } })
+  const withArgs = { ...step, args: { secret: 'do-not-show' } }
+  const run = await post(app, `wait=true&agent_token=${TOKEN}`, { name: 'clean.execute_clean_step', params: { step: withArgs, node: {}, ports: [] } })
   t.equal(json(run).command_status, 'SUCCEEDED')
   t.same(json(run).command_result, { clean_result: 'metadata erased on /dev/a, /dev/b', clean_step: step })
   t.same(erased, ['/dev/a', '/dev/b'])
+  t.notMatch((await app.inject({ method: 'GET', url: '/v1/commands/' })).body, /do-not-show/, 'the step is echoed without its args')
   const unknownStep = { name: 'clean.execute_clean_step', params: { step: { step: 'erase_devices' }, node: {}, ports: [] } }
   const unknown = await post(app, `wait=true&agent_token=${TOKEN}`, unknownStep)
   t.equal(json(unknown).command_status, 'FAILED')

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { isInstallError } from '../../../agent/errors/install-error.js'
 import type { InstallRequest } from '../../../agent/payload/install-request.js'
-import { parseInstallRequest } from '../../../agent/payload/parse-install-request.js'
+import { checkFixedDiskGroup, parseInstallRequest } from '../../../agent/payload/parse-install-request.js'
 import { installStartSchema, reinstallSchema, schemasDir } from '../../../agent/payload/schemas.js'
 
 const SHA512 = createHash('sha512').update('image').digest('hex')
@@ -97,6 +97,7 @@ t.test('the reinstall example of the OVH guide', async (t) => {
     metadata: { role: 'web' },
     sshKey: ED25519,
     efiBootloaderPath: '\\EFI\\BOOT\\BOOTX64.EFI',
+    diskGroupId: 1,
   } satisfies InstallRequest)
 })
 
@@ -114,7 +115,8 @@ t.test('both shapes give the same request for the same data', async (t) => {
       { key: 'configDriveMetadata', value: JSON.stringify(c.configDriveMetadata) },
     ],
   })
-  t.strictSame({ ...fromStart, source: 'reinstall' }, parseInstallRequest(ovhReinstall))
+  // install/start carries no disk group.
+  t.strictSame({ ...fromStart, source: 'reinstall', diskGroupId: 1 }, parseInstallRequest(ovhReinstall))
 })
 
 t.test('unknown keys are ignored in both shapes', async (t) => {
@@ -170,6 +172,32 @@ t.test('names the customizations field that is malformed', async (t) => {
   t.same(refusal({ operatingSystem: 'byoi_64', customizations: [] }), bad('Bad customizations, expected: an object.'))
   t.same(refusal(reinstall({ ...IMAGE, httpHeaders: { 'X-Foo': 1 } })), bad('Bad customizations.httpHeaders.X-Foo, expected: a string.'))
   t.same(refusal({ ...(reinstall(IMAGE) as object), storage: {} }), bad('Bad storage, expected: an array.'))
+})
+
+t.test('storage[0].diskGroupId: a whole number from 1; the rest of storage ignored', async (t) => {
+  const withStorage = (storage: unknown): unknown => ({ ...(reinstall(IMAGE) as object), storage })
+  t.equal(parseInstallRequest(withStorage([{ diskGroupId: 2, hardwareRaid: [{ raidLevel: 1 }] }, { diskGroupId: 1 }])).diskGroupId, 2)
+  t.notOk('diskGroupId' in parseInstallRequest(withStorage([])), 'none given: none (group 1 by default)')
+  t.notOk('diskGroupId' in parseInstallRequest(withStorage([{ partitioning: { layout: [] } }])))
+  t.same(refusal(withStorage([{ diskGroupId: 0 }])), bad('Bad storage[0].diskGroupId, expected: a whole number from 1.'))
+  t.same(refusal(withStorage([{ diskGroupId: 1.5 }])), bad('Bad storage[0].diskGroupId, expected: a whole number.'))
+  t.same(refusal(withStorage([{ diskGroupId: '2' }])), bad('Bad storage[0].diskGroupId, expected: a whole number.'))
+  t.same(refusal(withStorage([{ diskGroupId: 2 ** 60 }])), bad('Bad storage[0].diskGroupId, expected: a whole number from 1.'))
+  t.same(refusal(withStorage([{ diskGroupId: 1 }, { diskGroupId: -1 }])), bad('Bad storage[1].diskGroupId, expected: a whole number from 1.'))
+  t.same(refusal(withStorage([7])), bad('Bad storage[0], expected: an object.'))
+})
+
+t.test('checkFixedDiskGroup: a fixed disk takes group 1 (or none) and refuses another, naming the disk', async (t) => {
+  const request = (diskGroupId?: number): InstallRequest => ({
+    source: 'reinstall', imageUrl: IMAGE.imageURL, imageType: 'raw', httpHeaders: [], metadata: {}, ...(diskGroupId === undefined ? {} : { diskGroupId }),
+  })
+  t.doesNotThrow(() => checkFixedDiskGroup(request(), '/dev/sda'))
+  t.doesNotThrow(() => checkFixedDiskGroup(request(1), '/dev/sda'))
+  t.throws(() => checkFixedDiskGroup(request(2), '/dev/sda'), {
+    code: 'PAYLOAD_BAD_FIELD',
+    message: 'Bad storage[0].diskGroupId, expected: 1 (the agent installs on /dev/sda, the disk it was given; ' +
+      'disk group 2 is chosen only under serve --disk auto).',
+  })
 })
 
 t.test('does not quote a key that may hold a secret in a structure error', async (t) => {

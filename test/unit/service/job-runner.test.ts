@@ -259,3 +259,77 @@ t.test('close: cancels the running job, waits for it; no job starts afterwards',
     t.match(err, { code: 'SHUTTING_DOWN' })
   }
 })
+
+const reinstallWithGroup = (diskGroupId: number): ReturnType<typeof parseInstallRequest> => parseInstallRequest({
+  operatingSystem: 'byoi_64',
+  customizations: { imageURL: 'https://example.invalid/a.raw', imageType: 'raw' },
+  storage: [{ diskGroupId }],
+})
+
+t.test('a fixed disk: diskGroupId 1 (or none) is taken, another refused before any job starts', async (t) => {
+  const install = new ManualInstall()
+  const runner = await JobRunner.open({ disk: FAKE_DISK, logger: quietLogger(), install: install.fn })
+  t.throws(() => runner.start(reinstallWithGroup(2)), {
+    code: 'PAYLOAD_BAD_FIELD',
+    message: `Bad storage[0].diskGroupId, expected: 1 (the agent installs on ${FAKE_DISK.path}, the disk it was given; ` +
+      'disk group 2 is chosen only under serve --disk auto).',
+  })
+  t.equal(runner.status().state, 'idle', 'no job')
+  runner.start(reinstallWithGroup(1))
+  t.equal(install.calls[0]?.diskPath, FAKE_DISK.path)
+  install.succeed()
+  await runner.idle()
+})
+
+t.test('serve --disk hints: the why of the disk chosen at start is each install\'s first note', async (t) => {
+  const install = new ManualInstall()
+  const why = `${FAKE_DISK.path} chosen by root device hints serial=ABC (size 1 GiB)`
+  const runner = await JobRunner.open({ disk: FAKE_DISK, diskWhy: why, logger: quietLogger(), install: install.fn })
+  runner.start(request)
+  t.same(runner.status().notes, [why])
+  install.succeed()
+  await runner.idle()
+  t.same(runner.status().notes, [why])
+})
+
+t.test('serve --disk auto: each install\'s disk chosen when it starts, shown in the status with why; a disk not chosen is the result', async (t) => {
+  const install = new ManualInstall()
+  const asked: Array<number | undefined> = []
+  const chosenDisk = { path: '/dev/nvme91n1', auto: true, sizeBytes: 4096, model: 'FAST' }
+  const runner = await JobRunner.open({
+    disk: FAKE_DISK,
+    logger: quietLogger(),
+    install: install.fn,
+    chooseDisk: async (req) => {
+      asked.push(req.diskGroupId)
+      if (req.diskGroupId === 9) throw errors.diskNotChosen('disk group 9 does not exist: this server has group 1 (NVMe, 1 GiB: nvme91n1)')
+      return { disk: chosenDisk, why: '/dev/nvme91n1 chosen as the first free disk of disk group 2 (NVMe, 1 GiB: nvme91n1)' }
+    },
+  })
+  const changes: JobChange[] = []
+  runner.subscribe((c) => changes.push(c))
+  const { jobId } = runner.start(reinstallWithGroup(2))
+  t.same(runner.status().disk, FAKE_DISK, 'until chosen, the service\'s disk')
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(asked, [2])
+  t.equal(install.calls[0]?.diskPath, '/dev/nvme91n1')
+  t.match(runner.status(), { jobId, disk: chosenDisk, notes: ['/dev/nvme91n1 chosen as the first free disk of disk group 2 (NVMe, 1 GiB: nvme91n1)'] })
+  t.same(changes.slice(0, 3).map((c) => c.type), ['status', 'status', 'note'], 'the new disk told, then why')
+  install.succeed()
+  await runner.idle()
+  t.match(runner.status(), { state: 'done', disk: chosenDisk })
+
+  runner.start(reinstallWithGroup(9))
+  await runner.idle()
+  t.equal(install.calls.length, 1, 'no install ran')
+  t.match(runner.status(), {
+    state: 'error',
+    disk: FAKE_DISK,
+    result: { code: 'DISK_NOT_CHOSEN', message: 'No disk to install on: disk group 9 does not exist: this server has group 1 (NVMe, 1 GiB: nvme91n1).' },
+  })
+  runner.start(request)
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(asked, [2, 9, undefined], 'no group asked: the chooser picks --disk auto\'s disk')
+  install.succeed()
+  await runner.idle()
+})
