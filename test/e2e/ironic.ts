@@ -347,7 +347,8 @@ export async function runIronicCase (observer: CaseObserver, options: IronicCase
     const memory = memoryLines(text)
     const rss = memory.map((m) => m.agentRssMiB).filter((v): v is number => v !== undefined)
     if (memory.length > 0) {
-      report.notes.push(`rescue memory: idle ${memory[0]?.inUseMiB ?? '?'} MiB in use, agent RSS ${memory[0]?.agentRssMiB ?? '?'} MiB; ` +
+      // The first sample is 20 s after the agent started: the deploy is under way by then.
+      report.notes.push(`rescue memory: first sample ${memory[0]?.inUseMiB ?? '?'} MiB in use, agent RSS ${memory[0]?.agentRssMiB ?? '?'} MiB; ` +
         `peak ${Math.max(...memory.map((m) => m.inUseMiB))} MiB in use, agent RSS ${rss.length === 0 ? '?' : Math.max(...rss)} MiB (${memory.length} samples)`)
     }
 
