@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { createServer, connect } from 'node:net'
+import { connect } from 'node:net'
 import { join } from 'node:path'
+import { freePort } from './free-port.js'
 
 /**
  * nginx (Debian's nginx-light) with its WebDAV PUT, on 127.0.0.1, for uploads: files land under
@@ -15,17 +16,6 @@ export interface WebDavServer {
   close: () => Promise<void>
 }
 
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => { resolve(port) })
-    })
-  })
-}
 
 async function listening (port: number, child: ChildProcess): Promise<void> {
   for (let i = 0; i < 100; i++) {

@@ -7,11 +7,11 @@ import { chmodSync, chownSync, mkdirSync, statSync, symlinkSync, writeFileSync }
 import { dirname, join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
 import { request } from 'undici'
-import type { Service } from '../../agent/api/start-service.js'
 import { EXIT_INSTALL_FAILED, EXIT_OK, EXIT_USAGE, runCli } from '../../agent/cli.js'
 import type { BlockDeviceSources } from '../../agent/disk/auto-disk.js'
 import type { InstallStatus } from '../../agent/service/job-status.js'
 import { tempDir } from '../helpers/disk-files.js'
+import { serveCli, type ServeRun } from '../helpers/run-cli.js'
 import { AUTH, TOKEN } from '../unit/api/api-test-helpers.js'
 
 const tmp = tempDir()
@@ -19,27 +19,8 @@ t.teardown(tmp.remove)
 const tokenFile = join(tmp.path, 'token')
 writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 })
 
-interface Run { code: Promise<number>; stdout: () => string; stderr: () => string; service: Promise<Service>; stop: () => void }
-
-function serve (args: string[], options: { blockDevices?: BlockDeviceSources } = {}): Run {
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  let out = ''
-  let err = ''
-  stdout.on('data', (c: Buffer) => { out += c.toString() })
-  stderr.on('data', (c: Buffer) => { err += c.toString() })
-  const controller = new AbortController()
-  let serving: (service: Service) => void = () => {}
-  const service = new Promise<Service>((resolve) => { serving = resolve })
-  const code = runCli(['serve', ...args], {
-    stdout,
-    stderr,
-    stdin: Readable.from(['']),
-    signal: controller.signal,
-    blockDevices: options.blockDevices,
-    onServing: serving,
-  })
-  return { code, stdout: () => out, stderr: () => err, service, stop: () => controller.abort() }
+function serve (args: string[], options: { blockDevices?: BlockDeviceSources } = {}): ServeRun {
+  return serveCli(args, options.blockDevices === undefined ? {} : { blockDevices: options.blockDevices })
 }
 
 const base = (stateDir: string): string[] => ['--listen', '127.0.0.1:0', '--token-file', tokenFile, '--state-dir', join(tmp.path, stateDir)]

@@ -8,14 +8,13 @@ import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { PassThrough, Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
-import type { Service } from '../../agent/api/start-service.js'
-import { EXIT_INSTALL_FAILED, EXIT_OK, EXIT_USAGE, runCli } from '../../agent/cli.js'
+import { EXIT_INSTALL_FAILED, EXIT_OK, EXIT_USAGE } from '../../agent/cli.js'
 import type { InstallStatus } from '../../agent/service/job-status.js'
 import { tempDir } from '../helpers/disk-files.js'
 import { fakeServer } from '../helpers/fake-sysfs.js'
+import { cliWithIo, serveCli, type ServeRun } from '../helpers/run-cli.js'
 import { AUTH, TOKEN, waitFor } from '../unit/api/api-test-helpers.js'
 
 const tmp = tempDir()
@@ -27,14 +26,7 @@ writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 })
 const sources = fakeServer(join(tmp.path, 'sys'))
 
 async function cli (args: string[], stdin = ''): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  let out = ''
-  let err = ''
-  stdout.on('data', (c: Buffer) => { out += c.toString() })
-  stderr.on('data', (c: Buffer) => { err += c.toString() })
-  const code = await runCli(args, { stdout, stderr, stdin: Readable.from([stdin]), blockDevices: sources })
-  return { code, stdout: out, stderr: err }
+  return await cliWithIo(args, { blockDevices: sources }, stdin)
 }
 
 /** Nothing listens there: a download would fail, but preflight (opening the disk) comes first. */
@@ -101,22 +93,8 @@ t.test('a bad hint through the real binary: exit 2, the hint named', async (t) =
   t.match(run.stderr, /^Bad --disk hints:size>=big: root device hint size is not an integer value: ">= big"/)
 })
 
-interface Serving { code: Promise<number>; stdout: () => string; stderr: () => string; service: Promise<Service>; stop: () => void }
-
-function serve (args: string[]): Serving {
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  let out = ''
-  let err = ''
-  stdout.on('data', (c: Buffer) => { out += c.toString() })
-  stderr.on('data', (c: Buffer) => { err += c.toString() })
-  const controller = new AbortController()
-  let serving: (service: Service) => void = () => {}
-  const service = new Promise<Service>((resolve) => { serving = resolve })
-  const code = runCli(['serve', '--listen', '127.0.0.1:0', '--token-file', tokenFile, ...args], {
-    stdout, stderr, stdin: Readable.from(['']), signal: controller.signal, blockDevices: sources, onServing: serving,
-  })
-  return { code, stdout: () => out, stderr: () => err, service, stop: () => controller.abort() }
+function serve (args: string[]): ServeRun {
+  return serveCli(['--listen', '127.0.0.1:0', '--token-file', tokenFile, ...args], { blockDevices: sources })
 }
 
 async function installAndWait (url: string, body: string): Promise<InstallStatus> {

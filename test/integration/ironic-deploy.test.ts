@@ -12,12 +12,11 @@ import { createHash } from 'node:crypto'
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { PassThrough, Readable } from 'node:stream'
-import { runCli } from '../../agent/cli.js'
 import { readIso9660Files } from '../../agent/configdrive/index.js'
 import { makeDirtyDisk, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
 import { makeGptImage, startImageServer } from '../helpers/image-server.js'
 import { fakeServer } from '../helpers/fake-sysfs.js'
+import { cliWithIo } from '../helpers/run-cli.js'
 import type { BlockDeviceSources } from '../../agent/disk/auto-disk.js'
 import { startIronic } from '../helpers/ironic-server.js'
 
@@ -33,23 +32,16 @@ const ironic = await startIronic({ tmpDir: tmp.path, callbackTimeoutS: 90 })
 t.teardown(ironic.stop)
 
 /** `byoi-agent ironic` in this process until it ends (power_off) or `stop` is aborted; its output. */
-function runAgent (
+async function runAgent (
   mac: string, disk: string, stop: AbortController, blockDevices?: BlockDeviceSources,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  const out: Buffer[] = []
-  const err: Buffer[] = []
-  stdout.on('data', (c: Buffer) => out.push(c))
-  stderr.on('data', (c: Buffer) => err.push(c))
   const stateDir = join(tmp.path, `state-${mac.replaceAll(':', '')}`)
   mkdirSync(stateDir, { recursive: true, mode: 0o700 })
   const args = [
     'ironic', '--api-url', ironic.url, '--listen', '127.0.0.1:0', '--disk', disk, '--mac', mac,
     '--heartbeat-interval', '0.3', '--lookup-timeout', '60', '--state-dir', stateDir, '--log-level', 'info',
   ]
-  return runCli(args, { stdout, stderr, stdin: Readable.from(['']), signal: stop.signal, ...(blockDevices === undefined ? {} : { blockDevices }) })
-    .then((code) => ({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }))
+  return await cliWithIo(args, { signal: stop.signal, ...(blockDevices === undefined ? {} : { blockDevices }) })
 }
 
 t.test('a direct deploy reaches active; the disk holds the image, the moved GPT and Ironic\'s config drive', async (t) => {

@@ -7,9 +7,9 @@
  */
 import t from 'tap'
 import { existsSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { makeImage, sha, startImageServer } from '../helpers/image-server.js'
 import { schemaTemplate, startIronic, type Json } from '../helpers/ironic-server.js'
+import { freePort } from '../helpers/free-port.js'
 
 t.setTimeout(120_000)
 
@@ -22,17 +22,6 @@ function alive (pid: number): boolean {
   }
 }
 
-/** A 127.0.0.1 port where nothing listens (bound, then closed). */
-async function deadPort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => { resolve(typeof address === 'object' && address !== null ? address.port : 0) })
-    })
-  })
-}
 
 t.test('a real Ironic: node, deploy, lookup, heartbeat, and the deploy failed by an absent agent', async (t) => {
   const image = makeImage(1024 * 1024)
@@ -88,7 +77,7 @@ t.test('a real Ironic: node, deploy, lookup, heartbeat, and the deploy failed by
     'lookup without the API version header: 404')
 
   t.equal((await ironic.heartbeat(a, { callback_url: 'http://127.0.0.1:1', agent_token: 'wrong' })).status, 400, 'a wrong token: 400')
-  const beat = await ironic.heartbeat(a, { callback_url: `http://127.0.0.1:${await deadPort()}`, agent_token: token })
+  const beat = await ironic.heartbeat(a, { callback_url: `http://127.0.0.1:${await freePort()}`, agent_token: token })
   t.equal(beat.status, 202, 'heartbeat with the token: 202')
 
   // The conductor calls the agent back (deploy.get_deploy_steps), finds nothing listening, tries again, and gives up.
