@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, copyFileSync, existsSync, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -31,6 +31,26 @@ export function dirtyDisks (dir: string, sizeBytes: number): (bytes?: number) =>
   return (bytes = sizeBytes) => {
     const path = join(dir, `disk-${count++}.img`)
     makeDirtyDisk(path, bytes)
+    return path
+  }
+}
+
+/**
+ * `newDisk()`: a new dirty disk file in `dir` each call (disk-0.img, disk-1.img…) holding an old GPT: partition 1
+ * `OLD_OS_ROOT` over the disk, its backup at the disk's last LBA (`sgdisk -o -n 1:2048:0 -c 1:OLD_OS_ROOT`). sgdisk
+ * sleeps a second after every write (its DiskSync), so it runs once per size; each call copies those bytes to a
+ * file of its own (same bytes, the same disk GUIDs), which its test may compare with itself before and after.
+ */
+export function oldGptDisks (dir: string, sizeBytes: number): (bytes?: number) => string {
+  let count = 0
+  return (bytes = sizeBytes) => {
+    const template = join(dir, `old-gpt-${bytes}.img`)
+    if (!existsSync(template)) {
+      makeDirtyDisk(template, bytes)
+      execFileSync('sgdisk', ['-o', '-n', '1:2048:0', '-c', '1:OLD_OS_ROOT', template], { stdio: 'ignore' })
+    }
+    const path = join(dir, `disk-${count++}.img`)
+    copyFileSync(template, path)
     return path
   }
 }

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { crc32, gzipSync } from 'node:zlib'
 import { runInstall, type InstallOptions } from '../../agent/install/run-install.js'
 import type { InstallRequest } from '../../agent/payload/install-request.js'
-import { makeDirtyDisk, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
+import { oldGptDisks, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
 import { makeGptImage, makeImage, sha, startImageServer } from '../helpers/image-server.js'
 import { expectInstallError, type TapTest } from '../helpers/tap.js'
 
@@ -24,13 +24,8 @@ const tmp = tempDir()
 t.teardown(tmp.remove)
 
 let count = 0
-/** A dirty disk file holding an old GPT: partition 1 `OLD_OS_ROOT` over the disk, backup at its last LBA. */
-function oldGptDisk (): string {
-  const path = join(tmp.path, `disk-${count++}.img`)
-  makeDirtyDisk(path, DISK_BYTES)
-  execFileSync('sgdisk', ['-o', '-n', '1:2048:0', '-c', '1:OLD_OS_ROOT', path], { stdio: 'ignore' })
-  return path
-}
+/** A dirty disk file holding an old GPT: partition 1 `OLD_OS_ROOT` over the disk, backup at its last LBA (made once, copied). */
+const oldGptDisk = oldGptDisks(tmp.path, DISK_BYTES)
 
 function request (url: string, image: Buffer, overrides: Partial<InstallRequest> = {}): InstallRequest {
   return {

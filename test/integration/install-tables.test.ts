@@ -15,7 +15,7 @@ import { runInstall, type InstallOptions, type InstallResult } from '../../agent
 import type { MountRunner, PartitionLocation } from '../../agent/install/config-drive-mount-check.js'
 import type { InstallRequest } from '../../agent/payload/install-request.js'
 import { isInstallError } from '../../agent/errors/install-error.js'
-import { makeDirtyDisk, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
+import { oldGptDisks, readRange, sgdiskVerify, tempDir } from '../helpers/disk-files.js'
 import { makeImage, sha, startImageServer } from '../helpers/image-server.js'
 import { expectInstallError, type TapTest } from '../helpers/tap.js'
 
@@ -32,13 +32,8 @@ function request (url: string, image: Buffer): InstallRequest {
   return { source: 'install-start', imageUrl: url, imageType: 'raw', checksum: { type: 'sha256', hex: sha('sha256', image) }, httpHeaders: [], metadata: {} }
 }
 
-/** A dirty disk file holding an old GPT (partition 1 OLD_OS_ROOT over the disk). */
-function oldGptDisk (sizeBytes = DISK_BYTES): string {
-  const path = join(tmp.path, `disk-${count++}.img`)
-  makeDirtyDisk(path, sizeBytes)
-  execFileSync('sgdisk', ['-o', '-n', '1:2048:0', '-c', '1:OLD_OS_ROOT', path], { stdio: 'ignore' })
-  return path
-}
+/** A dirty disk file holding an old GPT (partition 1 OLD_OS_ROOT over the disk; made once, copied). */
+const oldGptDisk = oldGptDisks(tmp.path, DISK_BYTES)
 
 function imageFile (sizeBytes: number): string {
   const file = join(tmp.path, `image-${count++}.raw`)
