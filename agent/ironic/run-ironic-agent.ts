@@ -23,7 +23,7 @@ import { IronicApiClient, IronicApiError, type LookupAnswer } from './ironic-api
 
 export interface IronicAgentOptions {
   apiUrl: string
-  /** Where the agent API listens (port 0: any free port). */
+  /** Where the agent API listens (port 0: a free port the system picks). */
   listen: { host: string; port: number }
   /** What Ironic is told to call; default http://ADVERTISE_HOST:PORT (the route's source address, the listening port). */
   callbackUrl?: string
