@@ -6,7 +6,7 @@ import { checkToken } from './api/bearer-auth.js'
 import type { Service } from './api/start-service.js'
 import type { S3CaptureTarget } from './capture/run-capture.js'
 import {
-  compareDiskNames, devicePath, findAutoDisk, readBlockDevices, whyInUse, whyNotADisk, type BlockDeviceInfo, type BlockDeviceSources,
+  devicePath, findAutoDisk, freeDisks, readBlockDevices, type BlockDeviceSources,
 } from './disk/auto-disk.js'
 import type { DeployDisk } from './ironic/agent-commands.js'
 import { parseHintsText, parseRootDeviceHints, type RootDeviceHint } from './disk/root-device-hints.js'
@@ -647,7 +647,7 @@ async function runIronicCommand (values: CliValues, { io, usage }: CommandContex
     },
     machine: {
       chooseDisk: async (hints) => await chooseDeployDisk(diskTargetOf, hints, sources),
-      erasableDisks: async () => 'path' in diskTargetOf ? [diskTargetOf.path] : freeDiskPaths(await readBlockDevices(sources)),
+      erasableDisks: async () => 'path' in diskTargetOf ? [diskTargetOf.path] : freeDisks(await readBlockDevices(sources)).map((disk) => devicePath(disk.name)),
       eraseDisk: async (path) => await eraseDiskMetadata(path, { logger }),
       collectLogs: async () => await collectSystemLogs(ring),
       install: async (request, diskPath, { stream, signal, onNote }) => {
@@ -700,14 +700,6 @@ async function chooseDeployDisk (
   if ('path' in target) return { path: target.path, why: `${target.path} chosen by --disk` }
   const chosen = await chooseInstallDisk(target, sources)
   return { path: chosen.disk.path, why: chosen.why }
-}
-
-/** The disks --disk auto or hints could choose, none in use: erase_devices_metadata's. */
-function freeDiskPaths (devices: BlockDeviceInfo[]): string[] {
-  return devices
-    .filter((device) => whyNotADisk(device) === undefined && whyInUse(device) === undefined)
-    .map((device) => devicePath(device.name))
-    .sort(compareDiskNames)
 }
 
 /** `--disk`'s value: a path, `auto`, or `hints:` and root device hints (parsed); a string is the usage problem. */

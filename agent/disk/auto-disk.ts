@@ -108,6 +108,11 @@ export function pickAutoDisk (devices: readonly BlockDeviceInfo[]): AutoDiskChoi
   return { disk: autoDiskOf(first), skipped }
 }
 
+/** The disks that may be written now (a disk, not in use), in natural order: what erase_devices_metadata erases. */
+export function freeDisks (devices: readonly BlockDeviceInfo[]): BlockDeviceInfo[] {
+  return [...devices].sort((a, b) => compareDiskNames(a.name, b.name)).filter((device) => (whyNotADisk(device) ?? whyInUse(device)) === undefined)
+}
+
 /** The disk as a choice gives it. */
 export function autoDiskOf (device: BlockDeviceInfo): AutoDisk {
   return { name: device.name, path: devicePath(device.name), sizeBytes: device.size512 * 512, model: device.model }

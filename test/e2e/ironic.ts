@@ -34,7 +34,7 @@ import { compareDataRegion, isZero, readConfigDrive, run, sgdiskVerify, sha256 }
 import { startGuestAddressProxy } from './guest-address-proxy.js'
 import { startImageServer } from './image-server.js'
 import { QemuVm } from './qemu-vm.js'
-import { freePort, MiB, repoRoot, type CaseObserver, type CaseReport, type RunCaseOptions } from './run-case.js'
+import { freePort, MiB, openPhasedCase, writeAt, type CaseObserver, type CaseReport, type RunCaseOptions } from './run-case.js'
 
 export const IRONIC_NAME = 'ironic'
 export const IRONIC_SUMMARY = 'Debian\'s Ironic deploys the test OS through the rescue image (byoi-agent ironic): root device hint ' +
@@ -104,31 +104,9 @@ runcmd:
   }
 }
 
-async function writeAt (file: string, offset: number, data: Buffer): Promise<void> {
-  const handle = await fs.open(file, 'r+')
-  try {
-    await handle.write(data, 0, data.length, offset)
-  } finally {
-    await handle.close()
-  }
-}
 
 export async function runIronicCase (observer: CaseObserver, options: IronicCaseOptions = {}): Promise<CaseReport> {
-  const root = repoRoot()
-  const started = Date.now()
-  const dir = join(root, 'build', 'e2e', IRONIC_NAME)
-  const phases: Record<string, number> = {}
-  const report: CaseReport = { name: IRONIC_NAME, ok: false, timings: { boots: {}, total: 0, phases }, notes: [], checks: [], boots: [], dir }
-  const check = (name: string, ok: boolean, detail = ''): boolean => {
-    const entry = { name, ok, detail }
-    report.checks.push(entry)
-    observer.check?.(entry)
-    return ok
-  }
-  const seconds = (since: number): number => Math.round((Date.now() - since) / 100) / 10
-  const need = (ok: boolean, what: string): void => { if (!ok) throw new Error(`stopped: ${what}`) }
-  await fs.rm(dir, { recursive: true, force: true })
-  await fs.mkdir(dir, { recursive: true })
+  const { root, dir, started, phases, report, check, seconds, need } = await openPhasedCase(IRONIC_NAME, observer)
   const imagesDir = join(root, 'build', 'test-os')
   const otherDisk = join(dir, 'disk-other.raw')
   const targetDisk = join(dir, 'disk-target.raw')

@@ -26,7 +26,7 @@ import { ext4Offset, readConfigDrive, readGuestFile, run, sgdiskVerify } from '.
 import { startImageServer } from './image-server.js'
 import { startJoinListener } from './join-listener.js'
 import { QemuVm, type DiskBus, type GuestForward } from './qemu-vm.js'
-import { freePort, installStartPayload, MiB, repoRoot, type CaseObserver, type CaseReport, type RunCaseOptions } from './run-case.js'
+import { freePort, installStartPayload, MiB, openPhasedCase, type CaseObserver, type CaseReport, type RunCaseOptions } from './run-case.js'
 
 export const LIFECYCLE_NAME = 'lifecycle'
 export const LIFECYCLE_SUMMARY = 'install A (virtio), bake boot, capture A to WebDAV, install the capture on a larger NVMe disk B with scrub, boot B: ' +
@@ -207,22 +207,7 @@ interface RescueJob {
 }
 
 export async function runLifecycle (observer: CaseObserver, options: LifecycleOptions = {}): Promise<CaseReport> {
-  const root = repoRoot()
-  const started = Date.now()
-  const dir = join(root, 'build', 'e2e', LIFECYCLE_NAME)
-  const phases: Record<string, number> = {}
-  const report: CaseReport = { name: LIFECYCLE_NAME, ok: false, timings: { boots: {}, total: 0, phases }, notes: [], checks: [], boots: [], dir }
-  const check = (name: string, ok: boolean, detail = ''): boolean => {
-    const entry = { name, ok, detail }
-    report.checks.push(entry)
-    observer.check?.(entry)
-    return ok
-  }
-  const seconds = (since: number): number => Math.round((Date.now() - since) / 100) / 10
-  /** Stops the case when a phase did not give what the next one needs. */
-  const need = (ok: boolean, what: string): void => { if (!ok) throw new Error(`stopped: ${what}`) }
-  await fs.rm(dir, { recursive: true, force: true })
-  await fs.mkdir(dir, { recursive: true })
+  const { root, dir, started, phases, report, check, seconds, need } = await openPhasedCase(LIFECYCLE_NAME, observer)
   const diskA = join(dir, 'disk-a.raw')
   const diskB = join(dir, 'disk-b.raw')
   const imagesDir = join(root, 'build', 'test-os')

@@ -80,7 +80,44 @@ export async function freePort (): Promise<number> {
   })
 }
 
-async function writeAt (file: string, offset: number, data: Buffer): Promise<void> {
+/**
+ * What a case of several phases (lifecycle, ironic) starts from: its folder under build/e2e made
+ * empty, its report with a phase table, and the helpers every phase uses.
+ */
+export interface PhasedCase {
+  root: string
+  dir: string
+  started: number
+  phases: Record<string, number>
+  report: CaseReport
+  /** Records a check (and tells the observer); returns whether it passed. */
+  check: (name: string, ok: boolean, detail?: string) => boolean
+  /** Seconds since `since`, to a tenth. */
+  seconds: (since: number) => number
+  /** Stops the case when a phase did not give what the next one needs. */
+  need: (ok: boolean, what: string) => void
+}
+
+export async function openPhasedCase (name: string, observer: CaseObserver): Promise<PhasedCase> {
+  const root = repoRoot()
+  const started = Date.now()
+  const dir = join(root, 'build', 'e2e', name)
+  const phases: Record<string, number> = {}
+  const report: CaseReport = { name, ok: false, timings: { boots: {}, total: 0, phases }, notes: [], checks: [], boots: [], dir }
+  const check = (checkName: string, ok: boolean, detail = ''): boolean => {
+    const entry = { name: checkName, ok, detail }
+    report.checks.push(entry)
+    observer.check?.(entry)
+    return ok
+  }
+  const seconds = (since: number): number => Math.round((Date.now() - since) / 100) / 10
+  const need = (ok: boolean, what: string): void => { if (!ok) throw new Error(`stopped: ${what}`) }
+  await fs.rm(dir, { recursive: true, force: true })
+  await fs.mkdir(dir, { recursive: true })
+  return { root, dir, started, phases, report, check, seconds, need }
+}
+
+export async function writeAt (file: string, offset: number, data: Buffer): Promise<void> {
   const handle = await fs.open(file, 'r+')
   try {
     await handle.write(data, 0, data.length, offset)

@@ -44,6 +44,29 @@ async function runAgent (
   return await cliWithIo(args, { signal: stop.signal, ...(blockDevices === undefined ? {} : { blockDevices }) })
 }
 
+/**
+ * Deploys the node (as a booted ramdisk: the agent started once the node waits for it) with the
+ * agent in process until the node is in `end`. After `active` the agent ends by itself on
+ * power_off (stopped 5 s later if not); after a failure it keeps heartbeating and is stopped.
+ */
+async function deployThroughAgent (
+  uuid: string, mac: string, disk: string, end: 'active' | 'deploy failed',
+  options: { configdrive?: Record<string, unknown>; blockDevices?: BlockDeviceSources } = {},
+): Promise<{ node: Record<string, unknown>; agent: { code: number; stdout: string; stderr: string } }> {
+  await ironic.deploy(uuid, options.configdrive)
+  await ironic.waitForState(uuid, ['wait call-back'], 60_000)
+  const stop = new AbortController()
+  const agent = runAgent(mac, disk, stop, options.blockDevices)
+  let node
+  try {
+    node = await ironic.waitForState(uuid, [end], 90_000)
+  } finally {
+    if (end === 'active') setTimeout(() => { stop.abort() }, 5000).unref()
+    else stop.abort()
+  }
+  return { node, agent: await agent }
+}
+
 t.test('a direct deploy reaches active; the disk holds the image, the moved GPT and Ironic\'s config drive', async (t) => {
   const mac = '52:54:00:00:20:01'
   const disk = join(tmp.path, 'disk-ok.img')
@@ -57,19 +80,7 @@ t.test('a direct deploy reaches active; the disk holds the image, the moved GPT 
     },
   })
   const configdrive = { meta_data: { hostname: 'node-one', public_keys: { k: 'ssh-ed25519 AAAA test' } }, user_data: '#cloud-config\nruncmd: [true]\n' }
-  await ironic.deploy(uuid, configdrive)
-  // As on a server: the ramdisk boots once the node waits for it.
-  await ironic.waitForState(uuid, ['wait call-back'], 60_000)
-  const stop = new AbortController()
-  const agent = runAgent(mac, disk, stop)
-  let node
-  try {
-    node = await ironic.waitForState(uuid, ['active'], 90_000)
-  } finally {
-    // power_off ends the agent by itself; a failure would leave it heartbeating.
-    setTimeout(() => { stop.abort() }, 5000).unref()
-  }
-  const { code, stdout, stderr } = await agent
+  const { node, agent: { code, stdout, stderr } } = await deployThroughAgent(uuid, mac, disk, 'active', { configdrive })
   t.equal(code, 0, 'the agent ended cleanly')
   t.match(stdout, /byoi-agent ironic: powered-off/, 'by standby.power_off')
   t.equal(node.provision_state, 'active')
@@ -109,17 +120,7 @@ t.test('a wrong checksum: deploy failed with the agent\'s message, the disk unbo
     macs: [mac],
     instanceInfo: { image_source: server.url('/disk.raw'), image_os_hash_algo: 'sha256', image_os_hash_value: wrong, image_disk_format: 'raw', root_gb: 1 },
   })
-  await ironic.deploy(uuid, { meta_data: {}, user_data: '#cloud-config\n' })
-  await ironic.waitForState(uuid, ['wait call-back'], 60_000)
-  const stop = new AbortController()
-  const agent = runAgent(mac, disk, stop)
-  let node
-  try {
-    node = await ironic.waitForState(uuid, ['deploy failed'], 90_000)
-  } finally {
-    stop.abort()
-  }
-  const { code } = await agent
+  const { node, agent: { code } } = await deployThroughAgent(uuid, mac, disk, 'deploy failed', { configdrive: { meta_data: {}, user_data: '#cloud-config\n' } })
   t.equal(code, 0, 'stopped by its signal')
   t.equal(node.provision_state, 'deploy failed')
   t.equal(node.last_error, `Deploy step deploy.write_image failed on node ${uuid}. Bad sha256 for downloaded file, got: ${sha256} while expecting ${wrong}.`)
@@ -144,17 +145,7 @@ t.test('the node\'s root device hints choose the disk (a fake /sys/block: the di
     properties: { root_device: { serial: 'S64F2', size: '>= 800' } },
     instanceInfo: { image_source: server.url('/disk.raw'), image_os_hash_algo: 'sha256', image_os_hash_value: sha256, image_disk_format: 'raw', root_gb: 1 },
   })
-  await ironic.deploy(uuid)
-  await ironic.waitForState(uuid, ['wait call-back'], 60_000)
-  const stop = new AbortController()
-  const agent = runAgent(mac, 'auto', stop, fakeServer(join(tmp.path, 'sys')))
-  let node
-  try {
-    node = await ironic.waitForState(uuid, ['deploy failed'], 90_000)
-  } finally {
-    stop.abort()
-  }
-  const { stderr } = await agent
+  const { node, agent: { stderr } } = await deployThroughAgent(uuid, mac, 'auto', 'deploy failed', { blockDevices: fakeServer(join(tmp.path, 'sys')) })
   t.equal(node.last_error, `Deploy step deploy.write_image failed on node ${uuid}. Could not open disk /dev/nvme91n1: no such file or device.`,
     'nvme91n1 (serial S64F2) chosen, not nvme90n1 (--disk auto\'s)')
   t.match(stderr, /"why":"\/dev\/nvme91n1 chosen by root device hints/)

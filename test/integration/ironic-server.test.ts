@@ -10,17 +10,10 @@ import { existsSync } from 'node:fs'
 import { makeImage, sha, startImageServer } from '../helpers/image-server.js'
 import { schemaTemplate, startIronic, type Json } from '../helpers/ironic-server.js'
 import { freePort } from '../helpers/free-port.js'
+import { alive } from '../helpers/process-alive.js'
 
 t.setTimeout(120_000)
 
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 
 t.test('a real Ironic: node, deploy, lookup, heartbeat, and the deploy failed by an absent agent', async (t) => {

@@ -10,17 +10,10 @@ import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { startS3Server } from '../helpers/s3-server.js'
+import { alive } from '../helpers/process-alive.js'
 
 const CHECK = fileURLToPath(new URL('../../scripts/s3-check.py', import.meta.url))
 
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 t.setTimeout(300_000)
 

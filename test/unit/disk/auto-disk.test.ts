@@ -2,6 +2,7 @@ import t from 'tap'
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import {
+  freeDisks,
   compareDiskNames,
   devicePath,
   findAutoDisk,
@@ -399,4 +400,12 @@ t.test('the real /sys/block and /proc can be read (nothing is chosen for use her
   }
   const free = (name: string): boolean => devices.some((d) => d.name === name && d.mounts.length === 0 && d.swaps.length === 0 && d.holders.length === 0)
   t.ok(choice.disk === undefined || free(choice.disk.name), 'the choice, if any, is free')
+})
+
+t.test('freeDisks: every disk that may be written now, in natural order (erase_devices_metadata erases these)', async (t) => {
+  const free = freeDisks([
+    disk('sdb'), disk('sda', { mounts: [{ device: 'sda1', mountPoint: '/' }] }), disk('loop0'), disk('nvme10n1'), disk('nvme2n1'),
+    disk('sdc', { removable: true }), disk('sdd', { holders: [{ device: 'sdd', holder: 'md0' }] }),
+  ])
+  t.same(free.map((d) => d.name), ['nvme2n1', 'nvme10n1', 'sdb'])
 })
